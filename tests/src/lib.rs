@@ -1,0 +1,1 @@
+//! Shared helpers for krpc's integration tests (simulation, corpus replay, interop).
