@@ -10,8 +10,8 @@ extern crate std;
 
 mod id;
 mod node;
-mod time;
 pub mod routing;
+mod time;
 pub mod wire;
 
 pub use id::{DEFAULT_ID_LEN, Distance, InvalidIdLength, MAX_ID_LEN, NodeId};

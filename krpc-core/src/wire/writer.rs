@@ -1,0 +1,221 @@
+//! The bencode writer: appends to a caller-provided buffer and measures what does not fit.
+
+use super::cursor::{Budget, Cursor};
+use super::error::BufferTooSmall;
+
+/// Writes bencode into a borrowed buffer without allocating.
+///
+/// Writes that do not fit are skipped but still counted, so after an overflow
+/// [`Writer::finish`] reports the full size the message needs.
+pub(crate) struct Writer<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl<'b> Writer<'b> {
+    #[inline]
+    pub(crate) fn new(buf: &'b mut [u8]) -> Self {
+        Writer { buf, len: 0 }
+    }
+
+    #[inline]
+    pub(crate) fn raw(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if let Some(dst) = self.buf.get_mut(self.len..end) {
+            dst.copy_from_slice(bytes);
+        }
+        self.len = end;
+    }
+
+    #[inline]
+    pub(crate) fn byte(&mut self, b: u8) {
+        if let Some(dst) = self.buf.get_mut(self.len) {
+            *dst = b;
+        }
+        self.len += 1;
+    }
+
+    /// Writes the decimal digits of `n` (no sign handling beyond a leading '-').
+    #[inline]
+    pub(crate) fn decimal(&mut self, n: i64) {
+        let mut tmp = [0u8; 20];
+        let mut i = tmp.len();
+        let mut v = n.unsigned_abs();
+        loop {
+            i -= 1;
+            tmp[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        if n < 0 {
+            self.byte(b'-');
+        }
+        self.raw(&tmp[i..]);
+    }
+
+    #[inline]
+    pub(crate) fn int(&mut self, n: i64) {
+        self.byte(b'i');
+        self.decimal(n);
+        self.byte(b'e');
+    }
+
+    #[inline]
+    pub(crate) fn string_header(&mut self, len: usize) {
+        self.decimal(len as i64);
+        self.byte(b':');
+    }
+
+    #[inline]
+    pub(crate) fn bytes(&mut self, s: &[u8]) {
+        self.string_header(s.len());
+        self.raw(s);
+    }
+
+    #[inline]
+    pub(crate) fn finish(self) -> Result<usize, BufferTooSmall> {
+        if self.len <= self.buf.len() { Ok(self.len) } else { Err(BufferTooSmall { required: self.len }) }
+    }
+
+    /// Re-emits a validated bencode value in canonical form: dictionary keys sorted, later
+    /// duplicates dropped. Recursion is bounded by the depth the value was validated with.
+    pub(crate) fn canonical_value(&mut self, raw: &[u8]) {
+        let mut c = Cursor::new(raw);
+        self.canonical_at(&mut c);
+    }
+
+    fn canonical_at(&mut self, c: &mut Cursor<'_>) {
+        let mut budget = Budget::UNLIMITED;
+        match c.peek() {
+            Some(b'i') => {
+                if let Ok(n) = c.read_int() {
+                    self.int(n);
+                }
+            }
+            Some(b'0'..=b'9') => {
+                if let Ok(s) = c.read_bytes() {
+                    self.bytes(s);
+                }
+            }
+            Some(b'l') => {
+                c.pos += 1;
+                self.byte(b'l');
+                while matches!(c.peek(), Some(b) if b != b'e') {
+                    self.canonical_at(c);
+                }
+                c.pos += 1;
+                self.byte(b'e');
+            }
+            Some(b'd') => {
+                let start = c.pos;
+                if c.skip_value(0, &mut budget).is_err() {
+                    return;
+                }
+                let raw = &c.buf[start..c.pos];
+                self.canonical_dict(raw);
+            }
+            _ => {}
+        }
+    }
+
+    /// Emits entries in ascending key order by repeated selection: no buffer, and O(n²) only
+    /// for the rare dictionary that arrived unsorted (the sorted case is one pass).
+    fn canonical_dict(&mut self, raw: &[u8]) {
+        self.byte(b'd');
+        if entries_sorted(raw) {
+            for_each_entry(raw, |key, value| {
+                self.bytes(key);
+                self.canonical_value(value);
+            });
+        } else {
+            let mut last: Option<&[u8]> = None;
+            loop {
+                let mut best: Option<(&[u8], &[u8])> = None;
+                for_each_entry(raw, |key, value| {
+                    let after_last = last.is_none_or(|l| key > l);
+                    let better = best.is_none_or(|(b, _)| key < b);
+                    if after_last && better {
+                        best = Some((key, value));
+                    }
+                });
+                match best {
+                    Some((key, value)) => {
+                        self.bytes(key);
+                        self.canonical_value(value);
+                        last = Some(key);
+                    }
+                    None => break,
+                }
+            }
+        }
+        self.byte(b'e');
+    }
+}
+
+/// Calls `f(key, raw_value)` for each entry of a validated dictionary, in wire order.
+pub(crate) fn for_each_entry<'a>(raw: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) {
+    let mut c = Cursor::new(raw);
+    let mut budget = Budget::UNLIMITED;
+    c.pos = 1;
+    while matches!(c.peek(), Some(b) if b != b'e') {
+        let Ok(key) = c.read_bytes() else { return };
+        let Ok(value) = c.skip_value(0, &mut budget) else { return };
+        f(key, value);
+    }
+}
+
+/// True when the keys of a validated dictionary are strictly ascending.
+pub(crate) fn entries_sorted(raw: &[u8]) -> bool {
+    let mut prev: Option<&[u8]> = None;
+    let mut sorted = true;
+    for_each_entry(raw, |key, _| {
+        if prev.is_some_and(|p| key <= p) {
+            sorted = false;
+        }
+        prev = Some(key);
+    });
+    sorted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(f: impl FnOnce(&mut Writer<'_>), cap: usize) -> Result<std::vec::Vec<u8>, BufferTooSmall> {
+        let mut buf = std::vec![0u8; cap];
+        let mut w = Writer::new(&mut buf);
+        f(&mut w);
+        let n = w.finish()?;
+        Ok(buf[..n].to_vec())
+    }
+
+    #[test]
+    fn integers_and_strings_are_written_canonically() {
+        let out = write(
+            |w| {
+                w.int(0);
+                w.int(-17);
+                w.int(i64::MIN);
+                w.bytes(b"spam");
+                w.bytes(b"");
+            },
+            100,
+        )
+        .unwrap();
+        assert_eq!(out, b"i0ei-17ei-9223372036854775808e4:spam0:");
+    }
+
+    #[test]
+    fn a_short_buffer_reports_the_size_needed() {
+        let err = write(|w| w.bytes(b"0123456789"), 5).unwrap_err();
+        assert_eq!(err, BufferTooSmall { required: 13 });
+    }
+
+    #[test]
+    fn unsorted_dictionaries_are_sorted_and_deduplicated() {
+        let out = write(|w| w.canonical_value(b"d1:bi2e1:ai1e1:bi3e1:cld1:zi0e1:yi0eeee"), 100).unwrap();
+        assert_eq!(out, b"d1:ai1e1:bi2e1:cld1:yi0e1:zi0eeee".to_vec());
+    }
+}
