@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn negative_length_is_an_error_not_a_hang() {
         let mut c = Cursor::new(b"l-3:");
-        let err = c.skip_value(0, &mut Budget::UNLIMITED).unwrap_err();
+        let err = c.skip_value(0, &mut { Budget::UNLIMITED }).unwrap_err();
         assert_eq!(err.kind, K::NegativeLength);
         assert_eq!(err.offset, 1);
     }
@@ -256,17 +256,17 @@ mod tests {
     fn skip_handles_nesting_without_recursion() {
         let deep = "l".repeat(64) + &"e".repeat(64);
         let mut c = Cursor::new(deep.as_bytes());
-        assert!(c.skip_value(0, &mut Budget::UNLIMITED).is_ok());
+        assert!(c.skip_value(0, &mut { Budget::UNLIMITED }).is_ok());
         let deeper = "l".repeat(65) + &"e".repeat(65);
         let mut c = Cursor::new(deeper.as_bytes());
-        assert_eq!(c.skip_value(0, &mut Budget::UNLIMITED).unwrap_err().kind, K::TooDeep { max: 64 });
+        assert_eq!(c.skip_value(0, &mut { Budget::UNLIMITED }).unwrap_err().kind, K::TooDeep { max: 64 });
     }
 
     #[test]
     fn skip_checks_dictionary_keys() {
         let mut c = Cursor::new(b"di1ei2ee");
-        assert_eq!(c.skip_value(0, &mut Budget::UNLIMITED).unwrap_err().kind, K::KeyNotAString);
+        assert_eq!(c.skip_value(0, &mut { Budget::UNLIMITED }).unwrap_err().kind, K::KeyNotAString);
         let mut c = Cursor::new(b"d1:ai1e1:bl1:xee");
-        assert_eq!(c.skip_value(0, &mut Budget::UNLIMITED).unwrap(), b"d1:ai1e1:bl1:xee");
+        assert_eq!(c.skip_value(0, &mut { Budget::UNLIMITED }).unwrap(), b"d1:ai1e1:bl1:xee");
     }
 }

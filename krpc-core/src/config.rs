@@ -1,0 +1,220 @@
+//! Every knob of the engine, with k-rpc's defaults and names, validated at construction.
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use crate::routing::MAX_K;
+use crate::{MAX_ID_LEN, NodeId};
+
+/// Which addresses learned from other nodes (`nodes`, `nodes6`) a lookup may query.
+///
+/// Addresses that can never be a DHT node (unspecified, broadcast, multicast, `0.0.0.0/8`,
+/// port 0) are refused under every policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressPolicy {
+    /// Only globally routable addresses: loopback, private, link-local and shared
+    /// (100.64/10) ranges are refused. Right for the public DHT, where such entries are
+    /// either stale NAT leftovers or an attempt to make us scan someone's LAN.
+    Public,
+    /// Every address except the never-valid ones. Right for test swarms on loopback or a LAN.
+    Any,
+    /// `Any` when every bootstrap node is itself on a loopback or private address (or there
+    /// are none), else `Public`. The default: test networks work out of the box and the
+    /// public DHT is filtered.
+    Auto,
+}
+
+/// Configuration of an [`Endpoint`](crate::Endpoint).
+///
+/// Field names follow k-rpc's options where one exists. Build with struct update syntax:
+///
+/// ```
+/// use krpc_core::Config;
+/// let config = Config { k: 8, concurrency: 4, ..Config::default() };
+/// assert!(config.validate().is_ok());
+/// assert_eq!(config.background_concurrency(), 1);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Our node id; `None` draws a random one of `id_len` bytes from the seeded RNG
+    /// (k-rpc `id`/`nodeId`, default random).
+    pub id: Option<NodeId>,
+    /// Length of every node id, `target` and `info_hash`, in bytes (k-rpc `idLength`, 20).
+    /// Incoming ids of another length are refused; `id`, when given, must have this length.
+    pub id_len: usize,
+    /// Bucket size of the routing table and breadth of a lookup (k-rpc `k`, 20; BEP 5 uses 8).
+    pub k: usize,
+    /// How many of our queries may be in flight at once, all kinds together (k-rpc
+    /// `concurrency`, 16).
+    pub concurrency: usize,
+    /// How many queries one lookup keeps in flight (its α). `None`: `concurrency`, as k-rpc.
+    pub lookup_parallelism: Option<usize>,
+    /// How long a query waits for its answer: exactly this, not 1–1.25× (k-rpc `timeout`,
+    /// 2 s; weakness W9).
+    pub timeout: Duration,
+    /// Nodes to ask when the routing table cannot seed a lookup (k-rpc `bootstrap`; the
+    /// drivers resolve the three BitTorrent routers by default, see [`DEFAULT_BOOTSTRAP`]).
+    /// The core takes resolved addresses only; empty means none.
+    pub bootstrap: Vec<SocketAddr>,
+    /// Which learned addresses lookups may query.
+    pub address_policy: AddressPolicy,
+    /// Answer `ping` queries inside the engine (no allocation, no event). On by default;
+    /// switch off to see every ping as an [`Event::Query`](crate::Event::Query).
+    pub answer_pings: bool,
+    /// Run the ping/swap protocol inside the engine when a full bucket refuses a node. On by
+    /// default; when off, [`Event::PingSwap`](crate::Event::PingSwap) leaves it to the
+    /// application.
+    pub auto_ping_swap: bool,
+    /// Verify unknown queriers with a `ping` before they may enter the routing table
+    /// (BEP 5's good-node rule; k-rpc inserted them unverified, weakness W16).
+    pub verify_queriers: bool,
+    /// BEP 43 read-only mode: `ro=1` in every query, incoming queries are not answered.
+    pub read_only: bool,
+    /// `v`, our client version, sent in every message (`None`: omitted).
+    pub version: Option<[u8; 4]>,
+    /// Put the querier's address in every response as `ip` (BEP 42).
+    pub send_ip: bool,
+    /// Buckets unchanged for this long are refreshed with a lookup of a random id in their
+    /// range (BEP 5: 15 minutes).
+    pub bucket_refresh: Duration,
+    /// Decoder limit: the longest datagram accepted.
+    pub max_datagram_len: usize,
+    /// Cap: queries waiting for a concurrency slot (k-rpc's unbounded `pending`, W10).
+    pub max_queued_queries: usize,
+    /// Cap: lookups (`closest`, `populate`) running at once.
+    pub max_lookups: usize,
+    /// Cap: candidates one lookup remembers; the farthest are dropped first.
+    pub max_lookup_candidates: usize,
+    /// Cap: outbound datagrams waiting for `poll_transmit` (responses beyond it are dropped
+    /// and counted).
+    pub max_queued_transmits: usize,
+    /// Cap: events waiting for `poll_event`; beyond it the oldest routing events are dropped
+    /// and counted (results of operations are never dropped).
+    pub max_queued_events: usize,
+}
+
+/// The three BitTorrent routers k-rpc bootstraps from, as host names for a driver to resolve.
+pub const DEFAULT_BOOTSTRAP: [&str; 3] =
+    ["router.bittorrent.com:6881", "router.utorrent.com:6881", "dht.transmissionbt.com:6881"];
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            id: None,
+            id_len: 20,
+            k: 20,
+            concurrency: 16,
+            lookup_parallelism: None,
+            timeout: Duration::from_secs(2),
+            bootstrap: Vec::new(),
+            address_policy: AddressPolicy::Auto,
+            answer_pings: true,
+            auto_ping_swap: true,
+            verify_queriers: true,
+            read_only: false,
+            version: Some(*b"KR\x00\x01"),
+            send_ip: true,
+            bucket_refresh: Duration::from_secs(15 * 60),
+            max_datagram_len: 8192,
+            max_queued_queries: 1024,
+            max_lookups: 64,
+            max_lookup_candidates: 256,
+            max_queued_transmits: 1024,
+            max_queued_events: 4096,
+        }
+    }
+}
+
+/// Why a [`Config`] was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `id_len` is 0 or above [`MAX_ID_LEN`].
+    IdLength,
+    /// `id` does not have `id_len` bytes.
+    IdDoesNotMatchLength,
+    /// `k` is 0 or above the routing table's maximum bucket size.
+    K,
+    /// `concurrency` is 0.
+    Concurrency,
+    /// `lookup_parallelism` is 0.
+    LookupParallelism,
+    /// `timeout` is zero.
+    Timeout,
+    /// A cap is zero, or `max_lookup_candidates` is below `k`.
+    Cap(&'static str),
+    /// A bootstrap address has port 0 or an unspecified IP.
+    BootstrapAddress,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::IdLength => write!(f, "id_len must be 1..={MAX_ID_LEN}"),
+            ConfigError::IdDoesNotMatchLength => f.write_str("id must have id_len bytes"),
+            ConfigError::K => write!(f, "k must be 1..={MAX_K}"),
+            ConfigError::Concurrency => f.write_str("concurrency must be at least 1"),
+            ConfigError::LookupParallelism => f.write_str("lookup_parallelism must be at least 1"),
+            ConfigError::Timeout => f.write_str("timeout must be positive"),
+            ConfigError::Cap(name) => write!(f, "{name} is too small"),
+            ConfigError::BootstrapAddress => f.write_str("bootstrap addresses need a port and an IP"),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+impl Config {
+    /// k-rpc's `backgroundConcurrency`: `concurrency / 4`, but at least 1 (k-rpc lets it
+    /// reach 0 below a concurrency of 4, which starves background lookups; W21).
+    pub fn background_concurrency(&self) -> usize {
+        (self.concurrency / 4).max(1)
+    }
+
+    /// The α of a lookup.
+    pub fn lookup_alpha(&self) -> usize {
+        self.lookup_parallelism.unwrap_or(self.concurrency).min(self.concurrency).max(1)
+    }
+
+    /// Checks every field; invalid values are errors, never silently replaced (k-rpc turned
+    /// `concurrency: 0` into 16 and never checked the id length, W21).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id_len == 0 || self.id_len > MAX_ID_LEN {
+            return Err(ConfigError::IdLength);
+        }
+        if self.id.is_some_and(|id| id.len() != self.id_len) {
+            return Err(ConfigError::IdDoesNotMatchLength);
+        }
+        if self.k == 0 || self.k > MAX_K {
+            return Err(ConfigError::K);
+        }
+        if self.concurrency == 0 {
+            return Err(ConfigError::Concurrency);
+        }
+        if self.lookup_parallelism == Some(0) {
+            return Err(ConfigError::LookupParallelism);
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::Timeout);
+        }
+        for (name, v) in [
+            ("max_datagram_len", self.max_datagram_len),
+            ("max_queued_queries", self.max_queued_queries),
+            ("max_lookups", self.max_lookups),
+            ("max_queued_transmits", self.max_queued_transmits),
+            ("max_queued_events", self.max_queued_events),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Cap(name));
+            }
+        }
+        if self.max_lookup_candidates < self.k {
+            return Err(ConfigError::Cap("max_lookup_candidates"));
+        }
+        if self.bootstrap.iter().any(|a| a.port() == 0 || a.ip().is_unspecified()) {
+            return Err(ConfigError::BootstrapAddress);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,273 @@
+//! Turning queued work into datagrams: concurrency slots, priorities, encoding.
+
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+use super::{Endpoint, InternalPing, Op, Outbound, Transmit};
+use crate::event::{Event, LookupOutcome, OpId};
+use crate::lookup::Step;
+use crate::query::Token;
+use crate::transaction::Purpose;
+use crate::wire::{Entry, ErrorOut, Insert, QueryOut, ResponseOut};
+use crate::{Instant, NodeId, QueryError};
+
+/// Internal pings (verifications, ping/swap checks) may use this many slots beyond
+/// `concurrency`, so that table upkeep is not starved by a busy application.
+const INTERNAL_EXTRA_SLOTS: usize = 4;
+
+impl Endpoint {
+    fn start_tx(&mut self, addr: SocketAddr, expect_id: Option<NodeId>, token: Option<Token>, purpose: Purpose) {
+        let rng = &mut self.rng;
+        let r = self.txs.insert(|| rand_core::Rng::next_u32(rng) as u16, addr, expect_id, token, purpose);
+        self.transmits.push_back(Outbound::Query(r));
+    }
+
+    /// Fills free concurrency slots in k-rpc's priority order: queued queries first, then
+    /// foreground lookups in start order, then internal pings, then background lookups.
+    pub(crate) fn dispatch(&mut self) {
+        if self.closed {
+            return;
+        }
+        let cap = self.config.concurrency;
+        while self.txs.len() < cap {
+            let Some((op, peer)) = self.waiting.pop_front() else { break };
+            if self.ops.contains_key(&op) {
+                self.start_tx(peer.addr, peer.id, peer.token, Purpose::Op(op));
+            }
+        }
+        let order = self.lookup_order.clone();
+        for &op in &order {
+            if matches!(self.ops.get(&op), Some(Op::Lookup(l)) if !l.background) {
+                self.kick_lookup(op);
+            }
+        }
+        while self.txs.len() < cap + INTERNAL_EXTRA_SLOTS {
+            let Some(ping) = self.internal.pop_front() else { break };
+            self.start_tx(ping.addr, ping.expect, None, ping.purpose);
+        }
+        let background = self.config.background_concurrency();
+        for &op in &order {
+            let own = match self.ops.get(&op) {
+                Some(Op::Lookup(l)) if l.background => l.in_flight,
+                _ => continue,
+            };
+            // k-rpc's rule: a background lookup starts sending only while few queries are in
+            // flight, or while nothing else is.
+            let others_waiting = !self.waiting.is_empty() || !self.internal.is_empty();
+            if self.txs.len() < background || (self.txs.len() == own && !others_waiting) {
+                self.kick_lookup(op);
+            }
+        }
+    }
+
+    fn kick_lookup(&mut self, op: OpId) {
+        loop {
+            let may_send = self.txs.len() < self.config.concurrency;
+            let Some(Op::Lookup(lookup)) = self.ops.get_mut(&op) else { return };
+            match lookup.step(may_send) {
+                Step::Query(i) => {
+                    let c = &lookup.candidates[i];
+                    let (addr, id) = (c.addr, c.id);
+                    self.start_tx(addr, id, None, Purpose::Lookup(op));
+                }
+                Step::Wait => return,
+                Step::Done => {
+                    self.finish_lookup(op, LookupOutcome::Completed);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Detaches an operation's transactions: unsent ones are dropped, sent ones still feed
+    /// the routing table when answered.
+    fn detach(&mut self, op: OpId) {
+        let refs: Vec<_> = self.txs.refs().collect();
+        for r in refs {
+            let Some(tx) = self.txs.get_mut(r) else { continue };
+            if matches!(tx.purpose, Purpose::Op(o) | Purpose::Lookup(o) if o == op) {
+                if tx.deadline.is_none() {
+                    self.txs.remove(r);
+                } else {
+                    tx.purpose = Purpose::Detached;
+                }
+            }
+        }
+        self.waiting.retain(|(o, _)| *o != op);
+    }
+
+    /// Ends a lookup and reports it.
+    pub(crate) fn finish_lookup(&mut self, op: OpId, outcome: LookupOutcome) {
+        let Some(Op::Lookup(lookup)) = self.ops.remove(&op) else { return };
+        self.lookup_order.retain(|o| *o != op);
+        self.detach(op);
+        self.push_event(Event::LookupDone {
+            op,
+            replies: lookup.replies,
+            closest: lookup.closest_responders(),
+            outcome,
+        });
+    }
+
+    /// Ends a `query` or `query_all` early with `error` (cancel, shutdown) — or, for a
+    /// stopped `query_all` that already had successes, with their count.
+    pub(crate) fn finish_op(&mut self, op: OpId, error: QueryError) {
+        let Some(entry) = self.ops.remove(&op) else { return };
+        self.detach(op);
+        match entry {
+            Op::Query { .. } => self.push_event(Event::QueryDone { op, result: Err(error) }),
+            Op::QueryAll { hits, .. } => {
+                let result = if hits > 0 && error == QueryError::Cancelled { Ok(hits) } else { Err(error) };
+                self.push_event(Event::QueryAllDone { op, result });
+            }
+            Op::Lookup(_) => {}
+        }
+    }
+
+    /// Delivers the outcome of one query of a `query` or `query_all`.
+    pub(crate) fn op_result(&mut self, op: OpId, result: Result<crate::Reply, QueryError>) {
+        match self.ops.get_mut(&op) {
+            Some(Op::Query { .. }) => {
+                self.ops.remove(&op);
+                self.push_event(Event::QueryDone { op, result });
+            }
+            Some(Op::QueryAll { outstanding, hits, error_3xx, stopped, .. }) => {
+                *outstanding -= 1;
+                let report = match result {
+                    Ok(reply) => {
+                        *hits += 1;
+                        (!*stopped).then_some(reply)
+                    }
+                    Err(e) => {
+                        // BEP 44's CAS and sequence errors are what a caller needs to see.
+                        if let QueryError::Remote { code: 300..=399, .. } = e {
+                            error_3xx.get_or_insert(e);
+                        }
+                        None
+                    }
+                };
+                let done = (*outstanding == 0).then(|| {
+                    if *hits > 0 { Ok(*hits) } else { Err(error_3xx.take().unwrap_or(QueryError::AllFailed)) }
+                });
+                if let Some(reply) = report {
+                    self.push_event(Event::Reply { op, reply });
+                }
+                if let Some(result) = done {
+                    self.ops.remove(&op);
+                    self.push_event(Event::QueryAllDone { op, result });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes the next datagram into `buf` and says where it goes.
+    ///
+    /// `buf` should hold `max_datagram_len` bytes (1500 suffices for every standard
+    /// message). A datagram that does not fit is dropped and counted; a query that does not
+    /// fit fails with [`QueryError::TooLarge`].
+    ///
+    /// Call this after every input and command until it returns `None`.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let now = self.advance(now);
+        while let Some(out) = self.transmits.pop_front() {
+            let version = self.config.version;
+            let version = version.as_ref().map(|v| &v[..]);
+            let id = self.id;
+            let ip_of = |addr: SocketAddr| if self.config.send_ip { Some(addr) } else { None };
+            let empty = &self.empty_dict;
+            let (to, written, tx) = match &out {
+                Outbound::Query(r) => {
+                    let Some(tx) = self.txs.get(*r) else { continue };
+                    let ping = &self.ping_query;
+                    let query = match tx.purpose {
+                        Purpose::Op(op) => match self.ops.get(&op) {
+                            Some(Op::Query { query } | Op::QueryAll { query, .. }) => query,
+                            _ => continue,
+                        },
+                        Purpose::Lookup(op) => match self.ops.get(&op) {
+                            Some(Op::Lookup(l)) => &l.query,
+                            _ => continue,
+                        },
+                        Purpose::Check | Purpose::Verify => ping,
+                        Purpose::Detached => continue,
+                    };
+                    let tid = tx.tid.to_be_bytes();
+                    let mut extra = arrayvec::ArrayVec::<Entry<'_>, 2>::new();
+                    extra.push(Entry { key: b"id", value: Insert::Bytes(id.as_bytes()), replace: false });
+                    if let Some(token) = &tx.token {
+                        extra.push(Entry { key: b"token", value: Insert::Bytes(token.as_bytes()), replace: true });
+                    }
+                    let out = QueryOut {
+                        transaction_id: &tid,
+                        method: query.method(),
+                        args: query.args(),
+                        extra: &extra,
+                        read_only: self.config.read_only,
+                        version,
+                    };
+                    (tx.addr, out.encode(buf), Some(*r))
+                }
+                Outbound::Pong { to, t } => {
+                    let extra = [Entry { key: b"id", value: Insert::Bytes(id.as_bytes()), replace: false }];
+                    let out = ResponseOut { transaction_id: t, values: empty, extra: &extra, ip: ip_of(*to), version };
+                    (*to, out.encode(buf), None)
+                }
+                Outbound::Response { to, t, values, nodes } => {
+                    let mut extra = arrayvec::ArrayVec::<Entry<'_>, 3>::new();
+                    extra.push(Entry { key: b"id", value: Insert::Bytes(id.as_bytes()), replace: false });
+                    if nodes.iter().any(|n| n.addr.is_ipv4()) {
+                        extra.push(Entry { key: b"nodes", value: Insert::NodesV4(nodes), replace: true });
+                    }
+                    if nodes.iter().any(|n| n.addr.is_ipv6()) {
+                        extra.push(Entry { key: b"nodes6", value: Insert::NodesV6(nodes), replace: true });
+                    }
+                    let out = ResponseOut { transaction_id: t, values, extra: &extra, ip: ip_of(*to), version };
+                    (*to, out.encode(buf), None)
+                }
+                Outbound::Error { to, t, code, message } => {
+                    let out = ErrorOut { transaction_id: t, code: *code, message, ip: ip_of(*to), version };
+                    (*to, out.encode(buf), None)
+                }
+            };
+            match written {
+                Ok(len) => {
+                    match tx {
+                        Some(r) => {
+                            self.txs.mark_sent(r, now + self.config.timeout);
+                            self.stats.queries_out += 1;
+                        }
+                        None => self.stats.replies_out += 1,
+                    }
+                    return Some(Transmit { destination: to, len, tx });
+                }
+                Err(_) => {
+                    self.stats.transmits_dropped += 1;
+                    if let Some(tx) = tx.and_then(|r| self.txs.remove(r)) {
+                        self.tx_failed(tx, QueryError::TooLarge, now);
+                        self.dispatch();
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Tells the engine that the driver could not send `transmit` (unreachable, message too
+    /// long, ...): the query it carried fails at once with [`QueryError::SendFailed`] instead
+    /// of waiting for its timeout (weakness W8). Replies are simply lost.
+    pub fn fail_transmit(&mut self, now: Instant, transmit: &Transmit) {
+        let now = self.advance(now);
+        if let Some(tx) = transmit.tx.and_then(|r| self.txs.remove(r)) {
+            self.tx_failed(tx, QueryError::SendFailed, now);
+            self.dispatch();
+        }
+    }
+
+    pub(crate) fn queue_internal(&mut self, ping: InternalPing) {
+        if self.internal.len() < super::MAX_INTERNAL_PINGS {
+            self.internal.push_back(ping);
+        }
+    }
+}

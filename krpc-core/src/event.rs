@@ -1,0 +1,304 @@
+//! Everything the application observes: results of commands, incoming queries and routing
+//! table changes.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use arrayvec::ArrayVec;
+use core::fmt;
+use core::net::SocketAddr;
+
+use crate::query::Token;
+use crate::wire::{Decoder, Fields, Message, Query as WireQuery};
+use crate::{NodeId, NodeInfo};
+
+/// Identifies one command (`query`, `query_all`, `closest`, `populate`): its events carry it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OpId(pub(crate) u64);
+
+impl OpId {
+    /// The raw number (unique per endpoint, increasing).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// The longest `t` an incoming query may carry (the decoder's default cap).
+pub const MAX_TRANSACTION_ID_LEN: usize = 32;
+
+/// Where and how to answer an incoming query: its source and its transaction id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReplyTo {
+    /// The querier's address.
+    pub addr: SocketAddr,
+    pub(crate) t: ArrayVec<u8, MAX_TRANSACTION_ID_LEN>,
+}
+
+impl ReplyTo {
+    /// The query's transaction id, echoed in the answer.
+    pub fn transaction_id(&self) -> &[u8] {
+        &self.t
+    }
+}
+
+/// A datagram kept whole for the application, decoded again on access (it was validated on
+/// receipt, so this cannot fail; the copy is the one allocation an event needs).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Datagram {
+    bytes: Box<[u8]>,
+    decoder: Decoder,
+}
+
+impl Datagram {
+    pub(crate) fn new(bytes: &[u8], decoder: Decoder) -> Datagram {
+        Datagram { bytes: bytes.into(), decoder }
+    }
+
+    fn message(&self) -> Message<'_> {
+        #[allow(clippy::expect_used)]
+        self.decoder.decode(&self.bytes).expect("datagram was decoded with this decoder when it arrived")
+    }
+}
+
+/// A query someone sent us. Answer with [`Endpoint::respond`](crate::Endpoint::respond) or
+/// [`Endpoint::error`](crate::Endpoint::error), using [`IncomingQuery::reply_to`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct IncomingQuery {
+    reply_to: ReplyTo,
+    datagram: Datagram,
+}
+
+impl IncomingQuery {
+    pub(crate) fn new(reply_to: ReplyTo, datagram: Datagram) -> Self {
+        IncomingQuery { reply_to, datagram }
+    }
+
+    /// The sender's address.
+    pub fn from(&self) -> SocketAddr {
+        self.reply_to.addr
+    }
+
+    /// What an answer needs: address and transaction id.
+    pub fn reply_to(&self) -> &ReplyTo {
+        &self.reply_to
+    }
+
+    /// The whole decoded message.
+    pub fn message(&self) -> Message<'_> {
+        self.datagram.message()
+    }
+
+    /// The method and arguments.
+    pub fn query(&self) -> WireQuery<'_> {
+        match self.message().body {
+            crate::wire::Body::Query(q) => q,
+            // The endpoint builds an IncomingQuery only from a datagram that decoded as y=q.
+            _ => unreachable!("IncomingQuery holds a query"),
+        }
+    }
+
+    /// `q`: the method name.
+    pub fn method(&self) -> &[u8] {
+        self.query().method
+    }
+
+    /// `a`: the arguments.
+    pub fn args(&self) -> Fields<'_> {
+        self.query().args
+    }
+
+    /// The sender's id (`a.id`), if present and of the configured length.
+    pub fn sender_id(&self) -> Option<NodeId> {
+        self.args().node_id()
+    }
+}
+
+impl fmt::Debug for IncomingQuery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IncomingQuery").field("from", &self.from()).field("message", &self.message()).finish()
+    }
+}
+
+/// A reply to one of our queries.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Reply {
+    from: SocketAddr,
+    datagram: Datagram,
+}
+
+impl Reply {
+    pub(crate) fn new(from: SocketAddr, datagram: Datagram) -> Self {
+        Reply { from, datagram }
+    }
+
+    /// The responder's address.
+    pub fn from(&self) -> SocketAddr {
+        self.from
+    }
+
+    /// The whole decoded message.
+    pub fn message(&self) -> Message<'_> {
+        self.datagram.message()
+    }
+
+    /// The response values (`r`); empty fields for an error reply.
+    pub fn values(&self) -> Option<Fields<'_>> {
+        self.message().as_response().copied()
+    }
+
+    /// The responder's id (`r.id`), if present.
+    pub fn id(&self) -> Option<NodeId> {
+        self.values().and_then(|r| r.node_id())
+    }
+}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reply").field("from", &self.from).field("message", &self.message()).finish()
+    }
+}
+
+/// Why a query failed. k-rpc's error messages are kept in the `Display` form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryError {
+    /// No answer within the configured timeout ("Query timed out", `ETIMEDOUT`).
+    Timeout,
+    /// The peer answered with a KRPC error.
+    Remote {
+        /// Its code (0 when it sent none).
+        code: i64,
+        /// Its message.
+        message: Vec<u8>,
+    },
+    /// The answer came from another node id than the one we asked ("Unexpected node id",
+    /// `EUNEXPECTEDNODE`).
+    UnexpectedNodeId {
+        /// The id we expected.
+        expected: NodeId,
+        /// The id that answered, if it sent a valid one.
+        got: Option<NodeId>,
+    },
+    /// Cancelled by the application ("Query was cancelled").
+    Cancelled,
+    /// The endpoint was closed before an answer arrived.
+    ShutDown,
+    /// The driver could not send the datagram (unreachable, message too long, ...): reported
+    /// at once rather than after a timeout (weakness W8).
+    SendFailed,
+    /// The query does not fit the driver's buffer.
+    TooLarge,
+    /// The address can never be a DHT node (port 0, unspecified, broadcast, multicast).
+    InvalidAddress,
+    /// `query_all` was given no nodes ("No nodes to query").
+    NoNodes,
+    /// `query_all` got no successful reply and no 3xx error ("All queries failed").
+    AllFailed,
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueryError::Timeout => f.write_str("Query timed out"),
+            QueryError::Remote { code, message } => {
+                write!(f, "{code} ")?;
+                for &b in message {
+                    write!(f, "{}", if (0x20..0x7f).contains(&b) { b as char } else { '?' })?;
+                }
+                Ok(())
+            }
+            QueryError::UnexpectedNodeId { .. } => f.write_str("Unexpected node id"),
+            QueryError::Cancelled => f.write_str("Query was cancelled"),
+            QueryError::ShutDown => f.write_str("Endpoint was shut down"),
+            QueryError::SendFailed => f.write_str("Datagram could not be sent"),
+            QueryError::TooLarge => f.write_str("Query too large to send"),
+            QueryError::InvalidAddress => f.write_str("Address can never be a DHT node"),
+            QueryError::NoNodes => f.write_str("No nodes to query"),
+            QueryError::AllFailed => f.write_str("All queries failed"),
+        }
+    }
+}
+
+impl core::error::Error for QueryError {}
+
+/// How a lookup ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LookupOutcome {
+    /// The closest candidates have all answered, or none are left to ask.
+    Completed,
+    /// The application stopped it.
+    Stopped,
+    /// The endpoint was closed.
+    ShutDown,
+}
+
+/// A node that answered a lookup, with the write token it gave (for `announce_peer`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LookupNode {
+    /// The responder.
+    pub node: NodeInfo,
+    /// Its `token`, if it sent one.
+    pub token: Option<Token>,
+}
+
+/// Everything the engine tells the application, in the order it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Someone queried us (k-rpc's `query` event). Pings are answered inside the engine
+    /// unless [`Config::answer_pings`](crate::Config::answer_pings) is off.
+    Query(IncomingQuery),
+    /// One reply to a `query_all` or `closest` (k-rpc's `visit`/`onreply`). Never emitted
+    /// for a lookup after it was stopped (weakness W13).
+    Reply {
+        /// The command.
+        op: OpId,
+        /// The reply.
+        reply: Reply,
+    },
+    /// A `query` finished.
+    QueryDone {
+        /// The command.
+        op: OpId,
+        /// The reply or the error.
+        result: Result<Reply, QueryError>,
+    },
+    /// A `query_all` finished: the number of successful replies, or the error (a 3xx remote
+    /// error when nothing succeeded, BEP 44; else `AllFailed`).
+    QueryAllDone {
+        /// The command.
+        op: OpId,
+        /// Successful replies, or why none.
+        result: Result<usize, QueryError>,
+    },
+    /// A `closest` or `populate` finished.
+    LookupDone {
+        /// The command.
+        op: OpId,
+        /// Successful replies with a valid id (k-rpc's `cb(null, n)`).
+        replies: usize,
+        /// The closest responders found, nearest first, at most `k`.
+        closest: Vec<LookupNode>,
+        /// Why it ended.
+        outcome: LookupOutcome,
+    },
+    /// A node entered the routing table (k-rpc's `node` event, but only on real insertion:
+    /// weakness W11).
+    NodeAdded(NodeInfo),
+    /// A node left the routing table.
+    NodeRemoved(NodeInfo),
+    /// A node in the routing table answered from a new address.
+    NodeUpdated {
+        /// The node with its new address.
+        node: NodeInfo,
+        /// Its previous address.
+        previous: SocketAddr,
+    },
+    /// A full bucket refused `candidate` (k-rpc's `ping(older, swap)`). Emitted only when
+    /// [`Config::auto_ping_swap`](crate::Config::auto_ping_swap) is off: ping `oldest` and
+    /// call [`Endpoint::swap`](crate::Endpoint::swap) for one that fails.
+    PingSwap {
+        /// The least recently seen contacts of the bucket, questionable ones first.
+        oldest: Vec<NodeInfo>,
+        /// The node that wants in.
+        candidate: NodeInfo,
+    },
+}
