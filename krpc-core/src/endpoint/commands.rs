@@ -221,7 +221,10 @@ impl Endpoint {
         if self.closed || is_never_valid(&node.addr) {
             return false;
         }
-        self.learn_verified(node, now)
+        let inserted = self.learn_verified(node, now);
+        // A full bucket queues a ping/swap check: send it now, not at the next input.
+        self.dispatch();
+        inserted
     }
 
     /// Removes a node from the routing table; [`Event::NodeRemoved`] follows.

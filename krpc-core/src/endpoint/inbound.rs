@@ -177,7 +177,10 @@ impl Endpoint {
                 let Some(Op::Lookup(lookup)) = self.ops.get_mut(&op) else { return };
                 let report = match (&result, fields) {
                     (Ok(rid), Some(f)) => {
-                        lookup.on_reply(&from, *rid, f.token().and_then(Token::new));
+                        // A bootstrap entry that turns out to be ourselves is no responder
+                        // (k-rpc excludes its own id from the lookup too).
+                        let rid = rid.filter(|id| *id != own);
+                        lookup.on_reply(&from, rid, f.token().and_then(Token::new));
                         for node in f.nodes().into_iter().flatten().chain(f.nodes6().into_iter().flatten()) {
                             if node.id == own {
                                 continue;

@@ -1,0 +1,183 @@
+//! [`Driver`]: the engine, a socket and a clock, stepped by the caller ("drive it yourself").
+
+use std::io::{self, ErrorKind};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use krpc_core::{Config, Endpoint, Instant};
+
+use crate::{Error, clock::Clock};
+
+/// The shortest read timeout set on the socket: shorter deadlines would only spin.
+const MIN_WAIT: Duration = Duration::from_millis(1);
+
+/// The engine, its UDP socket and a clock, moved forward by [`step`](Self::step) on the
+/// caller's thread: for applications that run their own loop. [`Krpc`](crate::Krpc) runs one
+/// of these on a background thread.
+///
+/// Issue commands on [`endpoint_mut`](Self::endpoint_mut) with [`now`](Self::now) (they are sent by
+/// the next `step` or [`flush`](Self::flush)), and drain `endpoint_mut().poll_event()` after
+/// every `step`: while events wait, the engine's deadline is "now", so `step` does not block.
+///
+/// ```
+/// use std::time::Duration;
+/// use krpc_std::{Builder, Event, Query};
+///
+/// let mut a = Builder::new().bind(([127, 0, 0, 1], 0)).bootstrap(&[]).driver()?;
+/// let mut b = Builder::new().bind(([127, 0, 0, 1], 0)).bootstrap(&[]).driver()?;
+/// let now = a.now();
+/// let op = a.endpoint_mut().query(now, b.local_addr(), Query::ping())?;
+/// let reply = 'run: loop {
+///     // Zero timeout: take what is there, never wait (b is stepped on this thread too).
+///     a.step(Some(Duration::ZERO))?;
+///     b.step(Some(Duration::from_millis(1)))?;
+///     while let Some(event) = a.endpoint_mut().poll_event() {
+///         if let Event::QueryDone { op: done, result } = event {
+///             assert_eq!(done, op);
+///             break 'run result?;
+///         }
+///     }
+///     while b.endpoint_mut().poll_event().is_some() {}
+/// };
+/// assert_eq!(reply.id().as_ref(), Some(b.endpoint().id()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Driver {
+    pub(crate) endpoint: Endpoint,
+    socket: UdpSocket,
+    clock: Clock,
+    /// The one buffer for every datagram, in and out.
+    buf: Box<[u8]>,
+    local: SocketAddr,
+    nonblocking: bool,
+}
+
+impl Driver {
+    pub(crate) fn new(socket: UdpSocket, config: Config, seed: [u8; 32]) -> Result<Driver, Error> {
+        let clock = Clock::start();
+        let endpoint = Endpoint::new(config, seed, clock.now()).map_err(Error::Config)?;
+        // Big enough for any UDP payload, so nothing is ever cut short on receipt.
+        let len = endpoint.config().max_datagram_len.max(usize::from(u16::MAX));
+        socket.set_nonblocking(false)?;
+        let local = socket.local_addr()?;
+        Ok(Driver { endpoint, socket, clock, buf: vec![0; len].into(), local, nonblocking: false })
+    }
+
+    /// The engine, for getters.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The engine, for commands and events.
+    pub fn endpoint_mut(&mut self) -> &mut Endpoint {
+        &mut self.endpoint
+    }
+
+    /// The current time on the engine's time line (zero when the driver was built).
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// The socket's local address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The socket. Its blocking mode and read timeout belong to the driver.
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+
+    /// One turn of the engine's run loop: sends what is queued, waits for at most one
+    /// datagram, feeds it, fires due timers, sends again. Returns whether a datagram was fed.
+    ///
+    /// It waits no longer than `timeout` and never past the engine's next deadline;
+    /// `Some(Duration::ZERO)` does not wait at all, `None` waits for the deadline alone (for
+    /// ever once the endpoint is closed). Errors are the socket's, other than timeouts,
+    /// interruptions and ICMP reports of earlier sends (which some systems return on receive).
+    pub fn step(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
+        self.flush();
+        let now = self.now();
+        let until_deadline = self.endpoint.poll_timeout().map(|d| d.saturating_duration_since(now));
+        let wait = match (timeout, until_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let fed = match self.recv(wait)? {
+            // A wake-up from a `Krpc` handle, not a message.
+            Some((0, from)) if from == self.wake_addr() => false,
+            Some((len, from)) => {
+                self.endpoint.handle_datagram(self.clock.now(), from, &self.buf[..len]);
+                true
+            }
+            None => false,
+        };
+        let now = self.now();
+        if self.endpoint.poll_timeout().is_some_and(|deadline| deadline <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        self.flush();
+        Ok(fed)
+    }
+
+    /// Sends every datagram the engine has queued. A datagram the socket refuses (no route,
+    /// too long, wrong address family, a full buffer on a non-blocking socket) is reported to
+    /// the engine with [`Endpoint::fail_transmit`], so the query it carried fails at once
+    /// with `SendFailed`.
+    pub fn flush(&mut self) {
+        loop {
+            let now = self.clock.now();
+            let Some(transmit) = self.endpoint.poll_transmit(now, &mut self.buf) else { return };
+            let to = reachable(transmit.destination, self.local);
+            if let Err(error) = self.socket.send_to(&self.buf[..transmit.len], to) {
+                tracing::debug!(%to, %error, "send failed");
+                self.endpoint.fail_transmit(now, &transmit);
+            }
+        }
+    }
+
+    /// Where `Krpc` handles send their empty wake-up datagrams: our own address, loopback when
+    /// the socket is bound to an unspecified one.
+    pub(crate) fn wake_addr(&self) -> SocketAddr {
+        let mut addr = self.local;
+        match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => addr.set_ip(Ipv4Addr::LOCALHOST.into()),
+            IpAddr::V6(ip) if ip.is_unspecified() => addr.set_ip(Ipv6Addr::LOCALHOST.into()),
+            _ => {}
+        }
+        addr
+    }
+
+    /// Waits for one datagram: `Some(ZERO)` polls, `None` blocks without limit.
+    fn recv(&mut self, wait: Option<Duration>) -> io::Result<Option<(usize, SocketAddr)>> {
+        let nonblocking = wait.is_some_and(|w| w.is_zero());
+        if nonblocking != self.nonblocking {
+            self.socket.set_nonblocking(nonblocking)?;
+            self.nonblocking = nonblocking;
+        }
+        if !nonblocking {
+            self.socket.set_read_timeout(wait.map(|w| w.max(MIN_WAIT)))?;
+        }
+        match self.socket.recv_from(&mut self.buf) {
+            Ok(received) => Ok(Some(received)),
+            Err(e) => match e.kind() {
+                ErrorKind::WouldBlock
+                | ErrorKind::TimedOut
+                | ErrorKind::Interrupted
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionRefused => Ok(None),
+                _ => Err(e),
+            },
+        }
+    }
+}
+
+/// An IPv6 socket reaches IPv4 nodes through IPv4-mapped addresses (when it is dual-stack);
+/// the engine matches replies from those addresses to the IPv4 ones it asked.
+fn reachable(to: SocketAddr, local: SocketAddr) -> SocketAddr {
+    match (to, local) {
+        (SocketAddr::V4(v4), SocketAddr::V6(_)) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+        _ => to,
+    }
+}
