@@ -3,7 +3,7 @@
 //! nodes. No sockets, no real time: the whole run is a function of the seed.
 //!
 //! `cargo run --release -p krpc-core --example swarm -- [NODES] [LOOKUPS] [SEED]`
-#![allow(clippy::print_stdout)]
+#![allow(clippy::print_stdout, clippy::disallowed_methods, clippy::type_complexity)] // a demo binary: it prints and times itself
 
 use std::collections::{BTreeMap, BinaryHeap};
 use std::cmp::Reverse;

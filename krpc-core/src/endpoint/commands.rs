@@ -140,6 +140,7 @@ impl Endpoint {
     /// kept calling `visit` for replies already in flight, weakness W13). The final event
     /// follows at once. For a single `query` this is [`cancel`](Self::cancel).
     pub fn stop(&mut self, op: OpId) -> Result<(), CommandError> {
+        self.check_open()?;
         match self.ops.get(&op) {
             Some(Op::Lookup(_)) => {
                 self.finish_lookup(op, LookupOutcome::Stopped);
@@ -160,6 +161,7 @@ impl Endpoint {
     /// with [`LookupOutcome::Stopped`]). Its queries in flight still feed the routing table
     /// when answered.
     pub fn cancel(&mut self, op: OpId) -> Result<(), CommandError> {
+        self.check_open()?;
         match self.ops.get(&op) {
             None => Err(CommandError::UnknownOperation),
             Some(Op::Lookup(_)) => self.stop(op),

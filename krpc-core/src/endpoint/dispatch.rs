@@ -8,8 +8,8 @@ use crate::event::{Event, LookupOutcome, OpId};
 use crate::lookup::Step;
 use crate::query::Token;
 use crate::transaction::Purpose;
-use crate::wire::{Entry, ErrorOut, Insert, QueryOut, ResponseOut};
-use crate::{Instant, NodeId, QueryError};
+use crate::wire::{Entry, ErrorOut, Insert, QueryOut, ResponseOut, canonical_ip};
+use crate::{Instant, NodeId, NodeInfo, QueryError};
 
 /// Internal pings (verifications, ping/swap checks) may use this many slots beyond
 /// `concurrency`, so that table upkeep is not starved by a busy application.
@@ -217,10 +217,12 @@ impl Endpoint {
                 Outbound::Response { to, t, values, nodes } => {
                     let mut extra = arrayvec::ArrayVec::<Entry<'_>, 3>::new();
                     extra.push(Entry { key: b"id", value: Insert::Bytes(id.as_bytes()), replace: false });
-                    if nodes.iter().any(|n| n.addr.is_ipv4()) {
+                    // `::ffff:a.b.c.d` (a dual-stack socket's view of an IPv4 peer) is an IPv4 node.
+                    let v4 = |n: &NodeInfo| canonical_ip(n.addr.ip()).is_ipv4();
+                    if nodes.iter().any(v4) {
                         extra.push(Entry { key: b"nodes", value: Insert::NodesV4(nodes), replace: true });
                     }
-                    if nodes.iter().any(|n| n.addr.is_ipv6()) {
+                    if !nodes.iter().all(v4) {
                         extra.push(Entry { key: b"nodes6", value: Insert::NodesV6(nodes), replace: true });
                     }
                     let out = ResponseOut { transaction_id: t, values, extra: &extra, ip: ip_of(*to), version };
