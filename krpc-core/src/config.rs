@@ -54,9 +54,10 @@ pub struct Config {
     /// How long a query waits for its answer: exactly this, not 1–1.25× (k-rpc `timeout`,
     /// 2 s; weakness W9).
     pub timeout: Duration,
-    /// Nodes to ask when the routing table cannot seed a lookup (k-rpc `bootstrap`; the
-    /// drivers resolve the three BitTorrent routers by default, see [`DEFAULT_BOOTSTRAP`]).
-    /// The core takes resolved addresses only; empty means none.
+    /// Nodes to ask when the routing table cannot seed a lookup (k-rpc `bootstrap`). The core
+    /// takes resolved addresses only; empty means none. Drivers resolve host names they are
+    /// given; k-rpc's default routers are [`DEFAULT_BOOTSTRAP`], opt-in, so that nothing
+    /// reaches the public DHT unless asked to.
     pub bootstrap: Vec<SocketAddr>,
     /// Which learned addresses lookups may query.
     pub address_policy: AddressPolicy,

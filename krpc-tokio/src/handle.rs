@@ -1,0 +1,227 @@
+//! [`Rpc`]: the cloneable handle through which the application talks to the driver task.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use krpc_core::routing::RoutingTable;
+use krpc_core::{
+    CommandError, Config, Endpoint, Event, Instant, LookupOutcome, NodeId, NodeInfo, OpId, Peer, Query, Reply,
+};
+use tokio::net::ToSocketAddrs;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{Span, debug_span};
+
+use crate::stream::{Lookup, LookupSummary, QueryAll, Replies, Request, StopOnDrop, Subscription, query_all_end};
+use crate::task::Task;
+use crate::{Builder, Error, SHUT_DOWN};
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) commands: mpsc::UnboundedSender<crate::task::Command>,
+    pub(crate) closed: watch::Receiver<()>,
+    pub(crate) local_addr: SocketAddr,
+    pub(crate) id: NodeId,
+    pub(crate) capacity: usize,
+    pub(crate) next_key: AtomicU64,
+}
+
+/// A KRPC node on a UDP socket: a cheap, cloneable handle (`Send + Sync`) to the one task
+/// that owns the socket and the [`Endpoint`].
+///
+/// Every method sends a command to that task; results come back over channels, so no task
+/// is spawned per query. Dropping the last `Rpc` (streams and [`Request`]s do not count)
+/// stops the task like [`shutdown`](Self::shutdown).
+///
+/// # Example
+/// ```
+/// use krpc_tokio::{Config, Rpc};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let a = Rpc::bind("127.0.0.1:0", Config::default()).await?;
+/// let b = Rpc::bind("127.0.0.1:0", Config::default()).await?;
+/// let reply = a.ping(b.local_addr()).await.unwrap(); // pings are answered by the engine
+/// assert_eq!(reply.id(), Some(b.id()));
+/// assert!(a.routing_table().await.unwrap().contains(&b.id()));
+/// a.shutdown().await;
+/// assert!(a.ping(b.local_addr()).await.unwrap_err().is_shut_down());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Rpc {
+    shared: Arc<Shared>,
+}
+
+fn method(query: &Query) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(query.method())
+}
+
+impl Rpc {
+    pub(crate) fn new(shared: Shared) -> Rpc {
+        Rpc { shared: Arc::new(shared) }
+    }
+
+    /// Binds a UDP socket to `addr` and starts a node on it, seeded from the OS RNG (k-rpc's
+    /// `krpc(opts)` + `bind`). Bootstrap host names, a fixed seed, your own socket:
+    /// [`Rpc::builder`].
+    pub async fn bind(addr: impl ToSocketAddrs, config: Config) -> io::Result<Rpc> {
+        Builder::new(config).bind(addr).await
+    }
+
+    /// A [`Builder`] for what `bind` does not take.
+    pub fn builder(config: Config) -> Builder {
+        Builder::new(config)
+    }
+
+    /// Our node id.
+    pub fn id(&self) -> NodeId {
+        self.shared.id
+    }
+
+    /// The socket's local address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    fn send(&self, command: impl FnOnce(&mut Task) + Send + 'static) -> Result<(), Error> {
+        self.shared.commands.send(Box::new(command)).map_err(|_| SHUT_DOWN)
+    }
+
+    async fn call<R: Send + 'static>(&self, f: impl FnOnce(&mut Task) -> R + Send + 'static) -> Result<R, Error> {
+        let (sender, receiver) = oneshot::channel();
+        self.send(move |task| drop(sender.send(f(task))))?;
+        receiver.await.map_err(|_| SHUT_DOWN)
+    }
+
+    /// Starts an engine command whose events arrive on the returned channel; the guard
+    /// stops it when dropped.
+    async fn start(
+        &self,
+        span: Span,
+        command: impl FnOnce(&mut Endpoint, Instant) -> Result<OpId, CommandError> + Send + 'static,
+    ) -> Result<(mpsc::UnboundedReceiver<Event>, StopOnDrop), Error> {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
+        let guard = StopOnDrop::new(key, self.shared.commands.downgrade());
+        self.call(move |task| task.start(key, span, events, command)).await??;
+        Ok((receiver, guard))
+    }
+
+    /// Sends `query` to one peer (k-rpc `query`). Dropping the future cancels the query.
+    pub async fn query(&self, peer: impl Into<Peer>, query: Query) -> Result<Reply, Error> {
+        let peer = peer.into();
+        let span = debug_span!("query", to = %peer.addr, method = %method(&query));
+        let (mut events, mut guard) = self.start(span, move |e, now| e.query(now, peer, query)).await?;
+        let event = events.recv().await;
+        guard.disarm();
+        match event {
+            Some(Event::QueryDone { result, .. }) => result.map_err(Error::Query),
+            _ => Err(SHUT_DOWN),
+        }
+    }
+
+    /// Pings `addr`.
+    pub async fn ping(&self, addr: SocketAddr) -> Result<Reply, Error> {
+        self.query(addr, Query::ping()).await
+    }
+
+    /// Sends `query` to every peer, each with its own token (k-rpc `queryAll`). The stream
+    /// yields each successful reply; [`Replies::end`] then holds the count.
+    pub async fn query_all(&self, peers: impl IntoIterator<Item = Peer>, query: Query) -> Result<QueryAll, Error> {
+        let peers: Vec<Peer> = peers.into_iter().collect();
+        let span = debug_span!("query_all", peers = peers.len(), method = %method(&query));
+        let (events, guard) = self.start(span, move |e, now| e.query_all(now, peers, query)).await?;
+        Ok(Replies::new(events, guard, query_all_end))
+    }
+
+    /// Starts an iterative lookup toward `target`, sending `query` to each node visited
+    /// (k-rpc `closest`). The stream yields each reply; [`Replies::end`] then holds the
+    /// [`LookupSummary`]. Dropping the stream stops the lookup.
+    pub async fn closest(&self, target: NodeId, query: Query) -> Result<Lookup, Error> {
+        let span = debug_span!("closest", %target, method = %method(&query));
+        let (events, guard) = self.start(span, move |e, now| e.closest(now, target, query)).await?;
+        Ok(Replies::new(events, guard, LookupSummary::from_event))
+    }
+
+    /// A background lookup that only fills the routing table (k-rpc `populate`); resolves
+    /// when it ends (with [`QueryError::ShutDown`](crate::QueryError::ShutDown) if the
+    /// driver stopped first), and dropping the future stops it. To join the network, as k-rpc's
+    /// README recommends: `rpc.populate(rpc.id(), Query::find_node(&rpc.id()))`.
+    pub async fn populate(&self, target: NodeId, query: Query) -> Result<LookupSummary, Error> {
+        let span = debug_span!("populate", %target, method = %method(&query));
+        let (events, guard) = self.start(span, move |e, now| e.populate(now, target, query)).await?;
+        let summary = Replies::new(events, guard, LookupSummary::from_event).finish().await;
+        if summary.outcome == LookupOutcome::ShutDown { Err(SHUT_DOWN) } else { Ok(summary) }
+    }
+
+    /// The queries other nodes send us, each with its responder (k-rpc's `query` event).
+    /// Only the latest subscription receives them; queries that arrive while no one
+    /// listens, or while the stream is full, go unanswered.
+    pub fn incoming(&self) -> Subscription<Request> {
+        let (sender, receiver) = mpsc::channel(self.shared.capacity);
+        let _ = self.send(move |task| task.incoming = Some(sender));
+        Subscription::new(receiver)
+    }
+
+    /// Routing-table events: [`Event::NodeAdded`], [`Event::NodeRemoved`],
+    /// [`Event::NodeUpdated`] and, with `auto_ping_swap` off, [`Event::PingSwap`] (ping the
+    /// offered nodes, [`swap`](Self::swap) out one that fails). Events beyond the stream's
+    /// capacity (`max_queued_events`) are dropped.
+    pub fn events(&self) -> Subscription<Event> {
+        let (sender, receiver) = mpsc::channel(self.shared.capacity);
+        let _ = self.send(move |task| task.events.push(sender));
+        Subscription::new(receiver)
+    }
+
+    /// Runs `f` on the engine inside the task: routing table, [`stats`](Endpoint::stats),
+    /// configuration, operation counts.
+    pub async fn inspect<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Endpoint) -> R + Send + 'static,
+    ) -> Result<R, Error> {
+        self.call(move |task| f(&task.endpoint)).await
+    }
+
+    /// A snapshot of the routing table.
+    pub async fn routing_table(&self) -> Result<RoutingTable, Error> {
+        self.inspect(|endpoint| endpoint.routing_table().clone()).await
+    }
+
+    /// The `n` nodes of the routing table nearest to `target`, for a `find_node` or
+    /// `get_peers` answer.
+    pub async fn closest_nodes(&self, target: NodeId, n: usize) -> Result<Vec<NodeInfo>, Error> {
+        self.inspect(move |endpoint| endpoint.routing_table().closest(&target, n).to_vec()).await
+    }
+
+    /// Answers an [`Event::PingSwap`]: `dead` leaves the table and `candidate` takes its
+    /// place (k-rpc's `swap`). Returns whether it happened.
+    pub async fn swap(&self, dead: NodeId, candidate: NodeInfo) -> Result<bool, Error> {
+        self.call(move |task| task.endpoint.swap(task.now(), &dead, candidate)).await
+    }
+
+    /// Pings `addr`; it joins the routing table when it answers.
+    pub async fn add_node(&self, addr: SocketAddr, id: Option<NodeId>) -> Result<(), Error> {
+        Ok(self.call(move |task| task.endpoint.add_node(task.now(), addr, id)).await??)
+    }
+
+    /// Inserts a node you vouch for (say, from a saved table); returns whether it is in.
+    pub async fn insert_node(&self, node: NodeInfo) -> Result<bool, Error> {
+        self.call(move |task| task.endpoint.insert_node(task.now(), node)).await
+    }
+
+    /// Removes a node from the routing table; returns whether it was there.
+    pub async fn remove_node(&self, id: NodeId) -> Result<bool, Error> {
+        self.call(move |task| task.endpoint.remove_node(&id)).await
+    }
+
+    /// Stops the node, for every clone: each outstanding query, `query_all`, lookup and
+    /// `populate` resolves with [`QueryError::ShutDown`](crate::QueryError::ShutDown), streams end, and later calls fail
+    /// with it. Returns once the task has ended and the socket is closed.
+    pub async fn shutdown(&self) {
+        let _ = self.send(|task| task.close("shutdown requested"));
+        let _ = self.shared.closed.clone().changed().await;
+    }
+}

@@ -1,0 +1,232 @@
+//! The driver task: the one owner of the socket, the clock and the engine.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use krpc_core::{CommandError, Endpoint, Event, IncomingQuery, Instant, OpId};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant as TokioInstant;
+use tracing::{Span, debug, trace, warn};
+
+use crate::handle::{Rpc, Shared};
+use crate::stream::Request;
+
+/// Datagrams read per wakeup before commands and timers get their turn.
+const RECEIVE_BATCH: usize = 64;
+
+/// What a handle asks of the task: something to run on it.
+pub(crate) type Command = Box<dyn FnOnce(&mut Task) + Send>;
+
+/// Names a command across the channel (chosen by the handle, before the engine's `OpId`).
+pub(crate) type Key = u64;
+
+/// A running command: where its events go.
+struct Running {
+    key: Key,
+    events: mpsc::UnboundedSender<Event>,
+    span: Span,
+}
+
+/// Fields drop in order: the socket closes before the subscriptions end.
+pub(crate) struct Task {
+    socket: UdpSocket,
+    pub(crate) endpoint: Endpoint,
+    origin: TokioInstant,
+    /// An IPv6 socket reaches IPv4 peers through IPv4-mapped addresses.
+    v6: bool,
+    /// Receives every datagram and holds every outgoing one: the only I/O buffer.
+    buf: Vec<u8>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    /// Given to responders; unlike handles, it does not keep the task alive.
+    weak: mpsc::WeakUnboundedSender<Command>,
+    ops: HashMap<OpId, Running>,
+    keys: HashMap<Key, OpId>,
+    pub(crate) incoming: Option<mpsc::Sender<Request>>,
+    pub(crate) events: Vec<mpsc::Sender<Event>>,
+}
+
+/// Starts the task on the current runtime and returns the first handle.
+pub(crate) fn spawn(endpoint: Endpoint, socket: UdpSocket, local_addr: SocketAddr, origin: TokioInstant) -> Rpc {
+    let (commands, receiver) = mpsc::unbounded_channel();
+    let (done, closed) = watch::channel(());
+    let (id, config) = (*endpoint.id(), endpoint.config());
+    let (capacity, next_key) = (config.max_queued_events, AtomicU64::new(0));
+    let task = Task {
+        buf: vec![0; config.max_datagram_len.min(65_535) + 1],
+        v6: local_addr.is_ipv6(),
+        socket,
+        endpoint,
+        origin,
+        commands: receiver,
+        weak: commands.downgrade(),
+        ops: HashMap::new(),
+        keys: HashMap::new(),
+        incoming: None,
+        events: Vec::new(),
+    };
+    tokio::spawn(async move {
+        let _done = done; // dropped after the task: `shutdown()` returns once the socket is closed
+        task.run().await;
+    });
+    Rpc::new(Shared { commands, closed, local_addr, id, capacity, next_key })
+}
+
+impl Task {
+    /// The engine's time: elapsed since the driver started (tokio's clock).
+    pub(crate) fn now(&self) -> Instant {
+        Instant::from_duration(self.origin.elapsed())
+    }
+
+    async fn run(mut self) {
+        let mut sleep = std::pin::pin!(tokio::time::sleep_until(self.origin));
+        loop {
+            self.flush().await;
+            let Some(deadline) = self.endpoint.poll_timeout() else { break };
+            // Checked here, not only in the select: a busy socket must not starve the timers.
+            let now = self.now();
+            if deadline <= now {
+                self.endpoint.handle_timeout(now);
+                continue;
+            }
+            let far = || TokioInstant::now() + Duration::from_secs(86_400 * 365);
+            let deadline = self.origin.checked_add(deadline.as_duration()).unwrap_or_else(far);
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            // Commands first: the application's orders are applied in the order given, before
+            // any datagram that follows them.
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => match command {
+                    Some(command) => command(&mut self),
+                    None => self.close("every handle was dropped"),
+                },
+                ready = self.socket.readable() => match ready {
+                    Ok(()) => self.receive().await,
+                    Err(error) => {
+                        warn!(%error, "socket failed");
+                        self.close("socket failed");
+                    }
+                },
+                () = sleep.as_mut() => {} // the deadline is handled at the top of the loop
+            }
+        }
+        debug!(addr = ?self.socket.local_addr().ok(), "driver stopped");
+    }
+
+    /// Closes the engine: every running command ends with a shut-down event, then the loop
+    /// stops.
+    pub(crate) fn close(&mut self, reason: &'static str) {
+        debug!(reason, "closing");
+        let now = self.now();
+        self.endpoint.close(now);
+    }
+
+    /// Reads the datagrams waiting, feeding each to the engine and draining its outputs.
+    async fn receive(&mut self) {
+        for _ in 0..RECEIVE_BATCH {
+            match self.socket.try_recv_from(&mut self.buf) {
+                Ok((len, from)) => {
+                    // One address per peer: `::ffff:a.b.c.d` (dual-stack socket) is a.b.c.d.
+                    let from = SocketAddr::new(from.ip().to_canonical(), from.port());
+                    trace!(%from, len, "datagram");
+                    let now = self.now();
+                    self.endpoint.handle_datagram(now, from, &self.buf[..len]);
+                    self.flush().await;
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                // ICMP errors reported by some platforms; that datagram is simply gone.
+                Err(error) => debug!(%error, "receive failed"),
+            }
+        }
+    }
+
+    /// Sends every datagram the engine has, then hands out every event.
+    async fn flush(&mut self) {
+        loop {
+            let now = self.now();
+            let Some(transmit) = self.endpoint.poll_transmit(now, &mut self.buf) else { break };
+            let to = match transmit.destination {
+                SocketAddr::V4(v4) if self.v6 => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+                to => to,
+            };
+            if let Err(error) = self.socket.send_to(&self.buf[..transmit.len], to).await {
+                debug!(%to, %error, "send failed");
+                let now = self.now();
+                self.endpoint.fail_transmit(now, &transmit);
+            }
+        }
+        while let Some(event) = self.endpoint.poll_event() {
+            self.deliver(event);
+        }
+    }
+
+    /// Runs an engine command; its events will go to `events`.
+    pub(crate) fn start(
+        &mut self,
+        key: Key,
+        span: Span,
+        events: mpsc::UnboundedSender<Event>,
+        command: impl FnOnce(&mut Endpoint, Instant) -> Result<OpId, CommandError>,
+    ) -> Result<(), CommandError> {
+        let now = self.now();
+        let op = command(&mut self.endpoint, now).inspect_err(|error| debug!(parent: &span, %error, "refused"))?;
+        debug!(parent: &span, op = op.get(), "started");
+        self.keys.insert(key, op);
+        self.ops.insert(op, Running { key, events, span });
+        Ok(())
+    }
+
+    /// Stops (or cancels) a command if it still runs.
+    pub(crate) fn stop(&mut self, key: Key) {
+        if let Some(&op) = self.keys.get(&key) {
+            let _ = self.endpoint.stop(op);
+        }
+    }
+
+    /// Routes one event to whoever waits for it.
+    fn deliver(&mut self, event: Event) {
+        let (op, last) = match event {
+            Event::Query(query) => return self.offer(query),
+            Event::Reply { op, .. } => (op, false),
+            Event::QueryDone { op, .. } | Event::QueryAllDone { op, .. } | Event::LookupDone { op, .. } => (op, true),
+            event => return self.broadcast(event),
+        };
+        // Lookups the engine starts itself (bucket refresh) are nobody's.
+        let Some(running) = self.ops.get(&op) else { return };
+        if last {
+            debug!(parent: &running.span, ?event, "done");
+        }
+        let _ = running.events.send(event);
+        if let Some(running) = last.then(|| self.ops.remove(&op)).flatten() {
+            self.keys.remove(&running.key);
+        }
+    }
+
+    /// Routing-table events go to every subscriber with room for them.
+    fn broadcast(&mut self, event: Event) {
+        self.events.retain(|sender| match sender.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                debug!("event subscriber is full; event dropped");
+                true
+            }
+            Err(TrySendError::Closed(_)) => false,
+        });
+    }
+
+    fn offer(&mut self, query: IncomingQuery) {
+        trace!(from = %query.from(), method = %String::from_utf8_lossy(query.method()), "incoming query");
+        let Some(sender) = &self.incoming else { return };
+        match sender.try_send(Request::new(query, self.weak.clone())) {
+            Ok(()) => {}
+            Err(TrySendError::Full(request)) => debug!(from = %request.from(), "incoming queue full; query dropped"),
+            Err(TrySendError::Closed(_)) => self.incoming = None,
+        }
+    }
+}
