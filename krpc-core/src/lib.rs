@@ -19,6 +19,7 @@ mod stats;
 mod time;
 mod transaction;
 
+pub mod dht;
 pub mod routing;
 pub mod wire;
 
