@@ -5,6 +5,7 @@ use core::fmt;
 use core::net::SocketAddr;
 use core::time::Duration;
 
+use crate::dht::DhtConfig;
 use crate::routing::MAX_K;
 use crate::{MAX_ID_LEN, NodeId};
 
@@ -94,6 +95,9 @@ pub struct Config {
     /// Cap: events waiting for `poll_event`; beyond it the oldest routing events are dropped
     /// and counted (results of operations are never dropped).
     pub max_queued_events: usize,
+    /// The built-in BEP 5 node layer (`None`: k-rpc parity, every query but `ping` goes to
+    /// the application). See [`Config::dht`].
+    pub dht: Option<DhtConfig>,
 }
 
 /// The three BitTorrent routers k-rpc bootstraps from, as host names for a driver to resolve.
@@ -124,6 +128,7 @@ impl Default for Config {
             max_lookup_candidates: 256,
             max_queued_transmits: 1024,
             max_queued_events: 4096,
+            dht: None,
         }
     }
 }
@@ -167,6 +172,18 @@ impl fmt::Display for ConfigError {
 impl core::error::Error for ConfigError {}
 
 impl Config {
+    /// A mainline DHT node: BEP 5's `k` = 8, lookups with α = 4, and the built-in node layer
+    /// answering `find_node`, `get_peers` and `announce_peer`.
+    ///
+    /// ```
+    /// let config = krpc_core::Config::dht();
+    /// assert_eq!(config.k, 8);
+    /// assert!(config.dht.is_some());
+    /// ```
+    pub fn dht() -> Config {
+        Config { k: 8, lookup_parallelism: Some(4), dht: Some(DhtConfig::default()), ..Config::default() }
+    }
+
     /// k-rpc's `backgroundConcurrency`: `concurrency / 4`, but at least 1 (k-rpc lets it
     /// reach 0 below a concurrency of 4, which starves background lookups; W21).
     pub fn background_concurrency(&self) -> usize {
@@ -212,6 +229,14 @@ impl Config {
         }
         if self.max_lookup_candidates < self.k {
             return Err(ConfigError::Cap("max_lookup_candidates"));
+        }
+        if let Some(d) = &self.dht {
+            if d.reply_nodes == 0 || d.reply_nodes > MAX_K / 2 {
+                return Err(ConfigError::Cap("dht.reply_nodes"));
+            }
+            if d.max_reply_len < 256 {
+                return Err(ConfigError::Cap("dht.max_reply_len"));
+            }
         }
         if self.bootstrap.iter().any(|a| a.port() == 0 || a.ip().is_unspecified()) {
             return Err(ConfigError::BootstrapAddress);

@@ -292,6 +292,30 @@ pub enum Event {
         /// Its previous address.
         previous: SocketAddr,
     },
+    /// Peers for a `get_peers` or `announce` lookup, from one reply's `values`.
+    Peers {
+        /// The command.
+        op: OpId,
+        /// The node that sent them.
+        from: SocketAddr,
+        /// The peers (IPv4 and IPv6).
+        peers: Vec<SocketAddr>,
+    },
+    /// An `announce` finished: how many nodes stored us, or why none did.
+    AnnounceDone {
+        /// The command.
+        op: OpId,
+        /// Nodes that acknowledged the announce.
+        result: Result<usize, QueryError>,
+    },
+    /// Our node id changed to one bound to our public address (BEP 42), as learned by vote
+    /// from the `ip` field of replies. The routing table was rebuilt around it.
+    IdChanged {
+        /// The old id.
+        previous: NodeId,
+        /// The new id.
+        id: NodeId,
+    },
     /// A full bucket refused `candidate` (k-rpc's `ping(older, swap)`). Emitted only when
     /// [`Config::auto_ping_swap`](crate::Config::auto_ping_swap) is off: ping `oldest` and
     /// call [`Endpoint::swap`](crate::Endpoint::swap) for one that fails.

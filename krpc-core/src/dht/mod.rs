@@ -36,6 +36,7 @@
 //! assert!(!is_secure_id(&id, IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1))));
 //! ```
 
+pub mod config;
 pub mod external_address;
 pub mod peer_store;
 pub mod scrape;
@@ -50,3 +51,4 @@ pub use peer_store::{
 pub use scrape::{BLOOM_BYTES, bloom_estimate, bloom_insert};
 pub use security::{SecureIdPolicy, crc32c, generate_secure_id, is_exempt, is_secure_id, is_verified, secure_prefix};
 pub use token::{ROTATION_INTERVAL, TOKEN_LEN, TOKEN_LIFETIME, Tokens};
+pub use config::{DhtConfig, UnknownMethods};

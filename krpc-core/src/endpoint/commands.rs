@@ -284,6 +284,9 @@ impl Endpoint {
     /// Inserts a verified node and reports the change; runs the ping/swap protocol when its
     /// bucket is full. Returns whether the node is in the table afterwards.
     pub(crate) fn learn_verified(&mut self, node: NodeInfo, now: Instant) -> bool {
+        if !self.dht_admits(&node) {
+            return false;
+        }
         match self.table.insert_verified(node, now) {
             InsertOutcome::Added => {
                 self.push_event(Event::NodeAdded(node));

@@ -101,12 +101,19 @@ impl Endpoint {
         let Some(Op::Lookup(lookup)) = self.ops.remove(&op) else { return };
         self.lookup_order.retain(|o| *o != op);
         self.detach(op);
-        self.push_event(Event::LookupDone {
-            op,
-            replies: lookup.replies,
-            closest: lookup.closest_responders(),
-            outcome,
-        });
+        let closest = lookup.closest_responders();
+        if outcome == LookupOutcome::Completed && self.dht_lookup_done(op, lookup.target, &closest) {
+            return;
+        }
+        if outcome != LookupOutcome::Completed
+            && self.dht_ops.remove(&op).is_some_and(|d| d != super::server::DhtOp::GetPeers)
+        {
+            // An announce that ends in its lookup phase.
+            let error = if outcome == LookupOutcome::ShutDown { QueryError::ShutDown } else { QueryError::Cancelled };
+            self.push_event(Event::AnnounceDone { op, result: Err(error) });
+            return;
+        }
+        self.push_event(Event::LookupDone { op, replies: lookup.replies, closest, outcome });
     }
 
     /// Ends a `query` or `query_all` early with `error` (cancel, shutdown) — or, for a
@@ -118,7 +125,9 @@ impl Endpoint {
             Op::Query { .. } => self.push_event(Event::QueryDone { op, result: Err(error) }),
             Op::QueryAll { hits, .. } => {
                 let result = if hits > 0 && error == QueryError::Cancelled { Ok(hits) } else { Err(error) };
-                self.push_event(Event::QueryAllDone { op, result });
+                if !self.dht_query_all_done(op, &result) {
+                    self.push_event(Event::QueryAllDone { op, result });
+                }
             }
             Op::Lookup(_) => {}
         }
@@ -154,7 +163,9 @@ impl Endpoint {
                 }
                 if let Some(result) = done {
                     self.ops.remove(&op);
-                    self.push_event(Event::QueryAllDone { op, result });
+                    if !self.dht_query_all_done(op, &result) {
+                        self.push_event(Event::QueryAllDone { op, result });
+                    }
                 }
             }
             _ => {}
@@ -231,6 +242,14 @@ impl Endpoint {
                 Outbound::Error { to, t, code, message } => {
                     let out = ErrorOut { transaction_id: t, code: *code, message, ip: ip_of(*to), version };
                     (*to, out.encode(buf), None)
+                }
+                Outbound::FindNode { to, t, target, want } => {
+                    (*to, self.encode_find_node(buf, *to, t, target, *want), None)
+                }
+                Outbound::GetPeers { to, t, info_hash, want, noseed, scrape } => {
+                    let (to, t, info_hash, want, noseed, scrape) =
+                        (*to, t.clone(), *info_hash, *want, *noseed, *scrape);
+                    (to, self.encode_get_peers(buf, to, &t, &info_hash, want, noseed, scrape), None)
                 }
             };
             match written {

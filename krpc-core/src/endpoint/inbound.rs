@@ -78,7 +78,9 @@ impl Endpoint {
         let mut t = ArrayVec::new();
         // The decoder caps `t` at the same length as this buffer.
         let _ = t.try_extend_from_slice(msg.transaction_id);
-        if q.method == b"ping" && self.config.answer_pings {
+        let served = q.method != b"ping" && self.serve_query(now, from, msg.transaction_id, &q, q.args.want());
+        if served {
+        } else if q.method == b"ping" && self.config.answer_pings {
             if self.transmits.len() >= self.config.max_queued_transmits {
                 self.stats.transmits_dropped += 1;
             } else {
@@ -129,6 +131,9 @@ impl Endpoint {
         };
         let Some(tx) = self.txs.remove(r) else { return };
         self.stats.replies_in += 1;
+        if let Some(reported) = msg.ip {
+            self.dht_ip_vote(reported, from, now);
+        }
         let fields = msg.as_response().copied();
         let result: Result<Option<NodeId>, QueryError> = match &msg.body {
             Body::Error(e) => Err(QueryError::Remote { code: e.code, message: e.message.to_vec() }),
@@ -199,6 +204,9 @@ impl Endpoint {
                     }
                 };
                 self.stats.nodes_filtered += filtered;
+                if let (Ok(_), Some(f)) = (&result, fields) {
+                    self.dht_lookup_reply(op, from, &f);
+                }
                 if report {
                     let reply = Reply::new(from, Datagram::new(datagram, self.decoder));
                     self.push_event(Event::Reply { op, reply });

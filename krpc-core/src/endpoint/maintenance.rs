@@ -31,6 +31,7 @@ impl Endpoint {
             self.stats.timeouts += 1;
             self.tx_failed(tx, QueryError::Timeout, now);
         }
+        self.dht_tick(now);
         if now >= self.next_maintenance {
             self.next_maintenance = now + MAINTENANCE_INTERVAL;
             self.maintain(now);

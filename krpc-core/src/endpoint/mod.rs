@@ -4,6 +4,7 @@ mod commands;
 mod dispatch;
 mod inbound;
 mod maintenance;
+mod server;
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
@@ -15,7 +16,8 @@ use rand_chacha::ChaCha12Rng;
 use rand_core::{Rng, SeedableRng};
 
 use crate::config::{AddressPolicy, Config, ConfigError};
-use crate::event::{Event, MAX_TRANSACTION_ID_LEN, OpId};
+pub(crate) use crate::event::MAX_TRANSACTION_ID_LEN;
+use crate::event::{Event, OpId};
 use crate::lookup::Lookup;
 use crate::query::{Peer, Query};
 use crate::routing::RoutingTable;
@@ -82,9 +84,38 @@ impl core::error::Error for CommandError {}
 #[derive(Debug)]
 pub(crate) enum Outbound {
     Query(TxRef),
-    Pong { to: SocketAddr, t: ArrayVec<u8, MAX_TRANSACTION_ID_LEN> },
-    Response { to: SocketAddr, t: ArrayVec<u8, MAX_TRANSACTION_ID_LEN>, values: Dictionary, nodes: Vec<NodeInfo> },
-    Error { to: SocketAddr, t: ArrayVec<u8, MAX_TRANSACTION_ID_LEN>, code: i64, message: ArrayVec<u8, 128> },
+    Pong {
+        to: SocketAddr,
+        t: ArrayVec<u8, MAX_TRANSACTION_ID_LEN>,
+    },
+    Response {
+        to: SocketAddr,
+        t: ArrayVec<u8, MAX_TRANSACTION_ID_LEN>,
+        values: Dictionary,
+        nodes: Vec<NodeInfo>,
+    },
+    Error {
+        to: SocketAddr,
+        t: ArrayVec<u8, MAX_TRANSACTION_ID_LEN>,
+        code: i64,
+        message: ArrayVec<u8, 128>,
+    },
+    /// Node layer: a `find_node` answer, encoded from the table when it leaves.
+    FindNode {
+        to: SocketAddr,
+        t: ArrayVec<u8, MAX_TRANSACTION_ID_LEN>,
+        target: NodeId,
+        want: crate::wire::Want,
+    },
+    /// Node layer: a `get_peers` answer, encoded from the table and peer store when it leaves.
+    GetPeers {
+        to: SocketAddr,
+        t: ArrayVec<u8, MAX_TRANSACTION_ID_LEN>,
+        info_hash: NodeId,
+        want: crate::wire::Want,
+        noseed: bool,
+        scrape: bool,
+    },
 }
 
 /// A running command.
@@ -200,6 +231,10 @@ pub struct Endpoint {
     /// Kept so that answering a ping never allocates.
     pub(crate) empty_dict: Dictionary,
     pub(crate) ping_query: Query,
+    /// The BEP 5 node layer, when [`Config::dht`] is set.
+    pub(crate) dht: Option<alloc::boxed::Box<server::DhtState>>,
+    /// Lookups and `query_all`s that belong to node-layer operations.
+    pub(crate) dht_ops: BTreeMap<OpId, server::DhtOp>,
 }
 
 /// Cap on internal pings waiting for a slot (verifications and ping/swap checks).
@@ -225,6 +260,7 @@ impl Endpoint {
         };
         let decoder = Decoder::new().with_id_len(config.id_len).with_max_len(config.max_datagram_len);
         let policy = crate::address::effective_policy(config.address_policy, &config.bootstrap);
+        let dht = config.dht.clone().map(|d| server::DhtState::new(d, &mut rng, now));
         let mut table = RoutingTable::new(id, config.k);
         for bucket in 0..table.bucket_count() {
             table.mark_bucket_refreshed(bucket, now);
@@ -250,6 +286,8 @@ impl Endpoint {
             next_maintenance: now + MAINTENANCE_INTERVAL,
             empty_dict: Dictionary::new(),
             ping_query: Query::ping(),
+            dht,
+            dht_ops: BTreeMap::new(),
             config,
         })
     }
@@ -332,10 +370,13 @@ impl Endpoint {
         if self.closed {
             return None;
         }
-        let next = match self.txs.next_deadline() {
+        let mut next = match self.txs.next_deadline() {
             Some(d) => d.min(self.next_maintenance),
             None => self.next_maintenance,
         };
+        if let Some(rotation) = self.dht_next_deadline() {
+            next = next.min(rotation);
+        }
         Some(next.max(self.now))
     }
 
