@@ -24,7 +24,14 @@ fn random_id(rng: &mut ChaCha8Rng) -> NodeId {
 fn ping_datagram(id: &NodeId) -> Vec<u8> {
     let args = Dictionary::new();
     let extra = [Entry { key: b"id", value: Insert::Bytes(id.as_bytes()), replace: false }];
-    let q = QueryOut { transaction_id: b"aa", method: b"ping", args: &args, extra: &extra, read_only: false, version: None };
+    let q = QueryOut {
+        transaction_id: b"aa",
+        method: b"ping",
+        args: &args,
+        extra: &extra,
+        read_only: false,
+        version: None,
+    };
     let mut buf = [0u8; 1500];
     let n = q.encode(&mut buf).expect("fits");
     buf[..n].to_vec()

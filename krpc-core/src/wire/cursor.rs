@@ -18,18 +18,21 @@ pub(crate) struct Cursor<'a> {
 /// Budget shared by one decode: total keys seen and the depth limit.
 pub(crate) struct Budget {
     pub(crate) max_depth: u8,
-    pub(crate) max_keys: u16,
-    pub(crate) keys: u16,
+    /// A decoder's `max_keys` (a `u16`), or `u32::MAX` for no limit.
+    pub(crate) max_keys: u32,
+    /// Keys counted so far (saturating, so counting can never overflow).
+    pub(crate) keys: u32,
 }
 
 impl Budget {
-    pub(crate) const UNLIMITED: Budget = Budget { max_depth: MAX_DEPTH_LIMIT, max_keys: u16::MAX, keys: 0 };
+    pub(crate) const UNLIMITED: Budget = Budget { max_depth: MAX_DEPTH_LIMIT, max_keys: u32::MAX, keys: 0 };
 
     #[inline]
     pub(crate) fn count_key(&mut self, offset: usize) -> Result<(), DecodeError> {
-        self.keys += 1;
+        self.keys = self.keys.saturating_add(1);
         if self.keys > self.max_keys {
-            return Err(DecodeError::new(K::TooManyKeys { max: self.max_keys }, offset));
+            let max = u16::try_from(self.max_keys).unwrap_or(u16::MAX);
+            return Err(DecodeError::new(K::TooManyKeys { max }, offset));
         }
         Ok(())
     }
@@ -140,6 +143,20 @@ impl<'a> Cursor<'a> {
                 None => return Err(self.err(K::UnexpectedEnd)),
             }
         }
+    }
+
+    /// Skips a byte string with a one-digit length (`6:` compact peers, short keys) that fits
+    /// in the input, and says whether it did; anything else is left to [`Cursor::read_bytes`].
+    #[inline]
+    pub(crate) fn skip_short_string(&mut self) -> bool {
+        if let [d @ b'0'..=b'9', b':', ..] = self.buf[self.pos..] {
+            let end = self.pos + 2 + usize::from(d - b'0');
+            if end <= self.buf.len() {
+                self.pos = end;
+                return true;
+            }
+        }
+        false
     }
 
     /// Reads a dictionary key (a byte string) or reports `KeyNotAString`.

@@ -4,9 +4,9 @@
 //! datagram, merges in the keys it owns (`id`, a per-node `token`, compact `nodes`) while
 //! copying the rest verbatim. That keeps encoding a single pass with no sorting and no heap.
 
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 
-use super::compact::write_compact_addr;
+use super::compact::{canonical_ip, write_compact_addr};
 use super::dictionary::Dictionary;
 use super::error::BufferTooSmall;
 use super::value::Dict;
@@ -198,10 +198,22 @@ fn write_entry(w: &mut Writer<'_>, e: &Entry<'_>) {
         Insert::NodesV6(nodes) => write_nodes(w, nodes, true),
         Insert::Peers(peers) => {
             w.byte(b'l');
-            let mut tmp = [0u8; 18];
             for p in peers {
-                let n = write_compact_addr(p, &mut tmp);
-                w.bytes(&tmp[..n]);
+                // Each peer as one write: `6:` and 6 bytes, or `18:` and 18 bytes.
+                match canonical_ip(p.ip()) {
+                    IpAddr::V4(ip) => {
+                        let [a, b, c, d] = ip.octets();
+                        let [hi, lo] = p.port().to_be_bytes();
+                        w.raw(&[b'6', b':', a, b, c, d, hi, lo]);
+                    }
+                    IpAddr::V6(ip) => {
+                        let mut item = [0u8; 21];
+                        item[..3].copy_from_slice(b"18:");
+                        item[3..19].copy_from_slice(&ip.octets());
+                        item[19..].copy_from_slice(&p.port().to_be_bytes());
+                        w.raw(&item);
+                    }
+                }
             }
             w.byte(b'e');
         }
@@ -209,13 +221,22 @@ fn write_entry(w: &mut Writer<'_>, e: &Entry<'_>) {
 }
 
 fn write_nodes(w: &mut Writer<'_>, nodes: &[NodeInfo], v6: bool) {
-    let mut tmp = [0u8; 18];
-    let family = |n: &&NodeInfo| write_compact_addr(&n.addr, &mut [0u8; 18]) == if v6 { 18 } else { 6 };
+    // The family the compact form will have (an IPv4-mapped address is written as IPv4).
+    let family = |n: &&NodeInfo| canonical_ip(n.addr.ip()).is_ipv6() == v6;
     let total: usize = nodes.iter().filter(family).map(|n| n.id.len() + if v6 { 18 } else { 6 }).sum();
     w.string_header(total);
     for n in nodes.iter().filter(family) {
         w.raw(n.id.as_bytes());
-        let len = write_compact_addr(&n.addr, &mut tmp);
-        w.raw(&tmp[..len]);
+        match canonical_ip(n.addr.ip()) {
+            IpAddr::V4(ip) => {
+                let [a, b, c, d] = ip.octets();
+                let [hi, lo] = n.addr.port().to_be_bytes();
+                w.raw(&[a, b, c, d, hi, lo]);
+            }
+            IpAddr::V6(ip) => {
+                w.raw(&ip.octets());
+                w.raw(&n.addr.port().to_be_bytes());
+            }
+        }
     }
 }

@@ -103,8 +103,13 @@ fn lookup(key: &[u8]) -> Option<(&'static str, usize, Spec)> {
 pub struct Fields<'a> {
     raw: &'a [u8],
     id_len: u8,
-    bytes: [Option<&'a [u8]>; BYTE_SLOTS],
-    ints: [Option<i64>; INT_SLOTS],
+    /// Bit `slot` set: that key is present (byte slots first, then integer slots).
+    present: u32,
+    /// Where each byte-like value lies in `raw`: (offset, length). Kept as `u32` pairs rather
+    /// than slices to halve the size of every decoded `Message` (the decoder refuses
+    /// datagrams of 4 GiB or more, so offsets fit).
+    spans: [(u32, u32); BYTE_SLOTS],
+    ints: [i64; INT_SLOTS],
 }
 
 impl<'a> Fields<'a> {
@@ -119,7 +124,9 @@ impl<'a> Fields<'a> {
         if level > budget.max_depth {
             return Err(DecodeError::new(K::TooDeep { max: budget.max_depth }, start));
         }
-        let mut f = Fields { raw: &[], id_len, bytes: [None; BYTE_SLOTS], ints: [None; INT_SLOTS] };
+        let mut f = Fields { raw: &[], id_len, present: 0, spans: [(0, 0); BYTE_SLOTS], ints: [0; INT_SLOTS] };
+        // The span of the value that ends at the cursor and is `len` bytes long.
+        let span = |c: &Cursor<'a>, len: usize| ((c.pos - len - start) as u32, len as u32);
         let mut seen: u32 = 0;
         loop {
             match c.peek() {
@@ -155,7 +162,7 @@ impl<'a> Fields<'a> {
                     if let Some(expected) = want.filter(|&n| n != s.len()) {
                         return Err(DecodeError::new(K::WrongLength { key: name, expected, found: s.len() }, at));
                     }
-                    f.bytes[slot] = Some(s);
+                    f.spans[slot] = span(c, s.len());
                 }
                 Spec::ListOfBytes => {
                     if c.peek() != Some(b'l') {
@@ -172,16 +179,20 @@ impl<'a> Fields<'a> {
                                 break;
                             }
                             Some(b'0'..=b'9') => {
-                                c.read_bytes()?;
+                                if !c.skip_short_string() {
+                                    c.read_bytes()?;
+                                }
                             }
-                            Some(_) => return Err(wrong(Expected::ByteString)),
+                            // The offending item, not the list, is what could not be accepted.
+                            Some(_) => return Err(c.err(K::WrongType { key: name, expected: Expected::ByteString })),
                             None => return Err(c.err(K::UnexpectedEnd)),
                         }
                     }
-                    f.bytes[slot] = Some(&c.buf[at..c.pos]);
+                    f.spans[slot] = span(c, c.pos - at);
                 }
                 Spec::Any => {
-                    f.bytes[slot] = Some(c.skip_value(level, budget)?);
+                    let raw = c.skip_value(level, budget)?;
+                    f.spans[slot] = span(c, raw.len());
                 }
                 Spec::Int(lo, hi) => {
                     if c.peek() != Some(b'i') {
@@ -191,12 +202,29 @@ impl<'a> Fields<'a> {
                     if n < lo || n > hi {
                         return Err(DecodeError::new(K::OutOfRange { key: name }, at));
                     }
-                    f.ints[slot - BYTE_SLOTS] = Some(n);
+                    f.ints[slot - BYTE_SLOTS] = n;
                 }
             }
         }
         f.raw = &c.buf[start..c.pos];
+        f.present = seen;
         Ok(f)
+    }
+
+    /// The byte-like value in `slot`, if present.
+    #[inline]
+    fn bytes(&self, slot: usize) -> Option<&'a [u8]> {
+        if self.present & (1 << slot) == 0 {
+            return None;
+        }
+        let (offset, len) = self.spans[slot];
+        self.raw.get(offset as usize..offset as usize + len as usize)
+    }
+
+    /// The integer in integer slot `slot`, if present.
+    #[inline]
+    fn int(&self, slot: usize) -> Option<i64> {
+        (self.present & (1 << (BYTE_SLOTS + slot)) != 0).then_some(self.ints[slot])
     }
 
     /// The whole dictionary, for generic access to keys this type does not interpret.
@@ -216,7 +244,7 @@ impl<'a> Fields<'a> {
 
     /// `id`: the sender's node id (length already checked).
     pub fn id(&self) -> Option<&'a [u8]> {
-        self.bytes[ID]
+        self.bytes(ID)
     }
 
     /// `id` as a [`NodeId`].
@@ -226,38 +254,38 @@ impl<'a> Fields<'a> {
 
     /// `target` (`find_node`, BEP 44 `get`, BEP 51), length already checked.
     pub fn target(&self) -> Option<NodeId> {
-        self.bytes[TARGET].and_then(|b| NodeId::from_bytes(b).ok())
+        self.bytes(TARGET).and_then(|b| NodeId::from_bytes(b).ok())
     }
 
     /// `info_hash` (`get_peers`, `announce_peer`), length already checked.
     pub fn info_hash(&self) -> Option<NodeId> {
-        self.bytes[INFO_HASH].and_then(|b| NodeId::from_bytes(b).ok())
+        self.bytes(INFO_HASH).and_then(|b| NodeId::from_bytes(b).ok())
     }
 
     /// `token`: a write token (any length; implementations use 4 to 20 bytes).
     pub fn token(&self) -> Option<&'a [u8]> {
-        self.bytes[TOKEN]
+        self.bytes(TOKEN)
     }
 
     /// `port` (`announce_peer`), checked to be 0–65535.
     pub fn port(&self) -> Option<u16> {
-        self.ints[PORT].map(|p| p as u16)
+        self.int(PORT).map(|p| p as u16)
     }
 
     /// `implied_port`: BEP 5, "If it is present and non-zero, the port argument should be
     /// ignored and the source port of the UDP packet should be used as the peer's port".
     pub fn implied_port(&self) -> bool {
-        self.ints[IMPLIED_PORT].is_some_and(|v| v != 0)
+        self.int(IMPLIED_PORT).is_some_and(|v| v != 0)
     }
 
     /// `nodes`: compact IPv4 node info.
     pub fn nodes(&self) -> Option<CompactNodes<'a>> {
-        self.bytes[NODES].map(|raw| CompactNodes::v4(raw, self.id_len()))
+        self.bytes(NODES).map(|raw| CompactNodes::v4(raw, self.id_len()))
     }
 
     /// `nodes6`: compact IPv6 node info (BEP 32).
     pub fn nodes6(&self) -> Option<CompactNodes<'a>> {
-        self.bytes[NODES6].map(|raw| CompactNodes::v6(raw, self.id_len()))
+        self.bytes(NODES6).map(|raw| CompactNodes::v6(raw, self.id_len()))
     }
 
     /// `values`: compact peers (6 or 18 bytes each), lazily; empty when absent.
@@ -267,12 +295,12 @@ impl<'a> Fields<'a> {
 
     /// `values` as a raw list.
     pub fn values_list(&self) -> Option<List<'a>> {
-        self.bytes[VALUES].map(List::from_validated)
+        self.bytes(VALUES).map(List::from_validated)
     }
 
     /// `want` (BEP 32): which address families of nodes the querier asks for.
     pub fn want(&self) -> Option<Want> {
-        let list = List::from_validated(self.bytes[WANT]?);
+        let list = List::from_validated(self.bytes(WANT)?);
         let mut want = Want { n4: false, n6: false };
         for item in list.iter() {
             match item.as_bytes() {
@@ -288,83 +316,83 @@ impl<'a> Fields<'a> {
     /// `samples` (BEP 51): concatenated info-hashes; a trailing partial one is ignored.
     pub fn samples(&self) -> Option<impl Iterator<Item = NodeId> + 'a> {
         let n = self.id_len();
-        self.bytes[SAMPLES].map(move |raw| raw.chunks_exact(n).filter_map(|c| NodeId::from_bytes(c).ok()))
+        self.bytes(SAMPLES).map(move |raw| raw.chunks_exact(n).filter_map(|c| NodeId::from_bytes(c).ok()))
     }
 
     /// `samples` as the raw string.
     pub fn samples_raw(&self) -> Option<&'a [u8]> {
-        self.bytes[SAMPLES]
+        self.bytes(SAMPLES)
     }
 
     /// `interval` (BEP 51), in seconds.
     pub fn interval(&self) -> Option<i64> {
-        self.ints[INTERVAL]
+        self.int(INTERVAL)
     }
 
     /// `num` (BEP 51): how many info-hashes the responder stores.
     pub fn num(&self) -> Option<i64> {
-        self.ints[NUM]
+        self.int(NUM)
     }
 
     /// `scrape` (BEP 33) set and non-zero.
     pub fn scrape(&self) -> bool {
-        self.ints[SCRAPE].is_some_and(|v| v != 0)
+        self.int(SCRAPE).is_some_and(|v| v != 0)
     }
 
     /// `noseed` (BEP 33) set and non-zero.
     pub fn noseed(&self) -> bool {
-        self.ints[NOSEED].is_some_and(|v| v != 0)
+        self.int(NOSEED).is_some_and(|v| v != 0)
     }
 
     /// `seed` (BEP 33, in `announce_peer`) set and non-zero.
     pub fn seed(&self) -> bool {
-        self.ints[SEED].is_some_and(|v| v != 0)
+        self.int(SEED).is_some_and(|v| v != 0)
     }
 
     /// `BFsd` (BEP 33): the 256-byte bloom filter of seeds.
     pub fn bloom_seeds(&self) -> Option<&'a [u8]> {
-        self.bytes[BFSD]
+        self.bytes(BFSD)
     }
 
     /// `BFpe` (BEP 33): the 256-byte bloom filter of peers.
     pub fn bloom_peers(&self) -> Option<&'a [u8]> {
-        self.bytes[BFPE]
+        self.bytes(BFPE)
     }
 
     /// `k` (BEP 44): the 32-byte ed25519 public key.
     pub fn public_key(&self) -> Option<&'a [u8]> {
-        self.bytes[KEY]
+        self.bytes(KEY)
     }
 
     /// `sig` (BEP 44): the 64-byte ed25519 signature.
     pub fn signature(&self) -> Option<&'a [u8]> {
-        self.bytes[SIG]
+        self.bytes(SIG)
     }
 
     /// `salt` (BEP 44).
     pub fn salt(&self) -> Option<&'a [u8]> {
-        self.bytes[SALT]
+        self.bytes(SALT)
     }
 
     /// `seq` (BEP 44).
     pub fn seq(&self) -> Option<i64> {
-        self.ints[SEQ]
+        self.int(SEQ)
     }
 
     /// `cas` (BEP 44).
     pub fn cas(&self) -> Option<i64> {
-        self.ints[CAS]
+        self.int(CAS)
     }
 
     /// `v` (BEP 44) as its raw bencoded span, exactly as received: the signature covers
     /// these bytes.
     pub fn value_raw(&self) -> Option<&'a [u8]> {
-        self.bytes[V]
+        self.bytes(V)
     }
 
     /// `v` (BEP 44) as a [`Value`].
     pub fn value(&self) -> Option<Value<'a>> {
-        self.bytes[V].map(Value::from_validated)
+        self.bytes(V).map(Value::from_validated)
     }
 }
 

@@ -63,9 +63,10 @@ impl Decoder {
         self
     }
 
-    /// The longest datagram accepted.
+    /// The longest datagram accepted (clamped to `u32::MAX` bytes: the typed views keep 32-bit
+    /// offsets).
     pub const fn with_max_len(mut self, max_len: usize) -> Self {
-        self.max_len = max_len;
+        self.max_len = if max_len > u32::MAX as usize { u32::MAX as usize } else { max_len };
         self
     }
 
@@ -115,13 +116,33 @@ impl Decoder {
     /// Strict where safety needs it: lengths, leading zeros, overflow, nesting, key count,
     /// trailing bytes, the type of every key the DHT BEPs define and the length of every id.
     pub fn decode<'a>(&self, buf: &'a [u8]) -> Result<Message<'a>, DecodeError> {
+        self.decode_message(buf).map_err(|err| {
+            // A KRPC rule can fail before the decoder has seen the whole datagram (an integer
+            // `id` in a truncated packet). Only well-formed bencode earns a protocol error, the
+            // kind that gets a 203 reply; otherwise report the structural problem.
+            if err.is_protocol_error() { self.structural_error(buf).unwrap_or(err) } else { err }
+        })
+    }
+
+    /// The first bencode-level problem of `buf` under this decoder's limits, if any.
+    fn structural_error(&self, buf: &[u8]) -> Option<DecodeError> {
+        let mut budget = Budget { max_depth: self.max_depth, max_keys: u32::from(self.max_keys), keys: 0 };
+        let mut c = Cursor::new(buf);
+        match c.skip_value(0, &mut budget) {
+            Err(err) => Some(err),
+            Ok(_) if !c.at_end() => Some(c.err(K::TrailingBytes)),
+            Ok(_) => None,
+        }
+    }
+
+    fn decode_message<'a>(&self, buf: &'a [u8]) -> Result<Message<'a>, DecodeError> {
         if buf.is_empty() {
             return Err(DecodeError::new(K::Empty, 0));
         }
         if buf.len() > self.max_len {
             return Err(DecodeError::new(K::TooLarge { max: self.max_len }, self.max_len));
         }
-        let mut budget = Budget { max_depth: self.max_depth, max_keys: self.max_keys, keys: 0 };
+        let mut budget = Budget { max_depth: self.max_depth, max_keys: u32::from(self.max_keys), keys: 0 };
         let mut c = Cursor::new(buf);
         if c.peek() != Some(b'd') {
             return Err(c.err(K::NotADictionary));

@@ -45,6 +45,8 @@ mod dictionary;
 mod encode;
 mod error;
 mod fields;
+#[doc(hidden)]
+pub mod fuzzing;
 mod message;
 mod value;
 mod writer;

@@ -166,13 +166,22 @@ pub struct ListIter<'a> {
 impl<'a> Iterator for ListIter<'a> {
     type Item = Value<'a>;
     fn next(&mut self) -> Option<Value<'a>> {
-        if self.raw.get(self.pos).is_none_or(|&b| b == b'e') {
-            return None;
+        match self.raw.get(self.pos) {
+            None | Some(b'e') => None,
+            Some(b'0'..=b'9') => {
+                // Strings (compact peers) directly, without measuring the value first.
+                let mut c = Cursor { buf: self.raw, pos: self.pos };
+                let s = c.read_bytes().ok()?;
+                self.pos = c.pos;
+                Some(Value::Bytes(s))
+            }
+            Some(_) => {
+                let end = value_end(self.raw, self.pos)?;
+                let v = Value::from_validated(&self.raw[self.pos..end]);
+                self.pos = end;
+                Some(v)
+            }
         }
-        let end = value_end(self.raw, self.pos)?;
-        let v = Value::from_validated(&self.raw[self.pos..end]);
-        self.pos = end;
-        Some(v)
     }
 }
 

@@ -38,6 +38,15 @@ impl<'b> Writer<'b> {
     /// Writes the decimal digits of `n` (no sign handling beyond a leading '-').
     #[inline]
     pub(crate) fn decimal(&mut self, n: i64) {
+        // Fast paths: string lengths and small integers are nearly always one or two digits.
+        if (0..10).contains(&n) {
+            self.byte(b'0' + n as u8);
+            return;
+        }
+        if (10..100).contains(&n) {
+            self.raw(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+            return;
+        }
         let mut tmp = [0u8; 20];
         let mut i = tmp.len();
         let mut v = n.unsigned_abs();
@@ -82,6 +91,11 @@ impl<'b> Writer<'b> {
     /// Re-emits a validated bencode value in canonical form: dictionary keys sorted, later
     /// duplicates dropped. Recursion is bounded by the depth the value was validated with.
     pub(crate) fn canonical_value(&mut self, raw: &[u8]) {
+        // What peers send is almost always canonical already: copy it in one go.
+        if is_canonical(raw) {
+            self.raw(raw);
+            return;
+        }
         let mut c = Cursor::new(raw);
         self.canonical_at(&mut c);
     }
@@ -164,6 +178,60 @@ pub(crate) fn for_each_entry<'a>(raw: &'a [u8], mut f: impl FnMut(&'a [u8], &'a 
         let Ok(value) = c.skip_value(0, &mut budget) else { return };
         f(key, value);
     }
+}
+
+/// True when a validated value is already in canonical form: the keys of every dictionary in
+/// it strictly ascending. (Validated integers and lengths have no leading zeros and no `-0`,
+/// so they are canonical as they stand.)
+pub(crate) fn is_canonical(raw: &[u8]) -> bool {
+    let mut c = Cursor::new(raw);
+    scan_canonical(&mut c) && c.at_end()
+}
+
+/// Skips one value at the cursor; false on an unsorted or repeated key (or broken input).
+/// Recursion is bounded by the depth the value was validated with.
+fn scan_canonical(c: &mut Cursor<'_>) -> bool {
+    match c.peek() {
+        Some(b'i') => c.read_int().is_ok(),
+        Some(b'0'..=b'9') => skip_string(c),
+        Some(b'l') => {
+            c.pos += 1;
+            loop {
+                match c.peek() {
+                    Some(b'e') => {
+                        c.pos += 1;
+                        return true;
+                    }
+                    // Strings inline: long lists of compact peers are the common case.
+                    Some(b'0'..=b'9') if skip_string(c) => {}
+                    Some(b'd' | b'i' | b'l') if scan_canonical(c) => {}
+                    _ => return false,
+                }
+            }
+        }
+        Some(b'd') => {
+            c.pos += 1;
+            let mut prev: Option<&[u8]> = None;
+            loop {
+                if c.peek() == Some(b'e') {
+                    c.pos += 1;
+                    return true;
+                }
+                let Ok(key) = c.read_bytes() else { return false };
+                if prev.is_some_and(|p| key <= p) || !scan_canonical(c) {
+                    return false;
+                }
+                prev = Some(key);
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Skips a validated byte string.
+#[inline]
+fn skip_string(c: &mut Cursor<'_>) -> bool {
+    c.skip_short_string() || c.read_bytes().is_ok()
 }
 
 /// True when the keys of a validated dictionary are strictly ascending.
