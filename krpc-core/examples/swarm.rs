@@ -5,8 +5,8 @@
 //! `cargo run --release -p krpc-core --example swarm -- [NODES] [LOOKUPS] [SEED]`
 #![allow(clippy::print_stdout, clippy::disallowed_methods, clippy::type_complexity)] // a demo binary: it prints and times itself
 
-use std::collections::{BTreeMap, BinaryHeap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
@@ -27,7 +27,9 @@ struct Net {
 impl Net {
     fn new(n: usize, k: usize, seed: u64) -> Net {
         let addrs: Vec<SocketAddr> = (0..n)
-            .map(|i| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8), 6881)))
+            .map(|i| {
+                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8), 6881))
+            })
             .collect();
         let nodes = (0..n)
             .map(|i| {
@@ -87,7 +89,8 @@ impl Net {
             self.drain(i, events);
         }
         while !until(events) {
-            let idle = self.in_flight.is_empty() && self.nodes.iter().all(|n| n.operations() == 0 && n.in_flight() == 0);
+            let idle =
+                self.in_flight.is_empty() && self.nodes.iter().all(|n| n.operations() == 0 && n.in_flight() == 0);
             if idle {
                 break;
             }

@@ -3,8 +3,8 @@
 #![allow(unsafe_code)] // a counting global allocator needs `unsafe impl GlobalAlloc`
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::net::SocketAddr;
 use std::cell::Cell;
+use std::net::SocketAddr;
 
 use krpc_core::wire::{Dictionary, Entry, Insert, QueryOut, ResponseOut};
 use krpc_core::{Config, Endpoint, Instant, NodeId, NodeInfo};
@@ -52,7 +52,14 @@ fn answering_a_ping_from_a_known_node_allocates_nothing() {
     let args = Dictionary::new();
     let extra = [Entry { key: b"id", value: Insert::Bytes(querier.id.as_bytes()), replace: false }];
     let mut ping = [0u8; 128];
-    let q = QueryOut { transaction_id: b"xy", method: b"ping", args: &args, extra: &extra, read_only: false, version: None };
+    let q = QueryOut {
+        transaction_id: b"xy",
+        method: b"ping",
+        args: &args,
+        extra: &extra,
+        read_only: false,
+        version: None,
+    };
     let len = q.encode(&mut ping).unwrap();
     let mut out = [0u8; 1500];
 

@@ -43,6 +43,7 @@ pub mod scrape;
 pub mod security;
 pub mod token;
 
+pub use config::{DhtConfig, UnknownMethods};
 pub use external_address::{ExternalAddressVote, MAX_VOTERS, MIN_VOTES, VOTE_LIFETIME};
 pub use peer_store::{
     DEFAULT_MAX_HASHES, DEFAULT_MAX_PEERS, DEFAULT_MAX_PEERS_PER_HASH, DEFAULT_MAX_PEERS_PER_IP, DEFAULT_PEER_TTL,
@@ -51,4 +52,3 @@ pub use peer_store::{
 pub use scrape::{BLOOM_BYTES, bloom_estimate, bloom_insert};
 pub use security::{SecureIdPolicy, crc32c, generate_secure_id, is_exempt, is_secure_id, is_verified, secure_prefix};
 pub use token::{ROTATION_INTERVAL, TOKEN_LEN, TOKEN_LIFETIME, Tokens};
-pub use config::{DhtConfig, UnknownMethods};
