@@ -1,7 +1,7 @@
 //! [`Rpc`]: the cloneable handle through which the application talks to the driver task.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,7 +13,9 @@ use tokio::net::ToSocketAddrs;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Span, debug_span};
 
-use crate::stream::{Lookup, LookupSummary, QueryAll, Replies, Request, StopOnDrop, Subscription, query_all_end};
+use crate::stream::{
+    GetPeers, Lookup, LookupSummary, QueryAll, Replies, Request, StopOnDrop, Subscription, query_all_end,
+};
 use crate::task::Task;
 use crate::{Builder, Error, SHUT_DOWN};
 
@@ -22,7 +24,7 @@ pub(crate) struct Shared {
     pub(crate) commands: mpsc::UnboundedSender<crate::task::Command>,
     pub(crate) closed: watch::Receiver<()>,
     pub(crate) local_addr: SocketAddr,
-    pub(crate) id: NodeId,
+    pub(crate) id: watch::Receiver<NodeId>,
     pub(crate) capacity: usize,
     pub(crate) next_key: AtomicU64,
 }
@@ -76,9 +78,11 @@ impl Rpc {
         Builder::new(config)
     }
 
-    /// Our node id.
+    /// Our node id. With the node layer ([`Config::dht`]) it may change once, to an id bound
+    /// to our public address (BEP 42); [`events`](Self::events) then carries
+    /// [`Event::IdChanged`].
     pub fn id(&self) -> NodeId {
-        self.shared.id
+        *self.shared.id.borrow()
     }
 
     /// The socket's local address.
@@ -157,6 +161,71 @@ impl Rpc {
         if summary.outcome == LookupOutcome::ShutDown { Err(SHUT_DOWN) } else { Ok(summary) }
     }
 
+    /// Joins the network (BEP 5): a background lookup of our own id with `find_node`, the
+    /// same as `populate(id, find_node(id))`. Resolves when it ends; dropping the future
+    /// stops it.
+    pub async fn bootstrap(&self) -> Result<LookupSummary, Error> {
+        let span = debug_span!("bootstrap");
+        let (events, guard) = self.start(span, |e, now| e.bootstrap(now)).await?;
+        let summary = Replies::new(events, guard, LookupSummary::from_event).finish().await;
+        if summary.outcome == LookupOutcome::ShutDown { Err(SHUT_DOWN) } else { Ok(summary) }
+    }
+
+    /// Looks for the nodes closest to `target` with `find_node`: the stream yields each
+    /// reply; [`Replies::end`] then holds the [`LookupSummary`], whose `closest` are the
+    /// nodes found, nearest first. Dropping the stream stops the lookup.
+    pub async fn find_node(&self, target: NodeId) -> Result<Lookup, Error> {
+        let span = debug_span!("find_node", %target);
+        let (events, guard) = self.start(span, move |e, now| e.find_node(now, target)).await?;
+        Ok(Replies::new(events, guard, LookupSummary::from_event))
+    }
+
+    /// Looks up peers for `info_hash` (BEP 5 `get_peers`): the stream yields every peer
+    /// address the nodes on the way hold, each once; [`GetPeers::end`] then holds the
+    /// [`LookupSummary`] with the closest nodes and their write tokens. Dropping the stream
+    /// stops the lookup. Any node may ask; answering other nodes' `get_peers` takes the node
+    /// layer ([`Config::dht`]).
+    pub async fn get_peers(&self, info_hash: NodeId) -> Result<GetPeers, Error> {
+        let span = debug_span!("get_peers", %info_hash);
+        let (events, guard) = self.start(span, move |e, now| e.get_peers(now, info_hash)).await?;
+        Ok(GetPeers::new(events, guard))
+    }
+
+    /// Announces that we have `info_hash` on `port` (`None`: the port our datagrams leave
+    /// from, BEP 5's `implied_port`); `seed` marks us a seed (BEP 33). The engine looks the
+    /// info hash up, then sends `announce_peer` to the closest nodes that gave a token.
+    /// Resolves with the number of nodes that stored us; [`QueryError::NoNodes`](crate::QueryError::NoNodes)
+    /// when no node gave a token, [`QueryError::AllFailed`](crate::QueryError::AllFailed)
+    /// when none accepted. Dropping the future stops the lookup phase; `announce_peer`
+    /// queries already sent run to their end.
+    pub async fn announce(&self, info_hash: NodeId, port: Option<u16>, seed: bool) -> Result<usize, Error> {
+        let span = debug_span!("announce", %info_hash, ?port, seed);
+        let (mut events, mut guard) = self.start(span, move |e, now| e.announce(now, info_hash, port, seed)).await?;
+        loop {
+            match events.recv().await {
+                Some(Event::Peers { .. }) => {}
+                Some(Event::AnnounceDone { result, .. }) => {
+                    guard.disarm();
+                    return result.map_err(Error::Query);
+                }
+                // The engine registers the announce after its lookup has started; a lookup
+                // with no node to ask ends at once, before that, and is reported as a plain
+                // lookup. Nothing was asked, so nothing could store us.
+                Some(Event::LookupDone { .. }) => {
+                    guard.disarm();
+                    return Err(Error::Query(krpc_core::QueryError::NoNodes));
+                }
+                _ => return Err(SHUT_DOWN),
+            }
+        }
+    }
+
+    /// Our public address per family, `[IPv4, IPv6]`, as voted by the `ip` fields of
+    /// replies (BEP 42); `None` until enough nodes agree (and always without the node layer).
+    pub async fn external_address(&self) -> Result<[Option<IpAddr>; 2], Error> {
+        self.inspect(|endpoint| endpoint.external_address()).await
+    }
+
     /// The queries other nodes send us, each with its responder (k-rpc's `query` event).
     /// Only the latest subscription receives them; queries that arrive while no one
     /// listens, or while the stream is full, go unanswered.
@@ -167,9 +236,9 @@ impl Rpc {
     }
 
     /// Routing-table events: [`Event::NodeAdded`], [`Event::NodeRemoved`],
-    /// [`Event::NodeUpdated`] and, with `auto_ping_swap` off, [`Event::PingSwap`] (ping the
-    /// offered nodes, [`swap`](Self::swap) out one that fails). Events beyond the stream's
-    /// capacity (`max_queued_events`) are dropped.
+    /// [`Event::NodeUpdated`], [`Event::IdChanged`] and, with `auto_ping_swap` off,
+    /// [`Event::PingSwap`] (ping the offered nodes, [`swap`](Self::swap) out one that fails).
+    /// Events beyond the stream's capacity (`max_queued_events`) are dropped.
     pub fn events(&self) -> Subscription<Event> {
         let (sender, receiver) = mpsc::channel(self.shared.capacity);
         let _ = self.send(move |task| task.events.push(sender));

@@ -2,9 +2,15 @@
 //!
 //! One task owns the socket and the [`Endpoint`](krpc_core::Endpoint); [`Rpc`] is a cheap,
 //! cloneable handle that sends it commands over a channel. Results come back as futures
-//! ([`Rpc::query`], [`Rpc::populate`]) or streams ([`Rpc::closest`], [`Rpc::query_all`],
-//! [`Rpc::incoming`], [`Rpc::events`]). No task is spawned per query. All protocol rules live
-//! in the engine; this crate only moves datagrams and time.
+//! ([`Rpc::query`], [`Rpc::populate`], [`Rpc::announce`]) or streams ([`Rpc::closest`],
+//! [`Rpc::query_all`], [`Rpc::find_node`], [`Rpc::get_peers`], [`Rpc::incoming`],
+//! [`Rpc::events`]). No task is spawned per query. All protocol rules live in the engine; this
+//! crate only moves datagrams and time.
+//!
+//! With [`Config::dht`] the engine is a BEP 5 node: it answers `find_node`, `get_peers` and
+//! `announce_peer` itself, and [`Rpc::bootstrap`], [`Rpc::find_node`], [`Rpc::get_peers`] and
+//! [`Rpc::announce`] drive its node-layer operations. Without it (k-rpc parity) every query but
+//! `ping` goes to [`Rpc::incoming`].
 //!
 //! - **Cancellation**: dropping a query future cancels the query; dropping a [`Replies`]
 //!   stream stops its lookup or `query_all`.
@@ -84,7 +90,7 @@ pub use krpc_core::{
     AddressPolicy, CommandError, Config, DEFAULT_BOOTSTRAP, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId,
     NodeInfo, Peer, Query, QueryError, Reply, Token, wire,
 };
-pub use stream::{Lookup, LookupSummary, QueryAll, Replies, Request, Subscription};
+pub use stream::{GetPeers, Lookup, LookupSummary, QueryAll, Replies, Request, Subscription};
 
 /// Why a command failed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,6 +1,8 @@
 //! What the task hands back: reply streams, subscriptions and responders.
 
+use std::collections::{HashSet, VecDeque};
 use std::future::poll_fn;
+use std::net::SocketAddr;
 use std::ops::Deref;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -46,8 +48,8 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// How a lookup ([`Rpc::closest`](crate::Rpc::closest), [`Rpc::populate`](crate::Rpc::populate))
-/// ended (k-rpc's `cb(null, n)`, plus the nodes found).
+/// How a lookup ([`Rpc::closest`](crate::Rpc::closest), [`Rpc::populate`](crate::Rpc::populate),
+/// [`Rpc::find_node`](crate::Rpc::find_node), [`Rpc::get_peers`](crate::Rpc::get_peers)) ended (k-rpc's `cb(null, n)`, plus the nodes found).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LookupSummary {
     /// Successful replies with a valid id.
@@ -106,18 +108,47 @@ pub(crate) fn query_all_end(event: Option<Event>) -> Result<usize, QueryError> {
 /// ```
 #[derive(Debug)]
 pub struct Replies<T> {
+    op: OpEvents<T>,
+}
+
+/// A running lookup: [`Rpc::closest`](crate::Rpc::closest), [`Rpc::find_node`](crate::Rpc::find_node).
+pub type Lookup = Replies<LookupSummary>;
+
+/// A running [`Rpc::query_all`](crate::Rpc::query_all): ends with the number of successful
+/// replies, or the first 3xx remote error when none succeeded (BEP 44), else `AllFailed`.
+pub type QueryAll = Replies<Result<usize, QueryError>>;
+
+/// The events of one running command, up to its last one, which becomes its result.
+#[derive(Debug)]
+struct OpEvents<T> {
     events: mpsc::UnboundedReceiver<Event>,
     end: Option<T>,
     guard: StopOnDrop,
     to_end: fn(Option<Event>) -> T,
 }
 
-/// A running lookup: [`Rpc::closest`](crate::Rpc::closest).
-pub type Lookup = Replies<LookupSummary>;
+impl<T> OpEvents<T> {
+    /// The next event that is not the command's last; `None` once the last has arrived (it
+    /// is then in `end`).
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        if self.end.is_some() {
+            return Poll::Ready(None);
+        }
+        match ready!(self.events.poll_recv(cx)) {
+            Some(event @ (Event::Reply { .. } | Event::Peers { .. })) => Poll::Ready(Some(event)),
+            last => {
+                self.end = Some((self.to_end)(last));
+                self.guard.disarm();
+                Poll::Ready(None)
+            }
+        }
+    }
 
-/// A running [`Rpc::query_all`](crate::Rpc::query_all): ends with the number of successful
-/// replies, or the first 3xx remote error when none succeeded (BEP 44), else `AllFailed`.
-pub type QueryAll = Replies<Result<usize, QueryError>>;
+    fn take_end(&mut self) -> T {
+        let to_end = self.to_end;
+        self.end.take().unwrap_or_else(|| to_end(None))
+    }
+}
 
 impl<T> Replies<T> {
     pub(crate) fn new(
@@ -125,19 +156,15 @@ impl<T> Replies<T> {
         guard: StopOnDrop,
         to_end: fn(Option<Event>) -> T,
     ) -> Self {
-        Replies { events, end: None, guard, to_end }
+        Replies { op: OpEvents { events, end: None, guard, to_end } }
     }
 
     fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<Option<Reply>> {
-        if self.end.is_some() {
-            return Poll::Ready(None);
-        }
-        match ready!(self.events.poll_recv(cx)) {
-            Some(Event::Reply { reply, .. }) => Poll::Ready(Some(reply)),
-            last => {
-                self.end = Some((self.to_end)(last));
-                self.guard.disarm();
-                Poll::Ready(None)
+        loop {
+            match ready!(self.op.poll_event(cx)) {
+                Some(Event::Reply { reply, .. }) => return Poll::Ready(Some(reply)),
+                Some(_) => {}
+                None => return Poll::Ready(None),
             }
         }
     }
@@ -149,20 +176,19 @@ impl<T> Replies<T> {
 
     /// The result, once the stream has ended.
     pub fn end(&self) -> Option<&T> {
-        self.end.as_ref()
+        self.op.end.as_ref()
     }
 
     /// Stops the command now (k-rpc's `visit` returning `false`): no further queries, no
     /// further replies; the stream ends.
     pub fn stop(&mut self) {
-        self.guard.stop();
+        self.op.guard.stop();
     }
 
     /// Skips the remaining replies and returns the result.
     pub async fn finish(mut self) -> T {
         while self.next().await.is_some() {}
-        let to_end = self.to_end;
-        self.end.take().unwrap_or_else(|| to_end(None))
+        self.op.take_end()
     }
 }
 
@@ -171,6 +197,101 @@ impl<T: Unpin> Stream for Replies<T> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Reply>> {
         self.get_mut().poll_reply(cx)
+    }
+}
+
+/// The peers a running [`Rpc::get_peers`](crate::Rpc::get_peers) finds, as they arrive, each
+/// address once: a [`Stream`] (also usable through [`next`](Self::next)) that ends with the
+/// lookup. [`end`](Self::end) then holds its [`LookupSummary`]: the closest nodes with the
+/// write tokens they gave, what an `announce_peer` needs.
+///
+/// Dropping it before the end stops the lookup.
+///
+/// # Example
+/// ```
+/// use krpc_tokio::{Config, NodeId, Rpc};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let seed = Rpc::bind("127.0.0.1:0", Config::dht()).await?;
+/// let config = Config { bootstrap: vec![seed.local_addr()], ..Config::dht() };
+/// let (a, b) = (Rpc::bind("127.0.0.1:0", config.clone()).await?, Rpc::bind("127.0.0.1:0", config).await?);
+/// let info_hash = NodeId::from_array([0x42; 20]);
+/// assert_eq!(a.announce(info_hash, None, false).await?, 1); // the seed stored a
+///
+/// let mut peers = b.get_peers(info_hash).await?;
+/// assert_eq!(peers.next().await, Some(a.local_addr()));
+/// while peers.next().await.is_some() {}
+/// let summary = peers.end().unwrap();
+/// assert!(summary.closest.iter().any(|n| n.node.id == seed.id() && n.token.is_some()));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct GetPeers {
+    op: OpEvents<LookupSummary>,
+    seen: HashSet<SocketAddr>,
+    found: VecDeque<SocketAddr>,
+}
+
+impl GetPeers {
+    pub(crate) fn new(events: mpsc::UnboundedReceiver<Event>, guard: StopOnDrop) -> Self {
+        let op = OpEvents { events, end: None, guard, to_end: LookupSummary::from_event };
+        GetPeers { op, seen: HashSet::new(), found: VecDeque::new() }
+    }
+
+    fn poll_peer(&mut self, cx: &mut Context<'_>) -> Poll<Option<SocketAddr>> {
+        loop {
+            if let Some(peer) = self.found.pop_front() {
+                return Poll::Ready(Some(peer));
+            }
+            match ready!(self.op.poll_event(cx)) {
+                Some(Event::Peers { peers, .. }) => {
+                    let new = peers.into_iter().filter(|peer| self.seen.insert(*peer));
+                    self.found.extend(new);
+                }
+                Some(_) => {}
+                None => return Poll::Ready(None),
+            }
+        }
+    }
+
+    /// The next peer not seen before; `None` once the lookup has ended.
+    pub async fn next(&mut self) -> Option<SocketAddr> {
+        poll_fn(|cx| self.poll_peer(cx)).await
+    }
+
+    /// How many distinct peers have been found so far.
+    pub fn found(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// The lookup's summary, once the stream has ended.
+    pub fn end(&self) -> Option<&LookupSummary> {
+        self.op.end.as_ref()
+    }
+
+    /// Stops the lookup now: no further queries; the stream ends (after the peers already
+    /// received) with [`LookupOutcome::Stopped`](krpc_core::LookupOutcome::Stopped).
+    pub fn stop(&mut self) {
+        self.op.guard.stop();
+    }
+
+    /// Collects the remaining peers and returns them with the summary.
+    pub async fn finish(mut self) -> (Vec<SocketAddr>, LookupSummary) {
+        let mut peers = Vec::new();
+        while let Some(peer) = self.next().await {
+            peers.push(peer);
+        }
+        (peers, self.op.take_end())
+    }
+}
+
+impl Stream for GetPeers {
+    type Item = SocketAddr;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SocketAddr>> {
+        self.get_mut().poll_peer(cx)
     }
 }
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use krpc_core::{CommandError, Endpoint, Event, IncomingQuery, Instant, OpId};
+use krpc_core::{CommandError, Endpoint, Event, IncomingQuery, Instant, NodeId, OpId};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
@@ -48,6 +48,8 @@ pub(crate) struct Task {
     keys: HashMap<Key, OpId>,
     pub(crate) incoming: Option<mpsc::Sender<Request>>,
     pub(crate) events: Vec<mpsc::Sender<Event>>,
+    /// Our node id as the handles see it; it changes on [`Event::IdChanged`] (BEP 42).
+    id: watch::Sender<NodeId>,
 }
 
 /// Starts the task on the current runtime and returns the first handle.
@@ -55,6 +57,7 @@ pub(crate) fn spawn(endpoint: Endpoint, socket: UdpSocket, local_addr: SocketAdd
     let (commands, receiver) = mpsc::unbounded_channel();
     let (done, closed) = watch::channel(());
     let (id, config) = (*endpoint.id(), endpoint.config());
+    let (id, id_receiver) = watch::channel(id);
     let (capacity, next_key) = (config.max_queued_events, AtomicU64::new(0));
     let task = Task {
         buf: vec![0; config.max_datagram_len.min(65_535) + 1],
@@ -68,12 +71,13 @@ pub(crate) fn spawn(endpoint: Endpoint, socket: UdpSocket, local_addr: SocketAdd
         keys: HashMap::new(),
         incoming: None,
         events: Vec::new(),
+        id,
     };
     tokio::spawn(async move {
         let _done = done; // dropped after the task: `shutdown()` returns once the socket is closed
         task.run().await;
     });
-    Rpc::new(Shared { commands, closed, local_addr, id, capacity, next_key })
+    Rpc::new(Shared { commands, closed, local_addr, id: id_receiver, capacity, next_key })
 }
 
 impl Task {
@@ -193,8 +197,15 @@ impl Task {
     fn deliver(&mut self, event: Event) {
         let (op, last) = match event {
             Event::Query(query) => return self.offer(query),
-            Event::Reply { op, .. } => (op, false),
-            Event::QueryDone { op, .. } | Event::QueryAllDone { op, .. } | Event::LookupDone { op, .. } => (op, true),
+            Event::Reply { op, .. } | Event::Peers { op, .. } => (op, false),
+            Event::QueryDone { op, .. }
+            | Event::QueryAllDone { op, .. }
+            | Event::LookupDone { op, .. }
+            | Event::AnnounceDone { op, .. } => (op, true),
+            Event::IdChanged { id, .. } => {
+                self.id.send_replace(id);
+                return self.broadcast(event);
+            }
             event => return self.broadcast(event),
         };
         // Lookups the engine starts itself (bucket refresh) are nobody's.

@@ -1,0 +1,246 @@
+//! The `krpc` command-line tool (examples/krpc), run as a process: exit codes, JSON lines,
+//! and a few commands end to end on loopback.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// BEP 5's example ping: `{"t":"aa", "y":"q", "q":"ping", "a":{"id":"abcdefghij0123456789"}}`.
+const PING: &[u8] = b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The example binary, built once per test run (a no-op when `cargo test` built it already)
+/// into the target directory this test runs from.
+fn krpc() -> Command {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    let binary = BINARY.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
+        let target_dir = profile_dir.parent().expect("target directory");
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "--quiet", "--example", "krpc", "--manifest-path"]);
+        build.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).arg("--target-dir").arg(target_dir);
+        if profile_dir.file_name().is_some_and(|name| name == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "cargo build --example krpc failed");
+        profile_dir.join("examples").join(format!("krpc{}", std::env::consts::EXE_SUFFIX))
+    });
+    Command::new(binary)
+}
+
+fn run(args: &[&str]) -> Output {
+    krpc().args(args).stdin(Stdio::null()).output().expect("run krpc")
+}
+
+/// Every stdout line, each a JSON object.
+fn json_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A `serve --json` node on loopback, with its address and id from the `listening` line.
+struct Server {
+    child: Child,
+    lines: BufReader<std::process::ChildStdout>,
+    addr: String,
+    id: String,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = krpc()
+            .args(["--json", "serve"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start krpc serve");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut first = String::new();
+        lines.read_line(&mut first).expect("read the listening line");
+        let listening: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first:?}"));
+        assert_eq!(listening["event"], "listening", "{listening}");
+        let addr = listening["addr"].as_str().expect("addr").to_owned();
+        let id = listening["id"].as_str().expect("id").to_owned();
+        Server { child, lines, addr, id }
+    }
+
+    /// Waits for the node to stop on its own (`--for`): its exit status and remaining lines.
+    fn wait(mut self) -> (std::process::ExitStatus, Vec<Value>) {
+        let rest: Vec<Value> = (&mut self.lines)
+            .lines()
+            .map(|line| serde_json::from_str(&line.expect("read a line")).expect("a JSON line"))
+            .collect();
+        (self.child.wait().expect("wait for krpc serve"), rest)
+    }
+}
+
+#[test]
+fn decode_prints_a_bep5_ping_as_json() {
+    let output = run(&["--json", "decode", &hex(PING)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let message = &lines[0];
+    assert_eq!(message["event"], "message");
+    assert_eq!(message["y"], "q");
+    assert_eq!(message["q"], "ping");
+    assert_eq!(message["t"], "aa");
+    assert_eq!(message["a"]["id"], hex(b"abcdefghij0123456789"));
+    assert_eq!(lines[1]["event"], "done");
+}
+
+#[test]
+fn decode_reads_raw_bytes_from_stdin_and_prints_text() {
+    let mut child =
+        krpc().args(["decode", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("run krpc");
+    child.stdin.take().expect("piped stdin").write_all(PING).expect("write the datagram");
+    let output = child.wait_with_output().expect("wait for krpc");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains(r#"q: "ping""#) && text.contains(r#""abcdefghij0123456789""#), "{text}");
+}
+
+#[test]
+fn decode_of_garbage_fails_with_the_offset() {
+    // `d1:a` then `z`, which cannot start a value: offset 4.
+    let output = run(&["decode", "64313a617a"]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("offset 4"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+
+    let output = run(&["--json", "decode", &hex(&PING[..PING.len() - 1])]);
+    assert_eq!(output.status.code(), Some(1));
+    let lines = json_lines(&output);
+    assert_eq!(lines.last().expect("an error line")["event"], "error");
+    assert_eq!(lines.last().expect("an error line")["offset"], PING.len() - 1);
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    for args in [
+        &["frobnicate"][..],
+        &["find-node", "not-hex", "--bootstrap", "127.0.0.1:6881"],
+        &["get-peers", "0123456789abcdef0123456789abcdef01234567"], // --bootstrap is required
+        &["announce", "0123", "--bootstrap", "127.0.0.1:6881"],     // too short for an info hash
+        &["decode", "xyz"],
+        &["swarm", "--nodes", "1"],
+    ] {
+        let output = run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
+    }
+    assert_eq!(run(&["--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn ping_gets_the_id_of_a_serving_node() {
+    let server = Server::start(&["--bind", "127.0.0.1:0", "--for", "5", "--interval", "1"]);
+    let output = run(&["--json", "ping", &server.addr]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = json_lines(&output);
+    assert_eq!(lines[0]["event"], "pong", "{lines:?}");
+    assert_eq!(lines[0]["id"], server.id.as_str());
+    assert_eq!(lines[0]["addr"], server.addr.as_str());
+    assert!(lines[0]["rtt_ms"].as_f64().is_some_and(|ms| ms >= 0.0));
+    let done = lines.last().expect("a done line");
+    assert_eq!(
+        (done["event"].as_str(), done["queries"].as_u64(), done["replies"].as_u64()),
+        (Some("done"), Some(1), Some(1))
+    );
+
+    // Text mode: one readable line with the id.
+    let output = run(&["ping", &server.addr]);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&server.id));
+
+    let (status, lines) = server.wait();
+    assert!(status.success());
+    assert!(lines.iter().any(|line| line["event"] == "stats"), "{lines:?}");
+    let done = lines.last().expect("a done line");
+    assert_eq!(done["event"], "done");
+    assert!(done["queries_in"].as_u64().is_some_and(|n| n >= 2), "{done}");
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // the test's own socket, on loopback
+fn ping_without_an_answer_fails() {
+    // A socket of ours that never answers: the ping times out.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind on loopback");
+    let output = run(&["ping", &silent.local_addr().unwrap().to_string()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("no reply"), "{}", stderr(&output));
+}
+
+#[test]
+fn announce_then_get_peers_and_find_node_through_served_nodes() {
+    let seed = Server::start(&["--bind", "127.0.0.1:0", "--for", "5"]);
+    let other = Server::start(&["--bind", "127.0.0.1:0", "--for", "5", "--bootstrap", &seed.addr]);
+    let info_hash = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+    let output = run(&["--json", "announce", info_hash, "--port", "4242", "--bootstrap", &seed.addr]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let done = json_lines(&output).pop().expect("a done line");
+    assert!(done["stored"].as_u64().is_some_and(|n| n >= 1), "{done}");
+
+    let output = run(&["--json", "get-peers", info_hash, "--bootstrap", &other.addr]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = json_lines(&output);
+    let peers: Vec<&str> = lines.iter().filter(|l| l["event"] == "peer").filter_map(|l| l["addr"].as_str()).collect();
+    assert_eq!(peers, ["127.0.0.1:4242"]);
+    assert_eq!(lines.last().expect("a done line")["peers"], 1);
+
+    let output = run(&["--json", "find-node", &other.id, "--bootstrap", &seed.addr]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = json_lines(&output);
+    assert_eq!(lines[0]["event"], "node");
+    assert_eq!((lines[0]["id"].as_str(), lines[0]["addr"].as_str()), (Some(&*other.id), Some(&*other.addr)));
+    assert_eq!(lines.last().expect("a done line")["found"], true);
+
+    // Nothing announced under this one: an operational failure.
+    let unknown = "0000000000000000000000000000000000000001";
+    let output = run(&["get-peers", unknown, "--bootstrap", &seed.addr]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("no peers"), "{}", stderr(&output));
+
+    assert!(seed.wait().0.success() && other.wait().0.success());
+}
+
+#[test]
+fn ipv6_loopback_bootstrap_is_accepted() {
+    let server = Server::start(&["--bind", "[::1]:0", "--for", "5"]);
+    assert!(server.addr.starts_with("[::1]:"), "{}", server.addr);
+    let output = run(&["--json", "find-node", &server.id, "--bootstrap", &server.addr]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = json_lines(&output);
+    assert_eq!(lines[0]["addr"], server.addr.as_str());
+    assert!(server.wait().0.success());
+}
+
+#[test]
+fn swarm_finds_every_announced_peer() {
+    let output = run(&["--json", "swarm", "--nodes", "30", "--lookups", "5"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 1, "one summary object: {lines:?}");
+    let summary = &lines[0];
+    assert_eq!(summary["event"], "done");
+    assert_eq!(summary["nodes"], 30);
+    assert_eq!(summary["lookups"], 5);
+    assert_eq!(summary["success"], 1.0, "{summary}");
+    assert!(summary["queries_per_lookup"]["median"].as_u64().is_some_and(|n| n > 0), "{summary}");
+}
