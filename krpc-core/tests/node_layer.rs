@@ -290,3 +290,39 @@ fn enforce_keeps_ids_not_bound_to_their_address_out_of_the_table() {
     .unwrap();
     assert!(s.ep.insert_node(s.now, NodeInfo::new(secure, sa("124.31.75.21:1"))), "BEP 42 test vector id");
 }
+
+#[test]
+fn an_announce_with_nobody_to_ask_ends_at_once_with_no_nodes() {
+    let mut s = Script::new(dht());
+    let op = s.ep.announce(s.now, id(1), Some(1), false).unwrap();
+    let events = s.events();
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::AnnounceDone { op: o, result: Err(krpc_core::QueryError::NoNodes) } if *o == op)
+        ),
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|e| matches!(e, Event::LookupDone { .. })), "reported once, as an announce");
+}
+
+#[test]
+fn stopping_an_announce_after_its_lookup_stops_its_announce_queries() {
+    let mut s = Script::new(dht());
+    let peer = NodeInfo::new(id(0x10), sa("10.0.0.5:6881"));
+    s.insert(&[peer]);
+    let ih = NodeId::from_array([0x10; 20]);
+    let op = s.ep.announce(s.now, ih, None, false).unwrap();
+    let get_peers = s.one_sent();
+    let values = Dictionary::new().with_bytes("token", b"tok");
+    s.reply_with(&get_peers, Some(&peer.id), &values, &[]);
+    let announce = s.one_sent();
+    assert_eq!(announce.method(), b"announce_peer");
+    assert_eq!(announce.args().token(), Some(&b"tok"[..]));
+    assert!(announce.args().implied_port(), "no port given: implied_port");
+    s.ep.stop(op).expect("the announce is still running");
+    let events = s.events();
+    assert!(events.iter().any(|e| matches!(e, Event::AnnounceDone { op: o, result: Err(_) } if *o == op)));
+    // The late acknowledgement reaches nobody.
+    s.reply(&announce, &peer.id);
+    assert!(s.events().iter().all(|e| !matches!(e, Event::AnnounceDone { .. })));
+}

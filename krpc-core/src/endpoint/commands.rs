@@ -141,6 +141,7 @@ impl Endpoint {
     /// follows at once. For a single `query` this is [`cancel`](Self::cancel).
     pub fn stop(&mut self, op: OpId) -> Result<(), CommandError> {
         self.check_open()?;
+        let op = self.dht_running_op(op);
         match self.ops.get(&op) {
             Some(Op::Lookup(_)) => {
                 self.finish_lookup(op, LookupOutcome::Stopped);
@@ -162,6 +163,7 @@ impl Endpoint {
     /// when answered.
     pub fn cancel(&mut self, op: OpId) -> Result<(), CommandError> {
         self.check_open()?;
+        let op = self.dht_running_op(op);
         match self.ops.get(&op) {
             None => Err(CommandError::UnknownOperation),
             Some(Op::Lookup(_)) => self.stop(op),

@@ -397,8 +397,16 @@ impl Endpoint {
     pub(crate) fn push_event(&mut self, event: Event) {
         // Results of operations (bounded by the operation caps) are never dropped; when the
         // queue is full, notices (routing changes, replies, incoming queries) go, oldest first.
-        let droppable =
-            |e: &Event| !matches!(e, Event::QueryDone { .. } | Event::QueryAllDone { .. } | Event::LookupDone { .. });
+        let droppable = |e: &Event| {
+            !matches!(
+                e,
+                Event::QueryDone { .. }
+                    | Event::QueryAllDone { .. }
+                    | Event::LookupDone { .. }
+                    | Event::AnnounceDone { .. }
+                    | Event::IdChanged { .. }
+            )
+        };
         if self.events.len() >= self.config.max_queued_events {
             if let Some(i) = self.events.iter().position(droppable) {
                 self.events.remove(i);

@@ -222,9 +222,19 @@ impl Endpoint {
     /// [`Event::Peers`]; the end is [`Event::LookupDone`], whose `closest` carry the write
     /// tokens an announce needs.
     pub fn get_peers(&mut self, now: Instant, info_hash: NodeId) -> Result<OpId, CommandError> {
-        let op = self.start_lookup(now, info_hash, Query::get_peers(&info_hash), false, false)?;
-        self.dht_ops.insert(op, DhtOp::GetPeers);
-        Ok(op)
+        self.start_dht_lookup(now, info_hash, DhtOp::GetPeers)
+    }
+
+    /// Starts a `get_peers` lookup that belongs to the node layer. The operation is
+    /// registered before the lookup starts, because a lookup with nobody to ask ends at once.
+    fn start_dht_lookup(&mut self, now: Instant, info_hash: NodeId, kind: DhtOp) -> Result<OpId, CommandError> {
+        let op = OpId(self.next_op);
+        self.dht_ops.insert(op, kind);
+        let started = self.start_lookup(now, info_hash, Query::get_peers(&info_hash), false, false);
+        if started.is_err() {
+            self.dht_ops.remove(&op);
+        }
+        started
     }
 
     /// Announces that we have `info_hash` on `port` (`None`: the port the datagrams leave
@@ -239,9 +249,7 @@ impl Endpoint {
         port: Option<u16>,
         seed: bool,
     ) -> Result<OpId, CommandError> {
-        let op = self.start_lookup(now, info_hash, Query::get_peers(&info_hash), false, false)?;
-        self.dht_ops.insert(op, DhtOp::AnnounceLookup { port, seed });
-        Ok(op)
+        self.start_dht_lookup(now, info_hash, DhtOp::AnnounceLookup { port, seed })
     }
 
     /// Our public address as voted by the `ip` fields of replies (BEP 42), per family.
@@ -294,6 +302,18 @@ impl Endpoint {
             }
             None => false,
         }
+    }
+
+    /// The operation to stop for the user's `op`: an announce past its lookup runs as an
+    /// internal `query_all`.
+    pub(crate) fn dht_running_op(&self, op: OpId) -> OpId {
+        self.dht_ops
+            .iter()
+            .find_map(|(inner, d)| match d {
+                DhtOp::AnnounceQueries { user_op } if *user_op == op => Some(*inner),
+                _ => None,
+            })
+            .unwrap_or(op)
     }
 
     /// A `query_all` ended. Returns `true` when it was an announce's second phase.
