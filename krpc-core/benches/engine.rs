@@ -59,14 +59,24 @@ fn lookup_step(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let local = random_id(&mut rng);
     let mut table = RoutingTable::new(local, 64);
-    let mut i = 0;
-    while table.len() < 10_000 && i < 1_000_000 {
-        let _ = table.insert_verified(NodeInfo::new(random_id(&mut rng), addr(i)), Instant::ZERO);
-        // Far buckets fill at once; nodes near our id are rare, so aim some there too.
-        let near = random_id(&mut rng).with_bit(0, local.bit(0)).with_bit(1, local.bit(1)).with_bit(2, local.bit(2));
-        let _ = table.insert_verified(NodeInfo::new(near, addr(i + 1_000_000)), Instant::ZERO);
-        i += 1;
+    // Random ids only fill the far buckets; build 64 contacts for every shared-prefix length
+    // (the id agrees with ours on the first `depth` bits, then differs) to reach 10,000.
+    let mut i = 0u32;
+    'fill: for depth in 0..159 {
+        for _ in 0..64 {
+            if table.len() >= 10_000 {
+                break 'fill;
+            }
+            let mut id = random_id(&mut rng);
+            for bit in 0..depth {
+                id = id.with_bit(bit, local.bit(bit));
+            }
+            id = id.with_bit(depth, !local.bit(depth));
+            let _ = table.insert_verified(NodeInfo::new(id, addr(i)), Instant::ZERO);
+            i += 1;
+        }
     }
+    assert!(table.len() >= 9_000, "table holds {}", table.len());
     let targets: Vec<NodeId> = (0..64).map(|_| random_id(&mut rng)).collect();
     let mut n = 0;
     c.bench_function(&format!("routing/closest 8 of {} entries", table.len()), |b| {

@@ -108,6 +108,17 @@ impl NodeId {
     /// Compares the distances of `a` and `b` to `self` without building them.
     pub fn cmp_distance(&self, a: &NodeId, b: &NodeId) -> Ordering {
         let len = self.len.max(a.len).max(b.len) as usize;
+        if self.len == a.len && self.len == b.len {
+            // The common case: equal lengths, no padding rule, a tight loop.
+            let (t, a, b) = (&self.bytes[..len], &a.bytes[..len], &b.bytes[..len]);
+            for i in 0..len {
+                let (da, db) = (t[i] ^ a[i], t[i] ^ b[i]);
+                if da != db {
+                    return da.cmp(&db);
+                }
+            }
+            return Ordering::Equal;
+        }
         for i in 0..len {
             let da = self.xor_byte(a, i);
             let db = self.xor_byte(b, i);

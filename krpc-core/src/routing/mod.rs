@@ -415,19 +415,26 @@ impl RoutingTable {
             }
             return out;
         }
+        // Every bucket is one band of XOR distance to the target, and the bands can be listed
+        // in order without looking inside them. With c = the target's bucket and x = target ^
+        // local: bucket c is nearest; a bucket j > c holds distances equal to x with bit j
+        // flipped, so the buckets whose bit of x is 1 come next (lowest j first), then the last
+        // bucket (x itself up to its depth), then those whose bit is 0 (highest j first); the
+        // buckets below c come last, nearest (highest) first. `offer_bucket` keeps the n best,
+        // so the walk may stop as soon as a whole band could not improve on a full result.
         let start = self.index_for(target);
-        offer_bucket(&self.buckets[start], target, n, &mut pred, &mut out);
-        if out.len() >= n {
-            return out;
-        }
-        for bucket in &self.buckets[start + 1..] {
-            offer_bucket(bucket, target, n, &mut pred, &mut out);
-        }
-        for bucket in self.buckets[..start].iter().rev() {
+        let last = self.buckets.len() - 1;
+        let x = |bit: usize| target.bit(bit) != self.local_id.bit(bit);
+        let order = core::iter::once(start)
+            .chain((start + 1..last).filter(|&j| x(j)))
+            .chain((start < last).then_some(last))
+            .chain((start + 1..last).rev().filter(|&j| !x(j)))
+            .chain((0..start).rev());
+        for bucket in order {
             if out.len() >= n {
                 break;
             }
-            offer_bucket(bucket, target, n, &mut pred, &mut out);
+            offer_bucket(&self.buckets[bucket], target, n, &mut pred, &mut out);
         }
         out
     }
@@ -537,6 +544,10 @@ fn offer_bucket(
             continue;
         }
         let id = &contact.node.id;
+        // Most contacts lose to a full result's farthest entry: one comparison settles them.
+        if out.len() >= n && out.last().is_some_and(|worst| target.cmp_distance(&worst.id, id) != Ordering::Greater) {
+            continue;
+        }
         let pos = out.partition_point(|x| target.cmp_distance(&x.id, id) != Ordering::Greater);
         if pos >= n {
             continue;
