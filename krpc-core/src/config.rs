@@ -52,6 +52,22 @@ pub struct Config {
     pub concurrency: usize,
     /// How many queries one lookup keeps in flight (its α). `None`: `concurrency`, as k-rpc.
     pub lookup_parallelism: Option<usize>,
+    /// How many more times a lookup asks a candidate whose query timed out before giving up on
+    /// it. BEP 5's KRPC never resends and k-rpc asks each node once, but with datagram loss a
+    /// live node whose query or answer was lost is then missing from the result for good
+    /// (jech/dht resends too). Remote errors and wrong ids are never retried.
+    pub lookup_retries: u8,
+    /// libtorrent's "short timeout": after this long without an answer, a lookup query stops
+    /// counting against α, so a silent candidate no longer holds up the lookup, but the query
+    /// stays open and a late answer is still used until `timeout`. `None` disables it; a value
+    /// of `timeout` or more never fires.
+    pub lookup_soft_timeout: Option<Duration>,
+    /// Shorten the soft timeout to what the network needs: `srtt + 4·rttvar` of the answers
+    /// timed so far (TCP's retransmission timeout, RFC 6298), never below 250 ms nor above
+    /// `lookup_soft_timeout`. On a fast network a silent candidate then frees its slot (and is
+    /// retried) in a few hundred milliseconds instead of a second; on a slow one nothing
+    /// changes. No effect without `lookup_soft_timeout`.
+    pub lookup_adaptive_soft_timeout: bool,
     /// How long a query waits for its answer: exactly this, not 1–1.25× (k-rpc `timeout`,
     /// 2 s; weakness W9).
     pub timeout: Duration,
@@ -111,7 +127,10 @@ impl Default for Config {
             id_len: 20,
             k: 20,
             concurrency: 16,
-            lookup_parallelism: None,
+            lookup_parallelism: Some(4),
+            lookup_retries: 1,
+            lookup_soft_timeout: Some(Duration::from_secs(1)),
+            lookup_adaptive_soft_timeout: true,
             timeout: Duration::from_secs(2),
             bootstrap: Vec::new(),
             address_policy: AddressPolicy::Auto,
@@ -146,7 +165,7 @@ pub enum ConfigError {
     Concurrency,
     /// `lookup_parallelism` is 0.
     LookupParallelism,
-    /// `timeout` is zero.
+    /// `timeout` or `lookup_soft_timeout` is zero.
     Timeout,
     /// A cap is zero, or `max_lookup_candidates` is below `k`.
     Cap(&'static str),
@@ -162,7 +181,7 @@ impl fmt::Display for ConfigError {
             ConfigError::K => write!(f, "k must be 1..={MAX_K}"),
             ConfigError::Concurrency => f.write_str("concurrency must be at least 1"),
             ConfigError::LookupParallelism => f.write_str("lookup_parallelism must be at least 1"),
-            ConfigError::Timeout => f.write_str("timeout must be positive"),
+            ConfigError::Timeout => f.write_str("timeout and lookup_soft_timeout must be positive"),
             ConfigError::Cap(name) => write!(f, "{name} is too small"),
             ConfigError::BootstrapAddress => f.write_str("bootstrap addresses need a port and an IP"),
         }
@@ -213,7 +232,7 @@ impl Config {
         if self.lookup_parallelism == Some(0) {
             return Err(ConfigError::LookupParallelism);
         }
-        if self.timeout.is_zero() {
+        if self.timeout.is_zero() || self.lookup_soft_timeout.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::Timeout);
         }
         for (name, v) in [

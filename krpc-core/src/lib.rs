@@ -88,6 +88,8 @@ mod time;
 mod transaction;
 
 pub mod dht;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod routing;
 pub mod wire;
 

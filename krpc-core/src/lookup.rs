@@ -5,9 +5,21 @@
 //! the k closest instead of blocking it; bootstrap nodes are asked only through the same
 //! concurrency budget; the lookup converges by rule (the k closest live candidates answered),
 //! not by exhausting its table; and tokens are kept per responder.
+//!
+//! Tuned in simulation (`docs/simulation.md`):
+//! - α (`lookup_parallelism`) counts only queries that are not *slow*: a query unanswered
+//!   after `lookup_soft_timeout` frees its slot (libtorrent's short timeout) but stays open,
+//!   and a late answer is still used;
+//! - a candidate whose query went unanswered is asked again up to `lookup_retries` times:
+//!   at its soft timeout when one is configured (the first query stays open, whichever answer
+//!   comes first counts), else at its timeout;
+//! - a candidate whose last try is slow no longer holds up the end of the lookup: the lookup
+//!   ends when the k closest candidates that are neither failed nor slow have answered. A
+//!   slow node that answers before the end is used like any other.
 
 use alloc::vec::Vec;
 use core::net::SocketAddr;
+use core::time::Duration;
 
 use crate::event::LookupNode;
 use crate::query::{Query, Token};
@@ -16,9 +28,13 @@ use crate::{NodeId, NodeInfo};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CandidateState {
+    /// To be asked (again, after a try that went unanswered, when `tries > 0`).
     Fresh,
+    /// Asked; waiting for the answer.
     InFlight,
+    /// Answered.
     Replied,
+    /// Out of the lookup: an error, a wrong id, a failed send, or every try unanswered.
     Failed,
 }
 
@@ -29,6 +45,34 @@ pub(crate) struct Candidate {
     pub(crate) addr: SocketAddr,
     pub(crate) state: CandidateState,
     pub(crate) token: Option<Token>,
+    /// Queries sent to it so far (at most `1 + retries`).
+    tries: u8,
+    /// Of those, the ones still open (a late answer to an earlier try still counts).
+    open: u8,
+    /// Its latest try is past the soft timeout: it holds no α slot.
+    slow: bool,
+}
+
+impl Candidate {
+    fn fresh(id: Option<NodeId>, addr: SocketAddr) -> Candidate {
+        Candidate { id, addr, state: CandidateState::Fresh, token: None, tries: 0, open: 0, slow: false }
+    }
+
+    /// Whether it still keeps the lookup from ending: not failed, and not an unanswered last
+    /// try past its soft timeout.
+    fn pending(&self, retries: u8) -> bool {
+        match self.state {
+            CandidateState::Fresh => true,
+            CandidateState::InFlight => !(self.slow && self.tries > retries),
+            CandidateState::Replied | CandidateState::Failed => false,
+        }
+    }
+
+    /// Whether it is out of the k closest: failed, or given up on (see `pending`).
+    fn out(&self, retries: u8) -> bool {
+        self.state == CandidateState::Failed
+            || (self.state == CandidateState::InFlight && self.slow && self.tries > retries)
+    }
 }
 
 #[derive(Debug)]
@@ -40,12 +84,16 @@ pub(crate) struct Lookup {
     pub(crate) report_replies: bool,
     /// Sorted by distance to `target`, nearest first; id-less (bootstrap) ones at the front.
     pub(crate) candidates: Vec<Candidate>,
+    /// Queries of this lookup in flight, slow ones and earlier tries included.
     pub(crate) in_flight: usize,
+    /// Candidates holding an α slot: asked, and their latest try not slow.
+    active: usize,
     pub(crate) replies: usize,
     pub(crate) queries_sent: usize,
     k: usize,
     alpha: usize,
     max_candidates: usize,
+    retries: u8,
 }
 
 /// What the lookup wants next.
@@ -58,16 +106,73 @@ pub(crate) enum Step {
     Done,
 }
 
+/// The shortest adaptive soft timeout: below this, ordinary jitter would mark live nodes slow.
+pub(crate) const MIN_SOFT_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Smoothed round-trip time of our queries and its mean deviation (Jacobson and Karels, as
+/// TCP computes its retransmission timeout, RFC 6298), for the adaptive soft timeout.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RttEstimator {
+    /// Smoothed RTT in nanoseconds; 0 before the first sample.
+    srtt: u64,
+    /// Mean deviation in nanoseconds.
+    rttvar: u64,
+    samples: u64,
+}
+
+impl RttEstimator {
+    /// Takes one round trip into account.
+    pub(crate) fn sample(&mut self, rtt: Duration) {
+        let r = u64::try_from(rtt.as_nanos()).unwrap_or(u64::MAX);
+        if self.samples == 0 {
+            self.srtt = r;
+            self.rttvar = r / 2;
+        } else {
+            // rttvar = 3/4 rttvar + 1/4 |srtt - r|; srtt = 7/8 srtt + 1/8 r
+            self.rttvar = self.rttvar / 4 * 3 + self.srtt.abs_diff(r) / 4;
+            self.srtt = self.srtt / 8 * 7 + r / 8;
+        }
+        self.samples = self.samples.saturating_add(1);
+    }
+
+    /// The soft timeout for a query sent now: `srtt + 4 rttvar` (three times the first round
+    /// trip), within [`MIN_SOFT_TIMEOUT`] and `cap`; `cap` itself until an answer was timed.
+    pub(crate) fn soft_timeout(&self, cap: Duration) -> Duration {
+        if self.samples == 0 {
+            return cap;
+        }
+        let rto = Duration::from_nanos(self.srtt.saturating_add(self.rttvar.saturating_mul(4)));
+        rto.clamp(MIN_SOFT_TIMEOUT.min(cap), cap)
+    }
+}
+
+/// The knobs of one lookup, from [`Config`](crate::Config).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Params {
+    /// How many closest responders end the lookup.
+    pub(crate) k: usize,
+    /// Queries in flight (slow ones excluded).
+    pub(crate) alpha: usize,
+    /// Cap on remembered candidates.
+    pub(crate) max_candidates: usize,
+    /// Extra tries after a try went unanswered.
+    pub(crate) retries: u8,
+}
+
+impl Params {
+    pub(crate) fn of(config: &crate::Config) -> Params {
+        Params {
+            k: config.k,
+            alpha: config.lookup_alpha(),
+            max_candidates: config.max_lookup_candidates,
+            retries: config.lookup_retries,
+        }
+    }
+}
+
 impl Lookup {
-    pub(crate) fn new(
-        target: NodeId,
-        query: Query,
-        background: bool,
-        report_replies: bool,
-        k: usize,
-        alpha: usize,
-        max_candidates: usize,
-    ) -> Lookup {
+    pub(crate) fn new(target: NodeId, query: Query, background: bool, report_replies: bool, params: Params) -> Lookup {
+        let Params { k, alpha, max_candidates, retries } = params;
         Lookup {
             target,
             query,
@@ -75,11 +180,13 @@ impl Lookup {
             report_replies,
             candidates: Vec::new(),
             in_flight: 0,
+            active: 0,
             replies: 0,
             queries_sent: 0,
             k,
             alpha,
             max_candidates,
+            retries,
         }
     }
 
@@ -91,13 +198,13 @@ impl Lookup {
     pub(crate) fn add_seed_addr(&mut self, addr: SocketAddr) {
         if self.position_of(None, &addr).is_none() && self.candidates.len() < self.max_candidates {
             let at = self.candidates.iter().take_while(|c| c.id.is_none()).count();
-            self.candidates.insert(at, Candidate { id: None, addr, state: CandidateState::Fresh, token: None });
+            self.candidates.insert(at, Candidate::fresh(None, addr));
         }
     }
 
     /// Adds a node learned from the routing table or from a reply's `nodes`. Duplicates (same
-    /// id or same address) are ignored; when full, the farthest candidate that is not in
-    /// flight makes room, or the new one is dropped if it is the farthest.
+    /// id or same address) are ignored; when full, the farthest candidate with no query open
+    /// makes room, or the new one is dropped if it is the farthest.
     pub(crate) fn add_node(&mut self, node: NodeInfo) {
         if self.position_of(Some(&node.id), &node.addr).is_some() {
             return;
@@ -111,78 +218,105 @@ impl Lookup {
             if at >= self.candidates.len() {
                 return;
             }
-            match self.candidates.iter().rposition(|c| c.state != CandidateState::InFlight && c.id.is_some()) {
+            match self.candidates.iter().rposition(|c| c.open == 0 && c.id.is_some()) {
                 Some(far) if far >= at => {
                     self.candidates.remove(far);
                 }
                 _ => return,
             }
         }
-        self.candidates
-            .insert(at, Candidate { id: Some(node.id), addr: node.addr, state: CandidateState::Fresh, token: None });
+        self.candidates.insert(at, Candidate::fresh(Some(node.id), node.addr));
     }
 
     /// The next action, given that `may_send` more queries can leave now.
     pub(crate) fn step(&mut self, may_send: bool) -> Step {
-        // Bootstrap nodes first, within α.
+        // Bootstrap nodes first, within α; then the nearest fresh candidate among the k
+        // nearest that are still in the running.
         let mut window = 0;
         let mut all_replied = true;
         let mut pick = None;
+        let retries = self.retries;
         for (i, c) in self.candidates.iter().enumerate() {
             if c.id.is_none() {
                 if c.state == CandidateState::Fresh && pick.is_none() {
                     pick = Some(i);
                 }
-                if matches!(c.state, CandidateState::Fresh | CandidateState::InFlight) {
+                if c.pending(retries) {
                     all_replied = false;
                 }
                 continue;
             }
-            if c.state == CandidateState::Failed {
+            if c.out(retries) {
                 continue;
             }
             if window == self.k {
                 break;
             }
             window += 1;
-            match c.state {
-                CandidateState::Fresh => {
-                    all_replied = false;
-                    if pick.is_none() {
-                        pick = Some(i);
-                    }
-                }
-                CandidateState::InFlight => all_replied = false,
-                _ => {}
+            if c.pending(retries) {
+                all_replied = false;
+            }
+            if c.state == CandidateState::Fresh && pick.is_none() {
+                pick = Some(i);
             }
         }
         if window == self.k && all_replied {
             return Step::Done;
         }
         match pick {
-            Some(i) if may_send && self.in_flight < self.alpha => {
-                self.candidates[i].state = CandidateState::InFlight;
+            Some(i) if may_send && self.active < self.alpha => {
+                let c = &mut self.candidates[i];
+                c.state = CandidateState::InFlight;
+                c.tries = c.tries.saturating_add(1);
+                c.open = c.open.saturating_add(1);
+                c.slow = false;
+                self.active += 1;
                 self.in_flight += 1;
                 self.queries_sent += 1;
                 Step::Query(i)
             }
             Some(_) => Step::Wait,
-            None if self.in_flight > 0 => Step::Wait,
+            // Only slow queries left: wait for their answers or timeouts, unless none of them
+            // can change the result any more.
+            None if self.in_flight > 0 && (!all_replied || window < self.k) => Step::Wait,
             None => Step::Done,
         }
     }
 
-    /// Index of the in-flight candidate at `addr`.
+    /// Index of the candidate at `addr` with a query open.
     pub(crate) fn in_flight_at(&self, addr: &SocketAddr) -> Option<usize> {
-        self.candidates.iter().position(|c| c.state == CandidateState::InFlight && same_endpoint(&c.addr, addr))
+        self.candidates.iter().position(|c| c.open > 0 && same_endpoint(&c.addr, addr))
     }
 
-    /// Records an answer from the candidate at `addr`.
+    /// Closes one open query of the candidate at index `i`; returns whether it was the last.
+    fn close_one(&mut self, i: usize) -> bool {
+        self.in_flight -= 1;
+        let c = &mut self.candidates[i];
+        c.open -= 1;
+        c.open == 0
+    }
+
+    /// The candidate at index `i` stops holding an α slot, if it held one.
+    fn release(&mut self, i: usize) {
+        let c = &mut self.candidates[i];
+        if c.state == CandidateState::InFlight && !c.slow {
+            c.slow = true;
+            self.active -= 1;
+        }
+    }
+
+    /// Records an answer from the candidate at `addr` (to any of its tries).
     pub(crate) fn on_reply(&mut self, addr: &SocketAddr, id: Option<NodeId>, token: Option<Token>) {
         let Some(i) = self.in_flight_at(addr) else { return };
-        self.in_flight -= 1;
+        self.close_one(i);
+        if self.candidates[i].state == CandidateState::Replied {
+            // A second try answered too.
+            return;
+        }
+        self.release(i);
         let mut c = self.candidates.remove(i);
         c.state = CandidateState::Replied;
+        c.slow = false;
         c.token = token;
         if id.is_some() {
             self.replies += 1;
@@ -211,11 +345,42 @@ impl Lookup {
         self.candidates.insert(at, c);
     }
 
-    /// Records a failure (timeout, error, wrong id, send failure) of the candidate at `addr`.
+    /// Records a failure (error, wrong id, send failure) of the candidate at `addr`: it is out.
     pub(crate) fn on_failure(&mut self, addr: &SocketAddr) {
         if let Some(i) = self.in_flight_at(addr) {
-            self.in_flight -= 1;
-            self.candidates[i].state = CandidateState::Failed;
+            self.close_one(i);
+            if matches!(self.candidates[i].state, CandidateState::InFlight | CandidateState::Fresh) {
+                self.release(i);
+                self.candidates[i].state = CandidateState::Failed;
+            }
+        }
+    }
+
+    /// Records that a query to the candidate at `addr` timed out. When it was the candidate's
+    /// last open try, the candidate is asked again if it has retries left (and was not already
+    /// re-asked at its soft timeout), else it is out.
+    pub(crate) fn on_timeout(&mut self, addr: &SocketAddr) {
+        if let Some(i) = self.in_flight_at(addr) {
+            let last = self.close_one(i);
+            if last && self.candidates[i].state == CandidateState::InFlight {
+                self.release(i);
+                let c = &mut self.candidates[i];
+                c.slow = false;
+                c.state = if c.tries <= self.retries { CandidateState::Fresh } else { CandidateState::Failed };
+            }
+        }
+    }
+
+    /// Records that the latest query to the candidate at `addr` passed the soft timeout: it
+    /// frees its α slot and, with retries left, is asked again now; its open queries still
+    /// count if answered.
+    pub(crate) fn on_soft_timeout(&mut self, addr: &SocketAddr) {
+        if let Some(i) = self.in_flight_at(addr) {
+            self.release(i);
+            let c = &mut self.candidates[i];
+            if c.state == CandidateState::InFlight && c.tries <= self.retries {
+                c.state = CandidateState::Fresh;
+            }
         }
     }
 
@@ -245,7 +410,7 @@ mod tests {
     }
 
     fn lookup(k: usize, alpha: usize, max: usize) -> Lookup {
-        Lookup::new(id(0), Query::ping(), false, true, k, alpha, max)
+        Lookup::new(id(0), Query::ping(), false, true, Params { k, alpha, max_candidates: max, retries: 0 })
     }
 
     #[test]
@@ -316,5 +481,118 @@ mod tests {
     fn an_empty_lookup_is_done_at_once() {
         let mut l = lookup(8, 3, 10);
         assert!(matches!(l.step(true), Step::Done));
+    }
+
+    fn with_retries(k: usize, alpha: usize, retries: u8) -> Lookup {
+        Lookup::new(id(0), Query::ping(), false, true, Params { k, alpha, max_candidates: 10, retries })
+    }
+
+    fn queried(l: &mut Lookup) -> SocketAddr {
+        let Step::Query(i) = l.step(true) else { panic!("expected a query") };
+        l.candidates[i].addr
+    }
+
+    #[test]
+    fn a_timed_out_candidate_is_asked_again_while_it_has_retries_left() {
+        let mut l = with_retries(1, 1, 1);
+        l.add_node(node(1));
+        l.add_node(node(2));
+        assert_eq!(queried(&mut l), node(1).addr);
+        l.on_timeout(&node(1).addr);
+        assert_eq!(queried(&mut l), node(1).addr, "second try before anyone farther");
+        l.on_timeout(&node(1).addr);
+        assert_eq!(queried(&mut l), node(2).addr, "out of retries: the next one takes its place");
+        l.on_reply(&node(2).addr, Some(id(2)), None);
+        assert!(matches!(l.step(true), Step::Done));
+        assert_eq!(l.queries_sent, 3);
+    }
+
+    #[test]
+    fn errors_are_never_retried() {
+        let mut l = with_retries(1, 1, 3);
+        l.add_node(node(1));
+        l.add_node(node(2));
+        assert_eq!(queried(&mut l), node(1).addr);
+        l.on_failure(&node(1).addr);
+        assert_eq!(queried(&mut l), node(2).addr);
+    }
+
+    #[test]
+    fn a_slow_query_frees_its_slot_and_is_retried_at_once_and_either_answer_counts() {
+        let mut l = with_retries(2, 1, 1);
+        for b in [1, 2, 3] {
+            l.add_node(node(b));
+        }
+        assert_eq!(queried(&mut l), node(1).addr);
+        assert!(matches!(l.step(true), Step::Wait), "α = 1");
+        l.on_soft_timeout(&node(1).addr);
+        assert_eq!(queried(&mut l), node(1).addr, "retried at its soft timeout");
+        assert_eq!(l.in_flight, 2, "both tries are open");
+        l.on_soft_timeout(&node(1).addr);
+        assert_eq!(queried(&mut l), node(2).addr, "its last try is slow too: the slot moves on");
+        // The first try answers late: the candidate counts, once.
+        l.on_reply(&node(1).addr, Some(id(1)), None);
+        l.on_reply(&node(1).addr, Some(id(1)), None);
+        assert_eq!(l.replies, 1);
+        assert_eq!(l.in_flight, 1, "only 2's query is open");
+        l.on_reply(&node(2).addr, Some(id(2)), None);
+        assert!(matches!(l.step(true), Step::Done));
+        let ids: Vec<NodeInfo> = l.closest_responders().into_iter().map(|n| n.node).collect();
+        assert_eq!(ids, [node(1), node(2)]);
+    }
+
+    #[test]
+    fn a_candidate_whose_last_try_is_slow_no_longer_holds_up_the_end() {
+        let mut l = with_retries(2, 2, 0);
+        for b in [1, 2, 3] {
+            l.add_node(node(b));
+        }
+        assert_eq!(queried(&mut l), node(1).addr);
+        assert_eq!(queried(&mut l), node(2).addr);
+        l.on_reply(&node(2).addr, Some(id(2)), None);
+        assert!(matches!(l.step(true), Step::Wait), "1 is among the 2 closest and may still answer");
+        l.on_soft_timeout(&node(1).addr);
+        assert_eq!(queried(&mut l), node(3).addr, "1 is given up: 3 enters the 2 closest");
+        l.on_reply(&node(3).addr, Some(id(3)), None);
+        assert!(matches!(l.step(true), Step::Done), "2 and 3 are the closest responders");
+    }
+
+    #[test]
+    fn a_slow_candidate_that_answers_before_the_end_takes_its_place_in_the_result() {
+        let mut l = with_retries(2, 1, 0);
+        for b in [1, 2, 3, 4] {
+            l.add_node(node(b));
+        }
+        assert_eq!(queried(&mut l), node(1).addr);
+        l.on_soft_timeout(&node(1).addr);
+        assert_eq!(queried(&mut l), node(2).addr);
+        l.on_reply(&node(1).addr, Some(id(1)), None);
+        l.on_reply(&node(2).addr, Some(id(2)), None);
+        assert!(matches!(l.step(true), Step::Done));
+        let ids: Vec<NodeInfo> = l.closest_responders().into_iter().map(|n| n.node).collect();
+        assert_eq!(ids, [node(1), node(2)]);
+    }
+
+    #[test]
+    fn the_adaptive_soft_timeout_follows_the_measured_round_trips_within_its_bounds() {
+        let cap = Duration::from_secs(1);
+        let mut rtt = RttEstimator::default();
+        assert_eq!(rtt.soft_timeout(cap), cap, "nothing measured yet");
+        rtt.sample(Duration::from_millis(100));
+        assert_eq!(rtt.soft_timeout(cap), Duration::from_millis(300), "three times the first round trip");
+        for _ in 0..50 {
+            rtt.sample(Duration::from_millis(100));
+        }
+        assert_eq!(rtt.soft_timeout(cap), MIN_SOFT_TIMEOUT, "steady 100 ms: the floor");
+        for _ in 0..50 {
+            rtt.sample(Duration::from_millis(1500));
+        }
+        assert_eq!(rtt.soft_timeout(cap), cap, "slow network: never above the configured value");
+        let mut jittery = RttEstimator::default();
+        for i in 0..200 {
+            jittery.sample(Duration::from_millis(if i % 2 == 0 { 100 } else { 300 }));
+        }
+        let t = jittery.soft_timeout(cap);
+        assert!(t > Duration::from_millis(450) && t < Duration::from_millis(700), "{t:?}: mean + 4 × deviation");
     }
 }

@@ -5,13 +5,13 @@
 //! with 10% datagram loss on top, every lookup still finishes and finds most of them.
 //!
 //! Measured over seeds 1..=20 (24 lookups each), mean recall of the true 8 closest live nodes
-//! (lowest seed in parentheses): dead nodes only 0.943 (0.891); 10% loss only 0.808 (0.766);
-//! both 0.767 (0.682); about 12–14 `find_node` queries per lookup. Two limits explain the
-//! numbers, and neither is a lost candidate:
-//! - a lookup asks each candidate once, so with 10% loss each way a live node answers with
-//!   probability 0.81, which caps recall near 0.81;
-//! - responders keep dead contacts they have no reason to suspect and fill their 8-node answers
-//!   with them, so the farthest of the true 8 closest live nodes are sometimes never mentioned.
+//! (lowest seed in parentheses), with the default lookup (α = 4, one retry of a silent
+//! candidate, adaptive soft timeout): dead nodes only 0.963 (0.932); 10% loss only 0.967
+//! (0.938); both 0.932 (0.870); about 11–15 `find_node` queries per lookup. Before the retry
+//! (each candidate asked once) these were 0.943, 0.808 and 0.767: with 10% loss each way one
+//! try reaches a live node with probability 0.81, two tries 0.96. What remains is mostly this:
+//! responders keep dead contacts they have no reason to suspect and fill their 8-node answers
+//! with them, so the farthest of the true 8 closest live nodes are sometimes never mentioned.
 
 mod support;
 
@@ -176,6 +176,7 @@ fn lookups_with_loss_and_dead_nodes_all_finish_and_find_most_of_the_true_k_close
     }
     let mean = recalls.iter().sum::<f64>() / recalls.len() as f64;
     eprintln!("lossy mean recall {mean:.3}");
-    // Measured 0.731 for these seeds; any five of seeds 1..=20 average at least 0.72.
-    assert!(mean >= 0.65, "mean recall {mean:.3}");
+    // Measured 0.912 for these seeds (0.731 before lookups retried silent candidates); any five
+    // consecutive seeds of 1..=20 average at least 0.91.
+    assert!(mean >= 0.85, "mean recall {mean:.3}");
 }

@@ -51,6 +51,9 @@ pub struct Driver {
     buf: Box<[u8]>,
     local: SocketAddr,
     nonblocking: bool,
+    /// The read timeout last set on the socket: setting it costs a system call, so it is set
+    /// again only when it no longer fits the wait (see [`timeout_fits`]).
+    read_timeout: Option<Duration>,
 }
 
 impl Driver {
@@ -61,7 +64,9 @@ impl Driver {
         let len = endpoint.config().max_datagram_len.max(usize::from(u16::MAX));
         socket.set_nonblocking(false)?;
         let local = socket.local_addr()?;
-        Ok(Driver { endpoint, socket, clock, buf: vec![0; len].into(), local, nonblocking: false })
+        socket.set_read_timeout(None)?;
+        let buf = vec![0; len].into();
+        Ok(Driver { endpoint, socket, clock, buf, local, nonblocking: false, read_timeout: None })
     }
 
     /// The engine, for getters.
@@ -90,34 +95,42 @@ impl Driver {
     }
 
     /// One turn of the engine's run loop: sends what is queued, waits for at most one
-    /// datagram, feeds it, fires due timers, sends again. Returns whether a datagram was fed.
+    /// datagram, feeds it, sends the answer, fires due timers, sends again. Returns whether a
+    /// datagram was fed.
     ///
-    /// It waits no longer than `timeout` and never past the engine's next deadline;
-    /// `Some(Duration::ZERO)` does not wait at all, `None` waits for the deadline alone (for
-    /// ever once the endpoint is closed). Errors are the socket's, other than timeouts,
-    /// interruptions and ICMP reports of earlier sends (which some systems return on receive).
+    /// It waits no longer than `timeout` and never past the engine's next deadline (it may
+    /// return a little earlier, without a datagram); `Some(Duration::ZERO)` does not wait at
+    /// all, `None` waits for the deadline alone (for ever once the endpoint is closed). Errors
+    /// are the socket's, other than timeouts, interruptions and ICMP reports of earlier sends
+    /// (which some systems return on receive).
     pub fn step(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
-        self.flush();
+        // The clock is read twice per turn, before and after the wait: the engine's work in
+        // between takes microseconds, and each read costs about as much as decoding a query.
         let now = self.now();
+        self.flush_at(now);
         let until_deadline = self.endpoint.poll_timeout().map(|d| d.saturating_duration_since(now));
         let wait = match (timeout, until_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let fed = match self.recv(wait)? {
+        let received = self.recv(wait)?;
+        let now = self.now();
+        let fed = match received {
             // A wake-up from a `Krpc` handle, not a message.
             Some((0, from)) if from == self.wake_addr() => false,
             Some((len, from)) => {
-                self.endpoint.handle_datagram(self.clock.now(), from, &self.buf[..len]);
+                self.endpoint.handle_datagram(now, from, &self.buf[..len]);
                 true
             }
             None => false,
         };
-        let now = self.now();
+        // The answer first: while it waits, the engine's deadline is "now", which would run
+        // the timers after every datagram for nothing.
+        self.flush_at(now);
         if self.endpoint.poll_timeout().is_some_and(|deadline| deadline <= now) {
             self.endpoint.handle_timeout(now);
+            self.flush_at(now);
         }
-        self.flush();
         Ok(fed)
     }
 
@@ -126,9 +139,13 @@ impl Driver {
     /// the engine with [`Endpoint::fail_transmit`], so the query it carried fails at once
     /// with `SendFailed`.
     pub fn flush(&mut self) {
-        loop {
-            let now = self.clock.now();
-            let Some(transmit) = self.endpoint.poll_transmit(now, &mut self.buf) else { return };
+        let now = self.now();
+        self.flush_at(now);
+    }
+
+    /// [`flush`](Self::flush) at a time read by the caller.
+    fn flush_at(&mut self, now: Instant) {
+        while let Some(transmit) = self.endpoint.poll_transmit(now, &mut self.buf) {
             let to = reachable(transmit.destination, self.local);
             if let Err(error) = self.socket.send_to(&self.buf[..transmit.len], to) {
                 tracing::debug!(%to, %error, "send failed");
@@ -157,7 +174,14 @@ impl Driver {
             self.nonblocking = nonblocking;
         }
         if !nonblocking {
-            self.socket.set_read_timeout(wait.map(|w| w.max(MIN_WAIT)))?;
+            let wanted = wait.map(|w| w.max(MIN_WAIT));
+            if !timeout_fits(self.read_timeout, wanted) {
+                // A little short of the wait, so that it still fits the next steps' waits
+                // while the deadline comes closer.
+                let set = wanted.map(|w| (w - w / 8).max(MIN_WAIT));
+                self.socket.set_read_timeout(set)?;
+                self.read_timeout = set;
+            }
         }
         match self.socket.recv_from(&mut self.buf) {
             Ok(received) => Ok(Some(received)),
@@ -170,6 +194,19 @@ impl Driver {
                 _ => Err(e),
             },
         }
+    }
+}
+
+/// Whether the read timeout already set (`current`) serves for a wait of `wanted`: never longer
+/// (the wait must not overrun the engine's deadline), and not much shorter (at worst the socket
+/// wakes up a quarter of the wait early, and the next step waits again). Setting it costs a
+/// system call; this way a busy driver sets it a few dozen times per deadline, not once per
+/// datagram (the wait shrinks as the deadline comes closer, or stays at the caller's cap).
+fn timeout_fits(current: Option<Duration>, wanted: Option<Duration>) -> bool {
+    match (current, wanted) {
+        (None, None) => true,
+        (Some(current), Some(wanted)) => current <= wanted && current >= wanted - wanted / 4,
+        _ => false,
     }
 }
 

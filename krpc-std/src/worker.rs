@@ -61,7 +61,15 @@ impl Worker {
 
     /// Drains the engine's events, then sends what answering them queued.
     fn route(&mut self) {
+        self.route_events();
+        self.driver.flush();
+    }
+
+    /// Drains the engine's events; returns whether there were any.
+    fn route_events(&mut self) -> bool {
+        let mut any = false;
         while let Some(event) = self.driver.endpoint.poll_event() {
+            any = true;
             match event {
                 Event::Reply { op, .. } => {
                     if let Some(waiter) = self.waiters.get(&op) {
@@ -91,7 +99,7 @@ impl Worker {
                     .retain(|s| !matches!(s.try_send(event.clone()), Err(TrySendError::Disconnected(_)))),
             }
         }
-        self.driver.flush();
+        any
     }
 }
 
@@ -103,7 +111,11 @@ pub(crate) fn run(driver: Driver, commands: Receiver<Command>) {
             tracing::error!(%error, "socket failed; shutting down");
             break;
         }
-        w.route();
+        // `step` has sent what the datagram and the timers queued; only answers given by a
+        // handler are left to send.
+        if w.route_events() {
+            w.driver.flush();
+        }
         loop {
             match commands.try_recv() {
                 Ok(command) => {

@@ -89,10 +89,10 @@ impl Task {
     async fn run(mut self) {
         let mut sleep = std::pin::pin!(tokio::time::sleep_until(self.origin));
         loop {
-            self.flush().await;
+            let now = self.now();
+            self.flush(now).await;
             let Some(deadline) = self.endpoint.poll_timeout() else { break };
             // Checked here, not only in the select: a busy socket must not starve the timers.
-            let now = self.now();
             if deadline <= now {
                 self.endpoint.handle_timeout(now);
                 continue;
@@ -139,9 +139,10 @@ impl Task {
                     // One address per peer: `::ffff:a.b.c.d` (dual-stack socket) is a.b.c.d.
                     let from = SocketAddr::new(from.ip().to_canonical(), from.port());
                     trace!(%from, len, "datagram");
+                    // One clock read per datagram: it stamps the datagram and its answer.
                     let now = self.now();
                     self.endpoint.handle_datagram(now, from, &self.buf[..len]);
-                    self.flush().await;
+                    self.flush(now).await;
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
                 // ICMP errors reported by some platforms; that datagram is simply gone.
@@ -150,18 +151,26 @@ impl Task {
         }
     }
 
-    /// Sends every datagram the engine has, then hands out every event.
-    async fn flush(&mut self) {
-        loop {
-            let now = self.now();
-            let Some(transmit) = self.endpoint.poll_transmit(now, &mut self.buf) else { break };
+    /// Sends every datagram the engine has, then hands out every event. `now` was read by the
+    /// caller just before; it is read again only after waiting for room in the socket's buffer.
+    async fn flush(&mut self, mut now: Instant) {
+        while let Some(transmit) = self.endpoint.poll_transmit(now, &mut self.buf) {
             let to = match transmit.destination {
                 SocketAddr::V4(v4) if self.v6 => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
                 to => to,
             };
-            if let Err(error) = self.socket.send_to(&self.buf[..transmit.len], to).await {
+            // Straight to the system call while the socket is writable (nearly always); the
+            // future, and the clock read after it, only when it is not.
+            let sent = match self.socket.try_send_to(&self.buf[..transmit.len], to) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    let sent = self.socket.send_to(&self.buf[..transmit.len], to).await;
+                    now = self.now();
+                    sent
+                }
+                sent => sent,
+            };
+            if let Err(error) = sent {
                 debug!(%to, %error, "send failed");
-                let now = self.now();
                 self.endpoint.fail_transmit(now, &transmit);
             }
         }

@@ -8,7 +8,7 @@ use core::net::SocketAddr;
 use super::{CommandError, Endpoint, InternalPing, Op, Outbound};
 use crate::address::is_never_valid;
 use crate::event::{Event, LookupOutcome, OpId, ReplyTo};
-use crate::lookup::Lookup;
+use crate::lookup::{Lookup, Params};
 use crate::query::{Peer, Query};
 use crate::routing::{InsertOutcome, SwapOutcome};
 use crate::transaction::Purpose;
@@ -110,15 +110,7 @@ impl Endpoint {
             return Err(CommandError::TooManyLookups);
         }
         let op = self.new_op();
-        let mut lookup = Lookup::new(
-            target,
-            query,
-            background,
-            report_replies,
-            self.config.k,
-            self.config.lookup_alpha(),
-            self.config.max_lookup_candidates,
-        );
+        let mut lookup = Lookup::new(target, query, background, report_replies, Params::of(&self.config));
         let seeds = self.table.closest(&target, self.config.k);
         // k-rpc falls back to the bootstrap nodes while the table is smaller than the
         // bootstrap list; here they are asked whenever the table cannot fill one bucket.

@@ -258,6 +258,15 @@ impl Endpoint {
                         Some(r) => {
                             self.txs.mark_sent(r, now + self.config.timeout);
                             self.stats.queries_out += 1;
+                            let lookup = self.txs.get(r).is_some_and(|tx| matches!(tx.purpose, Purpose::Lookup(_)));
+                            if let (true, Some(cap)) = (lookup, self.config.lookup_soft_timeout) {
+                                let soft = if self.config.lookup_adaptive_soft_timeout {
+                                    self.rtt.soft_timeout(cap)
+                                } else {
+                                    cap
+                                };
+                                self.soft_deadlines.push_back((now + soft, r));
+                            }
                         }
                         None => self.stats.replies_out += 1,
                     }

@@ -131,6 +131,11 @@ impl Endpoint {
         };
         let Some(tx) = self.txs.remove(r) else { return };
         self.stats.replies_in += 1;
+        if let Some(deadline) = tx.deadline {
+            // Sent at `deadline - timeout`: every reply times the path, for the adaptive
+            // soft timeout of lookups.
+            self.rtt.sample(now.saturating_duration_since(deadline.saturating_sub(self.config.timeout)));
+        }
         if let Some(reported) = msg.ip {
             self.dht_ip_vote(reported, from, now);
         }
@@ -230,7 +235,13 @@ impl Endpoint {
             Purpose::Op(op) => self.op_result(op, Err(error)),
             Purpose::Lookup(op) => {
                 if let Some(Op::Lookup(lookup)) = self.ops.get_mut(&op) {
-                    lookup.on_failure(&tx.addr);
+                    // Only silence is worth another try (`lookup_retries`); an error or a send
+                    // failure would come back the same.
+                    if error == QueryError::Timeout {
+                        lookup.on_timeout(&tx.addr);
+                    } else {
+                        lookup.on_failure(&tx.addr);
+                    }
                 }
             }
             Purpose::Check => self.check_result(&tx, false, now),

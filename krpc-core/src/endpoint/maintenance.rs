@@ -2,7 +2,7 @@
 
 use alloc::vec::Vec;
 
-use super::{Endpoint, InternalPing, MAINTENANCE_INTERVAL, SwapCheck};
+use super::{Endpoint, InternalPing, MAINTENANCE_INTERVAL, Op, SwapCheck};
 use crate::event::Event;
 use crate::query::Query;
 use crate::routing::{NodeState, SwapOutcome};
@@ -31,12 +31,31 @@ impl Endpoint {
             self.stats.timeouts += 1;
             self.tx_failed(tx, QueryError::Timeout, now);
         }
+        self.expire_soft_deadlines(now);
         self.dht_tick(now);
         if now >= self.next_maintenance {
             self.next_maintenance = now + MAINTENANCE_INTERVAL;
             self.maintain(now);
         }
         self.dispatch();
+    }
+
+    /// Lookup queries past `lookup_soft_timeout` free their α slot (libtorrent's short
+    /// timeout); they stay in flight until answered or timed out.
+    fn expire_soft_deadlines(&mut self, now: Instant) {
+        while let Some(&(deadline, r)) = self.soft_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.soft_deadlines.pop_front();
+            let Some(tx) = self.txs.get(r) else { continue };
+            let (addr, purpose) = (tx.addr, tx.purpose);
+            if let Purpose::Lookup(op) = purpose {
+                if let Some(Op::Lookup(lookup)) = self.ops.get_mut(&op) {
+                    lookup.on_soft_timeout(&addr);
+                }
+            }
+        }
     }
 
     fn maintain(&mut self, now: Instant) {

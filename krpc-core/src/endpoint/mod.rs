@@ -227,6 +227,11 @@ pub struct Endpoint {
     pub(crate) transmits: VecDeque<Outbound>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
+    /// Soft deadlines of lookup queries (`lookup_soft_timeout`), in send order (one timeout
+    /// for all, so the queue is sorted); entries of answered queries are skipped.
+    pub(crate) soft_deadlines: VecDeque<(Instant, TxRef)>,
+    /// Round trips of our queries, for the adaptive soft timeout.
+    pub(crate) rtt: crate::lookup::RttEstimator,
     pub(crate) next_maintenance: Instant,
     /// Kept so that answering a ping never allocates.
     pub(crate) empty_dict: Dictionary,
@@ -283,6 +288,8 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            soft_deadlines: VecDeque::new(),
+            rtt: crate::lookup::RttEstimator::default(),
             next_maintenance: now + MAINTENANCE_INTERVAL,
             empty_dict: Dictionary::new(),
             ping_query: Query::ping(),
@@ -343,6 +350,7 @@ impl Endpoint {
             + self.events.capacity() * core::mem::size_of::<Event>()
             + self.waiting.capacity() * core::mem::size_of::<(OpId, Peer)>()
             + self.internal.capacity() * core::mem::size_of::<InternalPing>()
+            + self.soft_deadlines.capacity() * core::mem::size_of::<(Instant, TxRef)>()
             + self.lookup_order.capacity() * 8
             + self.ops.len() * (core::mem::size_of::<Op>() + 32)
     }
@@ -377,7 +385,21 @@ impl Endpoint {
         if let Some(rotation) = self.dht_next_deadline() {
             next = next.min(rotation);
         }
+        if let Some(soft) = self.next_soft_deadline() {
+            next = next.min(soft);
+        }
         Some(next.max(self.now))
+    }
+
+    /// The earliest soft deadline of a lookup query still in flight.
+    fn next_soft_deadline(&mut self) -> Option<Instant> {
+        while let Some(&(deadline, r)) = self.soft_deadlines.front() {
+            if self.txs.get(r).is_some() {
+                return Some(deadline);
+            }
+            self.soft_deadlines.pop_front();
+        }
+        None
     }
 
     pub(crate) fn advance(&mut self, now: Instant) -> Instant {

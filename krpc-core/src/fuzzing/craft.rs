@@ -1,0 +1,455 @@
+//! Building blocks shared by the endpoint and simulation drivers: picking addresses and ids,
+//! crafting replies and queries that look like a peer's, and running one command.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use core::time::Duration;
+
+use super::input::{Input, identity};
+use super::watch::{Final, Watched};
+use crate::wire::{Dictionary, Entry, ErrorOut, Insert, QueryOut, ResponseOut};
+use crate::{Instant, NodeId, NodeInfo, Peer, Query, Token};
+
+/// Addresses peers use: private and public IPv4, IPv6, a v4-mapped alias of the first, the
+/// first's IP on another port, and three that can never be a node (port 0, multicast,
+/// broadcast).
+pub(crate) fn address_pool() -> Vec<SocketAddr> {
+    let v4 = |a, b, c, d, port| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(a, b, c, d)), port);
+    vec![
+        v4(10, 0, 0, 1, 6881),
+        v4(10, 0, 0, 2, 6882),
+        v4(192, 168, 1, 5, 6881),
+        v4(1, 2, 3, 4, 6881),
+        v4(5, 6, 7, 8, 51413),
+        v4(203, 0, 113, 7, 6881),
+        v4(198, 51, 100, 9, 1024),
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)), 6881),
+        SocketAddr::new(IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped()), 6881),
+        v4(10, 0, 0, 1, 6882),
+        v4(1, 2, 3, 4, 0),
+        v4(224, 0, 0, 1, 6881),
+        v4(255, 255, 255, 255, 6881),
+    ]
+}
+
+/// Where peers live, for one driver.
+pub(crate) struct Pool {
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// How many of `addrs` (from the front) are ordinary; the rest are odd ones picked rarely.
+    pub(crate) ordinary: usize,
+    pub(crate) id_len: usize,
+}
+
+impl Pool {
+    /// An address: mostly an ordinary pool entry, sometimes one the endpoint recently sent a
+    /// query to, an odd pool entry, or any address at all.
+    pub(crate) fn addr(&self, input: &mut Input<'_>, w: &Watched) -> SocketAddr {
+        let sel = input.u8();
+        match sel {
+            0..=159 => self.addrs[usize::from(sel) % self.ordinary.max(1)],
+            160..=223 if !w.sent.is_empty() => w.sent[usize::from(sel) % w.sent.len()].to,
+            160..=239 => self.addrs[usize::from(sel) % self.addrs.len()],
+            _ => input.any_addr(),
+        }
+    }
+
+    /// An id for a node at `addr`: mostly the one it answers with, else ours, one in a chosen
+    /// bucket of ours, arbitrary bytes, or an id of the wrong length.
+    pub(crate) fn id(&self, input: &mut Input<'_>, own: &NodeId, addr: &SocketAddr) -> NodeId {
+        match input.below(8) {
+            0..=3 => identity(addr, self.id_len),
+            4 => *own,
+            5 => near(own, input),
+            6 => input.raw_id(self.id_len),
+            _ => input.raw_id(if self.id_len == 20 { 8 } else { 20 }),
+        }
+    }
+
+    /// A lookup target or info-hash: from a small set (so tokens and stored peers match), our
+    /// id, one near ours, or arbitrary bytes.
+    pub(crate) fn target(&self, input: &mut Input<'_>, own: &NodeId) -> NodeId {
+        match input.below(8) {
+            0..=3 => {
+                let b = [input.below(4) as u8 * 0x41; crate::MAX_ID_LEN];
+                NodeId::from_bytes(&b[..self.id_len]).unwrap_or(*own)
+            }
+            4 => *own,
+            5 => near(own, input),
+            6 => input.raw_id(self.id_len),
+            _ => {
+                let len = input_len(input);
+                input.raw_id(len)
+            }
+        }
+    }
+
+    /// A list of up to eight nodes, mostly with the ids they answer with.
+    pub(crate) fn nodes(&self, input: &mut Input<'_>, w: &Watched) -> Vec<NodeInfo> {
+        let n = input.below(9);
+        let own = *w.ep.id();
+        (0..n)
+            .map(|_| {
+                let addr = self.addr(input, w);
+                let id = if input.below(4) == 0 { self.id(input, &own, &addr) } else { identity(&addr, self.id_len) };
+                NodeInfo::new(id, addr)
+            })
+            .filter(|n| n.id.len() == self.id_len)
+            .collect()
+    }
+}
+
+fn input_len(input: &mut Input<'_>) -> usize {
+    1 + input.below(crate::MAX_ID_LEN)
+}
+
+/// An id sharing exactly a chosen number of leading bits with `own` (so it lands in that
+/// bucket), the rest from the input.
+pub(crate) fn near(own: &NodeId, input: &mut Input<'_>) -> NodeId {
+    let bits = own.len() * 8;
+    let shared = input.below(bits);
+    let mut bytes = [0u8; crate::MAX_ID_LEN];
+    bytes[..own.len()].copy_from_slice(own.as_bytes());
+    for b in bytes[..own.len()].iter_mut() {
+        *b ^= input.u8();
+    }
+    let mut id = NodeId::from_bytes(&bytes[..own.len()]).unwrap_or(*own);
+    for i in 0..shared {
+        id = id.with_bit(i, own.bit(i));
+    }
+    id.with_bit(shared, !own.bit(shared))
+}
+
+pub(crate) fn encode(f: impl FnOnce(&mut [u8]) -> Result<usize, crate::wire::BufferTooSmall>) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 8192];
+    let len = f(&mut buf).ok()?;
+    buf.truncate(len);
+    Some(buf)
+}
+
+/// Peers for a `values` list: any addresses, both families.
+fn peers(input: &mut Input<'_>) -> Vec<SocketAddr> {
+    let n = input.below(10);
+    (0..n).map(|_| input.any_addr()).collect()
+}
+
+/// A reply (response or error) to one of the endpoint's recent queries, usually from the
+/// address it went to and echoing its tid; sometimes spoofed or mangled. Returns the source
+/// and the bytes.
+pub(crate) fn reply(input: &mut Input<'_>, w: &Watched, pool: &Pool) -> Option<(SocketAddr, Vec<u8>)> {
+    if w.sent.is_empty() {
+        return None;
+    }
+    let s = w.sent[w.sent.len() - 1 - input.below(w.sent.len())].clone();
+    let from = match input.below(10) {
+        0..=7 => s.to,
+        8 => pool.addr(input, w),
+        _ => SocketAddr::new(s.to.ip(), s.to.port().wrapping_add(1)),
+    };
+    let mut tid = s.tid.clone();
+    if input.below(16) == 0 {
+        match input.below(3) {
+            0 => tid.push(input.u8()),
+            1 => tid.truncate(1),
+            _ => tid[0] ^= 1,
+        }
+    }
+    let ip = if input.below(3) == 0 {
+        Some(match input.below(4) {
+            0 => SocketAddr::new(IpAddr::V4(Ipv4Addr::new(81, 2, 3, 4)), 6881),
+            1 => SocketAddr::new(IpAddr::V4(Ipv4Addr::new(124, 31, 75, 21)), 6881),
+            2 => SocketAddr::new(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 3, 4, 5, 6)), 6881),
+            _ => input.any_addr(),
+        })
+    } else {
+        None
+    };
+    let version: Option<&[u8]> = if input.bool() { Some(b"LT\x01\x02") } else { None };
+    let own = *w.ep.id();
+    let mut bytes = match input.below(10) {
+        0..=7 => {
+            let id = match input.below(8) {
+                0..=4 => Some(identity(&from, pool.id_len)),
+                5 => Some(pool.id(input, &own, &from)),
+                6 => None,
+                _ => Some(own),
+            };
+            let nodes = if s.method == b"ping" && input.bool() { Vec::new() } else { pool.nodes(input, w) };
+            let token = if input.bool() { Some(input.short_bytes(40)) } else { None };
+            let values = if input.below(3) == 0 { peers(input) } else { Vec::new() };
+            let mut extra = Vec::new();
+            if let Some(id) = &id {
+                extra.push(Entry { key: b"id", value: Insert::Bytes(id.as_bytes()), replace: true });
+            }
+            if !nodes.is_empty() {
+                extra.push(Entry { key: b"nodes", value: Insert::NodesV4(&nodes), replace: true });
+                extra.push(Entry { key: b"nodes6", value: Insert::NodesV6(&nodes), replace: true });
+            }
+            if let Some(token) = token {
+                extra.push(Entry { key: b"token", value: Insert::Bytes(token), replace: true });
+            }
+            if !values.is_empty() {
+                extra.push(Entry { key: b"values", value: Insert::Peers(&values), replace: true });
+            }
+            let dict = if input.below(4) == 0 {
+                Dictionary::new()
+                    .with_bytes("BFsd", input.short_bytes(300))
+                    .with_int("interval", i64::from(input.u16()))
+            } else {
+                Dictionary::new()
+            };
+            encode(|buf| ResponseOut { transaction_id: &tid, values: &dict, extra: &extra, ip, version }.encode(buf))?
+        }
+        _ => {
+            const CODES: [i64; 9] = [201, 202, 203, 204, 301, 302, 0, -1, i64::MAX];
+            let code = CODES[input.below(CODES.len())];
+            let message = input.short_bytes(64);
+            encode(|buf| ErrorOut { transaction_id: &tid, code, message, ip, version }.encode(buf))?
+        }
+    };
+    if input.below(32) == 0 && !bytes.is_empty() {
+        // A mangled copy: one byte changed.
+        let i = input.below(bytes.len());
+        bytes[i] ^= input.u8() | 1;
+    }
+    Some((from, bytes))
+}
+
+/// A query to the endpoint from some peer.
+pub(crate) fn query(input: &mut Input<'_>, w: &Watched, pool: &Pool) -> Option<(SocketAddr, Vec<u8>)> {
+    let from = pool.addr(input, w);
+    let own = *w.ep.id();
+    const METHODS: [&[u8]; 8] =
+        [b"ping", b"find_node", b"get_peers", b"announce_peer", b"vote", b"sample_infohashes", b"echo", b""];
+    let pick = input.below(METHODS.len() + 1);
+    let method = if pick < METHODS.len() { METHODS[pick] } else { input.short_bytes(70) };
+    let mut args = Dictionary::new();
+    if input.below(8) != 0 {
+        args.insert_bytes("id", pool.id(input, &own, &from).as_bytes());
+    }
+    let target = pool.target(input, &own);
+    match input.below(4) {
+        0 => args.insert_bytes("target", target.as_bytes()),
+        1 => {}
+        _ => args.insert_bytes("info_hash", target.as_bytes()),
+    }
+    if method == b"announce_peer" || input.below(8) == 0 {
+        let token = match w.tokens.iter().rev().find(|(to, _)| *to == from) {
+            Some((_, t)) if input.below(4) != 0 => t.clone(),
+            _ => input.short_bytes(24).to_vec(),
+        };
+        args.insert_bytes("token", token);
+        args.insert_int("port", i64::from(input.u16()));
+        if input.bool() {
+            args.insert_int("implied_port", i64::from(input.below(3) as u8));
+        }
+        if input.below(4) == 0 {
+            args.insert_int("seed", 1);
+        }
+    }
+    match input.below(6) {
+        0 => args.insert_list_of_bytes("want", [b"n4".as_slice()]),
+        1 => args.insert_list_of_bytes("want", [b"n6".as_slice()]),
+        2 => args.insert_list_of_bytes("want", [b"n4".as_slice(), b"n6"]),
+        _ => {}
+    }
+    if input.below(4) == 0 {
+        args.insert_int("noseed", 1);
+    }
+    if input.below(4) == 0 {
+        args.insert_int("scrape", 1);
+    }
+    let tid = input.short_bytes(34);
+    let read_only = input.below(8) == 0;
+    let bytes = encode(|buf| {
+        QueryOut { transaction_id: tid, method, args: &args, extra: &[], read_only, version: None }.encode(buf)
+    })?;
+    Some((from, bytes))
+}
+
+/// A query for a command: ping, find_node, get_peers, announce_peer, or a custom method.
+///
+/// The application is trusted to send well-formed arguments (the engine copies them), so ids
+/// and targets here have the configured length: every datagram the endpoint sends must
+/// decode with its own decoder.
+fn command_query(input: &mut Input<'_>, pool: &Pool, own: &NodeId) -> Query {
+    let mut target = pool.target(input, own);
+    if target.len() != pool.id_len {
+        target = *own;
+    }
+    match input.below(6) {
+        0 => Query::ping(),
+        1 => Query::find_node(&target),
+        2 => Query::get_peers(&target),
+        3 => {
+            let args = Dictionary::new()
+                .with_bytes("info_hash", target.as_bytes())
+                .with_int("port", i64::from(input.u16()))
+                .with_bytes("token", input.short_bytes(20));
+            Query::new("announce_peer", args).unwrap_or_else(Query::ping)
+        }
+        4 => {
+            let args = Dictionary::new().with_int("hello", 42).with_bytes("blob", input.short_bytes(1600));
+            Query::new("echo", args).unwrap_or_else(Query::ping)
+        }
+        _ => {
+            let method = input.short_bytes(70);
+            let mut args = Dictionary::new();
+            if input.bool() {
+                args.insert_bytes("id", input.raw_id(pool.id_len).as_bytes());
+            }
+            Query::new(method, args).unwrap_or_else(Query::ping)
+        }
+    }
+}
+
+fn peer(input: &mut Input<'_>, w: &Watched, pool: &Pool) -> Peer {
+    let addr = pool.addr(input, w);
+    let own = *w.ep.id();
+    let mut peer = Peer::addr(addr);
+    if input.bool() {
+        peer.id = Some(pool.id(input, &own, &addr));
+    }
+    if input.below(4) == 0 {
+        peer.token = Token::new(input.short_bytes(40));
+    }
+    peer
+}
+
+/// Command number `which` (of [`COMMANDS`]) on `w` at `at`, its arguments read from the input.
+pub(crate) fn command(input: &mut Input<'_>, w: &mut Watched, pool: &Pool, at: Instant, which: usize) {
+    let own = *w.ep.id();
+    match which {
+        0 => {
+            let peer = peer(input, w, pool);
+            let (to, expect) = (peer.addr, peer.id);
+            let q = command_query(input, pool, &own);
+            let r = w.ep.query(at, peer, q);
+            w.started(r, Final::Query(to, expect));
+        }
+        1 => {
+            let n = input.below(6);
+            let peers: Vec<Peer> = (0..n).map(|_| peer(input, w, pool)).collect();
+            let q = command_query(input, pool, &own);
+            let r = w.ep.query_all(at, peers, q);
+            w.started(r, Final::QueryAll);
+        }
+        2 => {
+            let target = pool.target(input, &own);
+            let q = command_query(input, pool, &own);
+            let r = if input.bool() { w.ep.closest(at, target, q) } else { w.ep.populate(at, target, q) };
+            w.started(r, Final::Lookup);
+        }
+        3 => {
+            let target = pool.target(input, &own);
+            let (r, kind) = match input.below(4) {
+                0 => (w.ep.bootstrap(at), Final::Lookup),
+                1 => (w.ep.find_node(at, target), Final::Lookup),
+                2 => (w.ep.get_peers(at, target), Final::Lookup),
+                _ => {
+                    let port = if input.bool() { Some(input.u16()) } else { None };
+                    (w.ep.announce(at, target, port, input.bool()), Final::Announce)
+                }
+            };
+            w.started(r, kind);
+        }
+        4 => {
+            if !w.ops.is_empty() {
+                let op = w.ops[input.below(w.ops.len())];
+                let _ = if input.bool() { w.ep.stop(op) } else { w.ep.cancel(op) };
+            }
+        }
+        5 => {
+            if !w.reply_tos.is_empty() {
+                let to = w.reply_tos[input.below(w.reply_tos.len())].clone();
+                if input.below(3) == 0 {
+                    let code = match input.below(3) {
+                        0 => 201,
+                        1 => 204,
+                        _ => input.u64() as i64,
+                    };
+                    let message = input.short_bytes(200);
+                    let _ = w.ep.error(&to, code, message);
+                } else {
+                    let values = match input.below(4) {
+                        0 => Dictionary::new().with_bytes("big", input.short_bytes(2000)),
+                        1 => Dictionary::new().with_bytes("id", input.raw_id(pool.id_len).as_bytes()),
+                        _ => Dictionary::new().with_int("hello", 42),
+                    };
+                    let nodes = if input.bool() {
+                        let target = pool.target(input, &own);
+                        w.ep.routing_table().closest(&target, 8).to_vec()
+                    } else {
+                        pool.nodes(input, w)
+                    };
+                    let _ = w.ep.respond(&to, values, &nodes);
+                }
+            }
+        }
+        6 => {
+            let addr = pool.addr(input, w);
+            let id = if input.bool() { Some(pool.id(input, &own, &addr)) } else { None };
+            let _ = w.ep.add_node(at, addr, id);
+        }
+        7 => {
+            let addr = pool.addr(input, w);
+            let id = pool.id(input, &own, &addr);
+            let inserted = w.ep.insert_node(at, NodeInfo::new(id, addr));
+            if inserted {
+                assert!(w.ep.routing_table().contains(&id), "insert_node said yes but the table lacks it");
+            }
+        }
+        8 => {
+            let len = w.ep.routing_table().len();
+            let id = if len > 0 && input.bool() {
+                let i = input.below(len);
+                w.ep.routing_table().iter().nth(i).map_or(own, |c| c.node.id)
+            } else {
+                let addr = pool.addr(input, w);
+                pool.id(input, &own, &addr)
+            };
+            let removed = w.ep.remove_node(&id);
+            assert!(!w.ep.routing_table().contains(&id), "remove_node left the node in (removed: {removed})");
+        }
+        9 => {
+            let (dead, candidate) = if !w.ping_swaps.is_empty() && input.bool() {
+                let (oldest, candidate) = w.ping_swaps[input.below(w.ping_swaps.len())].clone();
+                let dead = oldest.get(input.below(oldest.len().max(1))).map_or(own, |n| n.id);
+                (dead, candidate)
+            } else {
+                let len = w.ep.routing_table().len();
+                let i = input.below(len.max(1));
+                let dead = w.ep.routing_table().iter().nth(i).map_or(own, |c| c.node.id);
+                let addr = pool.addr(input, w);
+                (dead, NodeInfo::new(pool.id(input, &own, &addr), addr))
+            };
+            let _ = w.ep.swap(at, &dead, candidate);
+        }
+        10 => {
+            if !w.transmits.is_empty() {
+                let t = w.transmits[input.below(w.transmits.len())];
+                w.ep.fail_transmit(at, &t);
+            }
+        }
+        _ => w.ep.close(at),
+    }
+}
+
+/// How many command kinds [`command`] knows (the last one, `close`, included).
+pub(crate) const COMMANDS: usize = 12;
+
+/// A clock step: small, medium or huge; rarely to the end of time.
+pub(crate) fn clock_step(input: &mut Input<'_>, clock: Instant) -> Instant {
+    match input.below(16) {
+        0..=7 => clock + Duration::from_millis(u64::from(input.u16() % 4000)),
+        8..=11 => clock + Duration::from_secs(u64::from(input.u16() % 2000)),
+        12..=14 => clock + Duration::from_secs(u64::from(input.u32())),
+        _ => {
+            if input.below(16) == 0 {
+                Instant::MAX
+            } else {
+                clock + Duration::from_secs(86_400 * 365 * 100)
+            }
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! One [`Endpoint`] under observation: the fuzz drivers issue commands through it and call
+//! [`Watched::drain`] after every step, which empties the outputs (the run-loop contract) and
+//! checks every invariant that can be seen from outside.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+use super::Avoid;
+use crate::address::is_never_valid;
+use crate::routing::RoutingTable;
+use crate::transaction::same_endpoint;
+use crate::wire::Body;
+use crate::{CommandError, Endpoint, Event, Instant, NodeId, NodeInfo, OpId, ReplyTo, Stats, Transmit};
+
+/// Internal pings may use this many query slots beyond `concurrency` (the engine's
+/// `INTERNAL_EXTRA_SLOTS`); the invariant allows exactly that much.
+pub(crate) const EXTRA_SLOTS: usize = 4;
+
+/// How many of each kind of handle the driver remembers for later commands.
+const RING: usize = 32;
+
+/// The final event a command must end with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Final {
+    /// `query`, sent to this address, expecting this id if any: `QueryDone`.
+    Query(SocketAddr, Option<NodeId>),
+    /// `query_all`: `QueryAllDone`.
+    QueryAll,
+    /// `closest`, `populate`, `bootstrap`, `find_node`, `get_peers`: `LookupDone`.
+    Lookup,
+    /// `announce`: `AnnounceDone`.
+    Announce,
+}
+
+impl Final {
+    fn same_kind(self, other: Final) -> bool {
+        core::mem::discriminant(&self) == core::mem::discriminant(&other)
+    }
+}
+
+/// A query the endpoint sent, remembered so that a reply can echo it.
+#[derive(Clone, Debug)]
+pub(crate) struct SentQuery {
+    pub(crate) to: SocketAddr,
+    pub(crate) tid: Vec<u8>,
+    pub(crate) method: Vec<u8>,
+}
+
+/// A datagram the endpoint sent.
+#[derive(Clone, Debug)]
+pub(crate) struct Out {
+    pub(crate) to: SocketAddr,
+    pub(crate) bytes: Vec<u8>,
+}
+
+fn push_ring<T>(ring: &mut Vec<T>, item: T) {
+    if ring.len() >= RING {
+        ring.remove(0);
+    }
+    ring.push(item);
+}
+
+/// An endpoint with the bookkeeping the invariants need.
+#[derive(Debug)]
+pub(crate) struct Watched {
+    pub(crate) ep: Endpoint,
+    /// Size of the buffer handed to `poll_transmit`.
+    pub(crate) buf_len: usize,
+    /// The latest `now` given to the endpoint.
+    latest: Instant,
+    /// Operations started by a command that have not ended yet.
+    pending: BTreeMap<OpId, Final>,
+    /// Every operation seen ending (ours and the engine's own).
+    finished: BTreeSet<OpId>,
+    /// Every operation id a command returned.
+    issued: BTreeSet<OpId>,
+    /// Recent operation ids (for `stop` and `cancel`).
+    pub(crate) ops: Vec<OpId>,
+    /// Recent incoming queries (for `respond` and `error`).
+    pub(crate) reply_tos: Vec<ReplyTo>,
+    /// Recent `PingSwap` offers: `(oldest, candidate)`.
+    pub(crate) ping_swaps: Vec<(Vec<NodeInfo>, NodeInfo)>,
+    /// Recent queries sent.
+    pub(crate) sent: Vec<SentQuery>,
+    /// Recent write tokens the endpoint handed out, with the address they went to.
+    pub(crate) tokens: Vec<(SocketAddr, Vec<u8>)>,
+    /// Recent transmits (for `fail_transmit`).
+    pub(crate) transmits: Vec<Transmit>,
+    stats: Stats,
+    /// A description of everything that happened, when tracing.
+    pub(crate) journal: Option<Vec<String>>,
+    /// Known issues to steer around.
+    pub(crate) avoid: Avoid,
+}
+
+impl Watched {
+    pub(crate) fn new(ep: Endpoint, buf_len: usize, now: Instant) -> Watched {
+        let stats = *ep.stats();
+        Watched {
+            ep,
+            buf_len,
+            latest: now,
+            pending: BTreeMap::new(),
+            finished: BTreeSet::new(),
+            issued: BTreeSet::new(),
+            ops: Vec::new(),
+            reply_tos: Vec::new(),
+            ping_swaps: Vec::new(),
+            sent: Vec::new(),
+            tokens: Vec::new(),
+            transmits: Vec::new(),
+            stats,
+            journal: None,
+            avoid: Avoid::KNOWN,
+        }
+    }
+
+    /// Adds a line to the journal, when tracing.
+    pub(crate) fn note(&mut self, line: impl FnOnce() -> String) {
+        if let Some(j) = self.journal.as_mut() {
+            j.push(line());
+        }
+    }
+
+    /// Records a `now` handed to the endpoint.
+    pub(crate) fn saw(&mut self, now: Instant) {
+        self.latest = self.latest.max(now);
+    }
+
+    /// The latest `now` the endpoint was given.
+    pub(crate) fn latest(&self) -> Instant {
+        self.latest
+    }
+
+    /// Commands still waiting for their final event.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Registers the result of a command that starts an operation.
+    pub(crate) fn started(&mut self, result: Result<OpId, CommandError>, kind: Final) {
+        self.note(|| format!("  command {kind:?} -> {result:?}"));
+        match result {
+            Ok(op) => {
+                assert!(
+                    !self.pending.contains_key(&op) && !self.finished.contains(&op),
+                    "operation id {op:?} handed out twice"
+                );
+                self.pending.insert(op, kind);
+                self.issued.insert(op);
+                push_ring(&mut self.ops, op);
+            }
+            Err(e) => {
+                if self.ep.is_closed() {
+                    assert_eq!(e, CommandError::Closed, "a closed endpoint refuses with Closed");
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, op: OpId, kind: Final) {
+        assert!(self.finished.insert(op), "second final event for {op:?} ({kind:?})");
+        if let Some(expected) = self.pending.remove(&op) {
+            assert!(expected.same_kind(kind), "{op:?} was a {expected:?} but ended as {kind:?}");
+        }
+    }
+
+    fn live(&self, op: OpId, what: &str) {
+        assert!(!self.finished.contains(&op), "{what} for {op:?} after its final event");
+    }
+
+    /// Empties the outputs at `now` and checks the invariants. `after_timeout`: the last input
+    /// was `handle_timeout(now)`, so no deadline may be due any more. Returns what was sent.
+    pub(crate) fn drain(&mut self, now: Instant, after_timeout: bool) -> Vec<Out> {
+        let (mut sent, due) = self.drain_once(now, after_timeout, self.avoid.late_soft_deadlines);
+        if due {
+            // Known issue: a soft deadline left behind a later one in the queue is only seen
+            // on the next wakeup; one more must clear everything due.
+            self.ep.handle_timeout(now);
+            sent.extend(self.drain_once(now, true, false).0);
+        }
+        sent
+    }
+
+    /// [`drain`](Self::drain) once; returns what was sent and whether a deadline is still
+    /// due after `handle_timeout(now)` (only when `tolerate_due`, else that panics).
+    fn drain_once(&mut self, now: Instant, after_timeout: bool, tolerate_due: bool) -> (Vec<Out>, bool) {
+        self.saw(now);
+        let closed_before = self.ep.is_closed();
+        let mut sent = Vec::new();
+        let mut buf = vec![0u8; self.buf_len];
+        let decoder = self.ep.decoder().with_max_len(usize::MAX);
+        let (mut queries, mut replies) = (0usize, 0usize);
+        while let Some(t) = self.ep.poll_transmit(now, &mut buf) {
+            assert!(!closed_before, "a closed endpoint sent a datagram");
+            assert!(t.len <= buf.len(), "transmit longer than the buffer");
+            assert_ne!(t.destination.port(), 0, "datagram to port 0");
+            let bytes = &buf[..t.len];
+            let msg = match decoder.decode(bytes) {
+                Ok(msg) => msg,
+                Err(e) => panic!("the endpoint sent an undecodable datagram ({e}): {bytes:?}"),
+            };
+            match msg.body {
+                Body::Query(q) => {
+                    queries += 1;
+                    assert!(!is_never_valid(&t.destination), "query to {}", t.destination);
+                    assert_eq!(msg.read_only, self.ep.config().read_only, "ro flag of our query");
+                    assert_eq!(msg.transaction_id.len(), 2, "our tids are two bytes");
+                    let sq =
+                        SentQuery { to: t.destination, tid: msg.transaction_id.to_vec(), method: q.method.to_vec() };
+                    push_ring(&mut self.sent, sq);
+                }
+                Body::Response(f) => {
+                    replies += 1;
+                    if let Some(token) = f.token() {
+                        push_ring(&mut self.tokens, (t.destination, token.to_vec()));
+                    }
+                }
+                Body::Error(_) => replies += 1,
+            }
+            push_ring(&mut self.transmits, t);
+            self.note(|| format!("  sent to {}: {:?}", t.destination, msg));
+            sent.push(Out { to: t.destination, bytes: bytes.to_vec() });
+        }
+        self.drain_events();
+        let in_flight = self.ep.in_flight();
+        let config = self.ep.config().clone();
+        assert!(in_flight <= config.concurrency + EXTRA_SLOTS, "{in_flight} queries in flight");
+        assert!(queries <= in_flight, "{queries} queries sent but only {in_flight} in flight");
+        assert!(replies <= config.max_queued_transmits, "{replies} replies queued at once");
+        let ops = self.ep.operations();
+        assert!(
+            ops <= config.max_queued_queries + in_flight + config.max_lookups,
+            "{ops} operations running (caps: {} queued, {} lookups)",
+            config.max_queued_queries,
+            config.max_lookups
+        );
+        if self.ep.is_closed() {
+            assert_eq!(ops, 0, "operations survive close");
+            assert_eq!(in_flight, 0, "queries in flight survive close");
+            assert!(self.pending.is_empty(), "commands without a final event after close: {:?}", self.pending);
+        }
+        check_table(self.ep.routing_table(), self.ep.id(), config.id_len);
+        self.check_stats();
+        self.check_memory();
+        match self.ep.poll_timeout() {
+            None => assert!(self.ep.is_closed(), "an open endpoint has no deadline"),
+            Some(t) => {
+                assert!(!self.ep.is_closed(), "a closed, drained endpoint still has a deadline");
+                assert!(t >= self.latest, "poll_timeout {t:?} is before the latest now {:?}", self.latest);
+                // Saturated clocks (near Instant::MAX) cannot move past their deadlines.
+                let saturated = now.saturating_add(core::time::Duration::from_secs(86_400 * 365)) == Instant::MAX;
+                if after_timeout && !saturated && t <= now {
+                    if tolerate_due {
+                        return (sent, true);
+                    }
+                    panic!("handle_timeout({now:?}) left a deadline due at {t:?} (busy loop)");
+                }
+            }
+        }
+        (sent, false)
+    }
+
+    fn drain_events(&mut self) {
+        let cap = self.ep.config().max_queued_events;
+        let k = self.ep.config().k;
+        let auto_ping_swap = self.ep.config().auto_ping_swap;
+        let (mut count, mut results) = (0usize, 0usize);
+        let mut id_changed = false;
+        while let Some(event) = self.ep.poll_event() {
+            self.note(|| format!("  event {event:?}"));
+            count += 1;
+            match event {
+                Event::QueryDone { op, result } => {
+                    results += 1;
+                    if let Some(Final::Query(to, expect)) = self.pending.get(&op).copied() {
+                        if let Ok(reply) = &result {
+                            assert!(same_endpoint(&reply.from(), &to), "{op:?}: reply from {} not {to}", reply.from());
+                            if let Some(expect) = expect {
+                                assert_eq!(reply.id(), Some(expect), "{op:?}: reply from the wrong node");
+                            }
+                        }
+                    }
+                    if let Ok(reply) = &result {
+                        let _ = (reply.message(), reply.values(), reply.id());
+                    }
+                    self.finish(op, Final::Query(SocketAddr::from(([0, 0, 0, 0], 0)), None));
+                }
+                Event::QueryAllDone { op, result } => {
+                    results += 1;
+                    assert!(result != Ok(0), "query_all succeeded with no reply");
+                    self.finish(op, Final::QueryAll);
+                }
+                Event::LookupDone { op, closest, replies, .. } => {
+                    results += 1;
+                    assert!(closest.len() <= k, "LookupDone with {} nodes", closest.len());
+                    assert!(closest.len() <= replies, "more closest nodes than replies");
+                    if !id_changed {
+                        assert!(closest.iter().all(|n| n.node.id != *self.ep.id()), "our own id among the closest");
+                    }
+                    self.finish(op, Final::Lookup);
+                }
+                Event::AnnounceDone { op, result } => {
+                    results += 1;
+                    assert!(result != Ok(0), "announce succeeded with no node");
+                    self.finish(op, Final::Announce);
+                }
+                Event::IdChanged { previous, id } => {
+                    results += 1;
+                    id_changed = true;
+                    assert_ne!(previous, id, "IdChanged to the same id");
+                }
+                Event::Reply { op, reply } => {
+                    self.live(op, "Reply");
+                    // Engine-internal operations (table refresh, an announce's second phase)
+                    // have ids the application never saw; their replies are not its business.
+                    if !self.avoid.internal_op_replies {
+                        assert!(self.issued.contains(&op), "Reply for {op:?}, which no command returned");
+                    }
+                    let _ = (reply.message(), reply.values(), reply.id());
+                }
+                Event::Peers { op, peers, .. } => {
+                    self.live(op, "Peers");
+                    assert!(!peers.is_empty(), "Peers event without peers");
+                }
+                Event::Query(q) => {
+                    // The datagram is decoded again on access: that must never fail.
+                    let _ = (q.message(), q.method(), q.args(), q.sender_id(), q.from());
+                    assert!(q.reply_to().transaction_id().len() <= crate::MAX_TRANSACTION_ID_LEN);
+                    push_ring(&mut self.reply_tos, q.reply_to().clone());
+                }
+                Event::PingSwap { oldest, candidate } => {
+                    assert!(!auto_ping_swap, "PingSwap with the built-in ping/swap on");
+                    assert!(oldest.len() <= k, "PingSwap offers {} nodes", oldest.len());
+                    push_ring(&mut self.ping_swaps, (oldest, candidate));
+                }
+                Event::NodeAdded(node) | Event::NodeRemoved(node) => {
+                    if !id_changed {
+                        assert_ne!(node.id, *self.ep.id(), "routing event about our own id");
+                    }
+                }
+                Event::NodeUpdated { node, previous } => {
+                    assert_ne!(node.addr, previous, "NodeUpdated without a new address");
+                }
+            }
+        }
+        assert!(count <= cap.max(results), "{count} events queued (cap {cap}, {results} results)");
+    }
+
+    fn check_stats(&mut self) {
+        let (a, b) = (self.stats, *self.ep.stats());
+        let pairs = [
+            (a.datagrams_in, b.datagrams_in),
+            (a.malformed, b.malformed),
+            (a.malformed_answered, b.malformed_answered),
+            (a.invalid_source, b.invalid_source),
+            (a.queries_in, b.queries_in),
+            (a.queries_ignored, b.queries_ignored),
+            (a.replies_in, b.replies_in),
+            (a.unsolicited_replies, b.unsolicited_replies),
+            (a.mismatched_replies, b.mismatched_replies),
+            (a.timeouts, b.timeouts),
+            (a.queries_out, b.queries_out),
+            (a.replies_out, b.replies_out),
+            (a.transmits_dropped, b.transmits_dropped),
+            (a.events_dropped, b.events_dropped),
+            (a.nodes_filtered, b.nodes_filtered),
+        ];
+        assert!(pairs.iter().all(|(x, y)| x <= y), "a counter went down: {a:?} -> {b:?}");
+        assert!(b.malformed_answered <= b.malformed && b.malformed <= b.datagrams_in, "stats disagree: {b:?}");
+        self.stats = b;
+    }
+
+    fn check_memory(&self) {
+        use core::mem::size_of;
+        let c = self.ep.config();
+        // Everything the engine may hold at once, generously: queries waiting, in flight and
+        // internal, datagrams, events, lookups with their candidates.
+        let queries = c.max_queued_queries + c.concurrency + EXTRA_SLOTS + 64 + 64;
+        let table = self.ep.routing_table();
+        let bound = 2 * size_of::<Endpoint>()
+            + c.id_len * 8 * c.k * size_of::<crate::routing::Contact>()
+            + 4 * (c.max_queued_transmits + queries) * 512
+            + 4 * (c.max_queued_events + queries + c.max_lookups) * size_of::<Event>()
+            + 4 * queries * 256
+            + c.max_lookups * (1024 + c.max_lookup_candidates * 128);
+        let used = self.ep.memory_footprint();
+        assert!(used <= bound, "memory footprint {used} above {bound} (table {} contacts)", table.len());
+    }
+
+    /// Lets time pass with no traffic answered until every command has ended; panics if one
+    /// never does. Datagrams sent meanwhile are dropped.
+    pub(crate) fn quiesce(&mut self, mut now: Instant) -> Instant {
+        for _ in 0..20_000 {
+            if self.pending.is_empty() {
+                return now;
+            }
+            let Some(t) = self.ep.poll_timeout() else { break };
+            now = now.max(t);
+            self.ep.handle_timeout(now);
+            self.drain(now, true);
+        }
+        assert!(self.pending.is_empty(), "commands never ended: {:?}", self.pending);
+        now
+    }
+
+    /// Closes the endpoint and checks that everything ended and nothing is left.
+    pub(crate) fn close(&mut self, now: Instant) {
+        self.ep.close(now);
+        self.drain(now, false);
+        assert!(self.pending.is_empty(), "commands without a final event after close: {:?}", self.pending);
+        assert_eq!(self.ep.poll_timeout(), None, "a closed endpoint still has a deadline");
+    }
+}
+
+/// The routing table's structural invariants: at most k contacts per bucket, each in the
+/// bucket whose range covers it, no duplicates, never our own id, counts that add up.
+pub(crate) fn check_table(table: &RoutingTable, own: &NodeId, id_len: usize) {
+    assert_eq!(table.local_id(), own, "the table is built around another id");
+    let k = table.k();
+    let count = table.bucket_count();
+    assert!(count >= 1 && count <= id_len * 8, "{count} buckets for {id_len}-byte ids");
+    let mut total = 0;
+    let mut ids = Vec::new();
+    for view in table.buckets() {
+        let contacts = table.bucket_contacts(view.index);
+        assert!(contacts.len() <= k, "bucket {} holds {} > k = {k}", view.index, contacts.len());
+        assert_eq!(view.len, contacts.len());
+        for c in contacts {
+            assert_ne!(c.node.id, *own, "the table holds our own id");
+            assert_eq!(c.node.id.len(), own.len(), "an id of the wrong length in the table");
+            assert!(view.covers(&c.node.id), "bucket {} holds {:?} outside its range", view.index, c.node.id);
+            assert_eq!(table.bucket_for(&c.node.id), Some(view.index));
+            ids.push(c.node.id);
+        }
+        total += contacts.len();
+        if view.index + 1 == count {
+            assert!(view.covers(own), "the last bucket does not cover our id");
+        }
+    }
+    assert_eq!(total, table.len(), "len() disagrees with the buckets");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "an id appears twice in the table");
+}

@@ -1,0 +1,386 @@
+//! `simulate`: builds a virtual DHT of krpc engines, runs measured lookups against it and
+//! prints what they cost and found. See `docs/simulation.md`.
+//!
+//! ```text
+//! cargo run --release -p krpc-tests --bin simulate -- --nodes 100000 --lookups 1000 --k 8 --json
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use krpc_core::{Config, Endpoint, Instant};
+use krpc_tests::sim::link::{Latency, Link};
+use krpc_tests::sim::report::{Report, Summary};
+use krpc_tests::sim::svg::{self, Series};
+use krpc_tests::sim::{Build, OtherK, Partition, Scenario, Sim};
+
+/// Counts the bytes the process holds on the heap, and the most it ever held.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+#[allow(unsafe_code)] // a global allocator is an unsafe trait; this one only forwards and counts
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged to the system allocator.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc` above with this layout.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded unchanged to the system allocator.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            if new_size >= layout.size() {
+                let live = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size - layout.size();
+                PEAK.fetch_max(live, Ordering::Relaxed);
+            } else {
+                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            }
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn live_bytes() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BuildMode {
+    /// Nodes join one by one through seed nodes (`bootstrap()`).
+    Join,
+    /// Routing tables drawn from the population, as long-running ones look.
+    Preseed,
+}
+
+/// Deterministic simulation of a krpc DHT: lookups measured against an oracle.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Nodes in the network.
+    #[arg(long, default_value_t = 10_000)]
+    nodes: usize,
+    /// Measured lookups.
+    #[arg(long, default_value_t = 500)]
+    lookups: usize,
+    /// Bucket size and lookup breadth.
+    #[arg(long, default_value_t = 8)]
+    k: usize,
+    /// Queries in flight per node, all kinds together.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// α: queries one lookup keeps in flight (default: the engine's default).
+    #[arg(long)]
+    alpha: Option<usize>,
+    /// Times a lookup re-asks a candidate that timed out (default: the engine's default).
+    #[arg(long)]
+    retries: Option<u8>,
+    /// Soft timeout in ms after which a silent candidate frees its α slot; 0 disables
+    /// (default: the engine's default).
+    #[arg(long)]
+    soft_timeout_ms: Option<u64>,
+    /// Keep the soft timeout fixed instead of adapting it to measured round trips.
+    #[arg(long)]
+    fixed_soft_timeout: bool,
+    /// Query timeout in ms.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+    /// Chance that a datagram is lost (each way).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Chance that a datagram is delivered twice.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    /// Share of nodes that are silent (in routing tables, never answering).
+    #[arg(long, default_value_t = 0.0)]
+    dead: f64,
+    /// Share of the live population replaced per minute of virtual time during the lookups.
+    #[arg(long, default_value_t = 0.0)]
+    churn: f64,
+    /// Share of nodes in read-only mode (BEP 43).
+    #[arg(long, default_value_t = 0.0)]
+    read_only: f64,
+    /// Nodes per `find_node`/`get_peers` answer (default: the responder's k).
+    #[arg(long)]
+    answer_k: Option<usize>,
+    /// Share of nodes with another k, as `SHARE:K` (e.g. `0.2:20`).
+    #[arg(long)]
+    other_k: Option<String>,
+    /// Partition `SHARE:AFTER_S:DURATION_S`: that share of nodes is cut off from the rest from
+    /// AFTER_S seconds into the lookups, for DURATION_S seconds.
+    #[arg(long)]
+    partition: Option<String>,
+    /// Latency: `internet` (log-normal, median 80 ms, 20–300 ms), `uniform:MIN-MAX` or
+    /// `fixed:MS`.
+    #[arg(long, default_value = "internet")]
+    latency: String,
+    /// Lookups started per second of virtual time (Poisson arrivals).
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Seed of every random decision.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How the network is built.
+    #[arg(long, value_enum, default_value_t = BuildMode::Preseed)]
+    build: BuildMode,
+    /// Seed nodes for `--build join`.
+    #[arg(long, default_value_t = 4)]
+    seeds: usize,
+    /// Joins per second of virtual time for `--build join` (default: N/100, at least 20).
+    #[arg(long)]
+    join_rate: Option<f64>,
+    /// Seconds the joined network runs on its own before the lookups (`--build join`).
+    #[arg(long, default_value_t = 5.0)]
+    settle_s: f64,
+    /// The engine's bucket refresh interval in seconds (BEP 5: 900). Shorter lets a joined
+    /// network fill its tables during `--settle-s`.
+    #[arg(long, default_value_t = 900.0)]
+    bucket_refresh_s: f64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Write an SVG plot of the CDF of queries per lookup to this file.
+    #[arg(long)]
+    svg: Option<String>,
+    /// After the lookups, run until every operation of every node has resolved (checked).
+    #[arg(long)]
+    drain: bool,
+    /// Check every routing table in full at the end.
+    #[arg(long)]
+    check: bool,
+}
+
+fn parse_latency(s: &str) -> Result<Latency, String> {
+    let ms = |v: &str| v.trim().parse::<u64>().map(Duration::from_millis).map_err(|e| format!("{v}: {e}"));
+    if s == "internet" {
+        return Ok(Latency::INTERNET);
+    }
+    if let Some(rest) = s.strip_prefix("fixed:") {
+        return Ok(Latency::Fixed(ms(rest)?));
+    }
+    if let Some(rest) = s.strip_prefix("uniform:") {
+        let (a, b) = rest.split_once('-').ok_or("uniform:MIN-MAX")?;
+        return Ok(Latency::Uniform { min: ms(a)?, max: ms(b)? });
+    }
+    Err(format!("unknown latency {s}"))
+}
+
+fn parse_pair(s: &str) -> Result<(f64, usize), String> {
+    let (a, b) = s.split_once(':').ok_or("expected SHARE:K")?;
+    Ok((a.parse().map_err(|e| format!("{a}: {e}"))?, b.parse().map_err(|e| format!("{b}: {e}"))?))
+}
+
+fn parse_partition(s: &str) -> Result<Partition, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [f, a, d] = parts[..] else { return Err("expected SHARE:AFTER_S:DURATION_S".into()) };
+    let num = |v: &str| v.parse::<f64>().map_err(|e| format!("{v}: {e}"));
+    Ok(Partition {
+        fraction: num(f)?,
+        after: Duration::from_secs_f64(num(a)?),
+        duration: Duration::from_secs_f64(num(d)?),
+    })
+}
+
+/// Peak resident set size in bytes, from `/proc/self/status` (Linux), if available.
+fn peak_rss() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Heap bytes one idle engine with this configuration holds (an average over 1000).
+fn idle_engine_bytes(config: &Config) -> usize {
+    let before = live_bytes();
+    let engines: Vec<Box<Endpoint>> = (0..1000u32)
+        .map(|i| {
+            let mut seed = [7u8; 32];
+            seed[..4].copy_from_slice(&i.to_le_bytes());
+            Box::new(Endpoint::new(config.clone(), seed, Instant::ZERO).unwrap_or_else(|e| panic!("{e}")))
+        })
+        .collect();
+    let bytes = live_bytes() - before;
+    drop(engines);
+    bytes / 1000
+}
+
+fn mb(bytes: usize) -> String {
+    format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn main() {
+    let args = Args::parse();
+    #[allow(clippy::disallowed_methods)] // wall time of the run, reported; the simulation never reads a clock
+    let wall = std::time::Instant::now();
+    let latency = parse_latency(&args.latency).unwrap_or_else(|e| fail(&e));
+    let mut engine = Config {
+        k: args.k,
+        concurrency: args.concurrency,
+        timeout: Duration::from_millis(args.timeout_ms),
+        bucket_refresh: Duration::from_secs_f64(args.bucket_refresh_s),
+        ..Config::default()
+    };
+    if let Some(a) = args.alpha {
+        engine.lookup_parallelism = Some(a);
+    }
+    if let Some(r) = args.retries {
+        engine.lookup_retries = r;
+    }
+    if let Some(ms) = args.soft_timeout_ms {
+        engine.lookup_soft_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+    }
+    if args.fixed_soft_timeout {
+        engine.lookup_adaptive_soft_timeout = false;
+    }
+    if let Err(e) = engine.validate() {
+        fail(&format!("invalid engine configuration: {e}"));
+    }
+    let build = match args.build {
+        BuildMode::Preseed => Build::Preseed,
+        BuildMode::Join => Build::Join {
+            seeds: args.seeds,
+            per_second: args.join_rate.unwrap_or((args.nodes as f64 / 100.0).max(20.0)),
+            settle: Duration::from_secs_f64(args.settle_s),
+        },
+    };
+    let other_k = args
+        .other_k
+        .as_deref()
+        .map(parse_pair)
+        .transpose()
+        .unwrap_or_else(|e| fail(&e))
+        .map(|(fraction, k)| OtherK { fraction, k });
+    let partition = args.partition.as_deref().map(parse_partition).transpose().unwrap_or_else(|e| fail(&e));
+    let scenario = Scenario {
+        seed: args.seed,
+        nodes: args.nodes,
+        engine: engine.clone(),
+        build,
+        link: Link { latency, loss: args.loss, duplicate: args.duplicate },
+        dead: args.dead,
+        read_only: args.read_only,
+        other_k,
+        answer_k: args.answer_k,
+        churn_per_minute: args.churn,
+        partition,
+        invariant_every: 100_000,
+        invariant_sample: 100,
+    };
+
+    let idle = idle_engine_bytes(&Config { id: None, ..engine.clone() });
+    let before_build = live_bytes();
+    let mut sim = Sim::new(scenario);
+    sim.set_progress(|line| eprintln!("[simulate] {line}"));
+    eprintln!("[simulate] building {} nodes ({:?})", args.nodes, args.build);
+    sim.build();
+    let (engines, footprint, entries) = sim.footprint();
+    let built_bytes = live_bytes() - before_build;
+    let build_wall = wall.elapsed();
+    eprintln!("[simulate] built in {:.1} s: {}", build_wall.as_secs_f64(), sim.describe());
+    // Heap per routing entry: what the build added beyond idle engines, per entry. Meaningful for
+    // pre-seeded tables, whose buckets are full; a joined network's sparse buckets still reserve
+    // k slots each, and its engines hold transaction and queue capacity from the join.
+    let per_entry = match args.build {
+        BuildMode::Preseed if entries > 0 => {
+            format!("{:.1}", built_bytes.saturating_sub(engines * idle) as f64 / entries as f64)
+        }
+        _ => "null".to_string(),
+    };
+    let per_node_total = built_bytes as f64 / args.nodes.max(1) as f64;
+
+    eprintln!("[simulate] running {} lookups", args.lookups);
+    let records = sim.run_lookups(args.lookups, args.rate);
+    let mut drained = String::from("not checked");
+    if args.drain {
+        drained = match sim.drain_operations(Duration::from_secs(300)) {
+            Ok(d) => format!("all operations resolved {:.1} s after the last lookup", d.as_secs_f64()),
+            Err(e) => fail(&e),
+        };
+    }
+    if args.check {
+        if let Err(e) = sim.check_all_tables() {
+            fail(&e);
+        }
+    }
+    let summary = Summary::of(&records);
+    let stats = sim.stats();
+    let build_name = match args.build {
+        BuildMode::Join => "join",
+        BuildMode::Preseed => "preseed",
+    };
+    let alpha = engine.lookup_alpha();
+    let report = Report {
+        header: vec![
+            ("nodes".into(), args.nodes.to_string()),
+            ("build".into(), build_name.into()),
+            ("seed".into(), args.seed.to_string()),
+            ("k".into(), args.k.to_string()),
+            ("answer_k".into(), args.answer_k.map_or("k".into(), |a| a.to_string())),
+            ("concurrency".into(), args.concurrency.to_string()),
+            ("alpha".into(), alpha.to_string()),
+            ("retries".into(), engine.lookup_retries.to_string()),
+            ("soft_timeout_ms".into(), engine.lookup_soft_timeout.map_or("0".into(), |d| d.as_millis().to_string())),
+            ("adaptive_soft_timeout".into(), engine.lookup_adaptive_soft_timeout.to_string()),
+            ("loss".into(), args.loss.to_string()),
+            ("dead".into(), args.dead.to_string()),
+            ("churn_per_min".into(), args.churn.to_string()),
+            ("latency".into(), args.latency.clone()),
+        ],
+        summary,
+        footer: vec![
+            ("routing_entries_per_node".into(), format!("{:.1}", entries as f64 / engines.max(1) as f64)),
+            ("idle_engine_bytes".into(), idle.to_string()),
+            ("bytes_per_routing_entry".into(), per_entry),
+            ("contact_bytes".into(), std::mem::size_of::<krpc_core::routing::Contact>().to_string()),
+            ("footprint_bytes_per_engine".into(), (footprint / engines.max(1)).to_string()),
+            ("built_bytes_per_node".into(), format!("{per_node_total:.0}")),
+            ("peak_heap_mb".into(), mb(PEAK.load(Ordering::Relaxed))),
+            ("peak_rss_mb".into(), peak_rss().map_or("null".into(), mb)),
+            ("datagrams".into(), stats.sent.to_string()),
+            ("lost".into(), stats.lost.to_string()),
+            ("nodes_left".into(), stats.left.to_string()),
+            ("nodes_joined".into(), stats.joined.to_string()),
+            ("virtual_s".into(), format!("{:.1}", sim.now().as_duration().as_secs_f64())),
+            ("trace_hash".into(), format!("{:016x}", sim.trace_hash())),
+            ("drain".into(), drained),
+            ("build_wall_s".into(), format!("{:.2}", build_wall.as_secs_f64())),
+            ("wall_s".into(), format!("{:.2}", wall.elapsed().as_secs_f64())),
+        ],
+    };
+    if let Some(path) = &args.svg {
+        let values = records.iter().map(|r| f64::from(r.queries)).collect();
+        let label = format!("k={} α={} ({} nodes)", args.k, alpha, args.nodes);
+        let plot = svg::cdf("Queries per lookup", "queries", &[Series { label, values }]);
+        if let Err(e) = std::fs::write(path, plot) {
+            fail(&format!("cannot write {path}: {e}"));
+        }
+    }
+    if args.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.table());
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("simulate: {message}");
+    std::process::exit(1)
+}

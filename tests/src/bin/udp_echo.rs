@@ -1,0 +1,88 @@
+//! `udp_echo`: the ceiling of the loopback serving benchmark. It sends every datagram back to
+//! its sender unchanged, one `recv_from` and one `send_to` per datagram — the least a UDP
+//! server that answers each datagram on its own can do (the KRPC drivers do the same two system
+//! calls, plus the engine's work in between). See `tests/bench/throughput.sh`.
+//!
+//! ```text
+//! cargo run --release -p krpc-tests --bin udp_echo -- --bind 127.0.0.1:7001 [--for 30]
+//! ```
+//!
+//! Only loopback addresses are accepted: a benchmark tool must never answer the outside world.
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)] // a tool that prints and owns a socket
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+/// Echoes every UDP datagram back to its sender.
+#[derive(Debug, Parser)]
+#[command(name = "udp_echo", max_term_width = 100)]
+struct Args {
+    /// Loopback address to listen on, e.g. `127.0.0.1:7001`.
+    #[arg(long)]
+    bind: SocketAddr,
+    /// Stop after this many seconds (default: run until killed).
+    #[arg(long = "for", value_name = "SECONDS")]
+    run_for: Option<f64>,
+    /// Seconds between two statistics lines on stderr (0: none).
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    interval: f64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if !args.bind.ip().is_loopback() {
+        eprintln!("udp_echo: {} is not a loopback address", args.bind);
+        return ExitCode::from(2);
+    }
+    let socket = match UdpSocket::bind(args.bind) {
+        Ok(socket) => socket,
+        Err(error) => {
+            eprintln!("udp_echo: cannot bind {}: {error}", args.bind);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = socket.local_addr().map_or_else(|_| args.bind.to_string(), |a| a.to_string());
+    println!("listening on {addr}");
+    let started = Instant::now();
+    let stop = args.run_for.map(|s| started + Duration::from_secs_f64(s));
+    let interval = (args.interval > 0.0).then(|| Duration::from_secs_f64(args.interval));
+    // Woken at least this often to check the clock; the datagram path never looks at it.
+    if let Err(error) = socket.set_read_timeout(Some(Duration::from_millis(200))) {
+        eprintln!("udp_echo: {error}");
+        return ExitCode::FAILURE;
+    }
+    let mut buf = vec![0u8; 65_536];
+    let (mut echoed, mut failed) = (0u64, 0u64);
+    let mut next_stats = interval.map(|i| started + i);
+    loop {
+        // The hot loop: echo until the socket has been idle for the read timeout, then look at
+        // the clock. `--for` is approximate under load (checked every 65,536 datagrams too).
+        for _ in 0..65_536 {
+            match socket.recv_from(&mut buf) {
+                Ok((len, from)) => match socket.send_to(&buf[..len], from) {
+                    Ok(_) => echoed += 1,
+                    Err(_) => failed += 1,
+                },
+                Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                // ICMP reports of earlier sends, interruptions: nothing to answer.
+                Err(_) => {}
+            }
+        }
+        let now = Instant::now();
+        if let (Some(interval), Some(next)) = (interval, next_stats.as_mut()) {
+            if now >= *next {
+                eprintln!("{:>7.1}s  echoed {echoed}, {failed} sends failed", (now - started).as_secs_f64());
+                *next += interval;
+            }
+        }
+        if stop.is_some_and(|stop| now >= stop) {
+            break;
+        }
+    }
+    println!("echoed {echoed} datagrams in {:.1} s, {failed} sends failed", started.elapsed().as_secs_f64());
+    ExitCode::SUCCESS
+}

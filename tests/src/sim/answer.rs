@@ -1,0 +1,63 @@
+//! How a simulated node answers the queries the engine hands to the application.
+//!
+//! The engine answers `ping` itself and surfaces every other query as
+//! [`Event::Query`](krpc_core::Event::Query). A DHT node answers `find_node` and `get_peers`
+//! from its routing table; this module is that application, in one function, so that it can be
+//! swapped for the node layer (`krpc_core::dht`) once that answers queries by itself: the
+//! simulator only holds a [`Responder`].
+
+use krpc_core::wire::Dictionary;
+use krpc_core::{Endpoint, IncomingQuery};
+
+/// What a node does with an incoming query it must answer itself; the last argument is how
+/// many nodes an answer carries.
+pub type Responder = fn(&mut Endpoint, &IncomingQuery, usize);
+
+/// The write token a simulated node hands out: four bytes derived from the querier's address.
+/// Nothing checks it (the simulation never announces); it only makes `get_peers` answers the
+/// size they are on the real network.
+pub fn token_for(q: &IncomingQuery) -> [u8; 4] {
+    let addr = q.from();
+    let mut h: u32 = 0x811c_9dc5;
+    let port = addr.port().to_be_bytes();
+    let ip = match addr.ip() {
+        core::net::IpAddr::V4(v4) => v4.octets(),
+        core::net::IpAddr::V6(v6) => {
+            let o = v6.octets();
+            [o[12], o[13], o[14], o[15]]
+        }
+    };
+    for b in ip.iter().chain(port.iter()) {
+        h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
+    }
+    h.to_be_bytes()
+}
+
+/// The default application: `find_node` and `get_peers` get the `count` closest contacts of the
+/// responder's routing table to the target (and a token for `get_peers`, never values: nobody announces),
+/// `ping` an empty answer (only reached when the engine's own ping answers are off), anything
+/// else error 204. A full transmit queue refuses the answer; the querier then times out, as
+/// it would if the datagram were lost.
+pub fn answer_from_routing_table(ep: &mut Endpoint, q: &IncomingQuery, count: usize) {
+    let k = count;
+    let args = q.args();
+    let _ = match q.method() {
+        b"find_node" => match args.target() {
+            Some(target) => {
+                let nodes = ep.routing_table().closest(&target, k);
+                ep.respond(q.reply_to(), Dictionary::new(), &nodes)
+            }
+            None => ep.error(q.reply_to(), 203, b"missing target"),
+        },
+        b"get_peers" => match args.info_hash() {
+            Some(hash) => {
+                let nodes = ep.routing_table().closest(&hash, k);
+                let values = Dictionary::new().with_bytes("token", token_for(q));
+                ep.respond(q.reply_to(), values, &nodes)
+            }
+            None => ep.error(q.reply_to(), 203, b"missing info_hash"),
+        },
+        b"ping" => ep.respond(q.reply_to(), Dictionary::new(), &[]),
+        _ => ep.error(q.reply_to(), 204, b"Method Unknown"),
+    };
+}

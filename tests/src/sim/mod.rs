@@ -1,0 +1,1324 @@
+//! A deterministic network of krpc engines: N [`Endpoint`]s on a virtual network with a
+//! virtual clock, driven exactly as a real driver would drive them, plus an oracle that knows
+//! the true closest nodes to any target.
+//!
+//! # Model
+//! * **Time** is virtual: a step jumps to the next thing that happens — a datagram arriving,
+//!   an engine deadline (`poll_timeout`) or a scripted action (a lookup starting, a node
+//!   joining or leaving, a partition starting or healing). Deliveries and actions sit in
+//!   priority queues; engine deadlines sit in a heap of `(deadline, node)` refreshed whenever
+//!   a node is touched, with stale entries skipped when they surface, so a step costs
+//!   O(log N) however many nodes there are.
+//! * **Randomness** comes from seeded ChaCha8 generators only, one stream per purpose (the
+//!   population and its routing tables, the link, the workload), and each engine gets its own
+//!   seed derived from the scenario's. Same scenario, same seed: the same datagrams at the same
+//!   instants, which [`Sim::trace_hash`] fingerprints.
+//! * **Addresses**: node `i` lives at `10.0.0.0 + i + 1`, port 6881, so mapping an address to a
+//!   node is arithmetic.
+//! * **The application** is a [`Responder`]: it answers `find_node` and
+//!   `get_peers` from the routing table.
+//!
+//! # Use
+//! ```no_run
+//! use krpc_tests::sim::{Scenario, Sim, report::Summary};
+//! let mut sim = Sim::new(Scenario { nodes: 2_000, ..Scenario::default() });
+//! sim.build();
+//! let records = sim.run_lookups(200, 20.0);
+//! let summary = Summary::of(&records);
+//! assert!(summary.success_rate > 0.99);
+//! ```
+
+pub mod answer;
+pub mod link;
+pub mod oracle;
+pub mod report;
+pub mod svg;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use krpc_core::wire::Message;
+use krpc_core::{AddressPolicy, Config, Endpoint, Event, Instant, LookupOutcome, NodeId, NodeInfo, OpId, Query};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+
+use self::answer::Responder;
+use self::link::{Link, below, chance, exponential};
+use self::oracle::Oracle;
+
+/// How the network comes to be.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Build {
+    /// Realistic join: a few seed nodes know each other; every other node starts with an empty
+    /// routing table, joins at a steady rate through two random seeds with `bootstrap()` (a
+    /// `find_node` lookup for its own id), and its table fills from that lookup and from the
+    /// nodes that later query it (and answer its verification ping).
+    Join {
+        /// How many seed nodes.
+        seeds: usize,
+        /// Joins per second of virtual time.
+        per_second: f64,
+        /// How long the network runs on its own once everyone has joined (with a short
+        /// `bucket_refresh` in the engine configuration, this is when tables fill up).
+        settle: Duration,
+    },
+    /// Routing tables drawn the way long-running ones look: for every bucket depth, up to k
+    /// random nodes of the population whose ids fall in that bucket's range, inserted with
+    /// `insert_node`. Fast enough for millions of nodes; nobody has exchanged a datagram yet.
+    Preseed,
+}
+
+/// A partition: for a while, a fraction of the nodes cannot exchange datagrams with the rest.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Partition {
+    /// Share of the nodes on the minority side.
+    pub fraction: f64,
+    /// When it starts, counted from the start of the lookup workload.
+    pub after: Duration,
+    /// How long it lasts.
+    pub duration: Duration,
+}
+
+/// A share of the nodes running with another bucket size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OtherK {
+    /// Share of the nodes.
+    pub fraction: f64,
+    /// Their k.
+    pub k: usize,
+}
+
+/// Everything that defines a simulation run.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Seed of every random decision.
+    pub seed: u64,
+    /// Nodes in the initial population.
+    pub nodes: usize,
+    /// The engine configuration of every node (its `id`, `bootstrap`, `address_policy` and,
+    /// for the special nodes below, `k` and `read_only` are filled in per node).
+    pub engine: Config,
+    /// How the network is built.
+    pub build: Build,
+    /// The link.
+    pub link: Link,
+    /// Share of the nodes that are silent: present in routing tables, answering nothing. With
+    /// [`Build::Join`] they join like everyone else and fall silent once the network is built;
+    /// with [`Build::Preseed`] they never run.
+    pub dead: f64,
+    /// Share of the nodes in BEP 43 read-only mode (they look up, never answer, never enter a
+    /// routing table).
+    pub read_only: f64,
+    /// Share of the nodes with another bucket size, if any.
+    pub other_k: Option<OtherK>,
+    /// How many nodes a `find_node`/`get_peers` answer carries; `None`: the responder's k.
+    pub answer_k: Option<usize>,
+    /// Churn during the workload: this share of the live population leaves per minute of
+    /// virtual time (silently, as real nodes do), and as many new nodes join through three
+    /// random live nodes.
+    pub churn_per_minute: f64,
+    /// A partition during the workload, if any.
+    pub partition: Option<Partition>,
+    /// Full routing-table checks: every this many steps, `invariant_sample` nodes (round
+    /// robin) are checked; cheap checks run on every node touched.
+    pub invariant_every: u64,
+    /// Nodes checked in full at each full check.
+    pub invariant_sample: usize,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            seed: 1,
+            nodes: 1_000,
+            engine: Config::default(),
+            build: Build::Preseed,
+            link: Link::default(),
+            dead: 0.0,
+            read_only: 0.0,
+            other_k: None,
+            answer_k: None,
+            churn_per_minute: 0.0,
+            partition: None,
+            invariant_every: 50_000,
+            invariant_sample: 200,
+        }
+    }
+}
+
+/// The seeds a test should run: the one in `KRPC_SIM_SEED` if set (to replay a failure), else
+/// `default`.
+pub fn seeds_or_env(default: &[u64]) -> Vec<u64> {
+    match std::env::var("KRPC_SIM_SEED").ok().and_then(|s| s.trim().parse().ok()) {
+        Some(seed) => vec![seed],
+        None => default.to_vec(),
+    }
+}
+
+/// Prints how to replay a run if the thread panics while this guard lives.
+#[derive(Debug)]
+pub struct SeedGuard(pub u64);
+
+impl Drop for SeedGuard {
+    #[allow(clippy::print_stderr)] // the one message a failing simulation must leave behind
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("simulation failed with seed {0}; replay with KRPC_SIM_SEED={0}", self.0);
+        }
+    }
+}
+
+/// The engine settings of a BEP 5 node: k = 8 and the engine's lookup defaults (α = 4, one
+/// retry, 1 s soft timeout), concurrency 16.
+pub fn bep5_config() -> Config {
+    Config { k: 8, ..Config::default() }
+}
+
+/// The shape of the JS k-rpc lookup on this engine: k = 20, concurrency 16, every slot usable
+/// by one lookup (α = 16), no retries and no soft timeout.
+pub fn krpc_parity_config() -> Config {
+    Config {
+        k: 20,
+        concurrency: 16,
+        lookup_parallelism: None,
+        lookup_retries: 0,
+        lookup_soft_timeout: None,
+        ..Config::default()
+    }
+}
+
+/// What happened to one measured lookup.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LookupRecord {
+    /// The node that ran it.
+    pub initiator: u32,
+    /// Its target.
+    pub target: NodeId,
+    /// The initiator's k: the size of the result and of the truth it is compared with.
+    pub k: usize,
+    /// When it started.
+    pub started: Instant,
+    /// How long it took, `None` if it never finished.
+    pub duration: Option<Duration>,
+    /// Queries it sent (retries included).
+    pub queries: u32,
+    /// Replies to those queries.
+    pub replies: u32,
+    /// Rounds: the longest chain of dependent queries. A candidate from the routing table is
+    /// round 1; one first learned from a reply to a round-r query is round r + 1; this is the
+    /// highest round of any candidate queried.
+    pub rounds: u32,
+    /// Responders in the result.
+    pub responders: usize,
+    /// How many of the true k closest live nodes the result holds, the initiator itself counted
+    /// as found when it is one of them.
+    pub found: usize,
+    /// Of those, how many are other nodes (the initiator excluded).
+    pub found_others: usize,
+    /// How many of the true 8 closest live nodes the result holds (the initiator counted as
+    /// for `found`): BEP 5's k, to compare lookups of different k.
+    pub found8: usize,
+    /// How it ended, `None` if it never did.
+    pub outcome: Option<LookupOutcome>,
+}
+
+impl LookupRecord {
+    /// Share of the true k closest live nodes found.
+    pub fn recall(&self) -> f64 {
+        self.found as f64 / self.k as f64
+    }
+
+    /// Share of the true 8 closest live nodes found.
+    pub fn recall8(&self) -> f64 {
+        self.found8 as f64 / 8.0
+    }
+
+    /// Success: the lookup completed and at least one responder is among the true k closest
+    /// live nodes (other than the initiator), i.e. a `get_peers` would have reached a node
+    /// that stores the peers announced for this target.
+    pub fn success(&self) -> bool {
+        self.outcome == Some(LookupOutcome::Completed) && self.found_others >= 1
+    }
+}
+
+/// Counters of the network itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Steps taken (deliveries, timers, actions).
+    pub steps: u64,
+    /// Datagrams the engines sent.
+    pub sent: u64,
+    /// Lost by the link.
+    pub lost: u64,
+    /// Delivered twice.
+    pub duplicated: u64,
+    /// Dropped by a partition.
+    pub partitioned: u64,
+    /// Arrived at a silent or departed node, or at no node at all.
+    pub to_nobody: u64,
+    /// Queries answered by the responder.
+    pub answered: u64,
+    /// Nodes that left (churn).
+    pub left: u64,
+    /// Nodes that joined after the build (churn).
+    pub joined: u64,
+    /// Full routing-table checks done.
+    pub full_checks: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    /// Not created yet (a join is scheduled).
+    Waiting,
+    /// Running.
+    Alive,
+    /// In routing tables, answering nothing.
+    Silent,
+    /// Gone (churn).
+    Left,
+}
+
+struct Node {
+    id: NodeId,
+    ep: Option<Box<Endpoint>>,
+    status: Status,
+    read_only: bool,
+    k: usize,
+    /// Partition side.
+    minority: bool,
+    /// Falls silent once the network is built.
+    doomed: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Action {
+    Join(u32),
+    StartLookup,
+    Leave,
+    ChurnJoin,
+    PartitionStart,
+    PartitionEnd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Packet {
+    at: u64,
+    seq: u64,
+    to: u32,
+    from: u32,
+    slot: u32,
+}
+
+/// A lookup being measured.
+struct Tracked {
+    op: OpId,
+    record: usize,
+    queries: u32,
+    replies: u32,
+    max_round: u32,
+    /// Round of each candidate (by node index) learned so far.
+    round_of: HashMap<u32, u32>,
+    /// Round of each query in flight, by (destination, transaction id).
+    pending: HashMap<(u32, u16), u32>,
+}
+
+/// The address of node `i`.
+pub fn addr_of(i: u32) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(0x0a00_0001 + i), 6881))
+}
+
+/// The node at `addr`, if it is a simulated node's address.
+pub fn index_of(addr: &SocketAddr) -> Option<u32> {
+    match addr {
+        SocketAddr::V4(v4) if v4.port() == 6881 => {
+            let ip = u32::from(*v4.ip());
+            (ip > 0x0a00_0000 && ip < 0x0b00_0000).then(|| ip - 0x0a00_0001)
+        }
+        _ => None,
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+/// Where progress lines go.
+type Progress = Box<dyn FnMut(&str)>;
+
+/// The moment the simulation starts: late enough that preseeded nodes can be created up to a
+/// minute "earlier", which spreads their maintenance ticks.
+const EPOCH: Instant = Instant::from_millis(60_000);
+
+/// The simulated network.
+pub struct Sim {
+    scenario: Scenario,
+    nodes: Vec<Node>,
+    oracle: Oracle,
+    now: Instant,
+    deliveries: BinaryHeap<Reverse<Packet>>,
+    payloads: Vec<Vec<u8>>,
+    free_payloads: Vec<u32>,
+    timers: BinaryHeap<Reverse<(u64, u32)>>,
+    timer_at: Vec<u64>,
+    actions: BinaryHeap<Reverse<(u64, u64, Action)>>,
+    seq: u64,
+    build_rng: ChaCha8Rng,
+    net_rng: ChaCha8Rng,
+    work_rng: ChaCha8Rng,
+    responder: Responder,
+    tracked: BTreeMap<u32, Tracked>,
+    records: Vec<LookupRecord>,
+    lookups_to_start: usize,
+    lookup_gap: Duration,
+    joining: BTreeMap<u32, OpId>,
+    joins_scheduled: usize,
+    churn: bool,
+    partitioned: bool,
+    busy: Vec<bool>,
+    busy_count: usize,
+    trace: u64,
+    stats: NetStats,
+    steps_since_check: u64,
+    check_cursor: usize,
+    buf: Vec<u8>,
+    progress: Option<Progress>,
+}
+
+impl Sim {
+    /// Draws the population (ids, silent, read-only and other-k nodes) of `scenario`. Nothing
+    /// runs until [`build`](Self::build).
+    pub fn new(scenario: Scenario) -> Sim {
+        let mut build_rng = ChaCha8Rng::seed_from_u64(scenario.seed ^ 0xb0b0_0000_0000_0001);
+        let net_rng = ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x11c0_0000_0000_0002);
+        let work_rng = ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x3030_0000_0000_0003);
+        let seeds = match scenario.build {
+            Build::Join { seeds, .. } => seeds.max(1),
+            Build::Preseed => 0,
+        };
+        let mut nodes = Vec::with_capacity(scenario.nodes);
+        for i in 0..scenario.nodes {
+            let mut b = [0u8; 20];
+            build_rng.fill_bytes(&mut b);
+            let special = i >= seeds;
+            let doomed = chance(&mut build_rng, scenario.dead) && special;
+            let read_only = chance(&mut build_rng, scenario.read_only) && special && !doomed;
+            let k = match scenario.other_k {
+                Some(o) if chance(&mut build_rng, o.fraction) && special => o.k,
+                _ => scenario.engine.k,
+            };
+            let minority = scenario.partition.is_some_and(|p| chance(&mut build_rng, p.fraction));
+            nodes.push(Node {
+                id: NodeId::from_array(b),
+                ep: None,
+                status: Status::Waiting,
+                read_only,
+                k,
+                minority,
+                doomed,
+            });
+        }
+        let ids: Vec<NodeId> = nodes.iter().map(|n| n.id).collect();
+        let n = nodes.len();
+        Sim {
+            oracle: Oracle::new(&ids),
+            nodes,
+            now: EPOCH,
+            deliveries: BinaryHeap::new(),
+            payloads: Vec::new(),
+            free_payloads: Vec::new(),
+            timers: BinaryHeap::new(),
+            timer_at: vec![u64::MAX; n],
+            actions: BinaryHeap::new(),
+            seq: 0,
+            build_rng,
+            net_rng,
+            work_rng,
+            responder: answer::answer_from_routing_table,
+            tracked: BTreeMap::new(),
+            records: Vec::new(),
+            lookups_to_start: 0,
+            lookup_gap: Duration::ZERO,
+            joining: BTreeMap::new(),
+            joins_scheduled: 0,
+            churn: false,
+            partitioned: false,
+            busy: vec![false; n],
+            busy_count: 0,
+            trace: FNV_OFFSET,
+            stats: NetStats::default(),
+            steps_since_check: 0,
+            check_cursor: 0,
+            buf: vec![0u8; 1500],
+            progress: None,
+            scenario,
+        }
+    }
+
+    /// Receives progress lines while the network is built (the simulator itself prints nothing).
+    pub fn set_progress(&mut self, f: impl FnMut(&str) + 'static) {
+        self.progress = Some(Box::new(f));
+    }
+
+    /// Replaces the application that answers queries.
+    pub fn set_responder(&mut self, responder: Responder) {
+        self.responder = responder;
+    }
+
+    /// The scenario.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// Virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Network counters.
+    pub fn stats(&self) -> NetStats {
+        self.stats
+    }
+
+    /// Every node ever created, live or not.
+    pub fn population(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Nodes running (not silent, not departed).
+    pub fn live_nodes(&self) -> usize {
+        self.nodes.iter().filter(|n| n.status == Status::Alive).count()
+    }
+
+    /// The endpoint of node `i`, if it runs.
+    pub fn endpoint(&self, i: u32) -> Option<&Endpoint> {
+        self.nodes.get(i as usize).and_then(|n| n.ep.as_deref())
+    }
+
+    /// The id of node `i`.
+    pub fn id(&self, i: u32) -> NodeId {
+        self.nodes[i as usize].id
+    }
+
+    /// The fingerprint of every datagram sent so far: FNV-1a over (time, sender, destination,
+    /// bytes) of each.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace
+    }
+
+    /// Whether node `i` answers queries now (the oracle's notion of live).
+    fn answers(&self, i: u32) -> bool {
+        let n = &self.nodes[i as usize];
+        n.status == Status::Alive && !n.read_only
+    }
+
+    /// The true `k` closest nodes that answer queries, nearest first.
+    pub fn true_closest(&self, target: &NodeId, k: usize) -> Vec<u32> {
+        self.oracle.closest(target, k, |i| self.answers(i))
+    }
+
+    fn endpoint_config(&self, i: u32, bootstrap: Vec<SocketAddr>) -> Config {
+        let n = &self.nodes[i as usize];
+        Config {
+            id: Some(n.id),
+            k: n.k,
+            read_only: n.read_only || self.scenario.engine.read_only,
+            bootstrap,
+            address_policy: AddressPolicy::Any,
+            ..self.scenario.engine.clone()
+        }
+    }
+
+    fn create_endpoint(&mut self, i: u32, bootstrap: Vec<SocketAddr>, created: Instant) {
+        let config = self.endpoint_config(i, bootstrap);
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&self.scenario.seed.to_le_bytes());
+        seed[8..12].copy_from_slice(&i.to_le_bytes());
+        seed[12] = 0x5e;
+        let ep = Endpoint::new(config, seed, created)
+            .unwrap_or_else(|e| panic!("invalid engine configuration for node {i}: {e}"));
+        let node = &mut self.nodes[i as usize];
+        node.ep = Some(Box::new(ep));
+        node.status = Status::Alive;
+    }
+
+    fn report_progress(&mut self, line: &str) {
+        if let Some(p) = self.progress.as_mut() {
+            p(line);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Building
+
+    /// Builds the network as the scenario says, then silences the dead share.
+    pub fn build(&mut self) {
+        match self.scenario.build {
+            Build::Preseed => self.preseed(),
+            Build::Join { seeds, per_second, settle } => self.join(seeds.max(1), per_second, settle),
+        }
+        let doomed: Vec<u32> = (0..self.nodes.len() as u32).filter(|&i| self.nodes[i as usize].doomed).collect();
+        for i in doomed {
+            self.silence(i);
+        }
+    }
+
+    fn silence(&mut self, i: u32) {
+        let node = &mut self.nodes[i as usize];
+        node.ep = None;
+        if node.status == Status::Alive || node.status == Status::Waiting {
+            node.status = Status::Silent;
+        }
+        self.timer_at[i as usize] = u64::MAX;
+        self.set_busy(i, false);
+    }
+
+    /// Draws every routing table from the population (see [`Build::Preseed`]).
+    fn preseed(&mut self) {
+        let n = self.nodes.len();
+        let mut picked: Vec<u32> = Vec::new();
+        for i in 0..n as u32 {
+            if self.nodes[i as usize].doomed {
+                // Never runs; only appears in others' tables.
+                self.nodes[i as usize].status = Status::Silent;
+                continue;
+            }
+            // Created up to a minute before the simulation starts, so that the maintenance
+            // ticks of a million nodes do not all fall on the same instant.
+            let created = EPOCH.saturating_sub(Duration::from_nanos(self.build_rng.next_u64() % 60_000_000_000));
+            self.create_endpoint(i, Vec::new(), created);
+            let own = self.nodes[i as usize].id;
+            let k = self.nodes[i as usize].k;
+            let mut ep = self.nodes[i as usize].ep.take().unwrap_or_else(|| unreachable!());
+            for depth in 0..160 {
+                let far = own.with_bit(depth, !own.bit(depth));
+                let range = self.oracle.with_prefix(&far, depth + 1);
+                picked.clear();
+                let eligible = |x: &([u8; 20], u32)| !self.nodes[x.1 as usize].read_only;
+                if range.len() <= 4 * k {
+                    picked.extend(range.iter().filter(|x| eligible(x)).map(|x| x.1));
+                    // Partial Fisher–Yates: the first k are a uniform sample.
+                    for j in 0..picked.len().min(k) {
+                        let r = j + below(&mut self.build_rng, picked.len() - j);
+                        picked.swap(j, r);
+                    }
+                    picked.truncate(k);
+                } else {
+                    let mut attempts = 0;
+                    while picked.len() < k && attempts < 16 * k {
+                        attempts += 1;
+                        let x = range[below(&mut self.build_rng, range.len())];
+                        if eligible(&x) && !picked.contains(&x.1) {
+                            picked.push(x.1);
+                        }
+                    }
+                }
+                for &j in &picked {
+                    ep.insert_node(created, NodeInfo::new(self.nodes[j as usize].id, addr_of(j)));
+                    // Drain as we go, so the event queue never grows (its capacity would stay).
+                    while ep.poll_event().is_some() {}
+                }
+                if self.oracle.with_prefix(&own, depth + 1).len() <= 1 {
+                    break;
+                }
+            }
+            self.nodes[i as usize].ep = Some(ep);
+            self.touch(i);
+            if (i + 1) % 10_000 == 0 || i as usize + 1 == n {
+                let line = format!("preseeded {}/{} routing tables", i + 1, n);
+                self.report_progress(&line);
+            }
+        }
+    }
+
+    /// Seeds, then everyone else joins through two random seeds (see [`Build::Join`]).
+    fn join(&mut self, seeds: usize, per_second: f64, settle: Duration) {
+        let n = self.nodes.len();
+        let seeds = seeds.min(n);
+        for i in 0..seeds as u32 {
+            self.create_endpoint(i, Vec::new(), self.now);
+        }
+        for i in 0..seeds as u32 {
+            for j in 0..seeds as u32 {
+                if i != j {
+                    let info = NodeInfo::new(self.nodes[j as usize].id, addr_of(j));
+                    let now = self.now;
+                    if let Some(ep) = self.nodes[i as usize].ep.as_mut() {
+                        ep.insert_node(now, info);
+                    }
+                }
+            }
+            self.touch(i);
+        }
+        let gap = Duration::from_secs_f64(1.0 / per_second.max(1e-3));
+        let mut at = self.now;
+        for i in seeds as u32..n as u32 {
+            at += gap;
+            self.schedule(at, Action::Join(i));
+            self.joins_scheduled += 1;
+        }
+        let total = self.joins_scheduled;
+        let mut reported = 0;
+        while self.joins_scheduled > 0 || !self.joining.is_empty() {
+            if !self.step() {
+                break;
+            }
+            let done = total - self.joins_scheduled - self.joining.len();
+            if done >= reported + 10_000 || (done == total && reported < total) {
+                reported = done;
+                let line = format!(
+                    "joined {done}/{total} nodes at t={:.0}s virtual ({} datagrams)",
+                    (self.now - EPOCH).as_secs_f64(),
+                    self.stats.sent
+                );
+                self.report_progress(&line);
+            }
+        }
+        // Let the last verifications and answers settle.
+        self.run_for(settle);
+    }
+
+    fn do_join(&mut self, i: u32, bootstrap: Vec<SocketAddr>) {
+        let now = self.now;
+        self.create_endpoint(i, bootstrap, now);
+        let op = self.nodes[i as usize]
+            .ep
+            .as_mut()
+            .and_then(|ep| ep.bootstrap(now).ok())
+            .unwrap_or_else(|| panic!("node {i} could not start its bootstrap (seed {})", self.scenario.seed));
+        self.joining.insert(i, op);
+        self.touch(i);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The run loop
+
+    fn schedule(&mut self, at: Instant, action: Action) {
+        self.seq += 1;
+        self.actions.push(Reverse((at.as_nanos(), self.seq, action)));
+    }
+
+    /// The earliest valid engine deadline, with stale heap entries dropped.
+    fn next_timer(&mut self) -> Option<(u64, u32)> {
+        while let Some(&Reverse((at, i))) = self.timers.peek() {
+            if self.timer_at[i as usize] == at {
+                return Some((at, i));
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// Does the next thing that happens. Returns false when nothing is left to happen.
+    pub fn step(&mut self) -> bool {
+        let delivery = self.deliveries.peek().map(|Reverse(p)| p.at);
+        let timer = self.next_timer().map(|(at, _)| at);
+        let action = self.actions.peek().map(|Reverse(a)| a.0);
+        // Ties: deliveries, then timers, then actions.
+        let mut best: Option<(u64, u8)> = None;
+        for (at, class) in [(delivery, 0u8), (timer, 1), (action, 2)] {
+            if let Some(at) = at {
+                if best.is_none_or(|b| (at, class) < b) {
+                    best = Some((at, class));
+                }
+            }
+        }
+        let Some((at, class)) = best else { return false };
+        let at = Instant::from_nanos(at);
+        if at > self.now {
+            self.now = at;
+        }
+        self.stats.steps += 1;
+        match class {
+            0 => {
+                let Some(Reverse(p)) = self.deliveries.pop() else { return false };
+                self.deliver(p);
+            }
+            1 => {
+                let Some(Reverse((_, i))) = self.timers.pop() else { return false };
+                self.timer_at[i as usize] = u64::MAX;
+                let now = self.now;
+                if let Some(ep) = self.nodes[i as usize].ep.as_mut() {
+                    ep.handle_timeout(now);
+                    self.touch(i);
+                }
+            }
+            _ => {
+                let Some(Reverse((_, _, action))) = self.actions.pop() else { return false };
+                self.act(action);
+            }
+        }
+        self.steps_since_check += 1;
+        if self.steps_since_check >= self.scenario.invariant_every {
+            self.steps_since_check = 0;
+            self.check_sample();
+        }
+        true
+    }
+
+    /// Steps until virtual time reaches `now + d`.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            let next = [
+                self.deliveries.peek().map(|Reverse(p)| p.at),
+                self.next_timer().map(|(at, _)| at),
+                self.actions.peek().map(|Reverse(a)| a.0),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            match next {
+                Some(at) if at <= end.as_nanos() => {
+                    self.step();
+                }
+                _ => break,
+            }
+        }
+        self.now = self.now.max(end);
+    }
+
+    fn deliver(&mut self, p: Packet) {
+        // The slot is freed only once its buffer is back: answers sent while handling this
+        // datagram must not reuse it.
+        let bytes = std::mem::take(&mut self.payloads[p.slot as usize]);
+        let to = p.to;
+        let now = self.now;
+        let from = addr_of(p.from);
+        match self.nodes[to as usize].ep.as_mut() {
+            Some(ep) => {
+                if self.tracked.contains_key(&to) {
+                    Self::tap_in(&mut self.tracked, to, p.from, &bytes);
+                }
+                ep.handle_datagram(now, from, &bytes);
+                self.touch(to);
+            }
+            None => self.stats.to_nobody += 1,
+        }
+        // Keep the buffer for the next datagram.
+        self.payloads[p.slot as usize] = bytes;
+        self.free_payloads.push(p.slot);
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Join(i) => {
+                self.joins_scheduled -= 1;
+                let seeds = match self.scenario.build {
+                    Build::Join { seeds, .. } => seeds.max(1).min(self.nodes.len()),
+                    Build::Preseed => 1,
+                };
+                let mut bootstrap = Vec::new();
+                for _ in 0..2.min(seeds) {
+                    let mut s = below(&mut self.build_rng, seeds) as u32;
+                    while bootstrap.contains(&addr_of(s)) {
+                        s = (s + 1) % seeds as u32;
+                    }
+                    bootstrap.push(addr_of(s));
+                }
+                self.do_join(i, bootstrap);
+            }
+            Action::StartLookup => self.start_lookup(),
+            Action::Leave => {
+                if let Some(i) = self.pick_live(|sim, i| !sim.tracked.contains_key(&i)) {
+                    let node = &mut self.nodes[i as usize];
+                    node.ep = None;
+                    node.status = Status::Left;
+                    self.timer_at[i as usize] = u64::MAX;
+                    self.set_busy(i, false);
+                    self.joining.remove(&i);
+                    self.stats.left += 1;
+                }
+                self.schedule_churn(Action::Leave);
+            }
+            Action::ChurnJoin => {
+                let mut b = [0u8; 20];
+                self.work_rng.fill_bytes(&mut b);
+                let i = self.nodes.len() as u32;
+                let id = NodeId::from_array(b);
+                self.nodes.push(Node {
+                    id,
+                    ep: None,
+                    status: Status::Waiting,
+                    read_only: false,
+                    k: self.scenario.engine.k,
+                    minority: false,
+                    doomed: false,
+                });
+                self.timer_at.push(u64::MAX);
+                self.busy.push(false);
+                self.oracle.insert(&id, i);
+                let mut bootstrap = Vec::new();
+                for _ in 0..3 {
+                    if let Some(j) = self.pick_live(|sim, j| !sim.nodes[j as usize].read_only) {
+                        if !bootstrap.contains(&addr_of(j)) {
+                            bootstrap.push(addr_of(j));
+                        }
+                    }
+                }
+                self.stats.joined += 1;
+                self.do_join(i, bootstrap);
+                self.schedule_churn(Action::ChurnJoin);
+            }
+            Action::PartitionStart => self.partitioned = true,
+            Action::PartitionEnd => self.partitioned = false,
+        }
+    }
+
+    /// A random live node accepted by `ok` (a few tries, then a scan from a random start).
+    fn pick_live(&mut self, ok: impl Fn(&Sim, u32) -> bool) -> Option<u32> {
+        let n = self.nodes.len();
+        for _ in 0..64 {
+            let i = below(&mut self.work_rng, n) as u32;
+            if self.nodes[i as usize].status == Status::Alive && ok(self, i) {
+                return Some(i);
+            }
+        }
+        let start = below(&mut self.work_rng, n);
+        (0..n)
+            .map(|d| ((start + d) % n) as u32)
+            .find(|&i| self.nodes[i as usize].status == Status::Alive && ok(self, i))
+    }
+
+    fn schedule_churn(&mut self, action: Action) {
+        if !self.churn || self.scenario.churn_per_minute <= 0.0 {
+            return;
+        }
+        let live = self.live_nodes().max(1) as f64;
+        let per_second = live * self.scenario.churn_per_minute / 60.0;
+        let mean = Duration::from_secs_f64(1.0 / per_second);
+        let at = self.now + exponential(&mut self.work_rng, mean);
+        self.schedule(at, action);
+    }
+
+    /// Drains node `i`'s outputs (answering the queries it surfaces) and refreshes its timer.
+    fn touch(&mut self, i: u32) {
+        let Some(mut ep) = self.nodes[i as usize].ep.take() else { return };
+        let now = self.now;
+        let mut buf = std::mem::take(&mut self.buf);
+        loop {
+            let mut moved = false;
+            while let Some(t) = ep.poll_transmit(now, &mut buf) {
+                moved = true;
+                let bytes = &buf[..t.len];
+                if self.tracked.contains_key(&i) {
+                    Self::tap_out(&mut self.tracked, i, &t.destination, bytes);
+                }
+                self.send(i, t.destination, bytes);
+            }
+            while let Some(e) = ep.poll_event() {
+                moved = true;
+                self.on_event(i, &mut ep, e);
+            }
+            if !moved {
+                break;
+            }
+        }
+        self.buf = buf;
+        let next = ep.poll_timeout().map_or(u64::MAX, |t| t.as_nanos());
+        if next != self.timer_at[i as usize] {
+            self.timer_at[i as usize] = next;
+            if next != u64::MAX {
+                self.timers.push(Reverse((next, i)));
+            }
+        }
+        if self.timers.len() > 4 * self.nodes.len() + 1024 {
+            self.compact_timers();
+        }
+        self.check_cheap(i, &ep);
+        let busy = ep.operations() > 0;
+        self.nodes[i as usize].ep = Some(ep);
+        self.set_busy(i, busy);
+    }
+
+    fn compact_timers(&mut self) {
+        let entries: Vec<Reverse<(u64, u32)>> = self
+            .timer_at
+            .iter()
+            .enumerate()
+            .filter(|(_, at)| **at != u64::MAX)
+            .map(|(i, at)| Reverse((*at, i as u32)))
+            .collect();
+        self.timers = BinaryHeap::from(entries);
+    }
+
+    fn set_busy(&mut self, i: u32, busy: bool) {
+        let slot = &mut self.busy[i as usize];
+        if *slot != busy {
+            *slot = busy;
+            if busy {
+                self.busy_count += 1;
+            } else {
+                self.busy_count -= 1;
+            }
+        }
+    }
+
+    fn send(&mut self, from: u32, to: SocketAddr, bytes: &[u8]) {
+        self.stats.sent += 1;
+        let mut h = fnv(self.trace, &self.now.as_nanos().to_le_bytes());
+        h = fnv(h, &from.to_le_bytes());
+        h = fnv(h, to.to_string().as_bytes());
+        self.trace = fnv(h, bytes);
+        let lost = chance(&mut self.net_rng, self.scenario.link.loss);
+        let latency = self.scenario.link.latency.sample(&mut self.net_rng);
+        let dup = chance(&mut self.net_rng, self.scenario.link.duplicate);
+        let Some(dest) = index_of(&to).filter(|&d| (d as usize) < self.nodes.len()) else {
+            self.stats.to_nobody += 1;
+            return;
+        };
+        if lost {
+            self.stats.lost += 1;
+            return;
+        }
+        if self.partitioned && self.nodes[from as usize].minority != self.nodes[dest as usize].minority {
+            self.stats.partitioned += 1;
+            return;
+        }
+        self.enqueue(self.now + latency, from, dest, bytes);
+        if dup {
+            self.stats.duplicated += 1;
+            let again = self.scenario.link.latency.sample(&mut self.net_rng);
+            self.enqueue(self.now + again, from, dest, bytes);
+        }
+    }
+
+    fn enqueue(&mut self, at: Instant, from: u32, to: u32, bytes: &[u8]) {
+        let slot = match self.free_payloads.pop() {
+            Some(s) => s,
+            None => {
+                self.payloads.push(Vec::new());
+                (self.payloads.len() - 1) as u32
+            }
+        };
+        let buf = &mut self.payloads[slot as usize];
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        self.seq += 1;
+        self.deliveries.push(Reverse(Packet { at: at.as_nanos(), seq: self.seq, to, from, slot }));
+    }
+
+    fn on_event(&mut self, i: u32, ep: &mut Endpoint, e: Event) {
+        match e {
+            Event::Query(q) => {
+                let count = self.scenario.answer_k.unwrap_or(ep.config().k);
+                (self.responder)(ep, &q, count);
+                self.stats.answered += 1;
+            }
+            Event::LookupDone { op, closest, outcome, .. } => {
+                if self.joining.get(&i) == Some(&op) {
+                    self.joining.remove(&i);
+                }
+                if self.tracked.get(&i).is_some_and(|t| t.op == op) {
+                    let Some(t) = self.tracked.remove(&i) else { return };
+                    let now = self.now;
+                    let rec = &self.records[t.record];
+                    let found_in = |truth: &[u32]| {
+                        let hits = closest
+                            .iter()
+                            .filter_map(|n| index_of(&n.node.addr).filter(|&j| self.nodes[j as usize].id == n.node.id))
+                            .filter(|j| *j != i && truth.contains(j))
+                            .count();
+                        (hits, truth.contains(&i))
+                    };
+                    let (found_others, own) = found_in(&self.true_closest(&rec.target, rec.k));
+                    let (found8, own8) = found_in(&self.true_closest(&rec.target, 8));
+                    let rec = &mut self.records[t.record];
+                    rec.queries = t.queries;
+                    rec.replies = t.replies;
+                    rec.rounds = t.max_round;
+                    rec.duration = Some(now - rec.started);
+                    rec.responders = closest.len();
+                    rec.found_others = found_others;
+                    rec.found = found_others + usize::from(own);
+                    rec.found8 = found8 + usize::from(own8);
+                    rec.outcome = Some(outcome);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Measuring lookups
+
+    /// Runs `count` measured lookups (`closest` with `get_peers` toward random targets, from
+    /// random live nodes, at most one per node at a time), started at `per_second` on average
+    /// (Poisson arrivals), with churn and the partition of the scenario active meanwhile.
+    /// Returns one record per lookup, in start order, after every one has finished (or 10
+    /// minutes of virtual time after the last start, for a lookup that never does).
+    pub fn run_lookups(&mut self, count: usize, per_second: f64) -> Vec<LookupRecord> {
+        let first = self.records.len();
+        self.lookups_to_start = count;
+        self.lookup_gap = Duration::from_secs_f64(1.0 / per_second.max(1e-6));
+        let now = self.now;
+        if count > 0 {
+            self.schedule(now, Action::StartLookup);
+        }
+        if self.scenario.churn_per_minute > 0.0 {
+            self.churn = true;
+            self.schedule_churn(Action::Leave);
+            self.schedule_churn(Action::ChurnJoin);
+        }
+        if let Some(p) = self.scenario.partition {
+            self.schedule(now + p.after, Action::PartitionStart);
+            self.schedule(now + p.after + p.duration, Action::PartitionEnd);
+        }
+        let mut last_start = now;
+        while self.lookups_to_start > 0 || !self.tracked.is_empty() {
+            if self.lookups_to_start > 0 {
+                last_start = self.now;
+            }
+            if self.now > last_start + Duration::from_secs(600) || !self.step() {
+                break;
+            }
+        }
+        self.churn = false;
+        // Unfinished lookups stay unfinished in their records.
+        for t in std::mem::take(&mut self.tracked).into_values() {
+            let rec = &mut self.records[t.record];
+            rec.queries = t.queries;
+            rec.replies = t.replies;
+            rec.rounds = t.max_round;
+        }
+        self.records[first..].to_vec()
+    }
+
+    fn start_lookup(&mut self) {
+        if self.lookups_to_start == 0 {
+            return;
+        }
+        self.lookups_to_start -= 1;
+        if self.lookups_to_start > 0 {
+            let at = self.now + exponential(&mut self.work_rng, self.lookup_gap);
+            self.schedule(at, Action::StartLookup);
+        }
+        let Some(i) = self.pick_live(|sim, i| !sim.tracked.contains_key(&i) && !sim.joining.contains_key(&i)) else {
+            return;
+        };
+        let mut b = [0u8; 20];
+        self.work_rng.fill_bytes(&mut b);
+        let target = NodeId::from_array(b);
+        let now = self.now;
+        let k = self.nodes[i as usize].k;
+        let Some(ep) = self.nodes[i as usize].ep.as_mut() else { return };
+        let record = LookupRecord {
+            initiator: i,
+            target,
+            k,
+            started: now,
+            duration: None,
+            queries: 0,
+            replies: 0,
+            rounds: 0,
+            responders: 0,
+            found: 0,
+            found_others: 0,
+            found8: 0,
+            outcome: None,
+        };
+        match ep.closest(now, target, Query::get_peers(&target)) {
+            Ok(op) => {
+                self.records.push(record);
+                let tracked = Tracked {
+                    op,
+                    record: self.records.len() - 1,
+                    queries: 0,
+                    replies: 0,
+                    max_round: 0,
+                    round_of: HashMap::new(),
+                    pending: HashMap::new(),
+                };
+                self.tracked.insert(i, tracked);
+            }
+            Err(_) => self.records.push(record),
+        }
+        self.touch(i);
+    }
+
+    /// Attributes a datagram the initiator of a measured lookup sends: a `get_peers` query
+    /// is the lookup's (the initiator runs no other measured lookup, and the engine's own
+    /// lookups use `find_node`).
+    fn tap_out(tracked: &mut BTreeMap<u32, Tracked>, i: u32, to: &SocketAddr, bytes: &[u8]) {
+        let Some(t) = tracked.get_mut(&i) else { return };
+        let Ok(msg) = Message::decode(bytes) else { return };
+        if msg.as_query().is_none_or(|q| q.method != b"get_peers") {
+            return;
+        }
+        let Some(dest) = index_of(to) else { return };
+        let Ok(tid) = <[u8; 2]>::try_from(msg.transaction_id) else { return };
+        let round = *t.round_of.entry(dest).or_insert(1);
+        t.pending.insert((dest, u16::from_be_bytes(tid)), round);
+        t.queries += 1;
+        t.max_round = t.max_round.max(round);
+    }
+
+    /// Attributes a datagram the initiator of a measured lookup receives: an answer to one of
+    /// its queries teaches it candidates one round later than the query.
+    fn tap_in(tracked: &mut BTreeMap<u32, Tracked>, i: u32, from: u32, bytes: &[u8]) {
+        let Some(t) = tracked.get_mut(&i) else { return };
+        let Ok(msg) = Message::decode(bytes) else { return };
+        let Ok(tid) = <[u8; 2]>::try_from(msg.transaction_id) else { return };
+        let Some(round) = t.pending.remove(&(from, u16::from_be_bytes(tid))) else { return };
+        let Some(r) = msg.as_response() else { return };
+        t.replies += 1;
+        for node in r.nodes().into_iter().flatten() {
+            if let Some(j) = index_of(&node.addr) {
+                t.round_of.entry(j).or_insert(round + 1);
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Invariants
+
+    fn violation(&self, what: &str) -> ! {
+        panic!(
+            "invariant violated at t={:?} (replay with KRPC_SIM_SEED={}): {what}",
+            self.now.as_duration(),
+            self.scenario.seed
+        )
+    }
+
+    /// Checks that cost O(1): run on every node touched.
+    fn check_cheap(&self, i: u32, ep: &Endpoint) {
+        let config = ep.config();
+        let table = ep.routing_table();
+        // Internal pings may use 4 slots beyond `concurrency`.
+        if ep.in_flight() > config.concurrency + 4 {
+            self.violation(&format!("node {i} has {} queries in flight", ep.in_flight()));
+        }
+        if ep.operations() > config.max_lookups {
+            self.violation(&format!("node {i} runs {} operations", ep.operations()));
+        }
+        if table.bucket_count() > 160 || table.len() > table.bucket_count() * config.k {
+            self.violation(&format!("node {i}: {} contacts in {} buckets", table.len(), table.bucket_count()));
+        }
+        if table.contains(ep.id()) {
+            self.violation(&format!("node {i} holds itself"));
+        }
+    }
+
+    /// Everything about one routing table: at most k per bucket, each contact in the bucket its
+    /// id belongs to, no own id, no id twice, and every contact a real node at its real
+    /// address (nothing invented or spoofed entered the table).
+    pub fn check_table(&self, i: u32) -> Result<(), String> {
+        let Some(ep) = self.nodes[i as usize].ep.as_deref() else { return Ok(()) };
+        let table = ep.routing_table();
+        let own = ep.id();
+        let k = ep.config().k;
+        let last = table.bucket_count() - 1;
+        let mut ids = Vec::with_capacity(table.len());
+        for b in 0..table.bucket_count() {
+            let contacts = table.bucket_contacts(b);
+            if contacts.len() > k {
+                return Err(format!("node {i}: bucket {b} holds {} > k = {k}", contacts.len()));
+            }
+            for c in contacts {
+                let cpl = own.common_prefix_len(c.id());
+                if (b < last && cpl != b) || (b == last && cpl < last) {
+                    return Err(format!("node {i}: {:?} is in bucket {b} with a common prefix of {cpl}", c.id()));
+                }
+                if c.id() == own {
+                    return Err(format!("node {i} holds itself"));
+                }
+                match index_of(&c.addr()) {
+                    Some(j) if (j as usize) < self.nodes.len() && self.nodes[j as usize].id == *c.id() => {}
+                    _ => return Err(format!("node {i} holds {:?} at {}, which is no such node", c.id(), c.addr())),
+                }
+                ids.push(*c.id());
+            }
+        }
+        if ids.len() != table.len() {
+            return Err(format!("node {i}: len {} but {} contacts", table.len(), ids.len()));
+        }
+        ids.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(format!("node {i} holds an id twice"));
+        }
+        Ok(())
+    }
+
+    fn check_sample(&mut self) {
+        let n = self.nodes.len();
+        for _ in 0..self.scenario.invariant_sample.min(n) {
+            let i = (self.check_cursor % n) as u32;
+            self.check_cursor += 1;
+            if let Err(e) = self.check_table(i) {
+                self.violation(&e);
+            }
+        }
+        self.stats.full_checks += 1;
+    }
+
+    /// Checks every routing table in full.
+    pub fn check_all_tables(&self) -> Result<(), String> {
+        (0..self.nodes.len() as u32).try_for_each(|i| self.check_table(i))
+    }
+
+    /// Runs without new work until no live node has an operation left (every lookup, join
+    /// and refresh resolved), for at most `limit` of virtual time.
+    pub fn drain_operations(&mut self, limit: Duration) -> Result<Duration, String> {
+        let start = self.now;
+        let end = start + limit;
+        while self.busy_count > 0 {
+            if self.now > end || !self.step() {
+                let stuck: Vec<String> = (0..self.nodes.len())
+                    .filter(|&i| self.busy[i])
+                    .take(5)
+                    .map(|i| {
+                        let ops = self.nodes[i].ep.as_ref().map_or(0, |e| e.operations());
+                        format!("node {i} ({ops} operations)")
+                    })
+                    .collect();
+                return Err(format!(
+                    "{} nodes still have operations after {limit:?} (seed {}): {}",
+                    self.busy_count,
+                    self.scenario.seed,
+                    stuck.join(", ")
+                ));
+            }
+        }
+        Ok(self.now - start)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Memory
+
+    /// Per live engine: (`memory_footprint()` bytes, routing-table entries), summed.
+    pub fn footprint(&self) -> (usize, usize, usize) {
+        let mut bytes = 0;
+        let mut entries = 0;
+        let mut engines = 0;
+        for ep in self.nodes.iter().filter_map(|n| n.ep.as_deref()) {
+            bytes += ep.memory_footprint();
+            entries += ep.routing_table().len();
+            engines += 1;
+        }
+        (engines, bytes, entries)
+    }
+
+    /// A one-line description of the network's state, for logs.
+    pub fn describe(&self) -> String {
+        let (engines, bytes, entries) = self.footprint();
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            "{} nodes ({} running), {} routing entries ({:.1} per engine), engines {:.1} MB by memory_footprint",
+            self.nodes.len(),
+            engines,
+            entries,
+            entries as f64 / engines.max(1) as f64,
+            bytes as f64 / 1e6
+        );
+        s
+    }
+}

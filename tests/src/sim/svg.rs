@@ -1,0 +1,148 @@
+//! A dependency-free SVG plot of empirical CDFs (for `docs/`).
+
+use std::fmt::Write as _;
+
+/// One curve: a label and its samples.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// Legend text.
+    pub label: String,
+    /// Samples (any order).
+    pub values: Vec<f64>,
+}
+
+const COLORS: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// A "nice" tick step for a range of `span` aiming at about 8 ticks.
+fn tick_step(span: f64) -> f64 {
+    let raw = span / 8.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag)
+}
+
+/// The empirical CDFs of `series` as a step plot: x from 0 to the largest sample, y from 0 to 1.
+pub fn cdf(title: &str, x_label: &str, series: &[Series]) -> String {
+    let (w, h) = (760.0, 440.0);
+    let (left, right, top, bottom) = (60.0, 20.0, 40.0, 50.0);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let x_max = series.iter().flat_map(|s| s.values.iter().copied()).fold(1.0f64, f64::max);
+    let step = tick_step(x_max);
+    let x_max = (x_max / step).ceil() * step;
+    let x = |v: f64| left + v / x_max * pw;
+    let y = |p: f64| top + (1.0 - p) * ph;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(out, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ =
+        writeln!(out, r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#, w / 2.0, escape(title));
+    // Grid and ticks.
+    let mut t = 0.0;
+    while t <= x_max + 1e-9 {
+        let _ = writeln!(
+            out,
+            r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#ddd"/><text x="{0:.1}" y="{3}" text-anchor="middle">{4}</text>"##,
+            x(t),
+            top,
+            top + ph,
+            top + ph + 16.0,
+            t
+        );
+        t += step;
+    }
+    for i in 0..=10 {
+        let p = f64::from(i) / 10.0;
+        let _ = writeln!(
+            out,
+            r##"<line x1="{0}" y1="{1:.1}" x2="{2}" y2="{1:.1}" stroke="#ddd"/><text x="{3}" y="{4:.1}" text-anchor="end">{5:.1}</text>"##,
+            left,
+            y(p),
+            left + pw,
+            left - 6.0,
+            y(p) + 4.0,
+            p
+        );
+    }
+    let _ = writeln!(out, r#"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="black"/>"#);
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        left + pw / 2.0,
+        h - 12.0,
+        escape(x_label)
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">share of lookups</text>"#,
+        top + ph / 2.0,
+        top + ph / 2.0
+    );
+    for (n, s) in series.iter().enumerate() {
+        let color = COLORS[n % COLORS.len()];
+        let mut v = s.values.clone();
+        v.sort_by(f64::total_cmp);
+        let count = v.len().max(1) as f64;
+        let mut path = format!("M{:.1},{:.1}", x(0.0), y(0.0));
+        // One step per distinct value, and at most ~300 steps: the file stays small.
+        let stride = v.len().div_ceil(300).max(1);
+        let mut i = 0;
+        while i < v.len() {
+            let value = v[i];
+            let mut j = i + 1;
+            while j < v.len() && (v[j] == value || (j - i) < stride) {
+                j += 1;
+            }
+            let _ = write!(
+                path,
+                " L{:.1},{:.1} L{:.1},{:.1}",
+                x(value),
+                y(i as f64 / count),
+                x(value),
+                y(j as f64 / count)
+            );
+            i = j;
+        }
+        let _ = write!(path, " L{:.1},{:.1}", x(x_max), y(1.0));
+        let _ = writeln!(out, r#"<path d="{path}" fill="none" stroke="{color}" stroke-width="2"/>"#);
+        // The legend sits bottom right, where a CDF never goes (large x, small share).
+        let ly = top + ph - 12.0 - 18.0 * (series.len() - n) as f64 + 6.0;
+        let lx = left + pw - 330.0;
+        let _ = writeln!(
+            out,
+            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}">{}</text>"#,
+            lx + 24.0,
+            lx + 30.0,
+            ly + 4.0,
+            escape(&s.label)
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cdf_plot_is_one_svg_document_with_a_path_per_series() {
+        let s = cdf(
+            "t",
+            "queries",
+            &[
+                Series { label: "a <b>".into(), values: vec![3.0, 1.0, 2.0] },
+                Series { label: "c".into(), values: vec![10.0] },
+            ],
+        );
+        assert!(s.starts_with("<svg"));
+        assert!(s.trim_end().ends_with("</svg>"));
+        assert_eq!(s.matches("<path").count(), 2);
+        assert!(s.contains("a &lt;b&gt;"));
+    }
+}
