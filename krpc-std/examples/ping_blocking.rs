@@ -1,8 +1,8 @@
 //! Pings a DHT node with the blocking driver.
 //!
 //! ```text
-//! cargo run -p krpc-std --example ping              # starts a node on 127.0.0.1 and pings it
-//! cargo run -p krpc-std --example ping -- HOST:PORT # pings that node
+//! cargo run -p krpc-std --example ping_blocking              # starts a node on 127.0.0.1 and pings it
+//! cargo run -p krpc-std --example ping_blocking -- HOST:PORT # pings that node
 //! ```
 #![allow(clippy::print_stdout)] // an example talks to its user
 
