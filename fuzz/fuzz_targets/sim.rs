@@ -12,11 +12,15 @@ use std::sync::OnceLock;
 use krpc_core::fuzzing::Avoid;
 use libfuzzer_sys::fuzz_target;
 
-/// Known engine bugs are steered around (`Avoid::KNOWN`) unless `KRPC_FUZZ_STRICT` is set,
-/// which is how the reproducers in `fuzz/regressions/sim/` are run.
+/// Known engine bugs are steered around (`Avoid::KNOWN`) except those named in
+/// `KRPC_FUZZ_STRICT` (comma-separated, or `all`), which is how the reproducers in
+/// `fuzz/regressions/sim/` are run.
 fn avoid() -> Avoid {
     static AVOID: OnceLock<Avoid> = OnceLock::new();
-    *AVOID.get_or_init(|| if std::env::var_os("KRPC_FUZZ_STRICT").is_some() { Avoid::NOTHING } else { Avoid::KNOWN })
+    *AVOID.get_or_init(|| match std::env::var("KRPC_FUZZ_STRICT") {
+        Ok(names) => Avoid::except(&names),
+        Err(_) => Avoid::KNOWN,
+    })
 }
 
 fuzz_target!(|data: &[u8]| {

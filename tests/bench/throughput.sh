@@ -15,7 +15,7 @@
 # responder, ../shared/bench/js-krpc-responder.js (d; skipped when node or k-rpc is missing:
 # mkdir -p /tmp/jsbench && cd /tmp/jsbench && npm install k-rpc@5.1.0).
 #
-# Environment (defaults): DURATION=10 WARMUP=2 ROUNDS=2 WINDOW=128 BATCH=32 (datagrams per
+# Environment (defaults): DURATION=10 WARMUP=2 ROUNDS=3 WINDOW=128 BATCH=32 (datagrams per
 # recvmmsg/sendmmsg in the client; 1 = plain recv/send) PORT=7100 (first port; one per server
 # and round) SERVERS="echo tokio std std-manual js" JS_NODE_MODULES=/tmp/jsbench/node_modules
 # CARGO_TARGET_DIR.
@@ -42,7 +42,7 @@ done
 
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 WINDOW=${WINDOW:-128}
 BATCH=${BATCH:-32}
 PORT=${PORT:-7100}

@@ -360,6 +360,7 @@ pub(crate) fn command(input: &mut Input<'_>, w: &mut Watched, pool: &Pool, at: I
             }
         }
         5 => {
+            w.app_replied = true;
             if !w.reply_tos.is_empty() {
                 let to = w.reply_tos[input.below(w.reply_tos.len())].clone();
                 if input.below(3) == 0 {

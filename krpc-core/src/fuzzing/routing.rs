@@ -184,10 +184,12 @@ impl Harness {
     fn compare(&self) {
         check_table(&self.table, &self.local, self.local.len());
         assert_eq!(self.table.len(), self.model.len(), "the table and the model hold different counts");
-        for view in self.table.buckets() {
-            let got: Vec<Contact> = self.table.bucket_contacts(view.index).to_vec();
-            let want: Vec<Contact> = self.members_of(view.index).iter().map(|m| m.contact).collect();
-            assert_eq!(got, want, "bucket {} differs from the model (order: least recently seen first)", view.index);
+        // `iter()` walks the buckets in order, each least recently seen first.
+        let mut want: Vec<(usize, u64, Contact)> =
+            self.model.iter().map(|m| (self.bucket_of(&m.contact.node.id), m.stamp, m.contact)).collect();
+        want.sort_by_key(|&(bucket, stamp, _)| (bucket, stamp));
+        for (got, (bucket, _, want)) in self.table.iter().zip(&want) {
+            assert_eq!(got, want, "bucket {bucket} differs from the model (order: least recently seen first)");
         }
     }
 

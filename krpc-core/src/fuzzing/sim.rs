@@ -284,6 +284,7 @@ fn run(data: &[u8], avoid: Avoid, mut trace: Option<&mut dyn FnMut(&str)>) {
                 // The application of node j answers the queries it was handed, from its table.
                 let j = input.below(count);
                 let w = &mut net.nodes[j];
+                w.app_replied = true;
                 let queries: Vec<_> = core::mem::take(&mut w.reply_tos);
                 for to in queries {
                     let nodes: Vec<NodeInfo> = w.ep.routing_table().closest(w.ep.id(), 8).to_vec();

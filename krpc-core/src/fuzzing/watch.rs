@@ -95,6 +95,9 @@ pub(crate) struct Watched {
     pub(crate) journal: Option<Vec<String>>,
     /// Known issues to steer around.
     pub(crate) avoid: Avoid,
+    /// The application called `respond` or `error` since the last drain (its answers may be
+    /// of any size).
+    pub(crate) app_replied: bool,
 }
 
 impl Watched {
@@ -116,6 +119,7 @@ impl Watched {
             stats,
             journal: None,
             avoid: Avoid::KNOWN,
+            app_replied: false,
         }
     }
 
@@ -222,6 +226,17 @@ impl Watched {
                 }
                 Body::Error(_) => replies += 1,
             }
+            if !matches!(msg.body, Body::Query(_)) && !self.app_replied {
+                // Answers the engine writes on its own must stay small: the node layer's
+                // within its byte budget, the others (pongs, 203s) tiny.
+                let mut budget = self.ep.config().dht.as_ref().map_or(256, |d| d.max_reply_len);
+                if self.avoid.oversized_node_replies {
+                    // Known issue: only `values` are fitted into the budget; the two bloom
+                    // filters and up to 8 + 8 nodes come on top.
+                    budget += 2 * 256 + 8 * 26 + 8 * 38 + 64;
+                }
+                assert!(t.len <= budget, "a {}-byte answer exceeds the reply budget of {budget}: {msg:?}", t.len);
+            }
             push_ring(&mut self.transmits, t);
             self.note(|| format!("  sent to {}: {:?}", t.destination, msg));
             sent.push(Out { to: t.destination, bytes: bytes.to_vec() });
@@ -262,6 +277,7 @@ impl Watched {
                 }
             }
         }
+        self.app_replied = false;
         (sent, false)
     }
 

@@ -30,6 +30,11 @@ struct Args {
     /// Seconds between two statistics lines on stderr (0: none).
     #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
     interval: f64,
+    /// Use the socket the way an async runtime does (Linux): non-blocking, registered with
+    /// epoll (edge-triggered), drained until `WouldBlock`, then `epoll_wait`. Separates what
+    /// that way costs from what a runtime and an engine add.
+    #[arg(long)]
+    epoll: bool,
 }
 
 fn main() -> ExitCode {
@@ -55,6 +60,19 @@ fn main() -> ExitCode {
         eprintln!("udp_echo: {error}");
         return ExitCode::FAILURE;
     }
+    #[cfg(target_os = "linux")]
+    let poller = match args.epoll.then(|| readiness::Poller::new(&socket)).transpose() {
+        Ok(poller) => poller,
+        Err(error) => {
+            eprintln!("udp_echo: epoll: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    #[cfg(not(target_os = "linux"))]
+    if args.epoll {
+        eprintln!("udp_echo: --epoll needs Linux");
+        return ExitCode::from(2);
+    }
     let mut buf = vec![0u8; 65_536];
     let (mut echoed, mut failed) = (0u64, 0u64);
     let mut next_stats = interval.map(|i| started + i);
@@ -67,7 +85,13 @@ fn main() -> ExitCode {
                     Ok(_) => echoed += 1,
                     Err(_) => failed += 1,
                 },
-                Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    #[cfg(target_os = "linux")]
+                    if let Some(poller) = &poller {
+                        poller.wait();
+                    }
+                    break;
+                }
                 // ICMP reports of earlier sends, interruptions: nothing to answer.
                 Err(_) => {}
             }
@@ -85,4 +109,34 @@ fn main() -> ExitCode {
     }
     println!("echoed {echoed} datagrams in {:.1} s, {failed} sends failed", started.elapsed().as_secs_f64());
     ExitCode::SUCCESS
+}
+
+#[cfg(target_os = "linux")]
+mod readiness {
+    //! The `--epoll` mode: what mio (under tokio) does with a UDP socket.
+
+    use std::io;
+    use std::net::UdpSocket;
+
+    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+
+    pub(super) struct Poller {
+        epoll: Epoll,
+    }
+
+    impl Poller {
+        /// Switches the socket to non-blocking and registers it, edge-triggered.
+        pub(super) fn new(socket: &UdpSocket) -> io::Result<Poller> {
+            socket.set_nonblocking(true)?;
+            let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+            epoll.add(socket, EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, 0))?;
+            Ok(Poller { epoll })
+        }
+
+        /// Waits until the socket is readable again (at most 200 ms).
+        pub(super) fn wait(&self) {
+            let mut events = [EpollEvent::empty(); 4];
+            let _ = self.epoll.wait(&mut events, EpollTimeout::from(200u8));
+        }
+    }
 }

@@ -966,7 +966,11 @@ impl Sim {
         self.stats.sent += 1;
         let mut h = fnv(self.trace, &self.now.as_nanos().to_le_bytes());
         h = fnv(h, &from.to_le_bytes());
-        h = fnv(h, to.to_string().as_bytes());
+        h = match to {
+            SocketAddr::V4(v4) => fnv(h, &v4.ip().octets()),
+            SocketAddr::V6(v6) => fnv(h, &v6.ip().octets()),
+        };
+        h = fnv(h, &to.port().to_be_bytes());
         self.trace = fnv(h, bytes);
         let lost = chance(&mut self.net_rng, self.scenario.link.loss);
         let latency = self.scenario.link.latency.sample(&mut self.net_rng);

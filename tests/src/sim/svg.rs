@@ -26,8 +26,10 @@ fn tick_step(span: f64) -> f64 {
 
 /// The empirical CDFs of `series` as a step plot: x from 0 to the largest sample, y from 0 to 1.
 pub fn cdf(title: &str, x_label: &str, series: &[Series]) -> String {
-    let (w, h) = (760.0, 440.0);
-    let (left, right, top, bottom) = (60.0, 20.0, 40.0, 50.0);
+    // The legend gets one row per series below the x axis label, clear of every curve.
+    let legend = 18.0 * series.len() as f64 + 8.0;
+    let (w, h) = (760.0, 440.0 + legend);
+    let (left, right, top, bottom) = (60.0, 20.0, 40.0, 50.0 + legend);
     let (pw, ph) = (w - left - right, h - top - bottom);
     let x_max = series.iter().flat_map(|s| s.values.iter().copied()).fold(1.0f64, f64::max);
     let step = tick_step(x_max);
@@ -74,7 +76,7 @@ pub fn cdf(title: &str, x_label: &str, series: &[Series]) -> String {
         out,
         r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
         left + pw / 2.0,
-        h - 12.0,
+        top + ph + 38.0,
         escape(x_label)
     );
     let _ = writeln!(
@@ -110,9 +112,8 @@ pub fn cdf(title: &str, x_label: &str, series: &[Series]) -> String {
         }
         let _ = write!(path, " L{:.1},{:.1}", x(x_max), y(1.0));
         let _ = writeln!(out, r#"<path d="{path}" fill="none" stroke="{color}" stroke-width="2"/>"#);
-        // The legend sits bottom right, where a CDF never goes (large x, small share).
-        let ly = top + ph - 12.0 - 18.0 * (series.len() - n) as f64 + 6.0;
-        let lx = left + pw - 330.0;
+        let ly = top + ph + 62.0 + 18.0 * n as f64;
+        let lx = left;
         let _ = writeln!(
             out,
             r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}">{}</text>"#,
