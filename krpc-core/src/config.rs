@@ -6,6 +6,7 @@ use core::net::SocketAddr;
 use core::time::Duration;
 
 use crate::dht::DhtConfig;
+use crate::rate_limit::RateLimit;
 use crate::routing::MAX_K;
 use crate::{MAX_ID_LEN, NodeId};
 
@@ -114,6 +115,9 @@ pub struct Config {
     /// The built-in BEP 5 node layer (`None`: k-rpc parity, every query but `ping` goes to
     /// the application). See [`Config::dht`].
     pub dht: Option<DhtConfig>,
+    /// Limits on unsolicited queries per source and on the bytes we send in answer; on by
+    /// default ([`RateLimit::OFF`] turns them off).
+    pub rate_limit: RateLimit,
 }
 
 /// The three BitTorrent routers k-rpc bootstraps from, as host names for a driver to resolve.
@@ -148,6 +152,7 @@ impl Default for Config {
             max_queued_transmits: 1024,
             max_queued_events: 4096,
             dht: None,
+            rate_limit: RateLimit::default(),
         }
     }
 }
@@ -169,7 +174,8 @@ pub enum ConfigError {
     Timeout,
     /// A cap is zero, or `max_lookup_candidates` is below `k`.
     Cap(&'static str),
-    /// A bootstrap address has port 0 or an unspecified IP.
+    /// A bootstrap address can never be a DHT node: port 0, or an unspecified, broadcast,
+    /// multicast or `0.0.0.0/8` IP.
     BootstrapAddress,
 }
 
@@ -183,7 +189,7 @@ impl fmt::Display for ConfigError {
             ConfigError::LookupParallelism => f.write_str("lookup_parallelism must be at least 1"),
             ConfigError::Timeout => f.write_str("timeout and lookup_soft_timeout must be positive"),
             ConfigError::Cap(name) => write!(f, "{name} is too small"),
-            ConfigError::BootstrapAddress => f.write_str("bootstrap addresses need a port and an IP"),
+            ConfigError::BootstrapAddress => f.write_str("bootstrap addresses need a port and a unicast IP"),
         }
     }
 }
@@ -257,7 +263,13 @@ impl Config {
                 return Err(ConfigError::Cap("dht.max_reply_len"));
             }
         }
-        if self.bootstrap.iter().any(|a| a.port() == 0 || a.ip().is_unspecified()) {
+        let limit = &self.rate_limit;
+        if limit.queries > 0 && (limit.window.is_zero() || limit.sources == 0) {
+            return Err(ConfigError::Cap("rate_limit"));
+        }
+        // Lookups query the bootstrap nodes as they are; the engine never sends a query to an
+        // address that cannot be a node (a multicast one would reach a whole network).
+        if self.bootstrap.iter().any(crate::address::is_never_valid) {
             return Err(ConfigError::BootstrapAddress);
         }
         Ok(())

@@ -83,6 +83,7 @@ mod id;
 mod lookup;
 mod node;
 mod query;
+mod rate_limit;
 mod stats;
 mod time;
 mod transaction;
@@ -101,5 +102,6 @@ pub use event::{
 pub use id::{DEFAULT_ID_LEN, Distance, InvalidIdLength, MAX_ID_LEN, NodeId};
 pub use node::NodeInfo;
 pub use query::{MAX_METHOD_LEN, MAX_TOKEN_LEN, Peer, Query, Token};
+pub use rate_limit::{LocalSources, RateLimit};
 pub use stats::Stats;
 pub use time::Instant;

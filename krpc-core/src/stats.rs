@@ -34,4 +34,11 @@ pub struct Stats {
     pub events_dropped: u64,
     /// Nodes refused from `nodes` lists by the address policy.
     pub nodes_filtered: u64,
+    /// Queries (and malformed datagrams we would have answered) dropped unanswered because
+    /// their source is over [`RateLimit::queries`](crate::RateLimit::queries).
+    pub rate_limited: u64,
+    /// Times a source went over the limit and was blocked.
+    pub sources_blocked: u64,
+    /// Answers dropped because the reply byte budget was spent.
+    pub replies_over_budget: u64,
 }

@@ -187,6 +187,10 @@ impl Endpoint {
             let version = version.as_ref().map(|v| &v[..]);
             let id = self.id;
             let ip_of = |addr: SocketAddr| if self.config.send_ip { Some(addr) } else { None };
+            if !matches!(out, Outbound::Query(_)) && !self.budget.allows(now) {
+                self.stats.replies_over_budget += 1;
+                continue;
+            }
             let empty = &self.empty_dict;
             let (to, written, tx) = match &out {
                 Outbound::Query(r) => {
@@ -268,7 +272,10 @@ impl Endpoint {
                                 self.soft_deadlines.push_back((now + soft, r));
                             }
                         }
-                        None => self.stats.replies_out += 1,
+                        None => {
+                            self.stats.replies_out += 1;
+                            self.budget.spend(len);
+                        }
                     }
                     return Some(Transmit { destination: to, len, tx });
                 }

@@ -8,6 +8,7 @@ use super::{Endpoint, InternalPing, Op, Outbound};
 use crate::address::{is_never_valid, may_query_learned};
 use crate::event::{Datagram, Event, IncomingQuery, ReplyTo};
 use crate::query::Token;
+use crate::rate_limit::Admission;
 use crate::transaction::{Mismatch, Purpose, Tx, same_endpoint};
 use crate::wire::{Body, Fields, Message, Query as WireQuery, salvage_query_transaction_id};
 use crate::{Instant, NodeId, NodeInfo, QueryError, Reply};
@@ -45,7 +46,7 @@ impl Endpoint {
             },
             Err(e) => {
                 self.stats.malformed += 1;
-                if !e.is_protocol_error() || self.config.read_only {
+                if !e.is_protocol_error() || self.config.read_only || !self.admit(now, from) {
                     return;
                 }
                 let max_t = self.decoder.max_transaction_id_len();
@@ -72,6 +73,11 @@ impl Endpoint {
             self.stats.queries_ignored += 1;
             return;
         }
+        // Before anything else: a source over its limit costs no table update, no event, no
+        // answer and no verification ping.
+        if !self.admit(now, from) {
+            return;
+        }
         // BEP 43: a querier with `ro=1` must not enter routing tables.
         let unknown =
             q.args.node_id().filter(|id| !msg.read_only && *id != self.id && !self.table.record_query(id, from, now));
@@ -94,6 +100,17 @@ impl Endpoint {
         if let Some(id) = unknown {
             self.maybe_verify(id, from);
         }
+    }
+
+    /// Counts an unsolicited datagram against its source's limit; false if it must be dropped.
+    fn admit(&mut self, now: Instant, from: SocketAddr) -> bool {
+        match self.limiter.admit(now, from) {
+            Admission::Admit => return true,
+            Admission::NewlyBlocked => self.stats.sources_blocked += 1,
+            Admission::Blocked => {}
+        }
+        self.stats.rate_limited += 1;
+        false
     }
 
     /// An unknown querier may enter the table only after answering a ping of ours, and only

@@ -20,6 +20,7 @@ pub(crate) use crate::event::MAX_TRANSACTION_ID_LEN;
 use crate::event::{Event, OpId};
 use crate::lookup::Lookup;
 use crate::query::{Peer, Query};
+use crate::rate_limit::{ReplyBudget, SourceLimiter};
 use crate::routing::RoutingTable;
 use crate::stats::Stats;
 use crate::transaction::{Transactions, TxRef};
@@ -164,7 +165,8 @@ pub(crate) struct SwapCheck {
 /// (`max_queued_queries`), lookups (`max_lookups`), candidates per lookup
 /// (`max_lookup_candidates`), outbound datagrams (`max_queued_transmits`), events
 /// (`max_queued_events`), queries in flight (`concurrency` plus a few internal pings), the
-/// routing table (`k` per bucket, one bucket per id bit).
+/// routing table (`k` per bucket, one bucket per id bit), the sources tracked by the rate
+/// limiter ([`RateLimit::sources`](crate::RateLimit::sources)).
 ///
 /// # Example
 /// Two endpoints wired together in memory: a pings b.
@@ -240,6 +242,10 @@ pub struct Endpoint {
     pub(crate) dht: Option<alloc::boxed::Box<server::DhtState>>,
     /// Lookups and `query_all`s that belong to node-layer operations.
     pub(crate) dht_ops: BTreeMap<OpId, server::DhtOp>,
+    /// Per-source limit on unsolicited queries.
+    pub(crate) limiter: SourceLimiter,
+    /// Global budget for the bytes of our answers.
+    pub(crate) budget: ReplyBudget,
 }
 
 /// Cap on internal pings waiting for a slot (verifications and ping/swap checks).
@@ -266,6 +272,8 @@ impl Endpoint {
         let decoder = Decoder::new().with_id_len(config.id_len).with_max_len(config.max_datagram_len);
         let policy = crate::address::effective_policy(config.address_policy, &config.bootstrap);
         let dht = config.dht.clone().map(|d| server::DhtState::new(d, &mut rng, now));
+        let limiter = SourceLimiter::new(config.rate_limit, &mut rng);
+        let budget = ReplyBudget::new(config.rate_limit.reply_bytes_per_sec, now);
         let mut table = RoutingTable::new(id, config.k);
         for bucket in 0..table.bucket_count() {
             table.mark_bucket_refreshed(bucket, now);
@@ -295,6 +303,8 @@ impl Endpoint {
             ping_query: Query::ping(),
             dht,
             dht_ops: BTreeMap::new(),
+            limiter,
+            budget,
             config,
         })
     }
@@ -318,6 +328,12 @@ impl Endpoint {
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Sources the rate limiter tracks right now (at most
+    /// [`RateLimit::sources`](crate::RateLimit::sources)).
+    pub fn tracked_sources(&self) -> usize {
+        self.limiter.tracked()
     }
 
     /// Our queries in flight.
@@ -353,6 +369,7 @@ impl Endpoint {
             + self.soft_deadlines.capacity() * core::mem::size_of::<(Instant, TxRef)>()
             + self.lookup_order.capacity() * 8
             + self.ops.len() * (core::mem::size_of::<Op>() + 32)
+            + self.limiter.capacity_bytes()
     }
 
     /// The next event, oldest first.

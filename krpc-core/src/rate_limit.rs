@@ -1,0 +1,456 @@
+//! Inbound abuse controls: a per-source limit on unsolicited queries and a global budget for
+//! the bytes we send in answer.
+//!
+//! Only what other nodes ask of us is limited here. Replies to our own queries are bounded by
+//! our `concurrency` and matched against transactions before they cost anything.
+//!
+//! The source table is set-associative (4 slots per set, set chosen by a SipHash keyed from
+//! the endpoint's seeded RNG, so an attacker cannot aim many addresses at one set). It starts
+//! with one set and doubles while it is full of live entries, up to [`RateLimit::sources`];
+//! lookups and updates never allocate. At the cap, a new source takes the slot of the
+//! least active one in its set: the limit can be diluted by an attacker who controls very
+//! many addresses, but memory cannot grow, and the reply budget still caps what we send.
+
+use alloc::vec::Vec;
+use core::hash::Hasher;
+use core::net::{IpAddr, SocketAddr};
+use core::time::Duration;
+
+use siphasher::sip::SipHasher13;
+
+use crate::Instant;
+use crate::address::is_local;
+
+/// Slots per set.
+const WAYS: usize = 4;
+
+/// How sources on loopback and private addresses (RFC 1918, ULA, link-local) are counted.
+///
+/// Test swarms put many nodes on one IP, each on its own port; on the public internet one
+/// host has one IP and as many ports as it likes, so ports cannot tell hosts apart there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalSources {
+    /// Each `ip:port` is a source of its own (the default).
+    PerSocket,
+    /// Like public addresses: one source per IP.
+    PerIp,
+    /// Not limited at all.
+    Exempt,
+}
+
+/// Limits on unsolicited inbound traffic, part of [`Config`](crate::Config).
+///
+/// The defaults: a source may send 100 queries in any 10-second window; the 101st blocks it for
+/// a minute (every query in that minute is dropped unanswered). libtorrent blocks at 50 packets
+/// in 10 s for 5 minutes; we allow twice the rate because a node bootstrapping or refreshing
+/// against us legitimately sends bursts, and block for less because a blocked address may be a
+/// NAT shared by honest nodes. Sources are public IPv4 addresses, public IPv6 /64 prefixes
+/// (one host usually holds a whole /64), and local addresses as [`LocalSources`] says.
+///
+/// ```
+/// use krpc_core::{Config, RateLimit};
+/// // What a loopback benchmark needs: no limits at all.
+/// let config = Config { rate_limit: RateLimit::OFF, ..Config::dht() };
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Queries one source may send per `window`; 0 turns the per-source limit off. Malformed
+    /// datagrams that would be answered with a 203 error count as queries.
+    pub queries: u32,
+    /// The window `queries` are counted in. It restarts with the first query after it ends.
+    pub window: Duration,
+    /// How long a source that went over the limit is ignored.
+    pub block: Duration,
+    /// How many sources are tracked at most (rounded down to 4 times a power of two, at least
+    /// 4). Each costs 48 bytes; the default 4096 caps the table at 192 KiB. The table grows to
+    /// this only while that many sources are active at once.
+    pub sources: usize,
+    /// How loopback and private sources are counted.
+    pub local: LocalSources,
+    /// Bytes per second we may send in answer to queries (pongs, responses, errors, whether
+    /// the engine or the application wrote them), with a one-second burst; 0 turns the budget
+    /// off. Answers over the budget are dropped and counted.
+    pub reply_bytes_per_sec: u32,
+}
+
+impl RateLimit {
+    /// No limits: every query is answered (for benchmarks and closed test networks).
+    pub const OFF: RateLimit = RateLimit {
+        queries: 0,
+        window: Duration::from_secs(10),
+        block: Duration::from_secs(60),
+        sources: 4096,
+        local: LocalSources::PerSocket,
+        reply_bytes_per_sec: 0,
+    };
+
+    /// Whether anything is limited.
+    pub fn is_off(&self) -> bool {
+        self.queries == 0 && self.reply_bytes_per_sec == 0
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit { queries: 100, reply_bytes_per_sec: 1 << 20, ..RateLimit::OFF }
+    }
+}
+
+/// Address bytes (16), port (2; 0 when the port does not count), kind (1: IPv4, IPv6, IPv6
+/// /64 prefix).
+type Key = [u8; 19];
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    hash: u64,
+    key: Key,
+    used: bool,
+    count: u32,
+    window_start: Instant,
+    blocked_until: Instant,
+}
+
+const EMPTY: Slot =
+    Slot { hash: 0, key: [0; 19], used: false, count: 0, window_start: Instant::ZERO, blocked_until: Instant::ZERO };
+
+/// What [`SourceLimiter::admit`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Under the limit (or not limited).
+    Admit,
+    /// Already blocked.
+    Blocked,
+    /// This query went over the limit; the source is now blocked.
+    NewlyBlocked,
+}
+
+/// The per-source counters.
+#[derive(Debug)]
+pub(crate) struct SourceLimiter {
+    limit: RateLimit,
+    hasher: SipHasher13,
+    slots: Vec<Slot>,
+    max_slots: usize,
+}
+
+impl SourceLimiter {
+    pub(crate) fn new<R: rand_core::Rng + ?Sized>(limit: RateLimit, rng: &mut R) -> SourceLimiter {
+        let (k0, k1) = (rng.next_u64(), rng.next_u64());
+        SourceLimiter {
+            limit,
+            hasher: SipHasher13::new_with_keys(k0, k1),
+            slots: Vec::new(),
+            // Sets come in powers of two (the set is picked by the low bits of the hash).
+            max_slots: prev_power_of_two((limit.sources / WAYS).max(1)) * WAYS,
+        }
+    }
+
+    /// Sources tracked right now (live or not yet reused).
+    pub(crate) fn tracked(&self) -> usize {
+        self.slots.iter().filter(|s| s.used).count()
+    }
+
+    /// Heap bytes held.
+    pub(crate) fn capacity_bytes(&self) -> usize {
+        self.slots.capacity() * core::mem::size_of::<Slot>()
+    }
+
+    fn key(&self, from: SocketAddr) -> Option<Key> {
+        let ip = match from.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        let mut key = [0u8; 19];
+        let per_socket = if is_local(ip) {
+            match self.limit.local {
+                LocalSources::Exempt => return None,
+                LocalSources::PerSocket => true,
+                LocalSources::PerIp => false,
+            }
+        } else {
+            false
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                key[..4].copy_from_slice(&v4.octets());
+                key[18] = 4;
+            }
+            // A public IPv6 host usually owns its whole /64: count the prefix.
+            IpAddr::V6(v6) if !is_local(ip) => {
+                key[..8].copy_from_slice(&v6.octets()[..8]);
+                key[18] = 64;
+            }
+            IpAddr::V6(v6) => {
+                key[..16].copy_from_slice(&v6.octets());
+                key[18] = 6;
+            }
+        }
+        if per_socket {
+            key[16..18].copy_from_slice(&from.port().to_be_bytes());
+        }
+        Some(key)
+    }
+
+    fn hash(&self, key: &Key) -> u64 {
+        let mut h = self.hasher;
+        h.write(key);
+        h.finish()
+    }
+
+    /// Whether a slot no longer restricts anything and may be reused.
+    fn idle(&self, slot: &Slot, now: Instant) -> bool {
+        !slot.used || (now >= slot.blocked_until && now >= slot.window_start.saturating_add(self.limit.window))
+    }
+
+    /// Counts one unsolicited query from `from` at `now`.
+    pub(crate) fn admit(&mut self, now: Instant, from: SocketAddr) -> Admission {
+        if self.limit.queries == 0 {
+            return Admission::Admit;
+        }
+        let Some(key) = self.key(from) else { return Admission::Admit };
+        let hash = self.hash(&key);
+        let i = self.slot_for(now, hash, &key);
+        let (window, block, queries) = (self.limit.window, self.limit.block, self.limit.queries);
+        let slot = &mut self.slots[i];
+        if now < slot.blocked_until {
+            return Admission::Blocked;
+        }
+        if now >= slot.window_start.saturating_add(window) {
+            slot.window_start = now;
+            slot.count = 0;
+        }
+        slot.count = slot.count.saturating_add(1);
+        if slot.count > queries {
+            slot.blocked_until = now.saturating_add(block);
+            return Admission::NewlyBlocked;
+        }
+        Admission::Admit
+    }
+
+    /// The slot of `key`, claiming one (growing or evicting) if it has none.
+    fn slot_for(&mut self, now: Instant, hash: u64, key: &Key) -> usize {
+        loop {
+            let sets = self.slots.len() / WAYS;
+            if sets > 0 {
+                let base = (hash as usize & (sets - 1)) * WAYS;
+                let set = base..base + WAYS;
+                if let Some(i) = set.clone().find(|&i| self.slots[i].used && self.slots[i].key == *key) {
+                    return i;
+                }
+                let free = set.clone().find(|&i| self.idle(&self.slots[i], now));
+                let victim = free.or_else(|| {
+                    (self.slots.len() >= self.max_slots).then(|| {
+                        // At the cap: the source that restricts least, that is unblocked first,
+                        // then the one whose window started longest ago.
+                        set.clone()
+                            .min_by_key(|&i| (self.slots[i].blocked_until, self.slots[i].window_start))
+                            .unwrap_or(base)
+                    })
+                });
+                if let Some(i) = victim {
+                    self.slots[i] = Slot { hash, key: *key, used: true, ..EMPTY };
+                    return i;
+                }
+            }
+            self.grow(now);
+        }
+    }
+
+    /// Doubles the number of sets. Entries of one set split between two by the next hash
+    /// bit, so every entry finds room.
+    fn grow(&mut self, now: Instant) {
+        let sets = (self.slots.len() / WAYS * 2).max(1);
+        let mut slots = Vec::new();
+        slots.resize(sets * WAYS, EMPTY);
+        for slot in self.slots.iter().filter(|s| !self.idle(s, now)) {
+            let base = (slot.hash as usize & (sets - 1)) * WAYS;
+            if let Some(i) = (base..base + WAYS).find(|&i| !slots[i].used) {
+                slots[i] = *slot;
+            }
+        }
+        self.slots = slots;
+    }
+}
+
+fn prev_power_of_two(n: usize) -> usize {
+    if n.is_power_of_two() { n } else { n.next_power_of_two() / 2 }
+}
+
+/// The global budget for answers: a token bucket of bytes.
+#[derive(Debug)]
+pub(crate) struct ReplyBudget {
+    per_sec: u64,
+    /// May go below zero: an answer is allowed while any budget is left and its whole size is
+    /// charged after it is written.
+    tokens: i64,
+    last: Instant,
+}
+
+impl ReplyBudget {
+    pub(crate) fn new(per_sec: u32, now: Instant) -> ReplyBudget {
+        ReplyBudget { per_sec: u64::from(per_sec), tokens: i64::from(per_sec), last: now }
+    }
+
+    /// Whether an answer may be sent at `now`.
+    pub(crate) fn allows(&mut self, now: Instant) -> bool {
+        if self.per_sec == 0 {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.last);
+        if !elapsed.is_zero() {
+            self.last = now;
+            // At most one second's worth: the bucket holds a one-second burst.
+            let nanos = elapsed.as_nanos().min(1_000_000_000) as u64;
+            let refill = (self.per_sec * nanos / 1_000_000_000) as i64;
+            self.tokens = (self.tokens + refill).min(self.per_sec as i64);
+        }
+        self.tokens > 0
+    }
+
+    /// Charges an answer of `len` bytes.
+    pub(crate) fn spend(&mut self, len: usize) {
+        if self.per_sec != 0 {
+            self.tokens -= len as i64;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha12Rng;
+    use rand_core::SeedableRng;
+
+    fn limiter(limit: RateLimit) -> SourceLimiter {
+        SourceLimiter::new(limit, &mut ChaCha12Rng::from_seed([7; 32]))
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    const LIMIT: RateLimit = RateLimit {
+        queries: 5,
+        window: Duration::from_secs(10),
+        block: Duration::from_secs(60),
+        sources: 64,
+        local: LocalSources::PerSocket,
+        reply_bytes_per_sec: 0,
+    };
+
+    #[test]
+    fn blocks_after_the_limit_for_the_block_time() {
+        let mut l = limiter(LIMIT);
+        let a = addr("1.2.3.4:1000");
+        let t = Instant::from_millis(1);
+        for _ in 0..5 {
+            assert_eq!(l.admit(t, a), Admission::Admit);
+        }
+        assert_eq!(l.admit(t, a), Admission::NewlyBlocked);
+        assert_eq!(l.admit(t + Duration::from_secs(59), a), Admission::Blocked);
+        // Another port of the same public IP is the same source.
+        assert_eq!(l.admit(t, addr("1.2.3.4:1001")), Admission::Blocked);
+        // Other sources are unaffected.
+        assert_eq!(l.admit(t, addr("1.2.3.5:1000")), Admission::Admit);
+        assert_eq!(l.admit(t + Duration::from_secs(60), a), Admission::Admit);
+    }
+
+    #[test]
+    fn the_window_restarts() {
+        let mut l = limiter(LIMIT);
+        let a = addr("1.2.3.4:1000");
+        for s in 0..50 {
+            // 5 per 10 s, spread out: never over.
+            assert_eq!(l.admit(Instant::from_millis(s * 2_000 + 1), a), Admission::Admit, "query {s}");
+        }
+    }
+
+    #[test]
+    fn local_sources_follow_the_policy() {
+        let (one, two) = (addr("127.0.0.1:1"), addr("127.0.0.1:2"));
+        let t = Instant::from_millis(1);
+        let mut per_socket = limiter(LIMIT);
+        let mut per_ip = limiter(RateLimit { local: LocalSources::PerIp, ..LIMIT });
+        let mut exempt = limiter(RateLimit { local: LocalSources::Exempt, ..LIMIT });
+        for _ in 0..5 {
+            per_socket.admit(t, one);
+            per_ip.admit(t, one);
+        }
+        assert_eq!(per_socket.admit(t, two), Admission::Admit);
+        assert_eq!(per_ip.admit(t, two), Admission::NewlyBlocked);
+        for _ in 0..100 {
+            assert_eq!(exempt.admit(t, one), Admission::Admit);
+        }
+        assert_eq!(exempt.tracked(), 0);
+    }
+
+    #[test]
+    fn ipv6_counts_the_64_prefix_and_mapped_ipv4_the_address() {
+        let mut l = limiter(LIMIT);
+        let t = Instant::from_millis(1);
+        for i in 0..5 {
+            l.admit(t, SocketAddr::new(IpAddr::V6(core::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, i)), 1));
+        }
+        assert_eq!(l.admit(t, addr("[2001:db8:0:1::ffff]:9")), Admission::NewlyBlocked);
+        assert_eq!(l.admit(t, addr("[2001:db8:0:2::1]:9")), Admission::Admit);
+        for _ in 0..5 {
+            l.admit(t, addr("9.9.9.9:1"));
+        }
+        assert_eq!(l.admit(t, addr("[::ffff:9.9.9.9]:2")), Admission::NewlyBlocked);
+    }
+
+    #[test]
+    fn the_table_never_exceeds_its_cap() {
+        let mut l = limiter(LIMIT);
+        let t = Instant::from_millis(1);
+        for i in 0..10_000u32 {
+            let ip = core::net::Ipv4Addr::from(0x0100_0000 + i);
+            assert_eq!(l.admit(t, SocketAddr::new(ip.into(), 1)), Admission::Admit);
+            assert!(l.slots.len() <= 64);
+        }
+        assert_eq!(l.slots.len(), 64);
+        // A source blocked before the flood of new ones is still blocked unless evicted;
+        // with the table at its cap, at least the most recent sources are tracked.
+        assert!(l.tracked() == 64);
+    }
+
+    #[test]
+    fn the_table_grows_only_with_live_sources() {
+        let mut l = limiter(LIMIT);
+        for i in 0..10_000u64 {
+            // One new source every 20 s: each window has ended before the next arrives.
+            let ip = core::net::Ipv4Addr::from(0x0100_0000 + i as u32);
+            l.admit(Instant::from_millis(1 + i * 20_000), SocketAddr::new(ip.into(), 1));
+        }
+        assert_eq!(l.slots.len(), WAYS);
+    }
+
+    #[test]
+    fn off_admits_everything_and_tracks_nothing() {
+        let mut l = limiter(RateLimit::OFF);
+        for _ in 0..1000 {
+            assert_eq!(l.admit(Instant::from_millis(1), addr("1.2.3.4:5")), Admission::Admit);
+        }
+        assert_eq!(l.capacity_bytes(), 0);
+    }
+
+    #[test]
+    fn the_budget_refills_at_its_rate_with_a_one_second_burst() {
+        let start = Instant::from_millis(1);
+        let mut b = ReplyBudget::new(1000, start);
+        assert!(b.allows(start));
+        b.spend(1500);
+        assert!(!b.allows(start));
+        // 0.5 s brings back 500 bytes: still in debt by 0.
+        assert!(!b.allows(start + Duration::from_millis(500)));
+        assert!(b.allows(start + Duration::from_millis(501)));
+        // A long pause refills one second's worth, no more.
+        assert!(b.allows(start + Duration::from_secs(100)));
+        b.spend(1000);
+        assert!(!b.allows(start + Duration::from_secs(100)));
+        let mut off = ReplyBudget::new(0, start);
+        off.spend(usize::MAX / 2);
+        assert!(off.allows(start));
+    }
+}
