@@ -99,5 +99,5 @@ pub use krpc_core as core;
 pub use krpc_core::wire::Dictionary;
 pub use krpc_core::{
     CommandError, Config, Endpoint, Event, IncomingQuery, Instant, LookupNode, LookupOutcome, NodeId, NodeInfo, OpId,
-    Peer, Query, QueryError, Reply, ReplyTo,
+    Peer, Query, QueryError, RateLimit, Reply, ReplyTo,
 };

@@ -88,7 +88,7 @@ pub use handle::Rpc;
 pub use krpc_core as core;
 pub use krpc_core::{
     AddressPolicy, CommandError, Config, DEFAULT_BOOTSTRAP, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId,
-    NodeInfo, Peer, Query, QueryError, Reply, Token, wire,
+    NodeInfo, Peer, Query, QueryError, RateLimit, Reply, Token, wire,
 };
 pub use stream::{GetPeers, Lookup, LookupSummary, QueryAll, Replies, Request, Subscription};
 

@@ -114,10 +114,14 @@ struct ServeArgs {
     /// Nodes to join through: `host:port` or `[v6]:port` (none: wait to be found).
     #[arg(long, num_args = 1.., value_delimiter = ',', value_name = "ADDR")]
     bootstrap: Vec<String>,
-    /// Queries per second accepted from one IP; 0 = off. The per-IP limiter lands with the
-    /// hardening work: any other value is accepted but not yet enforced.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    /// Queries one source (an IP; an ip:port on loopback and private networks) may send in
+    /// 10 seconds before it is ignored for a minute. 0 turns off every inbound limit, this one
+    /// and `--reply-budget` (for benchmarks).
+    #[arg(long, default_value_t = krpc_tokio::RateLimit::default().queries, value_name = "N")]
     rate_limit: u32,
+    /// Bytes per second the node may send in answers to queries; 0 = unlimited.
+    #[arg(long, default_value_t = krpc_tokio::RateLimit::default().reply_bytes_per_sec, value_name = "BYTES")]
+    reply_budget: u32,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long = "for", value_name = "SECONDS", value_parser = parse_seconds)]
     run_for: Option<f64>,

@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use krpc_tokio::{Config, NodeId, Rpc};
+use krpc_tokio::{Config, NodeId, RateLimit, Rpc};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -164,17 +164,21 @@ async fn serve_stats(out: &Out, rpc: &Rpc, started: Instant, event: &str) {
         "replies": s.replies_in,
         "timeouts": s.timeouts,
         "malformed": s.malformed,
+        "rate_limited": s.rate_limited,
+        "sources_blocked": s.sources_blocked,
+        "replies_over_budget": s.replies_over_budget,
     });
     if let (Some(line), Value::Object(counts)) = (line.as_object_mut(), counts) {
         line.extend(counts);
     }
     out.emit(line, || {
         format!(
-            "{:>7.1}s  {}  answered {} of {} queries  sent {}: {} replies, {} timeouts{}",
+            "{:>7.1}s  {}  answered {} of {} queries{}  sent {}: {} replies, {} timeouts{}",
             elapsed / 1e3,
             count(nodes, "node", "nodes"),
             s.replies_out,
             s.queries_in,
+            if s.rate_limited > 0 { format!(" ({} rate-limited)", s.rate_limited) } else { String::new() },
             count(s.queries_out as usize, "query", "queries"),
             s.replies_in,
             s.timeouts,
@@ -186,14 +190,11 @@ async fn serve_stats(out: &Out, rpc: &Rpc, started: Instant, event: &str) {
 pub(crate) async fn serve(out: &Out, args: ServeArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let bootstrap = resolve(&args.bootstrap).await?;
-    if args.rate_limit != 0 {
-        out.note(&format!(
-            "--rate-limit {}: the per-IP limiter is not available yet (it lands with the hardening \
-             work); serving without a limit",
-            args.rate_limit
-        ));
-    }
-    let config = Config { bootstrap: bootstrap.clone(), ..Config::dht() };
+    let rate_limit = match args.rate_limit {
+        0 => RateLimit::OFF,
+        queries => RateLimit { queries, reply_bytes_per_sec: args.reply_budget, ..RateLimit::default() },
+    };
+    let config = Config { bootstrap: bootstrap.clone(), rate_limit, ..Config::dht() };
     let rpc = Rpc::bind(args.bind.as_str(), config)
         .await
         .map_err(|error| Failure::new(format!("cannot bind {}: {error}", args.bind)))?;
