@@ -111,7 +111,10 @@ impl Endpoint {
         }
         let op = self.new_op();
         let mut lookup = Lookup::new(target, query, background, report_replies, Params::of(&self.config));
-        let seeds = self.table.closest(&target, self.config.k);
+        // Both families: a single-stack node has one empty table, a dual-stack one searches
+        // through either (BEP 32 lets one lookup use `nodes` and `nodes6`).
+        let mut seeds = self.table.closest(&target, self.config.k).to_vec();
+        seeds.extend(self.table6.closest(&target, self.config.k));
         // k-rpc falls back to the bootstrap nodes while the table is smaller than the
         // bootstrap list; here they are asked whenever the table cannot fill one bucket.
         if seeds.len() < self.config.k {
@@ -223,22 +226,23 @@ impl Endpoint {
         inserted
     }
 
-    /// Removes a node from the routing table; [`Event::NodeRemoved`] follows.
+    /// Removes a node from the routing tables (both, for a node known at an IPv4 and an IPv6
+    /// address); [`Event::NodeRemoved`] follows for each entry removed.
     pub fn remove_node(&mut self, id: &NodeId) -> bool {
-        match self.table.remove(id) {
-            Some(contact) => {
-                self.push_event(Event::NodeRemoved(contact.node));
-                true
-            }
-            None => false,
+        // A dual-stack node may be in both tables.
+        let mut removed = false;
+        for contact in [self.table.remove(id), self.table6.remove(id)].into_iter().flatten() {
+            self.push_event(Event::NodeRemoved(contact.node));
+            removed = true;
         }
+        removed
     }
 
     /// Resolves a [`Event::PingSwap`]: `dead` leaves, `candidate` takes its place (k-rpc's
     /// `swap`). Refused when `dead` is good again or the two belong to different buckets.
     pub fn swap(&mut self, now: Instant, dead: &NodeId, candidate: NodeInfo) -> bool {
         let now = self.advance(now);
-        match self.table.swap(dead, candidate, now) {
+        match self.table_of_mut(&candidate.addr).swap(dead, candidate, now) {
             SwapOutcome::Swapped { evicted } => {
                 self.push_event(Event::NodeRemoved(evicted.node));
                 self.push_event(Event::NodeAdded(candidate));
@@ -281,7 +285,7 @@ impl Endpoint {
         if !self.dht_admits(&node) {
             return false;
         }
-        match self.table.insert_verified(node, now) {
+        match self.table_of_mut(&node.addr).insert_verified(node, now) {
             InsertOutcome::Added => {
                 self.push_event(Event::NodeAdded(node));
                 true

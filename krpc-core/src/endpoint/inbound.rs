@@ -79,8 +79,10 @@ impl Endpoint {
             return;
         }
         // BEP 43: a querier with `ro=1` must not enter routing tables.
-        let unknown =
-            q.args.node_id().filter(|id| !msg.read_only && *id != self.id && !self.table.record_query(id, from, now));
+        let unknown = q
+            .args
+            .node_id()
+            .filter(|id| !msg.read_only && *id != self.id && !self.table_of_mut(&from).record_query(id, from, now));
         let mut t = ArrayVec::new();
         // The decoder caps `t` at the same length as this buffer.
         let _ = t.try_extend_from_slice(msg.transaction_id);
@@ -119,10 +121,11 @@ impl Endpoint {
         if !self.config.verify_queriers || is_never_valid(&from) {
             return;
         }
-        let Some(bucket) = self.table.bucket_for(&id) else { return };
-        let last = self.table.bucket_count() - 1;
-        let full = self.table.bucket_contacts(bucket).len() >= self.config.k;
-        if full && (bucket != last || self.table.bucket_count() >= self.config.id_len * 8) {
+        let table = self.table_of(&from);
+        let Some(bucket) = table.bucket_for(&id) else { return };
+        let last = table.bucket_count() - 1;
+        let full = table.bucket_contacts(bucket).len() >= self.config.k;
+        if full && (bucket != last || table.bucket_count() >= self.config.id_len * 8) {
             return;
         }
         let pending = self.internal.iter().any(|p| same_endpoint(&p.addr, &from))
@@ -165,7 +168,7 @@ impl Endpoint {
                     Some(expected) if rid != Some(expected) => {
                         // The address now answers for someone else: the node we knew there is
                         // gone (k-rpc meant to evict here but passed the wrong object, W4).
-                        if self.table.get(&expected).is_some_and(|c| same_endpoint(&c.addr(), &from)) {
+                        if self.table_of(&from).get(&expected).is_some_and(|c| same_endpoint(&c.addr(), &from)) {
                             self.remove_node(&expected);
                         }
                         Err(QueryError::UnexpectedNodeId { expected, got: rid })
@@ -242,10 +245,10 @@ impl Endpoint {
     /// A transaction failed without a reply (timeout, send failure, too large).
     pub(crate) fn tx_failed(&mut self, tx: Tx, error: QueryError, now: Instant) {
         if let Some(id) = tx.expect_id {
-            if self.table.get(&id).is_some_and(|c| same_endpoint(&c.addr(), &tx.addr)) {
+            if self.table_of(&tx.addr).get(&id).is_some_and(|c| same_endpoint(&c.addr(), &tx.addr)) {
                 // One failure never evicts (k-rpc evicted on the first timeout, W5); the
                 // ping/swap protocol replaces nodes that stay silent.
-                self.table.record_failure(&id, now);
+                self.table_of_mut(&tx.addr).record_failure(&id, now);
             }
         }
         match tx.purpose {

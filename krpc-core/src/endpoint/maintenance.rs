@@ -2,7 +2,7 @@
 
 use alloc::vec::Vec;
 
-use super::{Endpoint, InternalPing, MAINTENANCE_INTERVAL, Op, SwapCheck};
+use super::{Endpoint, InternalPing, MAINTENANCE_INTERVAL, Op, SwapCheck, is_v6};
 use crate::event::Event;
 use crate::query::Query;
 use crate::routing::{NodeState, SwapOutcome};
@@ -59,28 +59,38 @@ impl Endpoint {
     }
 
     fn maintain(&mut self, now: Instant) {
-        if self.table.is_empty() {
+        if self.table.is_empty() && self.table6.is_empty() {
             if !self.config.bootstrap.is_empty() && self.lookup_order.is_empty() {
                 let _ = self.bootstrap(now);
             }
             return;
         }
-        let stale: Vec<usize> = self.table.stale_buckets(now, self.config.bucket_refresh).take(2).collect();
-        for bucket in stale {
-            let target = self.table.random_id_in_bucket(bucket, &mut self.rng);
-            self.table.mark_bucket_refreshed(bucket, now);
-            let _ = self.start_lookup(now, target, Query::find_node(&target), true, false);
+        // An empty table (a family this node does not use) has nothing to refresh.
+        for v6 in [false, true] {
+            let table = if v6 { &mut self.table6 } else { &mut self.table };
+            if table.is_empty() {
+                continue;
+            }
+            let stale: Vec<usize> = table.stale_buckets(now, self.config.bucket_refresh).take(2).collect();
+            for bucket in stale {
+                let table = if v6 { &mut self.table6 } else { &mut self.table };
+                let target = table.random_id_in_bucket(bucket, &mut self.rng);
+                table.mark_bucket_refreshed(bucket, now);
+                let _ = self.start_lookup(now, target, Query::find_node(&target), true, false);
+            }
         }
     }
 
     /// A full bucket refused a verified node.
     pub(crate) fn bucket_full(&mut self, bucket: usize, candidate: NodeInfo, now: Instant) {
         if !self.config.auto_ping_swap {
-            let oldest = self.table.ping_candidates(bucket, PING_SWAP_OFFER, now).to_vec();
+            let oldest = self.table_of(&candidate.addr).ping_candidates(bucket, PING_SWAP_OFFER, now).to_vec();
             self.push_event(Event::PingSwap { oldest, candidate });
             return;
         }
-        if let Some(check) = self.swap_checks.iter_mut().find(|c| c.bucket == bucket) {
+        let v6 = is_v6(&candidate.addr);
+        if let Some(check) = self.swap_checks.iter_mut().find(|c| c.bucket == bucket && is_v6(&c.candidate.addr) == v6)
+        {
             // One check per bucket; the newest candidate waits (bittorrent-dht keeps the
             // latest ping event too).
             check.candidate = candidate;
@@ -97,13 +107,13 @@ impl Endpoint {
     /// last 15 minutes, the least recently seen node is pinged. [...] This continues until
     /// one fails to respond or all of the nodes in the bucket are known to be good."
     fn next_check(&mut self, index: usize, now: Instant) {
-        let bucket = self.swap_checks[index].bucket;
-        let policy = *self.table.policy();
-        let pick = self
-            .table
+        let (bucket, family) = (self.swap_checks[index].bucket, self.swap_checks[index].candidate.addr);
+        let table = self.table_of(&family);
+        let policy = *table.policy();
+        let pick = table
             .ping_candidates(bucket, crate::routing::MAX_K, now)
             .into_iter()
-            .find(|n| self.table.get(&n.id).is_some_and(|c| c.state(now, &policy) != NodeState::Good));
+            .find(|n| table.get(&n.id).is_some_and(|c| c.state(now, &policy) != NodeState::Good));
         match pick {
             Some(node) => {
                 self.swap_checks[index].checking = Some(node.id);
@@ -128,15 +138,16 @@ impl Endpoint {
         }
         let check = self.swap_checks[index].clone();
         let Some(dead) = check.checking else { return };
-        let failures = self.table.get(&dead).map(|c| c.failures);
+        let table = self.table_of(&check.candidate.addr);
+        let failures = table.get(&dead).map(|c| c.failures);
         match failures {
-            Some(f) if f < self.table.policy().max_failures => {
+            Some(f) if f < table.policy().max_failures => {
                 // "A node that fails a ping should get one more try."
                 self.queue_internal(InternalPing { addr: tx.addr, expect: Some(dead), purpose: Purpose::Check });
             }
             _ => {
                 self.swap_checks.swap_remove(index);
-                match self.table.swap(&dead, check.candidate, now) {
+                match self.table_of_mut(&check.candidate.addr).swap(&dead, check.candidate, now) {
                     SwapOutcome::Swapped { evicted } => {
                         self.push_event(Event::NodeRemoved(evicted.node));
                         self.push_event(Event::NodeAdded(check.candidate));

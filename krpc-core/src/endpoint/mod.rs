@@ -215,7 +215,11 @@ pub struct Endpoint {
     pub(crate) decoder: Decoder,
     pub(crate) id: NodeId,
     pub(crate) rng: ChaCha12Rng,
+    /// BEP 5's table: IPv4 contacts (IPv4-mapped IPv6 addresses included).
     pub(crate) table: RoutingTable,
+    /// BEP 32: "a separate routing table" for IPv6 contacts, so that neither family's nodes
+    /// crowd the other's out of a bucket.
+    pub(crate) table6: RoutingTable,
     pub(crate) now: Instant,
     pub(crate) closed: bool,
     pub(crate) next_op: u64,
@@ -248,6 +252,11 @@ pub struct Endpoint {
     pub(crate) budget: ReplyBudget,
 }
 
+/// Whether `addr` is an IPv6 node (not an IPv4-mapped one).
+pub(crate) fn is_v6(addr: &SocketAddr) -> bool {
+    crate::wire::canonical_ip(addr.ip()).is_ipv6()
+}
+
 /// Cap on internal pings waiting for a slot (verifications and ping/swap checks).
 pub(crate) const MAX_INTERNAL_PINGS: usize = 64;
 
@@ -278,12 +287,14 @@ impl Endpoint {
         for bucket in 0..table.bucket_count() {
             table.mark_bucket_refreshed(bucket, now);
         }
+        let table6 = table.clone();
         Ok(Endpoint {
             policy,
             decoder,
             id,
             rng,
             table,
+            table6,
             now,
             closed: false,
             next_op: 1,
@@ -319,10 +330,32 @@ impl Endpoint {
         &self.config
     }
 
-    /// The routing table (read-only; change it with [`add_node`](Self::add_node),
-    /// [`remove_node`](Self::remove_node) and [`swap`](Self::swap)).
+    /// The routing table of IPv4 nodes (read-only; change it with
+    /// [`add_node`](Self::add_node), [`remove_node`](Self::remove_node) and
+    /// [`swap`](Self::swap)). Nodes at IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a
+    /// dual-stack socket reports) are IPv4 nodes.
     pub fn routing_table(&self) -> &RoutingTable {
         &self.table
+    }
+
+    /// The routing table of IPv6 nodes. BEP 32 keeps one table per address family; both use
+    /// our one node id. It stays empty unless IPv6 nodes answer us.
+    pub fn routing_table6(&self) -> &RoutingTable {
+        &self.table6
+    }
+
+    /// Both routing tables, IPv4 first.
+    pub fn routing_tables(&self) -> [&RoutingTable; 2] {
+        [&self.table, &self.table6]
+    }
+
+    /// The table a node at `addr` belongs in.
+    pub(crate) fn table_of(&self, addr: &SocketAddr) -> &RoutingTable {
+        if is_v6(addr) { &self.table6 } else { &self.table }
+    }
+
+    pub(crate) fn table_of_mut(&mut self, addr: &SocketAddr) -> &mut RoutingTable {
+        if is_v6(addr) { &mut self.table6 } else { &mut self.table }
     }
 
     /// Counters.
@@ -360,7 +393,9 @@ impl Endpoint {
     /// included), for memory accounting in simulations.
     pub fn memory_footprint(&self) -> usize {
         core::mem::size_of::<Self>()
-            + self.table.bucket_count() * self.config.k * core::mem::size_of::<crate::routing::Contact>()
+            + (self.table.bucket_count() + self.table6.bucket_count())
+                * self.config.k
+                * core::mem::size_of::<crate::routing::Contact>()
             + self.txs.capacity_bytes()
             + self.transmits.capacity() * core::mem::size_of::<Outbound>()
             + self.events.capacity() * core::mem::size_of::<Event>()

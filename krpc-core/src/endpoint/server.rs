@@ -111,12 +111,12 @@ impl Endpoint {
     /// The `reply_nodes` closest good or questionable nodes of each wanted family.
     fn reply_nodes(&self, target: &NodeId, want: Want) -> ArrayVec<NodeInfo, { crate::routing::MAX_K }> {
         let n = self.dht.as_ref().map_or(8, |d| d.config.reply_nodes);
-        let policy = *self.table.policy();
         let now = self.now;
+        // BEP 32: `nodes` from the IPv4 table, `nodes6` from the IPv6 one.
         let of_family = |v4: bool| {
-            self.table.closest_filtered(target, n, |c| {
-                c.state(now, &policy) != NodeState::Bad && canonical_ip(c.addr().ip()).is_ipv4() == v4
-            })
+            let table = if v4 { &self.table } else { &self.table6 };
+            let policy = *table.policy();
+            table.closest_filtered(target, n, |c| c.state(now, &policy) != NodeState::Bad)
         };
         let mut out = ArrayVec::new();
         for (wanted, v4) in [(want.n4, true), (want.n6, false)] {
@@ -351,12 +351,17 @@ impl Endpoint {
         }
         let Ok(new_id) = generate_secure_id(ip, &mut self.rng, self.config.id_len) else { return };
         let previous = self.id;
-        let mut table = RoutingTable::new(new_id, self.config.k);
-        for contact in self.table.iter() {
-            let _ = table.insert_verified(contact.node, now);
-        }
+        let rebuild = |old: &RoutingTable| {
+            let mut table = RoutingTable::new(new_id, self.config.k);
+            for contact in old.iter() {
+                let _ = table.insert_verified(contact.node, now);
+            }
+            table
+        };
+        let (table, table6) = (rebuild(&self.table), rebuild(&self.table6));
         self.id = new_id;
         self.table = table;
+        self.table6 = table6;
         self.push_event(Event::IdChanged { previous, id: new_id });
     }
 

@@ -397,20 +397,21 @@ pub(crate) fn command(input: &mut Input<'_>, w: &mut Watched, pool: &Pool, at: I
             let id = pool.id(input, &own, &addr);
             let inserted = w.ep.insert_node(at, NodeInfo::new(id, addr));
             if inserted {
-                assert!(w.ep.routing_table().contains(&id), "insert_node said yes but the table lacks it");
+                let known = w.ep.routing_tables().iter().any(|t| t.contains(&id));
+                assert!(known, "insert_node said yes but the table lacks it");
             }
         }
         8 => {
-            let len = w.ep.routing_table().len();
-            let id = if len > 0 && input.bool() {
-                let i = input.below(len);
-                w.ep.routing_table().iter().nth(i).map_or(own, |c| c.node.id)
+            let known: Vec<NodeId> = w.ep.routing_tables().iter().flat_map(|t| t.iter().map(|c| c.node.id)).collect();
+            let id = if !known.is_empty() && input.bool() {
+                known[input.below(known.len())]
             } else {
                 let addr = pool.addr(input, w);
                 pool.id(input, &own, &addr)
             };
             let removed = w.ep.remove_node(&id);
-            assert!(!w.ep.routing_table().contains(&id), "remove_node left the node in (removed: {removed})");
+            let left = w.ep.routing_tables().iter().any(|t| t.contains(&id));
+            assert!(!left, "remove_node left the node in (removed: {removed})");
         }
         9 => {
             let (dead, candidate) = if !w.ping_swaps.is_empty() && input.bool() {
@@ -418,9 +419,9 @@ pub(crate) fn command(input: &mut Input<'_>, w: &mut Watched, pool: &Pool, at: I
                 let dead = oldest.get(input.below(oldest.len().max(1))).map_or(own, |n| n.id);
                 (dead, candidate)
             } else {
-                let len = w.ep.routing_table().len();
-                let i = input.below(len.max(1));
-                let dead = w.ep.routing_table().iter().nth(i).map_or(own, |c| c.node.id);
+                let known: Vec<NodeId> =
+                    w.ep.routing_tables().iter().flat_map(|t| t.iter().map(|c| c.node.id)).collect();
+                let dead = if known.is_empty() { own } else { known[input.below(known.len())] };
                 let addr = pool.addr(input, w);
                 (dead, NodeInfo::new(pool.id(input, &own, &addr), addr))
             };

@@ -259,7 +259,9 @@ impl Watched {
             assert_eq!(in_flight, 0, "queries in flight survive close");
             assert!(self.pending.is_empty(), "commands without a final event after close: {:?}", self.pending);
         }
-        check_table(self.ep.routing_table(), self.ep.id(), config.id_len);
+        for table in self.ep.routing_tables() {
+            check_table(table, self.ep.id(), config.id_len);
+        }
         self.check_stats();
         self.check_memory();
         match self.ep.poll_timeout() {
@@ -399,7 +401,8 @@ impl Watched {
         let queries = c.max_queued_queries + c.concurrency + EXTRA_SLOTS + 64 + 64;
         let table = self.ep.routing_table();
         let bound = 2 * size_of::<Endpoint>()
-            + c.id_len * 8 * c.k * size_of::<crate::routing::Contact>()
+            + 2 * c.id_len * 8 * c.k * size_of::<crate::routing::Contact>()
+            + c.rate_limit.sources * 64
             + 4 * (c.max_queued_transmits + queries) * 512
             + 4 * (c.max_queued_events + queries + c.max_lookups) * size_of::<Event>()
             + 4 * queries * 256
