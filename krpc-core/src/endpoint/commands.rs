@@ -87,10 +87,15 @@ impl Endpoint {
 
     /// Joins the network: `populate` toward our own id with `find_node` (BEP 5: "Upon
     /// inserting the first node into its routing table and when starting up thereafter, the
-    /// node should attempt to find the closest nodes in the DHT to itself.").
+    /// node should attempt to find the closest nodes in the DHT to itself."). When it
+    /// completes, every bucket it left with fewer than `k` nodes is refreshed in the
+    /// background with a lookup of a random id in its range, as libtorrent does after its
+    /// bootstrap: the lookup toward our id fills the buckets near us, not the ones between.
     pub fn bootstrap(&mut self, now: Instant) -> Result<OpId, CommandError> {
         let id = self.id;
-        self.populate(now, id, Query::find_node(&id))
+        let op = self.populate(now, id, Query::find_node(&id))?;
+        self.joining = Some(op);
+        Ok(op)
     }
 
     pub(crate) fn start_lookup(

@@ -101,6 +101,12 @@ impl Endpoint {
         let Some(Op::Lookup(lookup)) = self.ops.remove(&op) else { return };
         self.lookup_order.retain(|o| *o != op);
         self.detach(op);
+        if self.joining == Some(op) {
+            self.joining = None;
+            if outcome == LookupOutcome::Completed {
+                self.refresh_thin_buckets(self.now);
+            }
+        }
         let closest = lookup.closest_responders();
         if outcome == LookupOutcome::Completed && self.dht_lookup_done(op, lookup.target, &closest) {
             return;

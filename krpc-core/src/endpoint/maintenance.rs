@@ -81,6 +81,29 @@ impl Endpoint {
         }
     }
 
+    /// After a join: one background lookup per bucket with fewer than `k` nodes, in each
+    /// family's table. Our own bucket (the last) is skipped: the lookup toward our id just
+    /// filled it as well as it can be. Lookups beyond `max_lookups` are not started; the
+    /// regular refresh of stale buckets catches up later.
+    pub(crate) fn refresh_thin_buckets(&mut self, now: Instant) {
+        for v6 in [false, true] {
+            let table = if v6 { &self.table6 } else { &self.table };
+            if table.is_empty() {
+                continue;
+            }
+            let last = table.bucket_count() - 1;
+            let thin: Vec<usize> = (0..last).filter(|&b| table.bucket_contacts(b).len() < self.config.k).collect();
+            for bucket in thin {
+                let table = if v6 { &mut self.table6 } else { &mut self.table };
+                let target = table.random_id_in_bucket(bucket, &mut self.rng);
+                table.mark_bucket_refreshed(bucket, now);
+                if self.start_lookup(now, target, Query::find_node(&target), true, false).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
     /// A full bucket refused a verified node.
     pub(crate) fn bucket_full(&mut self, bucket: usize, candidate: NodeInfo, now: Instant) {
         if !self.config.auto_ping_swap {

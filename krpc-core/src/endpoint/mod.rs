@@ -246,6 +246,8 @@ pub struct Endpoint {
     pub(crate) dht: Option<alloc::boxed::Box<server::DhtState>>,
     /// Lookups and `query_all`s that belong to node-layer operations.
     pub(crate) dht_ops: BTreeMap<OpId, server::DhtOp>,
+    /// The running `bootstrap` lookup, whose end refreshes the buckets it left thin.
+    pub(crate) joining: Option<OpId>,
     /// Per-source limit on unsolicited queries.
     pub(crate) limiter: SourceLimiter,
     /// Global budget for the bytes of our answers.
@@ -314,6 +316,7 @@ impl Endpoint {
             ping_query: Query::ping(),
             dht,
             dht_ops: BTreeMap::new(),
+            joining: None,
             limiter,
             budget,
             config,
