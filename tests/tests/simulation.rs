@@ -188,9 +188,10 @@ fn the_oracle_counts_the_querier_itself_as_found() {
 }
 
 #[test]
-fn a_network_built_by_joining_fills_its_tables_when_buckets_refresh() {
-    // BEP 5's bootstrap alone leaves late joiners with sparse tables; with a short bucket
-    // refresh the engines' own maintenance fills them while the network settles.
+fn a_network_built_by_joining_fills_its_tables_without_waiting_for_bucket_refresh() {
+    // BEP 5's lookup toward our own id alone left late joiners with sparse tables (a short
+    // bucket refresh gave 20% more entries). `bootstrap` now refreshes the buckets that
+    // lookup left thin, so joining alone gets the tables the refresh would.
     let build = |refresh: u64| {
         let mut sim = Sim::new(Scenario {
             seed: 8,
@@ -204,5 +205,5 @@ fn a_network_built_by_joining_fills_its_tables_when_buckets_refresh() {
         entries as f64 / engines as f64
     };
     let (plain, refreshed) = (build(900), build(30));
-    assert!(refreshed > plain * 1.2, "entries per table: {plain:.1} without refresh, {refreshed:.1} with");
+    assert!(plain >= refreshed * 0.95, "entries per table: {plain:.1} without refresh, {refreshed:.1} with");
 }
