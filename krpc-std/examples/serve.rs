@@ -7,34 +7,40 @@
 //! cargo run --release -p krpc-std --example serve -- --bind 127.0.0.1:6881
 //! cargo run --release -p krpc-std --example serve -- --bind 127.0.0.1:6881 --for 30 --interval 5
 //! cargo run --release -p krpc-std --example serve -- --bind 127.0.0.1:6881 --manual
+//! cargo run --release -p krpc-std --example serve -- --bind 127.0.0.1:6881 --rate-limit 0
 //! ```
 //!
 //! By default the node runs on the driver's own thread (a [`Krpc`] handle; this thread only
 //! prints). `--manual` steps a [`Driver`](krpc_std::Driver) on the main thread instead (the
 //! "drive it yourself" mode). `--bootstrap HOST:PORT` (repeatable) joins a network first.
+//! `--rate-limit N` lets one source send N queries in 10 seconds before it is ignored for a
+//! minute (default 100, as `krpc serve`); `--rate-limit 0` turns off every inbound limit, this
+//! one and the budget for the bytes sent in answers, as a loopback benchmark needs.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // an example talks to its user
 #![allow(clippy::disallowed_methods)] // it reads the clock and sleeps: it is the application
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use krpc_std::{Builder, Config, Endpoint, Event, Krpc};
+use krpc_std::{Builder, Config, Endpoint, Event, Krpc, RateLimit};
 
-const USAGE: &str =
-    "usage: serve --bind ADDR [--for SECONDS] [--interval SECONDS] [--bootstrap HOST:PORT]... [--manual]";
+const USAGE: &str = "usage: serve --bind ADDR [--for SECONDS] [--interval SECONDS] [--bootstrap HOST:PORT]... \
+                     [--rate-limit N] [--manual]";
 
 struct Args {
     bind: std::net::SocketAddr,
     run_for: Option<Duration>,
     interval: Duration,
     bootstrap: Vec<String>,
+    /// Unsolicited queries per source per 10 s; `Some(0)`: no limits; `None`: the default.
+    rate_limit: Option<u32>,
     manual: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let (mut bind, mut run_for, mut interval, mut bootstrap, mut manual) =
-        (None, None, Duration::from_secs(5), Vec::new(), false);
+    let (mut bind, mut run_for, mut interval, mut bootstrap, mut rate_limit, mut manual) =
+        (None, None, Duration::from_secs(5), Vec::new(), None, false);
     let seconds = |value: Option<String>, flag: &str| -> Result<Duration, String> {
         let value = value.ok_or_else(|| format!("{flag} needs a value"))?;
         match value.parse::<f64>() {
@@ -51,13 +57,17 @@ fn parse_args() -> Result<Args, String> {
             "--for" => run_for = Some(seconds(args.next(), "--for")?),
             "--interval" => interval = seconds(args.next(), "--interval")?,
             "--bootstrap" => bootstrap.push(args.next().ok_or("--bootstrap needs a value")?),
+            "--rate-limit" => {
+                let value = args.next().ok_or("--rate-limit needs a value")?;
+                rate_limit = Some(value.parse().map_err(|e| format!("--rate-limit {value}: {e}"))?);
+            }
             "--manual" => manual = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     let bind = bind.ok_or("--bind is required")?;
-    Ok(Args { bind, run_for, interval, bootstrap, manual })
+    Ok(Args { bind, run_for, interval, bootstrap, rate_limit, manual })
 }
 
 /// One statistics line.
@@ -152,7 +162,13 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let stop = args.run_for.map(|d| started + d);
     let hosts: Vec<&str> = args.bootstrap.iter().map(String::as_str).collect();
-    let builder = Builder::new().config(Config::dht()).bind(args.bind).bootstrap(&hosts);
+    let mut config = Config::dht();
+    match args.rate_limit {
+        Some(0) => config.rate_limit = RateLimit::OFF,
+        Some(queries) => config.rate_limit.queries = queries,
+        None => {}
+    }
+    let builder = Builder::new().config(config).bind(args.bind).bootstrap(&hosts);
     let result =
         if args.manual { manual(builder, &args, started, stop) } else { threaded(builder, &args, started, stop) };
     match result {

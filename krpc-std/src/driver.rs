@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use krpc_core::{Config, Endpoint, Instant};
 
+use crate::batch::{Inbox, MAX_BATCH, Outbox};
 use crate::{Error, clock::Clock};
 
 /// The shortest read timeout set on the socket: shorter deadlines would only spin.
@@ -47,8 +48,10 @@ pub struct Driver {
     pub(crate) endpoint: Endpoint,
     socket: UdpSocket,
     clock: Clock,
-    /// The one buffer for every datagram, in and out.
-    buf: Box<[u8]>,
+    /// Datagrams received, up to [`MAX_BATCH`] per system call on a busy socket.
+    inbox: Inbox,
+    /// Datagrams to send, up to [`MAX_BATCH`] per system call.
+    outbox: Outbox,
     local: SocketAddr,
     nonblocking: bool,
     /// The read timeout last set on the socket: setting it costs a system call, so it is set
@@ -60,13 +63,14 @@ impl Driver {
     pub(crate) fn new(socket: UdpSocket, config: Config, seed: [u8; 32]) -> Result<Driver, Error> {
         let clock = Clock::start();
         let endpoint = Endpoint::new(config, seed, clock.now()).map_err(Error::Config)?;
-        // Big enough for any UDP payload, so nothing is ever cut short on receipt.
-        let len = endpoint.config().max_datagram_len.max(usize::from(u16::MAX));
+        // One byte longer than the engine accepts: a longer datagram is cut short, and the
+        // engine drops it as too long.
+        let max = endpoint.config().max_datagram_len;
+        let (inbox, outbox) = (Inbox::new(max.min(usize::from(u16::MAX)) + 1), Outbox::new(max));
         socket.set_nonblocking(false)?;
         let local = socket.local_addr()?;
         socket.set_read_timeout(None)?;
-        let buf = vec![0; len].into();
-        Ok(Driver { endpoint, socket, clock, buf, local, nonblocking: false, read_timeout: None })
+        Ok(Driver { endpoint, socket, clock, inbox, outbox, local, nonblocking: false, read_timeout: None })
     }
 
     /// The engine, for getters.
@@ -94,9 +98,10 @@ impl Driver {
         &self.socket
     }
 
-    /// One turn of the engine's run loop: sends what is queued, waits for at most one
-    /// datagram, feeds it, sends the answer, fires due timers, sends again. Returns whether a
-    /// datagram was fed.
+    /// One turn of the engine's run loop: sends what is queued, waits for a datagram, feeds it
+    /// and every other one already waiting (up to 32 in one system call on Linux; the batch
+    /// grows only while the socket is busy), sends the answers, fires due timers, sends again.
+    /// Returns whether a datagram was fed.
     ///
     /// It waits no longer than `timeout` and never past the engine's next deadline (it may
     /// return a little earlier, without a datagram); `Some(Duration::ZERO)` does not wait at
@@ -113,19 +118,23 @@ impl Driver {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let received = self.recv(wait)?;
+        self.recv(wait)?;
+        // One clock read for the batch: every datagram in it was waiting when it was read.
         let now = self.now();
-        let fed = match received {
-            // A wake-up from a `Krpc` handle, not a message.
-            Some((0, from)) if from == self.wake_addr() => false,
-            Some((len, from)) => {
-                self.endpoint.handle_datagram(now, from, &self.buf[..len]);
-                true
+        let wake = self.wake_addr();
+        let mut fed = false;
+        for i in 0..self.inbox.len() {
+            match self.inbox.get(i) {
+                // A wake-up from a `Krpc` handle, not a message.
+                (from, []) if from == wake => {}
+                (from, datagram) => {
+                    self.endpoint.handle_datagram(now, from, datagram);
+                    fed = true;
+                }
             }
-            None => false,
-        };
-        // The answer first: while it waits, the engine's deadline is "now", which would run
-        // the timers after every datagram for nothing.
+        }
+        // The answers first: while they wait, the engine's deadline is "now", which would run
+        // the timers after every batch for nothing.
         self.flush_at(now);
         if self.endpoint.poll_timeout().is_some_and(|deadline| deadline <= now) {
             self.endpoint.handle_timeout(now);
@@ -144,12 +153,25 @@ impl Driver {
     }
 
     /// [`flush`](Self::flush) at a time read by the caller.
+    /// Datagrams leave in batches of up to 32 per system call (Linux).
     fn flush_at(&mut self, now: Instant) {
-        while let Some(transmit) = self.endpoint.poll_transmit(now, &mut self.buf) {
-            let to = reachable(transmit.destination, self.local);
-            if let Err(error) = self.socket.send_to(&self.buf[..transmit.len], to) {
-                tracing::debug!(%to, %error, "send failed");
-                self.endpoint.fail_transmit(now, &transmit);
+        let local = self.local;
+        loop {
+            let taken = self.outbox.fill(&mut self.endpoint, now, |to| reachable(to, local));
+            let mut sent = 0;
+            while sent < taken {
+                match self.outbox.send(&self.socket, sent) {
+                    Ok(n) => sent += n,
+                    Err(error) => {
+                        let (transmit, to) = self.outbox.transmit(sent);
+                        tracing::debug!(%to, %error, "send failed");
+                        self.endpoint.fail_transmit(now, transmit);
+                        sent += 1;
+                    }
+                }
+            }
+            if taken < MAX_BATCH {
+                return;
             }
         }
     }
@@ -166,8 +188,9 @@ impl Driver {
         addr
     }
 
-    /// Waits for one datagram: `Some(ZERO)` polls, `None` blocks without limit.
-    fn recv(&mut self, wait: Option<Duration>) -> io::Result<Option<(usize, SocketAddr)>> {
+    /// Waits for datagrams (into the inbox, empty when none came): `Some(ZERO)` polls, `None`
+    /// blocks without limit.
+    fn recv(&mut self, wait: Option<Duration>) -> io::Result<()> {
         let nonblocking = wait.is_some_and(|w| w.is_zero());
         if nonblocking != self.nonblocking {
             self.socket.set_nonblocking(nonblocking)?;
@@ -183,14 +206,14 @@ impl Driver {
                 self.read_timeout = set;
             }
         }
-        match self.socket.recv_from(&mut self.buf) {
-            Ok(received) => Ok(Some(received)),
+        match self.inbox.receive(&self.socket) {
+            Ok(()) => Ok(()),
             Err(e) => match e.kind() {
                 ErrorKind::WouldBlock
                 | ErrorKind::TimedOut
                 | ErrorKind::Interrupted
                 | ErrorKind::ConnectionReset
-                | ErrorKind::ConnectionRefused => Ok(None),
+                | ErrorKind::ConnectionRefused => Ok(()),
                 _ => Err(e),
             },
         }

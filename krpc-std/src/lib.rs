@@ -17,7 +17,7 @@
 //! # Threading model
 //! One thread per [`Krpc`] owns the socket and the engine. Handles send it commands over a
 //! channel and wake it with an empty datagram to its own address, so a command is picked up at
-//! once; the thread otherwise sleeps in `recv_from` until a datagram arrives or the engine's
+//! once; the thread otherwise sleeps in a receive call until a datagram arrives or the engine's
 //! next deadline (and at most 100 ms, a safety net should a wake-up datagram be lost). Blocking
 //! calls wait on a channel of their own; `closest` and `query_all` callbacks run on the
 //! calling thread. Query handlers run on the driver's thread.
@@ -81,6 +81,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod batch;
 mod builder;
 mod clock;
 mod driver;

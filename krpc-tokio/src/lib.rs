@@ -76,6 +76,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod batch;
 mod builder;
 mod handle;
 mod stream;

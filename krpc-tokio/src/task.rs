@@ -13,11 +13,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant as TokioInstant;
 use tracing::{Span, debug, trace, warn};
 
+use crate::batch::{Inbox, MAX_BATCH, Outbox};
 use crate::handle::{Rpc, Shared};
 use crate::stream::Request;
 
-/// Datagrams read per wakeup before commands and timers get their turn.
-const RECEIVE_BATCH: usize = 64;
+/// Datagrams read per wakeup (in batches of up to [`MAX_BATCH`] per system call) before
+/// commands and timers get their turn.
+const RECEIVE_BUDGET: usize = 64;
 
 /// What a handle asks of the task: something to run on it.
 pub(crate) type Command = Box<dyn FnOnce(&mut Task) + Send>;
@@ -39,8 +41,10 @@ pub(crate) struct Task {
     origin: TokioInstant,
     /// An IPv6 socket reaches IPv4 peers through IPv4-mapped addresses.
     v6: bool,
-    /// Receives every datagram and holds every outgoing one: the only I/O buffer.
-    buf: Vec<u8>,
+    /// Datagrams received, up to [`MAX_BATCH`] per system call on a busy socket.
+    inbox: Inbox,
+    /// Datagrams to send, up to [`MAX_BATCH`] per system call.
+    outbox: Outbox,
     commands: mpsc::UnboundedReceiver<Command>,
     /// Given to responders; unlike handles, it does not keep the task alive.
     weak: mpsc::WeakUnboundedSender<Command>,
@@ -59,8 +63,12 @@ pub(crate) fn spawn(endpoint: Endpoint, socket: UdpSocket, local_addr: SocketAdd
     let (id, config) = (*endpoint.id(), endpoint.config());
     let (id, id_receiver) = watch::channel(id);
     let (capacity, next_key) = (config.max_queued_events, AtomicU64::new(0));
+    // One byte longer than the engine accepts: a longer datagram is cut short, and the engine
+    // drops it as too long.
+    let max = config.max_datagram_len;
     let task = Task {
-        buf: vec![0; config.max_datagram_len.min(65_535) + 1],
+        inbox: Inbox::new(max.min(65_535) + 1),
+        outbox: Outbox::new(max),
         v6: local_addr.is_ipv6(),
         socket,
         endpoint,
@@ -131,47 +139,73 @@ impl Task {
         self.endpoint.close(now);
     }
 
-    /// Reads the datagrams waiting, feeding each to the engine and draining its outputs.
+    /// Reads the datagrams waiting, a batch per system call, feeding each batch to the engine
+    /// and sending its answers before the next.
     async fn receive(&mut self) {
-        for _ in 0..RECEIVE_BATCH {
-            match self.socket.try_recv_from(&mut self.buf) {
-                Ok((len, from)) => {
-                    // One address per peer: `::ffff:a.b.c.d` (dual-stack socket) is a.b.c.d.
-                    let from = SocketAddr::new(from.ip().to_canonical(), from.port());
-                    trace!(%from, len, "datagram");
-                    // One clock read per datagram: it stamps the datagram and its answer.
-                    let now = self.now();
-                    self.endpoint.handle_datagram(now, from, &self.buf[..len]);
-                    self.flush(now).await;
-                }
+        let mut budget = RECEIVE_BUDGET;
+        while budget > 0 {
+            match self.inbox.receive(&self.socket) {
+                Ok(()) => {}
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
                 // ICMP errors reported by some platforms; that datagram is simply gone.
-                Err(error) => debug!(%error, "receive failed"),
+                Err(error) => {
+                    debug!(%error, "receive failed");
+                    budget -= 1;
+                    continue;
+                }
             }
+            // One clock read per batch: it stamps the datagrams (all waiting when it was read)
+            // and their answers.
+            let now = self.now();
+            for i in 0..self.inbox.len() {
+                let (from, datagram) = self.inbox.get(i);
+                // One address per peer: `::ffff:a.b.c.d` (dual-stack socket) is a.b.c.d.
+                let from = SocketAddr::new(from.ip().to_canonical(), from.port());
+                trace!(%from, len = datagram.len(), "datagram");
+                self.endpoint.handle_datagram(now, from, datagram);
+            }
+            budget = budget.saturating_sub(self.inbox.len().max(1));
+            self.flush(now).await;
         }
     }
 
-    /// Sends every datagram the engine has, then hands out every event. `now` was read by the
-    /// caller just before; it is read again only after waiting for room in the socket's buffer.
+    /// Sends every datagram the engine has, up to [`MAX_BATCH`] per system call, then hands
+    /// out every event. `now` was read by the caller just before; it is read again only after
+    /// waiting for room in the socket's buffer.
     async fn flush(&mut self, mut now: Instant) {
-        while let Some(transmit) = self.endpoint.poll_transmit(now, &mut self.buf) {
-            let to = match transmit.destination {
-                SocketAddr::V4(v4) if self.v6 => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
-                to => to,
-            };
-            // Straight to the system call while the socket is writable (nearly always); the
-            // future, and the clock read after it, only when it is not.
-            let sent = match self.socket.try_send_to(&self.buf[..transmit.len], to) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    let sent = self.socket.send_to(&self.buf[..transmit.len], to).await;
-                    now = self.now();
-                    sent
-                }
-                sent => sent,
-            };
-            if let Err(error) = sent {
+        let v6 = self.v6;
+        let mapped = |to: SocketAddr| match to {
+            SocketAddr::V4(v4) if v6 => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+            to => to,
+        };
+        loop {
+            let taken = self.outbox.fill(&mut self.endpoint, now, mapped);
+            let mut sent = 0;
+            while sent < taken {
+                // Straight to the system call while the socket is writable (nearly always); the
+                // future, and the clock read after it, only when it is not.
+                let error = match self.outbox.send(&self.socket, sent) {
+                    Ok(n) => {
+                        sent += n;
+                        continue;
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        let ready = self.socket.writable().await;
+                        now = self.now();
+                        match ready {
+                            Ok(()) => continue,
+                            Err(error) => error,
+                        }
+                    }
+                    Err(error) => error,
+                };
+                let (transmit, to) = self.outbox.transmit(sent);
                 debug!(%to, %error, "send failed");
-                self.endpoint.fail_transmit(now, &transmit);
+                self.endpoint.fail_transmit(now, transmit);
+                sent += 1;
+            }
+            if taken < MAX_BATCH {
+                break;
             }
         }
         while let Some(event) = self.endpoint.poll_event() {
