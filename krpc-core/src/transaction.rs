@@ -33,6 +33,14 @@ pub(crate) enum Purpose {
     Detached,
 }
 
+impl Purpose {
+    /// A ping the engine sends on its own (verification, ping/swap check): it runs in slots
+    /// of its own, beside the application's `concurrency`.
+    pub(crate) fn is_internal(self) -> bool {
+        matches!(self, Purpose::Check | Purpose::Verify)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Tx {
     pub(crate) tid: u16,
@@ -72,6 +80,8 @@ pub(crate) struct Transactions {
     by_tid: HashMap<u16, u32, BuildHasherDefault<TidHasher>>,
     deadlines: VecDeque<(Instant, u32, u64)>,
     next_seq: u64,
+    /// How many live transactions are internal pings ([`Purpose::is_internal`]).
+    internal: usize,
 }
 
 /// Handle on a transaction that survives slot reuse.
@@ -88,6 +98,11 @@ pub(crate) fn same_endpoint(a: &SocketAddr, b: &SocketAddr) -> bool {
 impl Transactions {
     pub(crate) fn len(&self) -> usize {
         self.by_tid.len()
+    }
+
+    /// Live transactions that are internal pings.
+    pub(crate) fn internal_len(&self) -> usize {
+        self.internal
     }
 
     /// Registers a transaction under a fresh random tid. `draw` yields random u16s; it is
@@ -107,6 +122,7 @@ impl Transactions {
         let seq = self.next_seq;
         self.next_seq += 1;
         let tx = Tx { tid, seq, addr, expect_id, token, purpose, deadline: None };
+        self.internal += usize::from(purpose.is_internal());
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = Some(tx);
@@ -164,6 +180,7 @@ impl Transactions {
         let tx = self.slots.get_mut(r.slot as usize)?.take_if(|tx| tx.seq == r.seq)?;
         self.by_tid.remove(&tx.tid);
         self.free.push(r.slot);
+        self.internal -= usize::from(tx.purpose.is_internal());
         Some(tx)
     }
 

@@ -1,8 +1,8 @@
 //! Replays the fuzz corpora (`fuzz/corpus/<target>/`) through each target's own check
 //! (`krpc_core::fuzzing`), so every `cargo test` runs the seeds and everything the fuzzers
-//! kept, without cargo-fuzz. The reproducers of known, unfixed engine bugs
-//! (`fuzz/regressions/<target>/`) are replayed too: with the known issues steered around they
-//! must pass; the ignored test checks that they still fail without (see `docs/security.md`).
+//! kept, without cargo-fuzz. The inputs behind past findings (`fuzz/regressions/<target>/`,
+//! each named after the bug it found; see `docs/security.md`, "Findings") are replayed too and
+//! must pass.
 
 mod common;
 
@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use common::*;
-use krpc_core::fuzzing::{Avoid, check_decode, check_endpoint_with, check_for, check_sim_with};
+use krpc_core::fuzzing::{check_decode, check_for};
 
 fn fuzz_dir(sub: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz").join(sub)
@@ -136,16 +136,6 @@ fn the_empty_input_is_a_valid_scenario_for_every_target() {
     }
 }
 
-/// Runs a regression reproducer with the given known issues avoided.
-fn run_regression(target: &str, data: &[u8], avoid: Avoid) -> Result<(), String> {
-    let run = || match target {
-        "endpoint" => check_endpoint_with(data, avoid),
-        "sim" => check_sim_with(data, avoid),
-        other => check_for(other).unwrap_or_else(|| panic!("no check for {other}"))(data),
-    };
-    catch_unwind(AssertUnwindSafe(run)).map_err(|e| message(&*e))
-}
-
 fn regressions() -> Vec<(String, String, Vec<u8>)> {
     let mut all = Vec::new();
     let Ok(dirs) = fs::read_dir(fuzz_dir("regressions")) else { return all };
@@ -163,23 +153,13 @@ fn regressions() -> Vec<(String, String, Vec<u8>)> {
 }
 
 #[test]
-fn the_known_issue_reproducers_pass_with_their_issues_avoided() {
-    for (target, name, data) in regressions() {
-        if let Err(e) = run_regression(&target, &data, Avoid::KNOWN) {
-            panic!("{target}/{name} fails even with the known issues avoided: {e}");
-        }
-    }
-}
-
-/// Fails once an engine bug behind a reproducer is fixed: then drop its `Avoid` flag, move
-/// the file to `fuzz/corpus/<target>/` and update `docs/security.md`.
-#[test]
-#[ignore = "documents unfixed engine bugs (docs/security.md, Findings)"]
-fn the_known_issue_reproducers_still_fail_without_the_workarounds() {
+fn every_regression_input_passes_its_targets_check() {
     let all = regressions();
-    assert!(!all.is_empty());
+    assert!(all.len() >= 5, "the inputs of the past findings are missing: {}", all.len());
     for (target, name, data) in all {
-        let result = run_regression(&target, &data, Avoid::NOTHING);
-        assert!(result.is_err(), "{target}/{name} passes: its bug seems fixed");
+        let check = check_for(&target).unwrap_or_else(|| panic!("fuzz/regressions/{target} has no check"));
+        if let Err(e) = catch_unwind(AssertUnwindSafe(|| check(&data))) {
+            panic!("regression {target}/{name} fails its check again: {:?}", message(&*e));
+        }
     }
 }

@@ -11,8 +11,10 @@ use crate::transaction::Purpose;
 use crate::wire::{Entry, ErrorOut, Insert, QueryOut, ResponseOut, canonical_ip};
 use crate::{Instant, NodeId, NodeInfo, QueryError};
 
-/// Internal pings (verifications, ping/swap checks) may use this many slots beyond
-/// `concurrency`, so that table upkeep is not starved by a busy application.
+/// Internal pings (verifications, ping/swap checks) run in this many slots of their own,
+/// beside the application's `concurrency`: table upkeep is not starved by a busy application,
+/// and a steady stream of unknown queriers (each verified by a ping) cannot take the
+/// application's slots either.
 const INTERNAL_EXTRA_SLOTS: usize = 4;
 
 impl Endpoint {
@@ -22,14 +24,21 @@ impl Endpoint {
         self.transmits.push_back(Outbound::Query(r));
     }
 
+    /// Queries in flight that hold one of the application's `concurrency` slots: all but the
+    /// internal pings (stopped operations' queries still in flight included).
+    fn app_in_flight(&self) -> usize {
+        self.txs.len() - self.txs.internal_len()
+    }
+
     /// Fills free concurrency slots in k-rpc's priority order: queued queries first, then
-    /// foreground lookups in start order, then internal pings, then background lookups.
+    /// foreground lookups in start order, then background lookups. Internal pings fill their
+    /// own slots.
     pub(crate) fn dispatch(&mut self) {
         if self.closed {
             return;
         }
         let cap = self.config.concurrency;
-        while self.txs.len() < cap {
+        while self.app_in_flight() < cap {
             let Some((op, peer)) = self.waiting.pop_front() else { break };
             if self.ops.contains_key(&op) {
                 self.start_tx(peer.addr, peer.id, peer.token, Purpose::Op(op));
@@ -41,7 +50,7 @@ impl Endpoint {
                 self.kick_lookup(op);
             }
         }
-        while self.txs.len() < cap + INTERNAL_EXTRA_SLOTS {
+        while self.txs.internal_len() < INTERNAL_EXTRA_SLOTS {
             let Some(ping) = self.internal.pop_front() else { break };
             self.start_tx(ping.addr, ping.expect, None, ping.purpose);
         }
@@ -52,9 +61,10 @@ impl Endpoint {
                 _ => continue,
             };
             // k-rpc's rule: a background lookup starts sending only while few queries are in
-            // flight, or while nothing else is.
-            let others_waiting = !self.waiting.is_empty() || !self.internal.is_empty();
-            if self.txs.len() < background || (self.txs.len() == own && !others_waiting) {
+            // flight, or while nothing else is (internal pings, in their own slots, do not
+            // count: a steady stream of them would hold it back for good).
+            let in_flight = self.app_in_flight();
+            if in_flight < background || (in_flight == own && self.waiting.is_empty()) {
                 self.kick_lookup(op);
             }
         }
@@ -62,7 +72,7 @@ impl Endpoint {
 
     fn kick_lookup(&mut self, op: OpId) {
         loop {
-            let may_send = self.txs.len() < self.config.concurrency;
+            let may_send = self.app_in_flight() < self.config.concurrency;
             let Some(Op::Lookup(lookup)) = self.ops.get_mut(&op) else { return };
             match lookup.step(may_send) {
                 Step::Query(i) => {
@@ -141,6 +151,10 @@ impl Endpoint {
 
     /// Delivers the outcome of one query of a `query` or `query_all`.
     pub(crate) fn op_result(&mut self, op: OpId, result: Result<crate::Reply, QueryError>) {
+        // An announce's second phase is a `query_all` of the engine's own: its replies are
+        // nobody's `Event::Reply` (the application only knows the announce's id, and an
+        // announce reports nothing but peers and its `AnnounceDone`).
+        let internal = matches!(self.dht_ops.get(&op), Some(super::server::DhtOp::AnnounceQueries { .. }));
         match self.ops.get_mut(&op) {
             Some(Op::Query { .. }) => {
                 self.ops.remove(&op);
@@ -151,7 +165,7 @@ impl Endpoint {
                 let report = match result {
                     Ok(reply) => {
                         *hits += 1;
-                        (!*stopped).then_some(reply)
+                        (!*stopped && !internal).then_some(reply)
                     }
                     Err(e) => {
                         // BEP 44's CAS and sequence errors are what a caller needs to see.
@@ -275,7 +289,7 @@ impl Endpoint {
                                 } else {
                                     cap
                                 };
-                                self.soft_deadlines.push_back((now + soft, r));
+                                self.push_soft_deadline(now + soft, r);
                             }
                         }
                         None => {
@@ -306,6 +320,17 @@ impl Endpoint {
             self.tx_failed(tx, QueryError::SendFailed, now);
             self.dispatch();
         }
+    }
+
+    /// Files the soft deadline of a lookup query. With the adaptive soft timeout a query sent
+    /// later may fall due earlier, so the queue is kept sorted (a FIFO would hide a due
+    /// deadline behind a later one from both `handle_timeout` and `poll_timeout`). Entries of
+    /// answered queries are dropped first, which bounds the queue by the queries in flight.
+    fn push_soft_deadline(&mut self, deadline: Instant, r: crate::transaction::TxRef) {
+        let txs = &self.txs;
+        self.soft_deadlines.retain(|&(_, r)| txs.get(r).is_some());
+        let at = self.soft_deadlines.partition_point(|&(d, _)| d <= deadline);
+        self.soft_deadlines.insert(at, (deadline, r));
     }
 
     pub(crate) fn queue_internal(&mut self, ping: InternalPing) {

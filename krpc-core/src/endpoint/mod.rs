@@ -233,8 +233,8 @@ pub struct Endpoint {
     pub(crate) transmits: VecDeque<Outbound>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) stats: Stats,
-    /// Soft deadlines of lookup queries (`lookup_soft_timeout`), in send order (one timeout
-    /// for all, so the queue is sorted); entries of answered queries are skipped.
+    /// Soft deadlines of lookup queries (`lookup_soft_timeout`), earliest first (kept sorted
+    /// on insertion: adaptive soft timeouts differ); entries of answered queries are skipped.
     pub(crate) soft_deadlines: VecDeque<(Instant, TxRef)>,
     /// Round trips of our queries, for the adaptive soft timeout.
     pub(crate) rtt: crate::lookup::RttEstimator,

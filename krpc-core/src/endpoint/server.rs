@@ -11,8 +11,8 @@ use core::net::{IpAddr, SocketAddr};
 
 use super::{CommandError, Endpoint, MAX_TRANSACTION_ID_LEN, Outbound};
 use crate::dht::{
-    DhtConfig, ExternalAddressVote, Family, PeerRequest, PeerStore, SecureIdPolicy, Tokens, UnknownMethods,
-    generate_secure_id, is_verified,
+    BLOOM_BYTES, DhtConfig, ExternalAddressVote, Family, PeerRequest, PeerStore, SecureIdPolicy, Tokens,
+    UnknownMethods, generate_secure_id, is_verified,
 };
 use crate::event::{Event, LookupNode, OpId};
 use crate::query::{Peer, Query};
@@ -137,14 +137,20 @@ impl Endpoint {
         target: &NodeId,
         want: Want,
     ) -> Result<usize, BufferTooSmall> {
-        let nodes = self.reply_nodes(target, want);
-        let extra = [
-            Entry { key: b"id", value: Insert::Bytes(self.id.as_bytes()), replace: false },
-            Entry { key: b"nodes", value: Insert::NodesV4(&nodes), replace: true },
-            Entry { key: b"nodes6", value: Insert::NodesV6(&nodes), replace: true },
-        ];
-        let extra = &extra[..if want.n6 { 3 } else { 2 }];
-        self.encode_reply(buf, to, t, extra)
+        let mut nodes = self.reply_nodes(target, want);
+        let budget = self.dht.as_ref().map_or(usize::MAX, |d| d.config.max_reply_len);
+        let requester_v4 = canonical_ip(to.ip()).is_ipv4();
+        // The whole answer stays within `max_reply_len`: while the nodes do not fit, the
+        // farthest go, those of the family the requester is not on first.
+        while self.measure_reply(to, t, &find_node_entries(&self.id, &nodes, want)) > budget
+            && (drop_farthest(&mut nodes, !requester_v4) || drop_farthest(&mut nodes, requester_v4))
+        {}
+        self.encode_reply(buf, to, t, &find_node_entries(&self.id, &nodes, want))
+    }
+
+    /// The length of a node-layer answer with these entries.
+    fn measure_reply(&self, to: SocketAddr, t: &[u8], extra: &[Entry<'_>]) -> usize {
+        self.encode_reply(&mut [], to, t, extra).err().map_or(0, |e| e.required)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -158,7 +164,7 @@ impl Endpoint {
         noseed: bool,
         scrape: bool,
     ) -> Result<usize, BufferTooSmall> {
-        let nodes = self.reply_nodes(info_hash, want);
+        let mut nodes = self.reply_nodes(info_hash, want);
         let Some(dht) = self.dht.as_deref() else { return Ok(0) };
         let ip = canonical_ip(to.ip());
         let token = dht.tokens.issue(ip, info_hash.as_bytes());
@@ -171,22 +177,25 @@ impl Endpoint {
         let mut values: ArrayVec<SocketAddr, MAX_VALUES> = ArrayVec::new();
         let request = PeerRequest { family, max, prefer_non_seeds: noseed };
         dht.peers.get(info_hash, self.now, request, &mut self.rng, &mut values);
-        let bloom = if scrape { dht.peers.bloom(info_hash, self.now) } else { None };
+        let mut bloom = if scrape { dht.peers.bloom(info_hash, self.now) } else { None };
         let budget = dht.config.max_reply_len;
         let per_value = if family == Family::V4 { 8 } else { 21 };
-        let mut extra: ArrayVec<Entry<'_>, 7> = ArrayVec::new();
-        if let Some((seeds, peers)) = &bloom {
-            extra.push(Entry { key: b"BFpe", value: Insert::Bytes(peers), replace: true });
-            extra.push(Entry { key: b"BFsd", value: Insert::Bytes(seeds), replace: true });
-        }
-        extra.push(Entry { key: b"id", value: Insert::Bytes(self.id.as_bytes()), replace: false });
-        extra.push(Entry { key: b"nodes", value: Insert::NodesV4(&nodes), replace: true });
-        if want.n6 {
-            extra.push(Entry { key: b"nodes6", value: Insert::NodesV6(&nodes), replace: true });
-        }
-        extra.push(Entry { key: b"token", value: Insert::Bytes(&token), replace: true });
-        // Fit the peers into the byte budget: measure the reply without them first.
-        let base = self.encode_reply(&mut [], to, t, &extra).err().map_or(0, |e| e.required);
+        let requester_v4 = family == Family::V4;
+        // The whole answer stays within `max_reply_len`. Everything but the peers is measured
+        // first; while that alone is too large, the farthest nodes of the family the
+        // requester is not on go, then the BEP 33 bloom filters (2 × 256 bytes), then the
+        // farthest nodes of its own family. The peers take the room left.
+        let base = loop {
+            let base = self.measure_reply(to, t, &get_peers_entries(&self.id, &nodes, want, &token, bloom.as_ref()));
+            if base <= budget
+                || !(drop_farthest(&mut nodes, !requester_v4)
+                    || bloom.take().is_some()
+                    || drop_farthest(&mut nodes, requester_v4))
+            {
+                break base;
+            }
+        };
+        let mut extra = get_peers_entries(&self.id, &nodes, want, &token, bloom.as_ref());
         let room = budget.saturating_sub(base + b"6:valueslel".len()) / per_value;
         let values = &values[..values.len().min(room)];
         if !values.is_empty() {
@@ -371,6 +380,52 @@ impl Endpoint {
             Some(d) => d.config.secure_id.admits(&node.id, canonical_ip(node.addr.ip())),
             None => true,
         }
+    }
+}
+
+/// The entries of a `find_node` answer: our id, `nodes`, and `nodes6` when wanted (BEP 32).
+fn find_node_entries<'a>(id: &'a NodeId, nodes: &'a [NodeInfo], want: Want) -> ArrayVec<Entry<'a>, 3> {
+    let mut extra = ArrayVec::new();
+    extra.push(Entry { key: b"id", value: Insert::Bytes(id.as_bytes()), replace: false });
+    extra.push(Entry { key: b"nodes", value: Insert::NodesV4(nodes), replace: true });
+    if want.n6 {
+        extra.push(Entry { key: b"nodes6", value: Insert::NodesV6(nodes), replace: true });
+    }
+    extra
+}
+
+/// The entries of a `get_peers` answer but its `values`: the BEP 33 bloom filters when
+/// there are some, our id, the nodes, the write token. Room is left for `values`.
+fn get_peers_entries<'a>(
+    id: &'a NodeId,
+    nodes: &'a [NodeInfo],
+    want: Want,
+    token: &'a [u8],
+    bloom: Option<&'a ([u8; BLOOM_BYTES], [u8; BLOOM_BYTES])>,
+) -> ArrayVec<Entry<'a>, 7> {
+    let mut extra = ArrayVec::new();
+    if let Some((seeds, peers)) = bloom {
+        extra.push(Entry { key: b"BFpe", value: Insert::Bytes(peers), replace: true });
+        extra.push(Entry { key: b"BFsd", value: Insert::Bytes(seeds), replace: true });
+    }
+    extra.push(Entry { key: b"id", value: Insert::Bytes(id.as_bytes()), replace: false });
+    extra.push(Entry { key: b"nodes", value: Insert::NodesV4(nodes), replace: true });
+    if want.n6 {
+        extra.push(Entry { key: b"nodes6", value: Insert::NodesV6(nodes), replace: true });
+    }
+    extra.push(Entry { key: b"token", value: Insert::Bytes(token), replace: true });
+    extra
+}
+
+/// Removes the farthest node of one family from a reply's nodes (nearest first within each
+/// family); returns whether there was one.
+fn drop_farthest(nodes: &mut ArrayVec<NodeInfo, { crate::routing::MAX_K }>, v4: bool) -> bool {
+    match nodes.iter().rposition(|n| canonical_ip(n.addr.ip()).is_ipv4() == v4) {
+        Some(i) => {
+            nodes.remove(i);
+            true
+        }
+        None => false,
     }
 }
 

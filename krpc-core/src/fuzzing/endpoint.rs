@@ -8,7 +8,6 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::Avoid;
 use super::craft::{COMMANDS, Pool, address_pool, clock_step, command, query, reply};
 use super::input::{Input, mix};
 use super::watch::Watched;
@@ -21,7 +20,7 @@ const MAX_STEPS: usize = 400;
 
 /// Reads a configuration: [`Config::default`] or [`Config::dht`], optionally with small caps
 /// and other knobs turned, so that limits are reached within a short input.
-pub(crate) fn read_config(input: &mut Input<'_>, bootstrap_pool: &[core::net::SocketAddr], avoid: Avoid) -> Config {
+pub(crate) fn read_config(input: &mut Input<'_>, bootstrap_pool: &[core::net::SocketAddr]) -> Config {
     let flags = input.u8();
     let mut c = if flags & 1 == 1 { Config::dht() } else { Config::default() };
     if flags & 2 != 0 {
@@ -69,10 +68,16 @@ pub(crate) fn read_config(input: &mut Input<'_>, bootstrap_pool: &[core::net::So
     }
     let mask = input.u16();
     for (i, addr) in bootstrap_pool.iter().enumerate() {
-        let never_valid = avoid.never_valid_bootstrap && crate::address::is_never_valid(addr);
-        if mask & (1 << (i % 16)) != 0 && addr.port() != 0 && !addr.ip().is_unspecified() && !never_valid {
+        if mask & (1 << (i % 16)) != 0 {
             c.bootstrap.push(*addr);
         }
+    }
+    // `Config::validate` refuses bootstrap addresses that can never be a node; the harness
+    // checks that it does, then keeps the others.
+    let never_valid = |a: &core::net::SocketAddr| crate::address::is_never_valid(a);
+    if c.bootstrap.iter().any(never_valid) {
+        assert_eq!(c.validate(), Err(crate::ConfigError::BootstrapAddress), "{:?} accepted", c.bootstrap);
+        c.bootstrap.retain(|a| !never_valid(a));
     }
     if let Some(d) = c.dht.as_mut() {
         if more & 0x80 != 0 {
@@ -109,18 +114,13 @@ pub(crate) fn read_seed(input: &mut Input<'_>) -> [u8; 32] {
 
 /// Runs one input; panics on any invariant violation.
 pub fn check_endpoint(data: &[u8]) {
-    check_endpoint_with(data, Avoid::KNOWN);
+    run(data, None);
 }
 
-/// [`check_endpoint`] steering around the known issues in `avoid` only.
-pub fn check_endpoint_with(data: &[u8], avoid: Avoid) {
-    run(data, avoid, None);
-}
-
-/// [`check_endpoint_with`], describing every step, datagram and event to `trace` (for
-/// debugging a failing input).
-pub fn trace_endpoint(data: &[u8], avoid: Avoid, trace: &mut dyn FnMut(&str)) {
-    run(data, avoid, Some(trace));
+/// [`check_endpoint`], describing every step, datagram and event to `trace` (for debugging
+/// a failing input).
+pub fn trace_endpoint(data: &[u8], trace: &mut dyn FnMut(&str)) {
+    run(data, Some(trace));
 }
 
 fn flush(w: &mut Watched, trace: &mut Option<&mut dyn FnMut(&str)>) {
@@ -131,10 +131,10 @@ fn flush(w: &mut Watched, trace: &mut Option<&mut dyn FnMut(&str)>) {
     }
 }
 
-fn run(data: &[u8], avoid: Avoid, mut trace: Option<&mut dyn FnMut(&str)>) {
+fn run(data: &[u8], mut trace: Option<&mut dyn FnMut(&str)>) {
     let mut input = Input::new(data);
     let addrs = address_pool();
-    let config = read_config(&mut input, &addrs, avoid);
+    let config = read_config(&mut input, &addrs);
     let seed = read_seed(&mut input);
     let buf_len = if input.below(8) == 0 { 40 + input.below(1500) } else { 1500 };
     let pool = Pool { addrs, ordinary: 10, id_len: config.id_len };
@@ -144,7 +144,6 @@ fn run(data: &[u8], avoid: Avoid, mut trace: Option<&mut dyn FnMut(&str)>) {
         Err(e) => panic!("the harness built an invalid configuration: {e}"),
     };
     let mut w = Watched::new(ep, buf_len, clock);
-    w.avoid = avoid;
     if trace.is_some() {
         w.journal = Some(Vec::new());
         let (id, config) = (*w.ep.id(), w.ep.config().clone());

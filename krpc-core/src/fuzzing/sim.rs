@@ -10,7 +10,6 @@ use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use core::time::Duration;
 
-use super::Avoid;
 use super::craft::{COMMANDS, Pool, clock_step, command};
 use super::endpoint::{read_config, read_seed};
 use super::input::Input;
@@ -152,21 +151,16 @@ impl Net<'_> {
 
 /// Runs one input; panics on any invariant violation on any node.
 pub fn check_sim(data: &[u8]) {
-    check_sim_with(data, Avoid::KNOWN);
+    run(data, None);
 }
 
-/// [`check_sim`] steering around the known issues in `avoid` only.
-pub fn check_sim_with(data: &[u8], avoid: Avoid) {
-    run(data, avoid, None);
-}
-
-/// [`check_sim_with`], describing every step, datagram and event to `trace` (for debugging a
+/// [`check_sim`], describing every step, datagram and event to `trace` (for debugging a
 /// failing input).
-pub fn trace_sim(data: &[u8], avoid: Avoid, trace: &mut dyn FnMut(&str)) {
-    run(data, avoid, Some(trace));
+pub fn trace_sim(data: &[u8], trace: &mut dyn FnMut(&str)) {
+    run(data, Some(trace));
 }
 
-fn run(data: &[u8], avoid: Avoid, mut trace: Option<&mut dyn FnMut(&str)>) {
+fn run(data: &[u8], mut trace: Option<&mut dyn FnMut(&str)>) {
     let mut input = Input::new(data);
     let count = 3 + input.below(6);
     let v6 = input.below(4) == 0;
@@ -180,13 +174,11 @@ fn run(data: &[u8], avoid: Avoid, mut trace: Option<&mut dyn FnMut(&str)>) {
             SocketAddr::new(ip, 6881)
         })
         .collect();
-    let base = read_config(&mut input, &[], avoid);
+    let base = read_config(&mut input, &[]);
     let bootstrap_mask = input.u8();
     let shared_id = input.below(8) == 0;
-    let mut latency = Duration::from_millis(input.below(300) as u64);
-    if avoid.internal_ping_starvation {
-        latency = latency.min(base.timeout / 2).saturating_sub(Duration::from_millis(1));
-    }
+    // Round trips may exceed the query timeout: then no query is ever answered in time.
+    let latency = Duration::from_millis(input.below(300) as u64);
     let clock = Instant::from_millis(u64::from(input.u16()));
     let mut nodes = Vec::new();
     let mut first_id = None;
@@ -207,7 +199,6 @@ fn run(data: &[u8], avoid: Avoid, mut trace: Option<&mut dyn FnMut(&str)>) {
             t(&format!("node {i} at {} id {:?}: {:?}", addrs[i], ep.id(), ep.config()));
         }
         let mut w = Watched::new(ep, 1500, clock);
-        w.avoid = avoid;
         if trace.is_some() {
             w.journal = Some(Vec::new());
         }

@@ -9,7 +9,6 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
-use super::Avoid;
 use crate::address::is_never_valid;
 use crate::routing::RoutingTable;
 use crate::transaction::same_endpoint;
@@ -93,8 +92,6 @@ pub(crate) struct Watched {
     stats: Stats,
     /// A description of everything that happened, when tracing.
     pub(crate) journal: Option<Vec<String>>,
-    /// Known issues to steer around.
-    pub(crate) avoid: Avoid,
     /// The application called `respond` or `error` since the last drain (its answers may be
     /// of any size).
     pub(crate) app_replied: bool,
@@ -118,7 +115,6 @@ impl Watched {
             transmits: Vec::new(),
             stats,
             journal: None,
-            avoid: Avoid::KNOWN,
             app_replied: false,
         }
     }
@@ -180,19 +176,6 @@ impl Watched {
     /// Empties the outputs at `now` and checks the invariants. `after_timeout`: the last input
     /// was `handle_timeout(now)`, so no deadline may be due any more. Returns what was sent.
     pub(crate) fn drain(&mut self, now: Instant, after_timeout: bool) -> Vec<Out> {
-        let (mut sent, due) = self.drain_once(now, after_timeout, self.avoid.late_soft_deadlines);
-        if due {
-            // Known issue: a soft deadline left behind a later one in the queue is only seen
-            // on the next wakeup; one more must clear everything due.
-            self.ep.handle_timeout(now);
-            sent.extend(self.drain_once(now, true, false).0);
-        }
-        sent
-    }
-
-    /// [`drain`](Self::drain) once; returns what was sent and whether a deadline is still
-    /// due after `handle_timeout(now)` (only when `tolerate_due`, else that panics).
-    fn drain_once(&mut self, now: Instant, after_timeout: bool, tolerate_due: bool) -> (Vec<Out>, bool) {
         self.saw(now);
         let closed_before = self.ep.is_closed();
         let mut sent = Vec::new();
@@ -229,12 +212,7 @@ impl Watched {
             if !matches!(msg.body, Body::Query(_)) && !self.app_replied {
                 // Answers the engine writes on its own must stay small: the node layer's
                 // within its byte budget, the others (pongs, 203s) tiny.
-                let mut budget = self.ep.config().dht.as_ref().map_or(256, |d| d.max_reply_len);
-                if self.avoid.oversized_node_replies {
-                    // Known issue: only `values` are fitted into the budget; the two bloom
-                    // filters and up to 8 + 8 nodes come on top.
-                    budget += 2 * 256 + 8 * 26 + 8 * 38 + 64;
-                }
+                let budget = self.ep.config().dht.as_ref().map_or(256, |d| d.max_reply_len);
                 assert!(t.len <= budget, "a {}-byte answer exceeds the reply budget of {budget}: {msg:?}", t.len);
             }
             push_ring(&mut self.transmits, t);
@@ -272,15 +250,12 @@ impl Watched {
                 // Saturated clocks (near Instant::MAX) cannot move past their deadlines.
                 let saturated = now.saturating_add(core::time::Duration::from_secs(86_400 * 365)) == Instant::MAX;
                 if after_timeout && !saturated && t <= now {
-                    if tolerate_due {
-                        return (sent, true);
-                    }
                     panic!("handle_timeout({now:?}) left a deadline due at {t:?} (busy loop)");
                 }
             }
         }
         self.app_replied = false;
-        (sent, false)
+        sent
     }
 
     fn drain_events(&mut self) {
@@ -335,10 +310,8 @@ impl Watched {
                 Event::Reply { op, reply } => {
                     self.live(op, "Reply");
                     // Engine-internal operations (table refresh, an announce's second phase)
-                    // have ids the application never saw; their replies are not its business.
-                    if !self.avoid.internal_op_replies {
-                        assert!(self.issued.contains(&op), "Reply for {op:?}, which no command returned");
-                    }
+                    // have ids the application never saw: their replies are not reported.
+                    assert!(self.issued.contains(&op), "Reply for {op:?}, which no command returned");
                     let _ = (reply.message(), reply.values(), reply.id());
                 }
                 Event::Peers { op, peers, .. } => {
