@@ -244,3 +244,34 @@ fn swarm_finds_every_announced_peer() {
     assert_eq!(summary["success"], 1.0, "{summary}");
     assert!(summary["queries_per_lookup"]["median"].as_u64().is_some_and(|n| n > 0), "{summary}");
 }
+
+#[test]
+#[allow(clippy::disallowed_methods)] // the test's own socket, on loopback
+fn serve_rate_limit_answers_n_queries_per_source_and_zero_turns_it_off() {
+    // Sends 20 pings from one socket and counts the answers within a short wait.
+    fn answered(server: &str) -> usize {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
+        socket.set_read_timeout(Some(std::time::Duration::from_millis(500))).expect("timeout");
+        for _ in 0..20 {
+            socket.send_to(PING, server).expect("send a ping");
+        }
+        // Count answers only: the node also pings an unknown querier to verify it.
+        let mut buf = [0u8; 1500];
+        std::iter::from_fn(|| socket.recv_from(&mut buf).ok().map(|(len, _)| buf[..len].to_vec()))
+            .filter(|datagram| datagram.windows(6).any(|w| w == b"1:y1:r"))
+            .count()
+    }
+    let limited = Server::start(&["--bind", "127.0.0.1:0", "--for", "3", "--rate-limit", "5"]);
+    assert_eq!(answered(&limited.addr), 5);
+    // Another source (port) on loopback has its own count.
+    assert_eq!(answered(&limited.addr), 5);
+    let (status, lines) = limited.wait();
+    assert!(status.success());
+    let done = lines.last().expect("a done line");
+    assert_eq!((done["rate_limited"].as_u64(), done["sources_blocked"].as_u64()), (Some(30), Some(2)), "{done}");
+
+    let open = Server::start(&["--bind", "127.0.0.1:0", "--for", "3", "--rate-limit", "0"]);
+    assert_eq!(answered(&open.addr), 20);
+    let (_, lines) = open.wait();
+    assert_eq!(lines.last().expect("a done line")["rate_limited"].as_u64(), Some(0));
+}
