@@ -2,23 +2,29 @@
 # Loopback serving throughput: how many `ping` queries per second each server answers on this
 # machine, against a raw UDP echo server (the ceiling: one recv and one send per datagram).
 #
-#   tests/bench/throughput.sh [--append FILE] [--raw FILE]
+#   tests/bench/throughput.sh [--append FILE] [--raw FILE] [--svg FILE]
 #
 # Builds the release binaries, then, ROUNDS times, for each server in turn: starts it on
 # 127.0.0.1, runs `loadgen` against it (WINDOW pings in flight, WARMUP seconds unmeasured, then
-# DURATION seconds measured), stops it. Prints a Markdown table of the medians over the rounds
-# (appended to FILE with --append; every loadgen line goes to --raw FILE).
+# DURATION seconds measured), stops it. Rounds interleave the servers, so that a disturbance
+# of the machine hits them alike. Prints a Markdown table of the medians over the rounds
+# (appended to FILE with --append; every loadgen line goes to --raw FILE; --svg FILE draws the
+# bar chart of docs/performance.md with tests/src/bin/throughput_plot.rs).
 #
-# Servers (SERVERS, in this order): echo = tests/src/bin/udp_echo.rs (c); tokio = `krpc serve`
+# Servers (SERVERS, in this order): echo = tests/src/bin/udp_echo.rs, one recv_from and one
+# send_to per datagram (c, the ceiling the ratios refer to); echo-batch = the same echo with
+# recvmmsg/sendmmsg of up to BATCH datagrams (what batching alone is worth); tokio = `krpc serve`
 # of krpc-tokio (a); std = krpc-std's `serve` example on its driver thread (b); std-manual = the
 # same with `--manual` (a `Driver` stepped on the main thread); js = the JavaScript k-rpc 5.1.0
 # responder, ../shared/bench/js-krpc-responder.js (d; skipped when node or k-rpc is missing:
-# mkdir -p /tmp/jsbench && cd /tmp/jsbench && npm install k-rpc@5.1.0).
+# tests/interop/setup.sh installs k-rpc 5.1.0 into tests/interop/node_modules). Every KRPC
+# server runs with `--rate-limit 0`: the per-source limit and the reply budget would otherwise
+# drop almost all of one client's queries.
 #
 # Environment (defaults): DURATION=10 WARMUP=2 ROUNDS=3 WINDOW=128 BATCH=32 (datagrams per
-# recvmmsg/sendmmsg in the client; 1 = plain recv/send) PORT=7100 (first port; one per server
-# and round) SERVERS="echo tokio std std-manual js" JS_NODE_MODULES=/tmp/jsbench/node_modules
-# CARGO_TARGET_DIR.
+# recvmmsg/sendmmsg in the client and in echo-batch; 1 = plain recv/send) PORT=7100 (first port;
+# one per server and round) SERVERS="echo echo-batch tokio std std-manual js"
+# JS_NODE_MODULES=tests/interop/node_modules (else /tmp/jsbench/node_modules) CARGO_TARGET_DIR.
 # RT=auto|1|0: run server and client under SCHED_FIFO (chrt -f 10) so that other work on the
 # machine does not take their cores mid-measurement (auto: when chrt is allowed). The kernel
 # keeps 5% of each core for other tasks (sched_rt_runtime_us), so a runaway process cannot
@@ -31,11 +37,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 append=""
 raw=""
+svg=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --append) append="$2"; shift 2 ;;
         --raw) raw="$2"; shift 2 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        --svg) svg="$2"; shift 2 ;;
+        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
         *) echo "throughput.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -46,15 +54,18 @@ ROUNDS=${ROUNDS:-3}
 WINDOW=${WINDOW:-128}
 BATCH=${BATCH:-32}
 PORT=${PORT:-7100}
-SERVERS=${SERVERS:-"echo tokio std std-manual js"}
-JS_NODE_MODULES=${JS_NODE_MODULES:-/tmp/jsbench/node_modules}
+SERVERS=${SERVERS:-"echo echo-batch tokio std std-manual js"}
+if [ -z "${JS_NODE_MODULES:-}" ]; then
+    JS_NODE_MODULES=$root/tests/interop/node_modules
+    [ -d "$JS_NODE_MODULES/k-rpc" ] || JS_NODE_MODULES=/tmp/jsbench/node_modules
+fi
 RT=${RT:-auto}
 js_responder=${JS_RESPONDER:-$root/../shared/bench/js-krpc-responder.js}
 
 cd "$root"
 echo "building release binaries..." >&2
 cargo build --release -q -p krpc-tokio --example krpc -p krpc-std --example serve \
-    -p krpc-tests --bin loadgen --bin udp_echo
+    -p krpc-tests --bin loadgen --bin udp_echo --bin throughput_plot
 target=${CARGO_TARGET_DIR:-$root/target}/release
 
 prio=()
@@ -98,9 +109,10 @@ start() {
     local name=$1 port=$2 addr=127.0.0.1:$2
     case "$name" in
         echo) exec "${prio[@]}" "$target/udp_echo" --bind "$addr" ;;
+        echo-batch) exec "${prio[@]}" "$target/udp_echo" --bind "$addr" --batch "$BATCH" ;;
         tokio) exec "${prio[@]}" "$target/examples/krpc" serve --bind "$addr" --rate-limit 0 --interval 3600 ;;
-        std) exec "${prio[@]}" "$target/examples/serve" --bind "$addr" --interval 3600 ;;
-        std-manual) exec "${prio[@]}" "$target/examples/serve" --bind "$addr" --interval 3600 --manual ;;
+        std) exec "${prio[@]}" "$target/examples/serve" --bind "$addr" --interval 3600 --rate-limit 0 ;;
+        std-manual) exec "${prio[@]}" "$target/examples/serve" --bind "$addr" --interval 3600 --rate-limit 0 --manual ;;
         js) NODE_PATH="$JS_NODE_MODULES" exec "${prio[@]}" node "$js_responder" "$port" ;;
     esac >"$logs/$name.out" 2>&1 &
     server_pid=$!
@@ -110,6 +122,9 @@ have_js() {
     command -v node >/dev/null && [ -d "$JS_NODE_MODULES/k-rpc" ] && [ -f "$js_responder" ]
 }
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+node_version=""
+case " $SERVERS " in *" js "*) have_js && node_version=$(node --version) ;; esac
 port=$PORT
 for round in $(seq 1 "$ROUNDS"); do
     for name in $SERVERS; do
@@ -126,7 +141,7 @@ for round in $(seq 1 "$ROUNDS"); do
             continue
         fi
         echo_flag=()
-        [ "$name" = echo ] && echo_flag=(--echo)
+        case "$name" in echo*) echo_flag=(--echo) ;; esac
         line=$("${prio[@]}" "$target/loadgen" "127.0.0.1:$port" "${echo_flag[@]}" --kv --label "$name" \
             --window "$WINDOW" --batch "$BATCH" --warmup "$WARMUP" --duration "$DURATION" \
             --server-pid "$server_pid") || line=""
@@ -147,7 +162,8 @@ sched=normal
 [ ${#prio[@]} -gt 0 ] && sched="SCHED_FIFO (chrt -f 10)"
 {
     echo "Loopback serving throughput, $(date -u '+%Y-%m-%d %H:%M UTC'), $cores cores, Linux $(uname -r);"
-    echo "window $WINDOW, client batch $BATCH, warm-up ${WARMUP} s, ${DURATION} s measured, $ROUNDS rounds, scheduling: $sched."
+    echo "window $WINDOW, client batch $BATCH, warm-up ${WARMUP} s, ${DURATION} s measured, $ROUNDS rounds, scheduling: $sched;"
+    echo "load average before the run: $load_before${node_version:+; Node $node_version}."
     echo "Medians over the rounds (replies/s: min–max); × echo is the median of each round's ratio to that round's echo."
     echo
     echo "| server | replies/s | × echo | p50 µs | p99 µs | timeouts | server CPU % | server µs/reply (user) | client CPU % | queue KiB server/client | other CPU % |"
@@ -179,7 +195,8 @@ sched=normal
             timeouts[name] += f["timeouts"]
         }
         END {
-            label["echo"] = "(c) raw UDP echo (ceiling)"; label["tokio"] = "(a) krpc serve, tokio driver"
+            label["echo"] = "(c) raw UDP echo (ceiling)"; label["echo-batch"] = "(c′) UDP echo, recvmmsg/sendmmsg"
+            label["tokio"] = "(a) krpc serve, tokio driver"
             label["std"] = "(b) krpc-std serve, driver thread"; label["std-manual"] = "(b) krpc-std serve --manual"
             label["js"] = "(d) JS k-rpc 5.1.0 responder"
             n = split(order, names, " ")
@@ -203,4 +220,7 @@ cat "$logs/table"
 if [ -n "$append" ]; then
     printf '\n' >>"$append"
     cat "$logs/table" >>"$append"
+fi
+if [ -n "$svg" ]; then
+    "$target/throughput_plot" "$results" "$svg" "$(head -n 3 "$logs/table")"
 fi

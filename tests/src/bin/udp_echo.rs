@@ -35,6 +35,11 @@ struct Args {
     /// that way costs from what a runtime and an engine add.
     #[arg(long)]
     epoll: bool,
+    /// Datagrams per system call (Linux): up to N per `recvmmsg`, their echoes in one
+    /// `sendmmsg`. 1 (the default) is one `recv_from` and one `send_to` per datagram: the
+    /// ceiling of the benchmark. Shows what batching the system calls is worth on this machine.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    batch: usize,
 }
 
 fn main() -> ExitCode {
@@ -71,6 +76,19 @@ fn main() -> ExitCode {
     #[cfg(not(target_os = "linux"))]
     if args.epoll {
         eprintln!("udp_echo: --epoll needs Linux");
+        return ExitCode::from(2);
+    }
+    if args.batch == 0 || args.batch > 1024 {
+        eprintln!("udp_echo: --batch must be 1..=1024");
+        return ExitCode::from(2);
+    }
+    #[cfg(target_os = "linux")]
+    if args.batch > 1 {
+        return batch::run(&socket, args.batch, stop);
+    }
+    #[cfg(not(target_os = "linux"))]
+    if args.batch > 1 {
+        eprintln!("udp_echo: --batch above 1 needs Linux");
         return ExitCode::from(2);
     }
     let mut buf = vec![0u8; 65_536];
@@ -138,5 +156,65 @@ mod readiness {
             let mut events = [EpollEvent::empty(); 4];
             let _ = self.epoll.wait(&mut events, EpollTimeout::from(200u8));
         }
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod batch {
+    //! The `--batch N` mode: `recvmmsg` (waiting for the first datagram only) and `sendmmsg`,
+    //! through nix's safe wrappers.
+
+    use std::io::{IoSlice, IoSliceMut};
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+    use std::process::ExitCode;
+    use std::time::Instant;
+
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+
+    pub(super) fn run(socket: &UdpSocket, size: usize, stop: Option<Instant>) -> ExitCode {
+        const LEN: usize = 2048;
+        let started = Instant::now();
+        let fd = socket.as_raw_fd();
+        let mut bufs = vec![0u8; LEN * size];
+        let mut lens = vec![0usize; size];
+        let mut from: Vec<Option<SockaddrStorage>> = vec![None; size];
+        let mut receive = MultiHeaders::<SockaddrStorage>::preallocate(size, None);
+        let mut send = MultiHeaders::<SockaddrStorage>::preallocate(size, None);
+        let (mut echoed, mut failed) = (0u64, 0u64);
+        loop {
+            let got = {
+                let mut slices: Vec<[IoSliceMut<'_>; 1]> = bufs.chunks_mut(LEN).map(|b| [IoSliceMut::new(b)]).collect();
+                match recvmmsg(fd, &mut receive, slices.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
+                    Ok(msgs) => {
+                        let mut n = 0;
+                        for (i, msg) in msgs.enumerate() {
+                            lens[i] = msg.bytes;
+                            from[i] = msg.address;
+                            n = i + 1;
+                        }
+                        n
+                    }
+                    Err(_) => 0, // the read timeout, or an ICMP report of an earlier send
+                }
+            };
+            if got > 0 {
+                let slices: Vec<[IoSlice<'_>; 1]> =
+                    bufs.chunks(LEN).zip(&lens).take(got).map(|(b, &len)| [IoSlice::new(&b[..len])]).collect();
+                match sendmmsg(fd, &mut send, &slices, &from[..got], [], MsgFlags::empty()) {
+                    Ok(sent) => {
+                        let sent = sent.count();
+                        echoed += sent as u64;
+                        failed += (got - sent) as u64;
+                    }
+                    Err(_) => failed += got as u64,
+                }
+            }
+            if stop.is_some_and(|stop| Instant::now() >= stop) {
+                break;
+            }
+        }
+        println!("echoed {echoed} datagrams in {:.1} s, {failed} sends failed", started.elapsed().as_secs_f64());
+        ExitCode::SUCCESS
     }
 }
