@@ -22,8 +22,10 @@ pub enum UnknownMethods {
 /// # Limits
 /// Replies are capped so that a node cannot be used as an amplifier (the JS node answers a
 /// 92-byte query with 2.5 KB, W17): at most `reply_nodes` nodes per family, at most
-/// `max_values_v4`/`max_values_v6` peers, and the whole reply within `max_reply_len` bytes
-/// (fewer peers are sent when the budget is short).
+/// `max_values_v4`/`max_values_v6` peers, and the whole reply within `max_reply_len` bytes.
+/// When the budget is short, the farthest nodes of the family the requester is not on go
+/// first, then the BEP 33 bloom filters, then the farthest nodes of its own family; the peers
+/// take the room that is left.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DhtConfig {
     /// Methods always handed to the application, even those the node layer knows (to
