@@ -217,3 +217,21 @@ fn node_layer_answers_fit_the_smallest_budget() {
         }
     }
 }
+
+#[test]
+fn swap_refuses_a_candidate_that_can_never_be_a_node() {
+    let mut s = Script::new(config_with_id(id(0)));
+    let dead = node(0x80, 1);
+    s.insert(&[dead]);
+    // Long enough for `dead` to become questionable (BEP 5: 15 minutes), so a swap may evict it.
+    s.advance(Duration::from_secs(16 * 60));
+    let _ = s.sent();
+    for bad in ["255.255.255.255:6881", "224.0.0.1:6881", "10.0.0.9:0", "0.0.0.0:6881"] {
+        assert!(!s.ep.swap(s.now, &dead.id, NodeInfo::new(id(0x81), sa(bad))), "{bad}");
+        assert!(s.ep.routing_table().contains(&dead.id), "{bad} evicted the node");
+        assert!(!s.ep.routing_table().contains(&id(0x81)), "{bad} entered the table");
+    }
+    // The same swap with a valid address goes through.
+    assert!(s.ep.swap(s.now, &dead.id, node(0x81, 9)));
+    assert!(s.ep.routing_table().contains(&id(0x81)));
+}

@@ -244,9 +244,15 @@ impl Endpoint {
     }
 
     /// Resolves a [`Event::PingSwap`]: `dead` leaves, `candidate` takes its place (k-rpc's
-    /// `swap`). Refused when `dead` is good again or the two belong to different buckets.
+    /// `swap`). Refused when `dead` is good again, the two belong to different buckets, the
+    /// candidate's address can never be a node, or the endpoint is closed.
     pub fn swap(&mut self, now: Instant, dead: &NodeId, candidate: NodeInfo) -> bool {
         let now = self.advance(now);
+        // As in `insert_node`: an address that can never be a node never enters a table,
+        // which lookups and refreshes would then query.
+        if self.closed || is_never_valid(&candidate.addr) {
+            return false;
+        }
         match self.table_of_mut(&candidate.addr).swap(dead, candidate, now) {
             SwapOutcome::Swapped { evicted } => {
                 self.push_event(Event::NodeRemoved(evicted.node));
