@@ -91,7 +91,8 @@ fn parse(text: &str) -> Vec<(String, Server)> {
 
 fn draw(servers: &[(String, Server)], caption: &str) -> String {
     let echo = servers.iter().find(|(n, _)| n == "echo").map(|(_, s)| s);
-    let caption: Vec<&str> = caption.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let mut caption: Vec<&str> = caption.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    caption.push("× c: the median over the rounds of each round's ratio to the echo (c) of the same round.");
     let (row, bar) = (34.0, 20.0);
     let (label_w, left_w, gap, right_w) = (250.0, 430.0, 40.0, 230.0);
     let top = 58.0 + 15.0 * caption.len() as f64;
