@@ -30,8 +30,11 @@ pub(crate) struct Inbox {
 
 impl Inbox {
     /// Slots of `slot_len` bytes: a longer datagram is cut to `slot_len`, which the engine
-    /// rejects when it is longer than `max_datagram_len`.
+    /// rejects when it is longer than `max_datagram_len`. Where datagrams come one per call,
+    /// the one slot holds any UDP payload: some systems (Windows) fail a receive into a
+    /// shorter buffer instead of cutting the datagram, which the driver would take as fatal.
     pub(crate) fn new(slot_len: usize) -> Inbox {
+        let slot_len = if MAX_BATCH == 1 { slot_len.max(1 << 16) } else { slot_len };
         let max_slots = (RECEIVE_BYTES / slot_len).clamp(1, MAX_BATCH);
         Inbox { buf: vec![0; slot_len], slot_len, slots: 1, max_slots, got: Vec::with_capacity(max_slots) }
     }
