@@ -70,7 +70,10 @@ pub struct RateLimit {
     pub local: LocalSources,
     /// Bytes per second we may send in answer to queries (pongs, responses, errors, whether
     /// the engine or the application wrote them), with a one-second burst; 0 turns the budget
-    /// off. Answers over the budget are dropped and counted.
+    /// off. While it is spent, queries from nodes that are not in our routing table are
+    /// dropped unanswered (and counted); nodes in the table are still answered, within their
+    /// per-source limit, so a flood from many addresses cannot cut us off from the nodes we
+    /// route through.
     pub reply_bytes_per_sec: u32,
 }
 

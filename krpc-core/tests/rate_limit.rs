@@ -144,3 +144,21 @@ fn a_limit_without_a_window_is_refused() {
     let config = Config { rate_limit: RateLimit { window: Duration::ZERO, ..RateLimit::OFF }, ..Config::default() };
     assert!(config.validate().is_ok());
 }
+
+#[test]
+fn nodes_in_the_routing_table_are_answered_while_the_budget_is_spent() {
+    let limit = RateLimit { reply_bytes_per_sec: 1000, ..RateLimit::OFF };
+    let mut ep = endpoint(limit);
+    let now = Instant::from_millis(1);
+    let table_node = krpc_core::NodeInfo::new(NodeId::from_array([9; 20]), addr("198.51.100.9:6881"));
+    assert!(ep.insert_node(now, table_node));
+    // Strangers spend the budget...
+    let strangers = answered(&mut ep, now, addr("203.0.113.7:4000"), 100);
+    assert!(strangers < 20, "{strangers} answered");
+    assert!(ep.stats().replies_over_budget > 0);
+    // ...but a node we route through (its queries carry the id `ping` sends: 9 repeated) is
+    // still answered, every time.
+    assert_eq!(answered(&mut ep, now, table_node.addr, 50), 50);
+    // The same id from another address is a stranger.
+    assert_eq!(answered(&mut ep, now, addr("198.51.100.10:6881"), 5), 0);
+}

@@ -207,10 +207,6 @@ impl Endpoint {
             let version = version.as_ref().map(|v| &v[..]);
             let id = self.id;
             let ip_of = |addr: SocketAddr| if self.config.send_ip { Some(addr) } else { None };
-            if !matches!(out, Outbound::Query(_)) && !self.budget.allows(now) {
-                self.stats.replies_over_budget += 1;
-                continue;
-            }
             let empty = &self.empty_dict;
             let (to, written, tx) = match &out {
                 Outbound::Query(r) => {
@@ -294,6 +290,8 @@ impl Endpoint {
                         }
                         None => {
                             self.stats.replies_out += 1;
+                            // Whoever the answer is for, it uses the budget; whether a query is
+                            // answered at all was decided when it arrived.
                             self.budget.spend(len);
                         }
                     }

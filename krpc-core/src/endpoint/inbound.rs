@@ -46,7 +46,8 @@ impl Endpoint {
             },
             Err(e) => {
                 self.stats.malformed += 1;
-                if !e.is_protocol_error() || self.config.read_only || !self.admit(now, from) {
+                if !e.is_protocol_error() || self.config.read_only || !self.admit(now, from) || !self.within_budget(now)
+                {
                     return;
                 }
                 let max_t = self.decoder.max_transaction_id_len();
@@ -79,10 +80,15 @@ impl Endpoint {
             return;
         }
         // BEP 43: a querier with `ro=1` must not enter routing tables.
-        let unknown = q
-            .args
-            .node_id()
-            .filter(|id| !msg.read_only && *id != self.id && !self.table_of_mut(&from).record_query(id, from, now));
+        let querier = q.args.node_id().filter(|id| !msg.read_only && *id != self.id);
+        let known = querier.is_some_and(|id| self.table_of_mut(&from).record_query(&id, from, now));
+        let unknown = querier.filter(|_| !known);
+        // While the reply budget is spent, only nodes already in our table are answered: a
+        // flood from many sources must not crowd out the nodes we route through. They stay
+        // under their per-source limit, which bounds what spoofing their address can draw.
+        if !known && !self.within_budget(now) {
+            return;
+        }
         let mut t = ArrayVec::new();
         // The decoder caps `t` at the same length as this buffer.
         let _ = t.try_extend_from_slice(msg.transaction_id);
@@ -113,6 +119,15 @@ impl Endpoint {
         }
         self.stats.rate_limited += 1;
         false
+    }
+
+    /// Whether the reply budget has bytes left; counts the answer dropped if not.
+    fn within_budget(&mut self, now: Instant) -> bool {
+        let left = self.budget.allows(now);
+        if !left {
+            self.stats.replies_over_budget += 1;
+        }
+        left
     }
 
     /// An unknown querier may enter the table only after answering a ping of ours, and only
