@@ -169,7 +169,14 @@ impl<'a> Iterator for ListIter<'a> {
         match self.raw.get(self.pos) {
             None | Some(b'e') => None,
             Some(b'0'..=b'9') => {
-                // Strings (compact peers) directly, without measuring the value first.
+                // Strings (compact peers) directly, without measuring the value first. A
+                // one-digit length (`6:`, every IPv4 peer) needs no number parsing.
+                if let [d @ b'0'..=b'9', b':', ..] = self.raw[self.pos..] {
+                    let start = self.pos + 2;
+                    let s = self.raw.get(start..start + usize::from(d - b'0'))?;
+                    self.pos = start + s.len();
+                    return Some(Value::Bytes(s));
+                }
                 let mut c = Cursor { buf: self.raw, pos: self.pos };
                 let s = c.read_bytes().ok()?;
                 self.pos = c.pos;
