@@ -306,7 +306,7 @@ impl ReplyBudget {
             // At most one second's worth: the bucket holds a one-second burst.
             let nanos = elapsed.as_nanos().min(1_000_000_000) as u64;
             let refill = (self.per_sec * nanos / 1_000_000_000) as i64;
-            self.tokens = (self.tokens + refill).min(self.per_sec as i64);
+            self.tokens = self.tokens.saturating_add(refill).min(self.per_sec as i64);
         }
         self.tokens > 0
     }
@@ -314,7 +314,9 @@ impl ReplyBudget {
     /// Charges an answer of `len` bytes.
     pub(crate) fn spend(&mut self, len: usize) {
         if self.per_sec != 0 {
-            self.tokens -= len as i64;
+            // Answers to routing-table nodes are charged even while the budget is spent, so
+            // the debt has no floor of its own: saturate rather than wrap.
+            self.tokens = self.tokens.saturating_sub(i64::try_from(len).unwrap_or(i64::MAX));
         }
     }
 }
