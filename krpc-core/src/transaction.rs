@@ -17,6 +17,12 @@ use crate::query::Token;
 use crate::wire::canonical_ip;
 use crate::{Instant, NodeId};
 
+/// Bytes in the transaction ids of our queries. BEP 5 only says "typically 2 characters",
+/// but the Rust `mainline` crate (pkarr's DHT) drops every query whose `t` is not exactly
+/// 4 bytes, and 4 random bytes make a spoofed reply a 1 in 2^32 guess rather than 1 in 65,536.
+/// libtorrent, bittorrent-dht and k-rpc echo any `t`.
+pub(crate) const TID_LEN: usize = 4;
+
 /// What a transaction is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Purpose {
@@ -43,7 +49,7 @@ impl Purpose {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Tx {
-    pub(crate) tid: u16,
+    pub(crate) tid: u32,
     pub(crate) seq: u64,
     pub(crate) addr: SocketAddr,
     pub(crate) expect_id: Option<NodeId>,
@@ -67,7 +73,7 @@ impl Hasher for TidHasher {
             self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         }
     }
-    fn write_u16(&mut self, n: u16) {
+    fn write_u32(&mut self, n: u32) {
         self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
@@ -77,7 +83,7 @@ impl Hasher for TidHasher {
 pub(crate) struct Transactions {
     slots: Vec<Option<Tx>>,
     free: Vec<u32>,
-    by_tid: HashMap<u16, u32, BuildHasherDefault<TidHasher>>,
+    by_tid: HashMap<u32, u32, BuildHasherDefault<TidHasher>>,
     deadlines: VecDeque<(Instant, u32, u64)>,
     next_seq: u64,
     /// How many live transactions are internal pings ([`Purpose::is_internal`]).
@@ -105,11 +111,11 @@ impl Transactions {
         self.internal
     }
 
-    /// Registers a transaction under a fresh random tid. `draw` yields random u16s; it is
-    /// asked again while the tid is in use (at most `len()` of 65536 are).
+    /// Registers a transaction under a fresh random tid. `draw` yields random u32s; it is
+    /// asked again while the tid is in use.
     pub(crate) fn insert(
         &mut self,
-        mut draw: impl FnMut() -> u16,
+        mut draw: impl FnMut() -> u32,
         addr: SocketAddr,
         expect_id: Option<NodeId>,
         token: Option<Token>,
@@ -163,8 +169,8 @@ impl Transactions {
 
     /// Finds the transaction a reply belongs to: same tid, same IP and port.
     pub(crate) fn find(&self, tid: &[u8], from: &SocketAddr) -> Result<TxRef, Mismatch> {
-        let Ok(tid) = <[u8; 2]>::try_from(tid) else { return Err(Mismatch::UnknownTid) };
-        let slot = *self.by_tid.get(&u16::from_be_bytes(tid)).ok_or(Mismatch::UnknownTid)?;
+        let Ok(tid) = <[u8; TID_LEN]>::try_from(tid) else { return Err(Mismatch::UnknownTid) };
+        let slot = *self.by_tid.get(&u32::from_be_bytes(tid)).ok_or(Mismatch::UnknownTid)?;
         let tx = self.slots[slot as usize].as_ref().ok_or(Mismatch::UnknownTid)?;
         if tx.deadline.is_none() {
             // Not sent yet: nobody can be answering it.
@@ -243,7 +249,7 @@ mod tests {
     #[test]
     fn replies_match_on_tid_ip_and_port() {
         let mut txs = Transactions::default();
-        let mut n = 7u16;
+        let mut n = 7u32;
         let r = txs.insert(|| n, addr("10.0.0.1:1000"), None, None, Purpose::Check);
         let tid = txs.get(r).unwrap().tid.to_be_bytes();
         assert_eq!(txs.find(&tid, &addr("10.0.0.1:1000")), Err(Mismatch::UnknownTid), "not sent yet");
@@ -251,8 +257,9 @@ mod tests {
         assert_eq!(txs.find(&tid, &addr("10.0.0.1:1000")), Ok(r));
         assert_eq!(txs.find(&tid, &addr("10.0.0.1:1001")), Err(Mismatch::WrongAddress));
         assert_eq!(txs.find(&tid, &addr("10.0.0.2:1000")), Err(Mismatch::WrongAddress));
-        assert_eq!(txs.find(&[0, 8], &addr("10.0.0.1:1000")), Err(Mismatch::UnknownTid));
-        assert_eq!(txs.find(&[0, 7, 0], &addr("10.0.0.1:1000")), Err(Mismatch::UnknownTid));
+        assert_eq!(txs.find(&[0, 0, 0, 8], &addr("10.0.0.1:1000")), Err(Mismatch::UnknownTid));
+        assert_eq!(txs.find(&[0, 7], &addr("10.0.0.1:1000")), Err(Mismatch::UnknownTid), "2-byte t");
+        assert_eq!(txs.find(&[0, 0, 0, 7, 0], &addr("10.0.0.1:1000")), Err(Mismatch::UnknownTid));
         assert_eq!(txs.find(&tid, &addr("[::ffff:10.0.0.1]:1000")), Ok(r), "v4-mapped is the same endpoint");
         n = 9;
         let _ = n;
@@ -261,7 +268,7 @@ mod tests {
     #[test]
     fn tids_in_use_are_never_reissued() {
         let mut txs = Transactions::default();
-        let mut draws = [5u16, 5, 5, 6].into_iter();
+        let mut draws = [5u32, 5, 5, 6].into_iter();
         let a = txs.insert(|| draws.next().unwrap(), addr("10.0.0.1:1"), None, None, Purpose::Check);
         let b = txs.insert(|| draws.next().unwrap(), addr("10.0.0.1:1"), None, None, Purpose::Check);
         assert_eq!(txs.get(a).unwrap().tid, 5);
@@ -271,7 +278,7 @@ mod tests {
     #[test]
     fn deadlines_expire_in_order_and_skip_completed_transactions() {
         let mut txs = Transactions::default();
-        let mut next = 0u16;
+        let mut next = 0u32;
         let mut draw = || {
             next += 1;
             next
@@ -292,7 +299,7 @@ mod tests {
     #[test]
     fn the_deadline_queue_stays_bounded_when_replies_are_fast() {
         let mut txs = Transactions::default();
-        let mut next = 0u16;
+        let mut next = 0u32;
         for i in 0..10_000u64 {
             let r = txs.insert(
                 || {

@@ -189,7 +189,7 @@ fn an_error_sent_as_a_bare_string_fails_the_query_with_code_zero() {
     let op = s.query(Peer::addr(peer), Query::ping());
     let q = s.one_sent();
     let tid = q.tid();
-    let mut bytes = b"d1:e5:oh no1:t2:".to_vec();
+    let mut bytes = b"d1:e5:oh no1:t4:".to_vec();
     bytes.extend_from_slice(&tid);
     bytes.extend_from_slice(b"1:y1:ee");
     s.deliver(peer, &bytes);
@@ -462,7 +462,7 @@ fn a_background_lookup_waits_while_queued_queries_and_more_than_background_concu
 }
 
 #[test]
-fn transaction_ids_are_two_bytes_and_never_reused_while_in_flight() {
+fn transaction_ids_are_four_bytes_and_never_reused_while_in_flight() {
     let mut s = Script::new(Config { concurrency: 1000, ..Config::default() });
     let addr_of = |i: usize| SocketAddr::from(([10, 1, (i / 250) as u8, (i % 250 + 1) as u8], 7000));
     for i in 0..1000 {
@@ -470,7 +470,7 @@ fn transaction_ids_are_two_bytes_and_never_reused_while_in_flight() {
     }
     let first = s.sent();
     assert_eq!(first.len(), 1000);
-    assert!(first.iter().all(|q| q.tid().len() == 2));
+    assert!(first.iter().all(|q| q.tid().len() == 4));
     let tids: HashSet<Vec<u8>> = first.iter().map(Sent::tid).collect();
     assert_eq!(tids.len(), 1000, "1000 distinct tids in flight");
 

@@ -99,7 +99,7 @@ fn matching_a_reply_to_an_internal_ping_allocates_nothing() {
         endpoint.add_node(now, peer.addr, Some(peer.id)).unwrap();
         let t = endpoint.poll_transmit(now, &mut out).expect("the verification ping");
         let msg = krpc_core::wire::Message::decode(&out[..t.len]).unwrap();
-        let mut tid = [0u8; 2];
+        let mut tid = [0u8; 4];
         tid.copy_from_slice(msg.transaction_id);
         let extra = [Entry { key: b"id", value: Insert::Bytes(peer.id.as_bytes()), replace: false }];
         let r = ResponseOut { transaction_id: &tid, values: &values, extra: &extra, ip: None, version: None };

@@ -20,7 +20,7 @@ const INTERNAL_EXTRA_SLOTS: usize = 4;
 impl Endpoint {
     fn start_tx(&mut self, addr: SocketAddr, expect_id: Option<NodeId>, token: Option<Token>, purpose: Purpose) {
         let rng = &mut self.rng;
-        let r = self.txs.insert(|| rand_core::Rng::next_u32(rng) as u16, addr, expect_id, token, purpose);
+        let r = self.txs.insert(|| rand_core::Rng::next_u32(rng), addr, expect_id, token, purpose);
         self.transmits.push_back(Outbound::Query(r));
     }
 

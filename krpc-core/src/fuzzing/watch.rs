@@ -196,7 +196,7 @@ impl Watched {
                     queries += 1;
                     assert!(!is_never_valid(&t.destination), "query to {}", t.destination);
                     assert_eq!(msg.read_only, self.ep.config().read_only, "ro flag of our query");
-                    assert_eq!(msg.transaction_id.len(), 2, "our tids are two bytes");
+                    assert_eq!(msg.transaction_id.len(), crate::transaction::TID_LEN, "our tids are four bytes");
                     let sq =
                         SentQuery { to: t.destination, tid: msg.transaction_id.to_vec(), method: q.method.to_vec() };
                     push_ring(&mut self.sent, sq);

@@ -322,7 +322,7 @@ struct Tracked {
     /// Round of each candidate (by node index) learned so far.
     round_of: HashMap<u32, u32>,
     /// Round of each query in flight, by (destination, transaction id).
-    pending: HashMap<(u32, u16), u32>,
+    pending: HashMap<(u32, u32), u32>,
 }
 
 /// The address of node `i`.
@@ -1158,9 +1158,9 @@ impl Sim {
             return;
         }
         let Some(dest) = index_of(to) else { return };
-        let Ok(tid) = <[u8; 2]>::try_from(msg.transaction_id) else { return };
+        let Ok(tid) = <[u8; 4]>::try_from(msg.transaction_id) else { return };
         let round = *t.round_of.entry(dest).or_insert(1);
-        t.pending.insert((dest, u16::from_be_bytes(tid)), round);
+        t.pending.insert((dest, u32::from_be_bytes(tid)), round);
         t.queries += 1;
         t.max_round = t.max_round.max(round);
     }
@@ -1170,8 +1170,8 @@ impl Sim {
     fn tap_in(tracked: &mut BTreeMap<u32, Tracked>, i: u32, from: u32, bytes: &[u8]) {
         let Some(t) = tracked.get_mut(&i) else { return };
         let Ok(msg) = Message::decode(bytes) else { return };
-        let Ok(tid) = <[u8; 2]>::try_from(msg.transaction_id) else { return };
-        let Some(round) = t.pending.remove(&(from, u16::from_be_bytes(tid))) else { return };
+        let Ok(tid) = <[u8; 4]>::try_from(msg.transaction_id) else { return };
+        let Some(round) = t.pending.remove(&(from, u32::from_be_bytes(tid))) else { return };
         let Some(r) = msg.as_response() else { return };
         t.replies += 1;
         for node in r.nodes().into_iter().flatten() {
