@@ -1,16 +1,18 @@
-//! Commands: what the application asks of the engine (k-rpc's methods).
+//! Commands: what the application asks of the engine (k-rpc's methods, and the node layer's
+//! `find_node`, `get_peers` and `announce`). Each checks its arguments, hands the work to the
+//! part that runs it, and ends with the one dispatch of the input.
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
-use arrayvec::ArrayVec;
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 
-use super::{CommandError, Endpoint, InternalPing, Op, Outbound};
+use super::ops::LookupKind;
+use super::rpc::{InternalPing, Outbound, tid};
+use super::{CommandError, Endpoint};
 use crate::address::is_never_valid;
 use crate::event::{Event, LookupOutcome, OpId, ReplyTo};
 use crate::lookup::{Lookup, Params};
 use crate::query::{Peer, Query};
-use crate::routing::{InsertOutcome, SwapOutcome};
+use crate::routing::SwapOutcome;
 use crate::transaction::Purpose;
 use crate::wire::Dictionary;
 use crate::{Instant, NodeId, NodeInfo, QueryError};
@@ -32,13 +34,12 @@ impl Endpoint {
         if is_never_valid(&peer.addr) {
             return Err(CommandError::InvalidAddress);
         }
-        if self.waiting.len() >= self.config.max_queued_queries {
+        if !self.rpc.can_queue(1) {
             return Err(CommandError::QueueFull);
         }
-        let op = self.new_op();
-        self.ops.insert(op, Op::Query { query });
-        self.waiting.push_back((op, peer));
-        self.dispatch();
+        let op = self.ops.start_query(query);
+        self.rpc.queue_query(op, peer);
+        self.finish_input();
         Ok(op)
     }
 
@@ -58,16 +59,14 @@ impl Endpoint {
         if peers.is_empty() {
             return Err(CommandError::NoNodes);
         }
-        if self.waiting.len() + peers.len() > self.config.max_queued_queries {
+        if !self.rpc.can_queue(peers.len()) {
             return Err(CommandError::QueueFull);
         }
-        let op = self.new_op();
-        let outstanding = peers.len();
-        self.ops.insert(op, Op::QueryAll { query, outstanding, hits: 0, error_3xx: None, stopped: false });
+        let op = self.ops.start_query_all(query, peers.len());
         for peer in peers {
-            self.waiting.push_back((op, peer));
+            self.rpc.queue_query(op, peer);
         }
-        self.dispatch();
+        self.finish_input();
         Ok(op)
     }
 
@@ -75,14 +74,14 @@ impl Endpoint {
     /// (k-rpc `closest`). Each reply is an [`Event::Reply`]; the end is
     /// [`Event::LookupDone`]. Stop it early with [`stop`](Self::stop).
     pub fn closest(&mut self, now: Instant, target: NodeId, query: Query) -> Result<OpId, CommandError> {
-        self.start_lookup(now, target, query, false, true)
+        self.start_lookup(now, target, query, false, true, LookupKind::Plain)
     }
 
     /// A background lookup that only fills the routing table (k-rpc `populate`): it yields
     /// to queries and foreground lookups, starting new queries only while fewer than
     /// `background_concurrency` are in flight or nothing else wants to send.
     pub fn populate(&mut self, now: Instant, target: NodeId, query: Query) -> Result<OpId, CommandError> {
-        self.start_lookup(now, target, query, true, false)
+        self.start_lookup(now, target, query, true, false, LookupKind::Plain)
     }
 
     /// Joins the network: `populate` toward our own id with `find_node` (BEP 5: "Upon
@@ -93,46 +92,91 @@ impl Endpoint {
     /// bootstrap: the lookup toward our id fills the buckets near us, not the ones between.
     pub fn bootstrap(&mut self, now: Instant) -> Result<OpId, CommandError> {
         let id = self.id;
-        let op = self.populate(now, id, Query::find_node(&id))?;
-        self.joining = Some(op);
+        self.start_lookup(now, id, Query::find_node(&id), true, false, LookupKind::Join)
+    }
+
+    /// Runs `find_node` toward `target`: a lookup whose result is the closest nodes.
+    pub fn find_node(&mut self, now: Instant, target: NodeId) -> Result<OpId, CommandError> {
+        self.closest(now, target, Query::find_node(&target))
+    }
+
+    /// Looks up peers for `info_hash`: each reply carrying `values` is reported as
+    /// [`Event::Peers`]; the end is [`Event::LookupDone`], whose `closest` carry the write
+    /// tokens an announce needs.
+    pub fn get_peers(&mut self, now: Instant, info_hash: NodeId) -> Result<OpId, CommandError> {
+        self.start_lookup(now, info_hash, Query::get_peers(&info_hash), false, false, LookupKind::GetPeers)
+    }
+
+    /// Announces that we have `info_hash` on `port` (`None`: the port the datagrams leave
+    /// from, BEP 5's `implied_port`): a `get_peers` lookup, then `announce_peer` to the `k`
+    /// closest nodes that gave a token (BEP 33: "Announce only to the K closest nodes that
+    /// returned a token"). Peers found on the way are reported as [`Event::Peers`]; the end
+    /// is [`Event::AnnounceDone`] with the number of nodes that stored us.
+    pub fn announce(
+        &mut self,
+        now: Instant,
+        info_hash: NodeId,
+        port: Option<u16>,
+        seed: bool,
+    ) -> Result<OpId, CommandError> {
+        let lookup = self.new_lookup(now, info_hash, Query::get_peers(&info_hash), false, false)?;
+        let op = self.ops.start_announce(lookup, info_hash, port, seed);
+        self.finish_input();
         Ok(op)
     }
 
-    pub(crate) fn start_lookup(
+    /// Our public address as voted by the `ip` fields of replies (BEP 42), per family.
+    pub fn external_address(&self) -> [Option<IpAddr>; 2] {
+        self.node.as_deref().map_or([None, None], |n| n.external_address())
+    }
+
+    /// A lookup seeded from both tables (and the bootstrap nodes while the tables are thin),
+    /// once the caps allow it.
+    fn new_lookup(
         &mut self,
         now: Instant,
         target: NodeId,
         query: Query,
         background: bool,
         report_replies: bool,
-    ) -> Result<OpId, CommandError> {
+    ) -> Result<Lookup, CommandError> {
         self.advance(now);
         self.check_open()?;
         if target.len() != self.config.id_len {
             return Err(CommandError::WrongIdLength);
         }
-        if self.lookup_order.len() >= self.config.max_lookups {
+        if self.ops.lookups() >= self.config.max_lookups {
             return Err(CommandError::TooManyLookups);
         }
-        let op = self.new_op();
         let mut lookup = Lookup::new(target, query, background, report_replies, Params::of(&self.config));
         // Both families: a single-stack node has one empty table, a dual-stack one searches
         // through either (BEP 32 lets one lookup use `nodes` and `nodes6`).
-        let mut seeds = self.table.closest(&target, self.config.k).to_vec();
-        seeds.extend(self.table6.closest(&target, self.config.k));
+        let seeds = self.tables.lookup_seeds(&target, self.config.k);
         // k-rpc falls back to the bootstrap nodes while the table is smaller than the
         // bootstrap list; here they are asked whenever the table cannot fill one bucket.
         if seeds.len() < self.config.k {
-            for addr in self.config.bootstrap.clone() {
-                lookup.add_seed_addr(addr);
+            for addr in &self.config.bootstrap {
+                lookup.add_seed_addr(*addr);
             }
         }
         for node in seeds {
             lookup.add_node(node);
         }
-        self.ops.insert(op, Op::Lookup(Box::new(lookup)));
-        self.lookup_order.push(op);
-        self.dispatch();
+        Ok(lookup)
+    }
+
+    pub(super) fn start_lookup(
+        &mut self,
+        now: Instant,
+        target: NodeId,
+        query: Query,
+        background: bool,
+        report_replies: bool,
+        kind: LookupKind,
+    ) -> Result<OpId, CommandError> {
+        let lookup = self.new_lookup(now, target, query, background, report_replies)?;
+        let op = self.ops.start_lookup(lookup, kind);
+        self.finish_input();
         Ok(op)
     }
 
@@ -141,38 +185,24 @@ impl Endpoint {
     /// follows at once. For a single `query` this is [`cancel`](Self::cancel).
     pub fn stop(&mut self, op: OpId) -> Result<(), CommandError> {
         self.check_open()?;
-        let op = self.dht_running_op(op);
-        match self.ops.get(&op) {
-            Some(Op::Lookup(_)) => {
-                self.finish_lookup(op, LookupOutcome::Stopped);
-                self.dispatch();
-                Ok(())
-            }
-            Some(Op::QueryAll { .. }) => {
-                self.finish_op(op, QueryError::Cancelled);
-                self.dispatch();
-                Ok(())
-            }
-            Some(Op::Query { .. }) => self.cancel(op),
-            None => Err(CommandError::UnknownOperation),
+        if !self.ops.contains(op) {
+            return Err(CommandError::UnknownOperation);
         }
+        if self.ops.lookup(op).is_some() {
+            self.finish_lookup(op, LookupOutcome::Stopped);
+        } else {
+            // A `query` is cancelled; a `query_all` or an announce storing reports what it has.
+            self.end_op(op, QueryError::Cancelled);
+        }
+        self.finish_input();
+        Ok(())
     }
 
     /// Cancels any running command: it resolves now with [`QueryError::Cancelled`] (a lookup
     /// with [`LookupOutcome::Stopped`]). Its queries in flight still feed the routing table
     /// when answered.
     pub fn cancel(&mut self, op: OpId) -> Result<(), CommandError> {
-        self.check_open()?;
-        let op = self.dht_running_op(op);
-        match self.ops.get(&op) {
-            None => Err(CommandError::UnknownOperation),
-            Some(Op::Lookup(_)) => self.stop(op),
-            Some(_) => {
-                self.finish_op(op, QueryError::Cancelled);
-                self.dispatch();
-                Ok(())
-            }
-        }
+        self.stop(op)
     }
 
     /// Answers an incoming query (k-rpc `response`). `r.id` is filled in when absent, and
@@ -180,11 +210,10 @@ impl Endpoint {
     /// (k-rpc wrote zeros for IPv6, weakness W15).
     pub fn respond(&mut self, to: &ReplyTo, values: Dictionary, nodes: &[NodeInfo]) -> Result<(), CommandError> {
         self.check_open()?;
-        if self.transmits.len() >= self.config.max_queued_transmits {
-            self.stats.transmits_dropped += 1;
+        let out = Outbound::Response { to: to.addr, t: tid(&to.t), values, nodes: nodes.to_vec() };
+        if !self.rpc.push(out, &mut self.stats) {
             return Err(CommandError::TransmitQueueFull);
         }
-        self.transmits.push_back(Outbound::Response { to: to.addr, t: to.t.clone(), values, nodes: nodes.to_vec() });
         Ok(())
     }
 
@@ -192,13 +221,9 @@ impl Endpoint {
     /// `[code, message]` (weakness W20). Messages longer than 128 bytes are cut.
     pub fn error(&mut self, to: &ReplyTo, code: i64, message: &[u8]) -> Result<(), CommandError> {
         self.check_open()?;
-        if self.transmits.len() >= self.config.max_queued_transmits {
-            self.stats.transmits_dropped += 1;
+        if !self.rpc.push_error(to.addr, &to.t, code, message, &mut self.stats) {
             return Err(CommandError::TransmitQueueFull);
         }
-        let mut m = ArrayVec::new();
-        let _ = m.try_extend_from_slice(&message[..message.len().min(128)]);
-        self.transmits.push_back(Outbound::Error { to: to.addr, t: to.t.clone(), code, message: m });
         Ok(())
     }
 
@@ -210,11 +235,10 @@ impl Endpoint {
         if is_never_valid(&addr) {
             return Err(CommandError::InvalidAddress);
         }
-        if self.internal.len() >= super::MAX_INTERNAL_PINGS {
+        if !self.rpc.queue_internal(InternalPing { addr, expect: id, purpose: Purpose::Verify }) {
             return Err(CommandError::QueueFull);
         }
-        self.internal.push_back(InternalPing { addr, expect: id, purpose: Purpose::Verify });
-        self.dispatch();
+        self.finish_input();
         Ok(())
     }
 
@@ -227,20 +251,18 @@ impl Endpoint {
         }
         let inserted = self.learn_verified(node, now);
         // A full bucket queues a ping/swap check: send it now, not at the next input.
-        self.dispatch();
+        self.finish_input();
         inserted
     }
 
     /// Removes a node from the routing tables (both, for a node known at an IPv4 and an IPv6
     /// address); [`Event::NodeRemoved`] follows for each entry removed.
     pub fn remove_node(&mut self, id: &NodeId) -> bool {
-        // A dual-stack node may be in both tables.
-        let mut removed = false;
-        for contact in [self.table.remove(id), self.table6.remove(id)].into_iter().flatten() {
+        let removed: Vec<_> = self.tables.remove(id).collect();
+        for contact in &removed {
             self.push_event(Event::NodeRemoved(contact.node));
-            removed = true;
         }
-        removed
+        !removed.is_empty()
     }
 
     /// Resolves a [`Event::PingSwap`]: `dead` leaves, `candidate` takes its place (k-rpc's
@@ -253,7 +275,7 @@ impl Endpoint {
         if self.closed || is_never_valid(&candidate.addr) {
             return false;
         }
-        match self.table_of_mut(&candidate.addr).swap(dead, candidate, now) {
+        match self.tables.of_mut(&candidate.addr).swap(dead, candidate, now) {
             SwapOutcome::Swapped { evicted } => {
                 self.push_event(Event::NodeRemoved(evicted.node));
                 self.push_event(Event::NodeAdded(candidate));
@@ -272,50 +294,14 @@ impl Endpoint {
             return;
         }
         self.closed = true;
-        let ops: Vec<OpId> = self.ops.keys().copied().collect();
-        for op in ops {
-            if matches!(self.ops.get(&op), Some(Op::Lookup(_))) {
+        for op in self.ops.ids() {
+            if self.ops.lookup(op).is_some() {
                 self.finish_lookup(op, LookupOutcome::ShutDown);
             } else {
-                self.finish_op(op, QueryError::ShutDown);
+                self.end_op(op, QueryError::ShutDown);
             }
         }
-        self.waiting.clear();
-        self.internal.clear();
         self.swap_checks.clear();
-        self.transmits.clear();
-        let refs: Vec<_> = self.txs.refs().collect();
-        for r in refs {
-            self.txs.remove(r);
-        }
-    }
-
-    /// Inserts a verified node and reports the change; runs the ping/swap protocol when its
-    /// bucket is full. Returns whether the node is in the table afterwards.
-    pub(crate) fn learn_verified(&mut self, node: NodeInfo, now: Instant) -> bool {
-        if !self.dht_admits(&node) {
-            return false;
-        }
-        match self.table_of_mut(&node.addr).insert_verified(node, now) {
-            InsertOutcome::Added => {
-                self.push_event(Event::NodeAdded(node));
-                true
-            }
-            InsertOutcome::Refreshed => true,
-            InsertOutcome::AddressChanged { previous } => {
-                self.push_event(Event::NodeUpdated { node, previous });
-                true
-            }
-            InsertOutcome::Replaced { evicted } => {
-                self.push_event(Event::NodeRemoved(evicted.node));
-                self.push_event(Event::NodeAdded(node));
-                true
-            }
-            InsertOutcome::BucketFull { bucket } => {
-                self.bucket_full(bucket, node, now);
-                false
-            }
-            InsertOutcome::IsLocal | InsertOutcome::WrongIdLength => false,
-        }
+        self.rpc.clear();
     }
 }

@@ -1,14 +1,38 @@
 //! [`Endpoint`]: the one `&mut` entry point to all KRPC state of one UDP socket.
+//!
+//! The endpoint only orchestrates. Its state lives in typed parts, each in its own file with
+//! private fields, and data flows one way: an input enters here, goes to the part that owns
+//! it, and what the parts decide comes back as datagrams (the RPC part's outbound queue),
+//! events (the event queue) and deadlines (the timer table).
+//!
+//! | file | part | owns |
+//! |---|---|---|
+//! | `rpc.rs` | [`Rpc`](rpc::Rpc) | queries in flight, slots, waiting queues, admission, the outbound queue |
+//! | `ops.rs` | [`Operations`](ops::Operations) | `query`, `query_all`, lookups, announce |
+//! | `tables.rs` | [`Tables`](tables::Tables) | the two BEP 32 routing tables |
+//! | `node_layer.rs` | [`NodeLayer`](node_layer::NodeLayer) | tokens, peer store, BEP 42 votes |
+//! | `upkeep.rs` | [`SwapChecks`](upkeep::SwapChecks) | ping/swap checks of full buckets; refresh |
+//! | `events.rs` | [`Events`](events::Events) | the capped event queue |
+//! | `timer.rs` | [`TimerTable`](timer::TimerTable) | one deadline per kind of timer |
+//!
+//! The orchestration is spread by direction: `inbound.rs` (the one datagram path),
+//! `commands.rs` (the application's commands), `outbound.rs` (dispatch into free slots and
+//! encoding in `poll_transmit`), `results.rs` (how a query's result reaches its operation),
+//! `upkeep.rs` (timeouts, refresh, ping/swap).
 
 mod commands;
-mod dispatch;
+mod events;
 mod inbound;
-mod maintenance;
-mod server;
+mod node_layer;
+mod ops;
+mod outbound;
+mod results;
+mod rpc;
+mod tables;
+mod timer;
+mod upkeep;
 
-use alloc::collections::{BTreeMap, VecDeque};
-use alloc::vec::Vec;
-use arrayvec::ArrayVec;
+use alloc::boxed::Box;
 use core::net::SocketAddr;
 use core::time::Duration;
 
@@ -16,16 +40,21 @@ use rand_chacha::ChaCha12Rng;
 use rand_core::{Rng, SeedableRng};
 
 use crate::config::{AddressPolicy, Config, ConfigError};
-pub(crate) use crate::event::MAX_TRANSACTION_ID_LEN;
-use crate::event::{Event, OpId};
-use crate::lookup::Lookup;
-use crate::query::{Peer, Query};
-use crate::rate_limit::{ReplyBudget, SourceLimiter};
+use crate::event::Event;
+use crate::query::Query;
 use crate::routing::RoutingTable;
 use crate::stats::Stats;
-use crate::transaction::{Transactions, TxRef};
+use crate::transaction::TxRef;
 use crate::wire::{Decoder, Dictionary};
-use crate::{Instant, NodeId, NodeInfo};
+use crate::{Instant, NodeId};
+
+use self::events::Events;
+use self::node_layer::NodeLayer;
+use self::ops::Operations;
+use self::rpc::Rpc;
+use self::tables::Tables;
+use self::timer::{Timer, TimerTable};
+use self::upkeep::SwapChecks;
 
 /// How often the engine looks for stale buckets and an empty routing table.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
@@ -80,68 +109,6 @@ impl core::fmt::Display for CommandError {
 }
 
 impl core::error::Error for CommandError {}
-
-/// A datagram waiting for `poll_transmit`.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    Query(TxRef),
-    Pong {
-        to: SocketAddr,
-        t: ArrayVec<u8, MAX_TRANSACTION_ID_LEN>,
-    },
-    Response {
-        to: SocketAddr,
-        t: ArrayVec<u8, MAX_TRANSACTION_ID_LEN>,
-        values: Dictionary,
-        nodes: Vec<NodeInfo>,
-    },
-    Error {
-        to: SocketAddr,
-        t: ArrayVec<u8, MAX_TRANSACTION_ID_LEN>,
-        code: i64,
-        message: ArrayVec<u8, 128>,
-    },
-    /// Node layer: a `find_node` answer, encoded from the table when it leaves.
-    FindNode {
-        to: SocketAddr,
-        t: ArrayVec<u8, MAX_TRANSACTION_ID_LEN>,
-        target: NodeId,
-        want: crate::wire::Want,
-    },
-    /// Node layer: a `get_peers` answer, encoded from the table and peer store when it leaves.
-    GetPeers {
-        to: SocketAddr,
-        t: ArrayVec<u8, MAX_TRANSACTION_ID_LEN>,
-        info_hash: NodeId,
-        want: crate::wire::Want,
-        noseed: bool,
-        scrape: bool,
-    },
-}
-
-/// A running command.
-#[derive(Debug)]
-pub(crate) enum Op {
-    Query { query: Query },
-    QueryAll { query: Query, outstanding: usize, hits: usize, error_3xx: Option<crate::QueryError>, stopped: bool },
-    Lookup(alloc::boxed::Box<Lookup>),
-}
-
-/// A ping the engine sends for its own bookkeeping.
-#[derive(Clone, Debug)]
-pub(crate) struct InternalPing {
-    pub(crate) addr: SocketAddr,
-    pub(crate) expect: Option<NodeId>,
-    pub(crate) purpose: crate::transaction::Purpose,
-}
-
-/// A full bucket's pending ping/swap: `candidate` waits while `checking` is pinged.
-#[derive(Clone, Debug)]
-pub(crate) struct SwapCheck {
-    pub(crate) bucket: usize,
-    pub(crate) candidate: NodeInfo,
-    pub(crate) checking: Option<NodeId>,
-}
 
 /// All KRPC protocol state for one UDP socket: routing table, queries in flight, lookups.
 /// It performs no I/O and never reads a clock.
@@ -210,57 +177,26 @@ pub(crate) struct SwapCheck {
 /// ```
 #[derive(Debug)]
 pub struct Endpoint {
-    pub(crate) config: Config,
-    pub(crate) policy: AddressPolicy,
-    pub(crate) decoder: Decoder,
-    pub(crate) id: NodeId,
-    pub(crate) rng: ChaCha12Rng,
-    /// BEP 5's table: IPv4 contacts (IPv4-mapped IPv6 addresses included).
-    pub(crate) table: RoutingTable,
-    /// BEP 32: "a separate routing table" for IPv6 contacts, so that neither family's nodes
-    /// crowd the other's out of a bucket.
-    pub(crate) table6: RoutingTable,
-    pub(crate) now: Instant,
-    pub(crate) closed: bool,
-    pub(crate) next_op: u64,
-    pub(crate) ops: BTreeMap<OpId, Op>,
-    /// Lookups in start order; foreground before background is decided at dispatch.
-    pub(crate) lookup_order: Vec<OpId>,
-    pub(crate) txs: Transactions,
-    pub(crate) waiting: VecDeque<(OpId, Peer)>,
-    pub(crate) internal: VecDeque<InternalPing>,
-    pub(crate) swap_checks: Vec<SwapCheck>,
-    pub(crate) transmits: VecDeque<Outbound>,
-    pub(crate) events: VecDeque<Event>,
-    pub(crate) stats: Stats,
-    /// Soft deadlines of lookup queries (`lookup_soft_timeout`), earliest first (kept sorted
-    /// on insertion: adaptive soft timeouts differ); entries of answered queries are skipped.
-    pub(crate) soft_deadlines: VecDeque<(Instant, TxRef)>,
-    /// Round trips of our queries, for the adaptive soft timeout.
-    pub(crate) rtt: crate::lookup::RttEstimator,
-    pub(crate) next_maintenance: Instant,
-    /// Kept so that answering a ping never allocates.
-    pub(crate) empty_dict: Dictionary,
-    pub(crate) ping_query: Query,
+    config: Config,
+    policy: AddressPolicy,
+    decoder: Decoder,
+    id: NodeId,
+    rng: ChaCha12Rng,
+    now: Instant,
+    closed: bool,
+    timers: TimerTable,
+    rpc: Rpc,
+    ops: Operations,
+    tables: Tables,
     /// The BEP 5 node layer, when [`Config::dht`] is set.
-    pub(crate) dht: Option<alloc::boxed::Box<server::DhtState>>,
-    /// Lookups and `query_all`s that belong to node-layer operations.
-    pub(crate) dht_ops: BTreeMap<OpId, server::DhtOp>,
-    /// The running `bootstrap` lookup, whose end refreshes the buckets it left thin.
-    pub(crate) joining: Option<OpId>,
-    /// Per-source limit on unsolicited queries.
-    pub(crate) limiter: SourceLimiter,
-    /// Global budget for the bytes of our answers.
-    pub(crate) budget: ReplyBudget,
+    node: Option<Box<NodeLayer>>,
+    swap_checks: SwapChecks,
+    events: Events,
+    stats: Stats,
+    /// Kept so that answering a ping never allocates.
+    empty_dict: Dictionary,
+    ping_query: Query,
 }
-
-/// Whether `addr` is an IPv6 node (not an IPv4-mapped one).
-pub(crate) fn is_v6(addr: &SocketAddr) -> bool {
-    crate::wire::canonical_ip(addr.ip()).is_ipv6()
-}
-
-/// Cap on internal pings waiting for a slot (verifications and ping/swap checks).
-pub(crate) const MAX_INTERNAL_PINGS: usize = 64;
 
 impl Endpoint {
     /// Creates an endpoint. All randomness (our id if none is configured, transaction ids,
@@ -282,43 +218,28 @@ impl Endpoint {
         };
         let decoder = Decoder::new().with_id_len(config.id_len).with_max_len(config.max_datagram_len);
         let policy = crate::address::effective_policy(config.address_policy, &config.bootstrap);
-        let dht = config.dht.clone().map(|d| server::DhtState::new(d, &mut rng, now));
-        let limiter = SourceLimiter::new(config.rate_limit, &mut rng);
-        let budget = ReplyBudget::new(config.rate_limit.reply_bytes_per_sec, now);
-        let mut table = RoutingTable::new(id, config.k);
-        for bucket in 0..table.bucket_count() {
-            table.mark_bucket_refreshed(bucket, now);
-        }
-        let table6 = table.clone();
+        let node = config.dht.clone().map(|d| NodeLayer::new(d, &mut rng, now));
+        let rpc = Rpc::new(&config, &mut rng, now);
+        let mut timers = TimerTable::default();
+        timers.set(Timer::Maintenance, Some(now + MAINTENANCE_INTERVAL));
+        timers.set(Timer::NodeLayer, node.as_ref().map(|n| n.next_deadline()));
         Ok(Endpoint {
             policy,
             decoder,
             id,
             rng,
-            table,
-            table6,
             now,
             closed: false,
-            next_op: 1,
-            ops: BTreeMap::new(),
-            lookup_order: Vec::new(),
-            txs: Transactions::default(),
-            waiting: VecDeque::new(),
-            internal: VecDeque::new(),
-            swap_checks: Vec::new(),
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
+            timers,
+            rpc,
+            ops: Operations::new(),
+            tables: Tables::new(id, config.k, now),
+            node,
+            swap_checks: SwapChecks::default(),
+            events: Events::new(config.max_queued_events),
             stats: Stats::default(),
-            soft_deadlines: VecDeque::new(),
-            rtt: crate::lookup::RttEstimator::default(),
-            next_maintenance: now + MAINTENANCE_INTERVAL,
             empty_dict: Dictionary::new(),
             ping_query: Query::ping(),
-            dht,
-            dht_ops: BTreeMap::new(),
-            joining: None,
-            limiter,
-            budget,
             config,
         })
     }
@@ -338,27 +259,18 @@ impl Endpoint {
     /// [`swap`](Self::swap)). Nodes at IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, what a
     /// dual-stack socket reports) are IPv4 nodes.
     pub fn routing_table(&self) -> &RoutingTable {
-        &self.table
+        self.tables.v4()
     }
 
     /// The routing table of IPv6 nodes. BEP 32 keeps one table per address family; both use
     /// our one node id. It stays empty unless IPv6 nodes answer us.
     pub fn routing_table6(&self) -> &RoutingTable {
-        &self.table6
+        self.tables.v6()
     }
 
     /// Both routing tables, IPv4 first.
     pub fn routing_tables(&self) -> [&RoutingTable; 2] {
-        [&self.table, &self.table6]
-    }
-
-    /// The table a node at `addr` belongs in.
-    pub(crate) fn table_of(&self, addr: &SocketAddr) -> &RoutingTable {
-        if is_v6(addr) { &self.table6 } else { &self.table }
-    }
-
-    pub(crate) fn table_of_mut(&mut self, addr: &SocketAddr) -> &mut RoutingTable {
-        if is_v6(addr) { &mut self.table6 } else { &mut self.table }
+        [self.tables.v4(), self.tables.v6()]
     }
 
     /// Counters.
@@ -369,12 +281,12 @@ impl Endpoint {
     /// Sources the rate limiter tracks right now (at most
     /// [`RateLimit::sources`](crate::RateLimit::sources)).
     pub fn tracked_sources(&self) -> usize {
-        self.limiter.tracked()
+        self.rpc.tracked_sources()
     }
 
     /// Our queries in flight.
     pub fn in_flight(&self) -> usize {
-        self.txs.len()
+        self.rpc.in_flight()
     }
 
     /// Commands still running (queries, query_all, lookups).
@@ -396,18 +308,10 @@ impl Endpoint {
     /// included), for memory accounting in simulations.
     pub fn memory_footprint(&self) -> usize {
         core::mem::size_of::<Self>()
-            + (self.table.bucket_count() + self.table6.bucket_count())
-                * self.config.k
-                * core::mem::size_of::<crate::routing::Contact>()
-            + self.txs.capacity_bytes()
-            + self.transmits.capacity() * core::mem::size_of::<Outbound>()
-            + self.events.capacity() * core::mem::size_of::<Event>()
-            + self.waiting.capacity() * core::mem::size_of::<(OpId, Peer)>()
-            + self.internal.capacity() * core::mem::size_of::<InternalPing>()
-            + self.soft_deadlines.capacity() * core::mem::size_of::<(Instant, TxRef)>()
-            + self.lookup_order.capacity() * 8
-            + self.ops.len() * (core::mem::size_of::<Op>() + 32)
-            + self.limiter.capacity_bytes()
+            + self.tables.memory_footprint(self.config.k)
+            + self.rpc.memory_footprint()
+            + self.events.memory_footprint()
+            + self.ops.memory_footprint()
     }
 
     /// The next event, oldest first.
@@ -415,7 +319,7 @@ impl Endpoint {
     /// Call this after every input and command until it returns `None`.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.events.pop()
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next: the earliest query
@@ -427,72 +331,40 @@ impl Endpoint {
     /// `poll_transmit` and `poll_event`.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        if !self.transmits.is_empty() || !self.events.is_empty() {
+        if self.rpc.has_outbound() || !self.events.is_empty() {
             return Some(self.now);
         }
         if self.closed {
             return None;
         }
-        let mut next = match self.txs.next_deadline() {
-            Some(d) => d.min(self.next_maintenance),
-            None => self.next_maintenance,
-        };
-        if let Some(rotation) = self.dht_next_deadline() {
-            next = next.min(rotation);
-        }
-        if let Some(soft) = self.next_soft_deadline() {
-            next = next.min(soft);
-        }
-        Some(next.max(self.now))
+        self.rearm();
+        Some(self.timers.next()?.max(self.now))
     }
 
-    /// The earliest soft deadline of a lookup query still in flight.
-    fn next_soft_deadline(&mut self) -> Option<Instant> {
-        while let Some(&(deadline, r)) = self.soft_deadlines.front() {
-            if self.txs.get(r).is_some() {
-                return Some(deadline);
-            }
-            self.soft_deadlines.pop_front();
-        }
-        None
+    /// Files each part's earliest deadline in the timer table. The maintenance timer is set
+    /// where it fires (`upkeep.rs`); the others follow state that changes on every input and
+    /// every datagram sent, so they are read here, where the table is read.
+    fn rearm(&mut self) {
+        self.timers.set(Timer::QueryTimeout, self.rpc.next_query_deadline());
+        self.timers.set(Timer::SoftTimeout, self.rpc.next_soft_deadline());
+        self.timers.set(Timer::NodeLayer, self.node.as_ref().map(|n| n.next_deadline()));
     }
 
-    pub(crate) fn advance(&mut self, now: Instant) -> Instant {
-        // Time does not go backwards inside the engine.
+    /// Time does not go backwards inside the engine.
+    fn advance(&mut self, now: Instant) -> Instant {
         if now > self.now {
             self.now = now;
         }
         self.now
     }
 
-    pub(crate) fn new_op(&mut self) -> OpId {
-        let id = OpId(self.next_op);
-        self.next_op += 1;
-        id
+    /// The end of every input and command: queued work goes into free slots, from this one
+    /// place.
+    fn finish_input(&mut self) {
+        self.dispatch();
     }
 
-    pub(crate) fn push_event(&mut self, event: Event) {
-        // Results of operations (bounded by the operation caps) are never dropped; when the
-        // queue is full, notices (routing changes, replies, incoming queries) go, oldest first.
-        let droppable = |e: &Event| {
-            !matches!(
-                e,
-                Event::QueryDone { .. }
-                    | Event::QueryAllDone { .. }
-                    | Event::LookupDone { .. }
-                    | Event::AnnounceDone { .. }
-                    | Event::IdChanged { .. }
-            )
-        };
-        if self.events.len() >= self.config.max_queued_events {
-            if let Some(i) = self.events.iter().position(droppable) {
-                self.events.remove(i);
-                self.stats.events_dropped += 1;
-            } else if droppable(&event) {
-                self.stats.events_dropped += 1;
-                return;
-            }
-        }
-        self.events.push_back(event);
+    fn push_event(&mut self, event: Event) {
+        self.events.push(event, &mut self.stats);
     }
 }

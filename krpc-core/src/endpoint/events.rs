@@ -1,0 +1,83 @@
+//! The event queue: what the endpoint tells the application, capped.
+
+use alloc::collections::VecDeque;
+
+use crate::event::Event;
+use crate::stats::Stats;
+
+/// Events waiting for `poll_event`, at most `cap` of them.
+#[derive(Debug)]
+pub(crate) struct Events {
+    queue: VecDeque<Event>,
+    cap: usize,
+}
+
+/// Results of operations (bounded by the operation caps) are never dropped; notices (routing
+/// changes, replies, incoming queries) may be.
+fn droppable(e: &Event) -> bool {
+    !matches!(
+        e,
+        Event::QueryDone { .. }
+            | Event::QueryAllDone { .. }
+            | Event::LookupDone { .. }
+            | Event::AnnounceDone { .. }
+            | Event::IdChanged { .. }
+    )
+}
+
+impl Events {
+    pub(crate) fn new(cap: usize) -> Events {
+        Events { queue: VecDeque::new(), cap }
+    }
+
+    /// Queues an event. When the queue is full the oldest notice goes to make room; a notice
+    /// that finds only results in the queue is dropped itself. Drops are counted.
+    pub(crate) fn push(&mut self, event: Event, stats: &mut Stats) {
+        if self.queue.len() >= self.cap {
+            if let Some(i) = self.queue.iter().position(droppable) {
+                self.queue.remove(i);
+                stats.events_dropped += 1;
+            } else if droppable(&event) {
+                stats.events_dropped += 1;
+                return;
+            }
+        }
+        self.queue.push_back(event);
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Event> {
+        self.queue.pop_front()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub(crate) fn memory_footprint(&self) -> usize {
+        self.queue.capacity() * core::mem::size_of::<Event>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{NodeId, NodeInfo, OpId, QueryError};
+
+    #[test]
+    fn a_full_queue_drops_notices_never_results() {
+        let mut events = Events::new(2);
+        let mut stats = Stats::default();
+        let notice = || Event::NodeAdded(NodeInfo::new(NodeId::from_array([1; 20]), "10.0.0.1:1".parse().unwrap()));
+        let result = |n| Event::QueryDone { op: OpId(n), result: Err(QueryError::Timeout) };
+        events.push(notice(), &mut stats);
+        events.push(result(1), &mut stats);
+        events.push(result(2), &mut stats);
+        assert_eq!(stats.events_dropped, 1, "the notice made room");
+        events.push(notice(), &mut stats);
+        assert_eq!(stats.events_dropped, 2, "a notice finds only results: it goes");
+        events.push(result(3), &mut stats);
+        assert!(matches!(events.pop(), Some(Event::QueryDone { op: OpId(1), .. })));
+        assert!(matches!(events.pop(), Some(Event::QueryDone { op: OpId(2), .. })));
+        assert!(matches!(events.pop(), Some(Event::QueryDone { op: OpId(3), .. })), "results are never dropped");
+    }
+}

@@ -1,0 +1,399 @@
+//! Operations: the commands that run over time — `query`, `query_all`, lookups, and the
+//! multi-phase `announce` — and their results.
+//!
+//! Every operation has one [`OpId`] from start to end, whatever phases it goes through: an
+//! announce is one [`Op::Announce`] whose phase moves from a `get_peers` lookup to the
+//! `announce_peer` queries (BEP 5), with no side map and no id guessed ahead. The part only
+//! holds state and turns results into [`Event`]s; it sends nothing itself. What to send next
+//! is read from it by the dispatcher (`outbound.rs`), which owns the slots.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use arrayvec::ArrayVec;
+
+use crate::event::{Event, LookupNode, LookupOutcome, OpId};
+use crate::lookup::Lookup;
+use crate::query::{Peer, Query};
+use crate::transaction::Purpose;
+use crate::wire::Dictionary;
+use crate::{NodeId, QueryError, Reply};
+
+/// What a lookup is for, which decides how it ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LookupKind {
+    /// `closest`, `populate`, `find_node`, table refresh: ends with [`Event::LookupDone`].
+    Plain,
+    /// `bootstrap`: when it completes, the buckets it left thin are refreshed.
+    Join,
+    /// `get_peers`: each reply's `values` become [`Event::Peers`].
+    GetPeers,
+}
+
+/// The state shared by `query_all` and an announce's second phase.
+#[derive(Debug)]
+pub(crate) struct QueryAll {
+    pub(crate) query: Query,
+    outstanding: usize,
+    hits: usize,
+    /// BEP 44's CAS and sequence errors are what a caller needs to see when nothing stored.
+    error_3xx: Option<QueryError>,
+    /// Replies are surfaced as [`Event::Reply`] (not for an announce, whose caller only
+    /// wants the count).
+    report: bool,
+}
+
+impl QueryAll {
+    fn new(query: Query, outstanding: usize, report: bool) -> QueryAll {
+        QueryAll { query, outstanding, hits: 0, error_3xx: None, report }
+    }
+
+    /// One query's result: the reply to surface, and the final result when it was the last.
+    fn record(&mut self, result: Result<Reply, QueryError>) -> (Option<Reply>, Option<Result<usize, QueryError>>) {
+        self.outstanding -= 1;
+        let reply = match result {
+            Ok(reply) => {
+                self.hits += 1;
+                self.report.then_some(reply)
+            }
+            Err(e) => {
+                if let QueryError::Remote { code: 300..=399, .. } = e {
+                    self.error_3xx.get_or_insert(e);
+                }
+                None
+            }
+        };
+        let done = (self.outstanding == 0).then(|| {
+            if self.hits > 0 { Ok(self.hits) } else { Err(self.error_3xx.take().unwrap_or(QueryError::AllFailed)) }
+        });
+        (reply, done)
+    }
+
+    /// The result when ended early: the successes so far if stopped by the caller.
+    fn end_early(&self, error: QueryError) -> Result<usize, QueryError> {
+        if self.hits > 0 && error == QueryError::Cancelled { Ok(self.hits) } else { Err(error) }
+    }
+}
+
+/// An announce (BEP 5): a `get_peers` lookup collecting write tokens, then `announce_peer`
+/// to the closest nodes that gave one.
+#[derive(Debug)]
+pub(crate) struct Announce {
+    info_hash: NodeId,
+    port: Option<u16>,
+    seed: bool,
+    phase: AnnouncePhase,
+}
+
+#[derive(Debug)]
+enum AnnouncePhase {
+    Lookup(Lookup),
+    Store(QueryAll),
+}
+
+impl Announce {
+    /// The `announce_peer` query of the second phase.
+    fn store_query(&self) -> Query {
+        let mut args = Dictionary::new().with_bytes("info_hash", self.info_hash.as_bytes());
+        // BEP 5: "implied_port [...] If it is present and non-zero, the port argument should
+        // be ignored and the source port of the UDP packet should be used".
+        args.insert_int("implied_port", i64::from(self.port.is_none()));
+        args.insert_int("port", i64::from(self.port.unwrap_or(0)));
+        if self.seed {
+            args.insert_int("seed", 1);
+        }
+        Query::new("announce_peer", args).unwrap_or_else(Query::ping)
+    }
+}
+
+/// A running operation.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Query { query: Query },
+    QueryAll(QueryAll),
+    Lookup { lookup: Box<Lookup>, kind: LookupKind },
+    Announce(Box<Announce>),
+}
+
+/// How a lookup ended, for the orchestrator.
+#[derive(Debug)]
+pub(crate) enum LookupEnd {
+    /// Report this event.
+    Report(Event),
+    /// The join completed: report this and refresh the thin buckets.
+    Joined(Event),
+    /// An announce's lookup completed: send this query to these token holders under the same
+    /// operation id ([`Operations::begin_store`]).
+    Store { peers: Vec<Peer> },
+}
+
+/// All running operations.
+#[derive(Debug)]
+pub(crate) struct Operations {
+    next: u64,
+    ops: BTreeMap<OpId, Op>,
+    /// Operations in their lookup phase, in start order; foreground before background is
+    /// decided at dispatch.
+    lookup_order: Vec<OpId>,
+}
+
+impl Operations {
+    pub(crate) fn new() -> Operations {
+        Operations { next: 1, ops: BTreeMap::new(), lookup_order: Vec::new() }
+    }
+
+    fn insert(&mut self, op: Op) -> OpId {
+        let id = OpId(self.next);
+        self.next += 1;
+        if matches!(op, Op::Lookup { .. } | Op::Announce(_)) {
+            self.lookup_order.push(id);
+        }
+        self.ops.insert(id, op);
+        id
+    }
+
+    pub(crate) fn start_query(&mut self, query: Query) -> OpId {
+        self.insert(Op::Query { query })
+    }
+
+    pub(crate) fn start_query_all(&mut self, query: Query, peers: usize) -> OpId {
+        self.insert(Op::QueryAll(QueryAll::new(query, peers, true)))
+    }
+
+    pub(crate) fn start_lookup(&mut self, lookup: Lookup, kind: LookupKind) -> OpId {
+        self.insert(Op::Lookup { lookup: Box::new(lookup), kind })
+    }
+
+    pub(crate) fn start_announce(&mut self, lookup: Lookup, info_hash: NodeId, port: Option<u16>, seed: bool) -> OpId {
+        self.insert(Op::Announce(Box::new(Announce { info_hash, port, seed, phase: AnnouncePhase::Lookup(lookup) })))
+    }
+
+    /// An announce moves to its second phase: `peers` queries under the same id.
+    pub(crate) fn begin_store(&mut self, op: OpId, peers: usize) {
+        if let Some(Op::Announce(a)) = self.ops.get_mut(&op) {
+            if let AnnouncePhase::Store(all) = &mut a.phase {
+                all.outstanding = peers;
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Operations in a lookup phase.
+    pub(crate) fn lookups(&self) -> usize {
+        self.lookup_order.len()
+    }
+
+    pub(crate) fn contains(&self, op: OpId) -> bool {
+        self.ops.contains_key(&op)
+    }
+
+    pub(crate) fn ids(&self) -> Vec<OpId> {
+        self.ops.keys().copied().collect()
+    }
+
+    /// Operations in a lookup phase, in start order.
+    pub(crate) fn lookup_order(&self) -> Vec<OpId> {
+        self.lookup_order.clone()
+    }
+
+    /// The lookup of an operation in its lookup phase.
+    pub(crate) fn lookup(&self, op: OpId) -> Option<&Lookup> {
+        match self.ops.get(&op)? {
+            Op::Lookup { lookup, .. } => Some(lookup),
+            Op::Announce(a) => match &a.phase {
+                AnnouncePhase::Lookup(l) => Some(l),
+                AnnouncePhase::Store(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    pub(crate) fn lookup_mut(&mut self, op: OpId) -> Option<&mut Lookup> {
+        match self.ops.get_mut(&op)? {
+            Op::Lookup { lookup, .. } => Some(lookup),
+            Op::Announce(a) => match &mut a.phase {
+                AnnouncePhase::Lookup(l) => Some(l),
+                AnnouncePhase::Store(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Whether the lookup's replies carry peers for the caller (`get_peers`, announce).
+    pub(crate) fn wants_peers(&self, op: OpId) -> bool {
+        matches!(self.ops.get(&op), Some(Op::Lookup { kind: LookupKind::GetPeers, .. } | Op::Announce(_)))
+    }
+
+    /// The query a transaction carries, if its operation still runs.
+    pub(crate) fn query_of(&self, purpose: Purpose) -> Option<&Query> {
+        match purpose {
+            Purpose::Op(op) => match self.ops.get(&op)? {
+                Op::Query { query } => Some(query),
+                Op::QueryAll(all) => Some(&all.query),
+                Op::Announce(a) => match &a.phase {
+                    AnnouncePhase::Store(all) => Some(&all.query),
+                    AnnouncePhase::Lookup(_) => None,
+                },
+                Op::Lookup { .. } => None,
+            },
+            Purpose::Lookup(op) => self.lookup(op).map(|l| &l.query),
+            _ => None,
+        }
+    }
+
+    /// One query of a `query`, `query_all` or announce's store phase got its result. Returns
+    /// the events to report: a reply to surface and/or the final result.
+    pub(crate) fn on_query_result(&mut self, op: OpId, result: Result<Reply, QueryError>) -> ArrayVec<Event, 2> {
+        let mut events = ArrayVec::new();
+        let done = match self.ops.get_mut(&op) {
+            Some(Op::Query { .. }) => Some(Event::QueryDone { op, result }),
+            Some(Op::QueryAll(all)) => {
+                let (reply, done) = all.record(result);
+                if let Some(reply) = reply {
+                    events.push(Event::Reply { op, reply });
+                }
+                done.map(|result| Event::QueryAllDone { op, result })
+            }
+            Some(Op::Announce(a)) => match &mut a.phase {
+                AnnouncePhase::Store(all) => all.record(result).1.map(|result| Event::AnnounceDone { op, result }),
+                AnnouncePhase::Lookup(_) => None,
+            },
+            _ => None,
+        };
+        if let Some(done) = done {
+            self.ops.remove(&op);
+            events.push(done);
+        }
+        events
+    }
+
+    /// Ends a lookup phase. `None` when `op` is not in one.
+    pub(crate) fn finish_lookup(&mut self, op: OpId, outcome: LookupOutcome, k: usize) -> Option<LookupEnd> {
+        self.lookup(op)?;
+        self.lookup_order.retain(|o| *o != op);
+        let completed = outcome == LookupOutcome::Completed;
+        match self.ops.remove(&op)? {
+            Op::Lookup { lookup, kind } => {
+                let event =
+                    Event::LookupDone { op, replies: lookup.replies, closest: lookup.closest_responders(), outcome };
+                Some(if kind == LookupKind::Join && completed {
+                    LookupEnd::Joined(event)
+                } else {
+                    LookupEnd::Report(event)
+                })
+            }
+            Op::Announce(mut a) => {
+                let AnnouncePhase::Lookup(lookup) = &a.phase else { return None };
+                if !completed {
+                    let error =
+                        if outcome == LookupOutcome::ShutDown { QueryError::ShutDown } else { QueryError::Cancelled };
+                    return Some(LookupEnd::Report(Event::AnnounceDone { op, result: Err(error) }));
+                }
+                // BEP 33: "Announce only to the K closest nodes that returned a token".
+                let closest: Vec<LookupNode> = lookup.closest_responders();
+                let peers: Vec<Peer> =
+                    closest.into_iter().filter_map(|n| Some(Peer::node(n.node).with_token(n.token?))).take(k).collect();
+                // Stays registered, under the same id, for its second phase; the orchestrator
+                // says how many queries it queued with `begin_store`.
+                a.phase = AnnouncePhase::Store(QueryAll::new(a.store_query(), 0, false));
+                self.ops.insert(op, Op::Announce(a));
+                Some(LookupEnd::Store { peers })
+            }
+            _ => None,
+        }
+    }
+
+    /// An announce whose second phase could not start ends here.
+    pub(crate) fn fail_store(&mut self, op: OpId, error: QueryError) -> Option<Event> {
+        self.ops.remove(&op).map(|_| Event::AnnounceDone { op, result: Err(error) })
+    }
+
+    /// Ends a `query`, `query_all` or announce store phase early with `error` (cancel,
+    /// shutdown); a stopped `query_all` that already had successes reports their count.
+    pub(crate) fn end_early(&mut self, op: OpId, error: QueryError) -> Option<Event> {
+        Some(match self.ops.remove(&op)? {
+            Op::Query { .. } => Event::QueryDone { op, result: Err(error) },
+            Op::QueryAll(all) => Event::QueryAllDone { op, result: all.end_early(error) },
+            Op::Announce(a) => match &a.phase {
+                AnnouncePhase::Store(all) => Event::AnnounceDone { op, result: all.end_early(error) },
+                AnnouncePhase::Lookup(_) => {
+                    // Not in this state: lookups end through `finish_lookup`.
+                    self.ops.insert(op, Op::Announce(a));
+                    return None;
+                }
+            },
+            lookup @ Op::Lookup { .. } => {
+                self.ops.insert(op, lookup);
+                return None;
+            }
+        })
+    }
+
+    /// Heap bytes held, for memory accounting.
+    pub(crate) fn memory_footprint(&self) -> usize {
+        self.lookup_order.capacity() * 8 + self.ops.len() * (core::mem::size_of::<Op>() + 32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NodeInfo;
+    use crate::lookup::Params;
+    use crate::query::Token;
+
+    fn lookup(target: NodeId) -> Lookup {
+        Lookup::new(
+            target,
+            Query::get_peers(&target),
+            false,
+            false,
+            Params { k: 8, alpha: 3, max_candidates: 64, retries: 0 },
+        )
+    }
+
+    #[test]
+    fn an_announce_keeps_one_id_through_both_phases() {
+        let mut ops = Operations::new();
+        let info_hash = NodeId::from_array([0x42; 20]);
+        let mut l = lookup(info_hash);
+        let node = NodeInfo::new(NodeId::from_array([0x43; 20]), "10.0.0.1:1".parse().unwrap());
+        l.add_node(node);
+        let crate::lookup::Step::Query(_) = l.step(true) else { panic!() };
+        l.on_reply(&node.addr, Some(node.id), Token::new(b"tok"));
+        let op = ops.start_announce(l, info_hash, Some(6881), false);
+        assert_eq!(ops.lookups(), 1);
+        let Some(LookupEnd::Store { peers }) = ops.finish_lookup(op, LookupOutcome::Completed, 8) else { panic!() };
+        assert_eq!(peers.len(), 1);
+        assert_eq!(ops.lookups(), 0, "out of the lookup phase");
+        ops.begin_store(op, peers.len());
+        let query = ops.query_of(Purpose::Op(op)).expect("the store queries run under the announce's id");
+        assert_eq!(query.method(), b"announce_peer");
+        let events = ops.on_query_result(op, Err(QueryError::Timeout));
+        assert!(matches!(&events[..], [Event::AnnounceDone { op: o, result: Err(QueryError::AllFailed) }] if *o == op));
+        assert_eq!(ops.len(), 0);
+    }
+
+    #[test]
+    fn a_stopped_announce_in_its_lookup_phase_reports_cancelled() {
+        let mut ops = Operations::new();
+        let info_hash = NodeId::from_array([1; 20]);
+        let op = ops.start_announce(lookup(info_hash), info_hash, None, true);
+        assert!(ops.end_early(op, QueryError::Cancelled).is_none(), "lookups end through finish_lookup");
+        let end = ops.finish_lookup(op, LookupOutcome::Stopped, 8);
+        assert!(matches!(end, Some(LookupEnd::Report(Event::AnnounceDone { result: Err(QueryError::Cancelled), .. }))));
+    }
+
+    #[test]
+    fn query_all_surfaces_replies_and_prefers_a_3xx_error_over_all_failed() {
+        let mut ops = Operations::new();
+        let op = ops.start_query_all(Query::ping(), 2);
+        let e302 = QueryError::Remote { code: 302, message: b"seq".to_vec() };
+        assert!(ops.on_query_result(op, Err(e302.clone())).is_empty());
+        let events = ops.on_query_result(op, Err(QueryError::Timeout));
+        assert!(matches!(&events[..], [Event::QueryAllDone { result: Err(e), .. }] if *e == e302));
+    }
+}

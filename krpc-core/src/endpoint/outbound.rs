@@ -1,0 +1,216 @@
+//! Turning queued work into datagrams: filling the concurrency slots in priority order
+//! (`dispatch`, run once at the end of every input and command) and encoding in
+//! `poll_transmit`.
+
+use core::net::SocketAddr;
+
+use super::node_layer::Framing;
+use super::rpc::{INTERNAL_EXTRA_SLOTS, Outbound};
+use super::{Endpoint, Transmit};
+use crate::event::{LookupOutcome, OpId};
+use crate::lookup::Step;
+use crate::transaction::Purpose;
+use crate::wire::{Entry, ErrorOut, Insert, QueryOut, ResponseOut, canonical_ip};
+use crate::{Instant, NodeInfo, QueryError};
+
+impl Endpoint {
+    /// Fills free concurrency slots in k-rpc's priority order: queued queries first, then
+    /// foreground lookups in start order, then background lookups. Internal pings fill their
+    /// own slots. Runs until nothing more can start: a lookup that ends here may queue the
+    /// next phase of its operation (an announce's `announce_peer` queries), which goes out
+    /// in the same input.
+    pub(super) fn dispatch(&mut self) {
+        while !self.closed && self.dispatch_pass() {}
+    }
+
+    /// One pass; whether another is needed.
+    fn dispatch_pass(&mut self) -> bool {
+        let cap = self.config.concurrency;
+        while self.rpc.app_in_flight() < cap {
+            let Some((op, peer)) = self.rpc.pop_waiting() else { break };
+            if self.ops.contains(op) {
+                self.rpc.start(&mut self.rng, peer.addr, peer.id, peer.token, Purpose::Op(op));
+            }
+        }
+        let order = self.ops.lookup_order();
+        for &op in &order {
+            if self.ops.lookup(op).is_some_and(|l| !l.background) {
+                self.kick_lookup(op);
+            }
+        }
+        while self.rpc.internal_in_flight() < INTERNAL_EXTRA_SLOTS {
+            let Some(ping) = self.rpc.pop_internal() else { break };
+            self.rpc.start(&mut self.rng, ping.addr, ping.expect, None, ping.purpose);
+        }
+        let background = self.config.background_concurrency();
+        for &op in &order {
+            let own = match self.ops.lookup(op) {
+                Some(l) if l.background => l.in_flight,
+                _ => continue,
+            };
+            // k-rpc's rule: a background lookup starts sending only while few queries are in
+            // flight, or while nothing else is (internal pings, in their own slots, do not
+            // count: a steady stream of them would hold it back for good).
+            let in_flight = self.rpc.app_in_flight();
+            if in_flight < background || (in_flight == own && self.rpc.waiting_is_empty()) {
+                self.kick_lookup(op);
+            }
+        }
+        // The waiting queue was drained into the free slots above, so queries waiting now
+        // with a slot free were queued during this pass: the next phase of an operation
+        // whose lookup just ended.
+        !self.rpc.waiting_is_empty() && self.rpc.app_in_flight() < cap
+    }
+
+    fn kick_lookup(&mut self, op: OpId) {
+        loop {
+            let may_send = self.rpc.app_in_flight() < self.config.concurrency;
+            let Some(lookup) = self.ops.lookup_mut(op) else { return };
+            match lookup.step(may_send) {
+                Step::Query(i) => {
+                    let c = &lookup.candidates[i];
+                    let (addr, id) = (c.addr, c.id);
+                    self.rpc.start(&mut self.rng, addr, id, None, Purpose::Lookup(op));
+                }
+                Step::Wait => return,
+                Step::Done => {
+                    self.finish_lookup(op, LookupOutcome::Completed);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes the next datagram into `buf` and says where it goes.
+    ///
+    /// `buf` should hold `max_datagram_len` bytes (1500 suffices for every standard
+    /// message). A datagram that does not fit is dropped and counted; a query that does not
+    /// fit fails with [`QueryError::TooLarge`].
+    ///
+    /// Call this after every input and command until it returns `None`.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let now = self.advance(now);
+        while let Some(out) = self.rpc.pop_outbound() {
+            let version = self.config.version;
+            let version = version.as_ref().map(|v| &v[..]);
+            let id = self.id;
+            let ip_of = |addr: SocketAddr| if self.config.send_ip { Some(addr) } else { None };
+            let empty = &self.empty_dict;
+            let (to, written, tx) = match &out {
+                Outbound::Query(r) => {
+                    let Some(tx) = self.rpc.tx(*r) else { continue };
+                    let query = match tx.purpose {
+                        Purpose::Check | Purpose::Verify => &self.ping_query,
+                        purpose => match self.ops.query_of(purpose) {
+                            Some(query) => query,
+                            None => continue,
+                        },
+                    };
+                    let tid = tx.tid.to_be_bytes();
+                    let mut extra = arrayvec::ArrayVec::<Entry<'_>, 2>::new();
+                    extra.push(Entry { key: b"id", value: Insert::Bytes(id.as_bytes()), replace: false });
+                    if let Some(token) = &tx.token {
+                        extra.push(Entry { key: b"token", value: Insert::Bytes(token.as_bytes()), replace: true });
+                    }
+                    let out = QueryOut {
+                        transaction_id: &tid,
+                        method: query.method(),
+                        args: query.args(),
+                        extra: &extra,
+                        read_only: self.config.read_only,
+                        version,
+                    };
+                    (tx.addr, out.encode(buf), Some(*r))
+                }
+                Outbound::Pong { to, t } => {
+                    let extra = [Entry { key: b"id", value: Insert::Bytes(id.as_bytes()), replace: false }];
+                    let out = ResponseOut { transaction_id: t, values: empty, extra: &extra, ip: ip_of(*to), version };
+                    (*to, out.encode(buf), None)
+                }
+                Outbound::Response { to, t, values, nodes } => {
+                    let mut extra = arrayvec::ArrayVec::<Entry<'_>, 3>::new();
+                    extra.push(Entry { key: b"id", value: Insert::Bytes(id.as_bytes()), replace: false });
+                    // `::ffff:a.b.c.d` (a dual-stack socket's view of an IPv4 peer) is an IPv4 node.
+                    let v4 = |n: &NodeInfo| canonical_ip(n.addr.ip()).is_ipv4();
+                    if nodes.iter().any(v4) {
+                        extra.push(Entry { key: b"nodes", value: Insert::NodesV4(nodes), replace: true });
+                    }
+                    if !nodes.iter().all(v4) {
+                        extra.push(Entry { key: b"nodes6", value: Insert::NodesV6(nodes), replace: true });
+                    }
+                    let out = ResponseOut { transaction_id: t, values, extra: &extra, ip: ip_of(*to), version };
+                    (*to, out.encode(buf), None)
+                }
+                Outbound::Error { to, t, code, message } => {
+                    let out = ErrorOut { transaction_id: t, code: *code, message, ip: ip_of(*to), version };
+                    (*to, out.encode(buf), None)
+                }
+                Outbound::FindNode { to, t, target, want } => {
+                    let framing = Framing { id: &id, version, send_ip: self.config.send_ip, empty };
+                    let written = match self.node.as_deref() {
+                        Some(node) => node.encode_find_node(&self.tables, now, &framing, buf, *to, t, target, *want),
+                        None => continue,
+                    };
+                    (*to, written, None)
+                }
+                Outbound::GetPeers { to, t, info_hash, want, noseed, scrape } => {
+                    let framing = Framing { id: &id, version, send_ip: self.config.send_ip, empty };
+                    let written = match self.node.as_deref_mut() {
+                        Some(node) => node.encode_get_peers(
+                            &self.tables,
+                            now,
+                            &mut self.rng,
+                            &framing,
+                            buf,
+                            *to,
+                            t,
+                            info_hash,
+                            *want,
+                            *noseed,
+                            *scrape,
+                        ),
+                        None => continue,
+                    };
+                    (*to, written, None)
+                }
+            };
+            match written {
+                Ok(len) => {
+                    match tx {
+                        Some(r) => {
+                            self.rpc.mark_sent(r, now);
+                            self.stats.queries_out += 1;
+                        }
+                        None => {
+                            self.stats.replies_out += 1;
+                            // Whoever the answer is for, it uses the budget; whether a query is
+                            // answered at all was decided when it arrived.
+                            self.rpc.spend(len);
+                        }
+                    }
+                    return Some(Transmit { destination: to, len, tx });
+                }
+                Err(_) => {
+                    self.stats.transmits_dropped += 1;
+                    if let Some(tx) = tx.and_then(|r| self.rpc.take(r)) {
+                        self.tx_failed(tx, QueryError::TooLarge, now);
+                        self.finish_input();
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Tells the engine that the driver could not send `transmit` (unreachable, message too
+    /// long, ...): the query it carried fails at once with [`QueryError::SendFailed`] instead
+    /// of waiting for its timeout (weakness W8). Replies are simply lost.
+    pub fn fail_transmit(&mut self, now: Instant, transmit: &Transmit) {
+        let now = self.advance(now);
+        if let Some(tx) = transmit.tx.and_then(|r| self.rpc.take(r)) {
+            self.tx_failed(tx, QueryError::SendFailed, now);
+            self.finish_input();
+        }
+    }
+}

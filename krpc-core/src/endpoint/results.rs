@@ -1,0 +1,151 @@
+//! Where a query's result goes: the operation that sent it (`query`, `query_all`, a lookup,
+//! an announce), or upkeep (a ping/swap check). Also how operations end, and what an ending
+//! starts (an announce's second phase, the refresh after a join).
+
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+use super::Endpoint;
+use super::ops::LookupEnd;
+use crate::address::{is_never_valid, may_query_learned};
+use crate::event::{Datagram, Event, LookupOutcome, OpId};
+use crate::query::Token;
+use crate::transaction::{Purpose, Tx, same_endpoint};
+use crate::wire::Fields;
+use crate::{Instant, NodeId, QueryError, Reply};
+
+impl Endpoint {
+    /// A matched reply (or remote error) reaches the owner of its transaction.
+    pub(super) fn deliver(
+        &mut self,
+        tx: Tx,
+        result: Result<Option<NodeId>, QueryError>,
+        from: SocketAddr,
+        datagram: &[u8],
+        fields: Option<Fields<'_>>,
+        now: Instant,
+    ) {
+        match tx.purpose {
+            Purpose::Op(op) => {
+                let result = result.map(|_| Reply::new(from, Datagram::new(datagram, self.decoder)));
+                self.query_result(op, result);
+            }
+            Purpose::Lookup(op) => self.lookup_reply(op, result, from, datagram, fields),
+            Purpose::Check => self.check_result(&tx, result.is_ok(), now),
+            Purpose::Verify | Purpose::Detached => {}
+        }
+    }
+
+    fn lookup_reply(
+        &mut self,
+        op: OpId,
+        result: Result<Option<NodeId>, QueryError>,
+        from: SocketAddr,
+        datagram: &[u8],
+        fields: Option<Fields<'_>>,
+    ) {
+        let own = self.id;
+        let policy = self.policy;
+        let mut filtered = 0;
+        let Some(lookup) = self.ops.lookup_mut(op) else { return };
+        let (Ok(rid), Some(f)) = (&result, fields) else {
+            lookup.on_failure(&from);
+            return;
+        };
+        // A bootstrap entry that turns out to be ourselves is no responder (k-rpc excludes its
+        // own id from the lookup too).
+        let rid = rid.filter(|id| *id != own);
+        lookup.on_reply(&from, rid, f.token().and_then(Token::new));
+        for node in f.nodes().into_iter().flatten().chain(f.nodes6().into_iter().flatten()) {
+            if node.id == own {
+                continue;
+            }
+            if !may_query_learned(&node.addr, policy) {
+                filtered += 1;
+                continue;
+            }
+            lookup.add_node(node);
+        }
+        let report = lookup.report_replies;
+        self.stats.nodes_filtered += filtered;
+        if self.ops.wants_peers(op) {
+            let peers: Vec<SocketAddr> = f.values().collect();
+            if !peers.is_empty() {
+                self.push_event(Event::Peers { op, from, peers });
+            }
+        }
+        if report {
+            let reply = Reply::new(from, Datagram::new(datagram, self.decoder));
+            self.push_event(Event::Reply { op, reply });
+        }
+    }
+
+    /// A transaction failed without a reply (timeout, send failure, too large).
+    pub(super) fn tx_failed(&mut self, tx: Tx, error: QueryError, now: Instant) {
+        if let Some(id) = tx.expect_id {
+            if self.tables.of(&tx.addr).get(&id).is_some_and(|c| same_endpoint(&c.addr(), &tx.addr)) {
+                // One failure never evicts (k-rpc evicted on the first timeout, W5); the
+                // ping/swap protocol replaces nodes that stay silent.
+                self.tables.of_mut(&tx.addr).record_failure(&id, now);
+            }
+        }
+        match tx.purpose {
+            Purpose::Op(op) => self.query_result(op, Err(error)),
+            Purpose::Lookup(op) => {
+                if let Some(lookup) = self.ops.lookup_mut(op) {
+                    // Only silence is worth another try (`lookup_retries`); an error or a send
+                    // failure would come back the same.
+                    if error == QueryError::Timeout {
+                        lookup.on_timeout(&tx.addr);
+                    } else {
+                        lookup.on_failure(&tx.addr);
+                    }
+                }
+            }
+            Purpose::Check => self.check_result(&tx, false, now),
+            Purpose::Verify | Purpose::Detached => {}
+        }
+    }
+
+    /// The outcome of one query of a `query`, `query_all` or an announce's second phase.
+    fn query_result(&mut self, op: OpId, result: Result<Reply, QueryError>) {
+        for event in self.ops.on_query_result(op, result) {
+            self.push_event(event);
+        }
+    }
+
+    /// Ends an operation's lookup phase and reports it, or starts what comes after it.
+    pub(super) fn finish_lookup(&mut self, op: OpId, outcome: LookupOutcome) {
+        let Some(end) = self.ops.finish_lookup(op, outcome, self.config.k) else { return };
+        self.rpc.detach(op);
+        match end {
+            LookupEnd::Report(event) => self.push_event(event),
+            LookupEnd::Joined(event) => {
+                self.refresh_thin_buckets(self.now);
+                self.push_event(event);
+            }
+            LookupEnd::Store { peers } => {
+                // The announce's second phase: its queries run under the same id.
+                let peers: Vec<_> = peers.into_iter().filter(|p| !is_never_valid(&p.addr)).collect();
+                if peers.is_empty() || !self.rpc.can_queue(peers.len()) {
+                    if let Some(event) = self.ops.fail_store(op, QueryError::NoNodes) {
+                        self.push_event(event);
+                    }
+                    return;
+                }
+                self.ops.begin_store(op, peers.len());
+                for peer in peers {
+                    self.rpc.queue_query(op, peer);
+                }
+            }
+        }
+    }
+
+    /// Ends a `query`, `query_all` or an announce's second phase early with `error`.
+    pub(super) fn end_op(&mut self, op: OpId, error: QueryError) {
+        if let Some(event) = self.ops.end_early(op, error) {
+            self.rpc.detach(op);
+            self.push_event(event);
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! The RPC layer: our queries in flight and the slots they hold, the queues of queries waiting
+//! for a slot, admission of unsolicited datagrams (per-source limit, reply byte budget), and
+//! the outbound queue with its cap.
+//!
+//! It knows nothing of what a query is for beyond its [`Purpose`]; the operations part decides
+//! what to send, the node layer what to answer. Every datagram the engine sends passes through
+//! [`Rpc::push`], so the cap on the outbound queue is checked in one place.
+
+use alloc::collections::VecDeque;
+use arrayvec::ArrayVec;
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use rand_chacha::ChaCha12Rng;
+
+use crate::config::Config;
+use crate::event::{MAX_TRANSACTION_ID_LEN, OpId};
+use crate::lookup::RttEstimator;
+use crate::query::{Peer, Token};
+use crate::rate_limit::{Admission, ReplyBudget, SourceLimiter};
+use crate::stats::Stats;
+use crate::transaction::{Mismatch, Purpose, Transactions, Tx, TxRef, same_endpoint};
+use crate::wire::{Dictionary, Want};
+use crate::{Instant, NodeId, NodeInfo};
+
+/// Internal pings (verifications, ping/swap checks) run in this many slots of their own,
+/// beside the application's `concurrency`: table upkeep is not starved by a busy application,
+/// and a steady stream of unknown queriers (each verified by a ping) cannot take the
+/// application's slots either.
+pub(crate) const INTERNAL_EXTRA_SLOTS: usize = 4;
+
+/// Cap on internal pings waiting for a slot (verifications and ping/swap checks).
+pub(crate) const MAX_INTERNAL_PINGS: usize = 64;
+
+/// Longest error message we send; longer ones are cut.
+pub(crate) const MAX_ERROR_MESSAGE: usize = 128;
+
+/// A transaction id to echo in an answer.
+pub(crate) type Tid = ArrayVec<u8, MAX_TRANSACTION_ID_LEN>;
+
+/// Copies a `t` that the decoder already capped at [`MAX_TRANSACTION_ID_LEN`].
+pub(crate) fn tid(t: &[u8]) -> Tid {
+    let mut out = ArrayVec::new();
+    let _ = out.try_extend_from_slice(&t[..t.len().min(MAX_TRANSACTION_ID_LEN)]);
+    out
+}
+
+/// A datagram waiting for `poll_transmit`. Answers are encoded when they leave, from the
+/// state they describe, so the queue holds no encoded bytes.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// One of our queries.
+    Query(TxRef),
+    /// An empty answer carrying only our id (`ping`, a stored `announce_peer`).
+    Pong { to: SocketAddr, t: Tid },
+    /// The application's answer (`respond`).
+    Response { to: SocketAddr, t: Tid, values: Dictionary, nodes: alloc::vec::Vec<NodeInfo> },
+    /// A KRPC error.
+    Error { to: SocketAddr, t: Tid, code: i64, message: ArrayVec<u8, MAX_ERROR_MESSAGE> },
+    /// Node layer: a `find_node` answer, encoded from the table when it leaves.
+    FindNode { to: SocketAddr, t: Tid, target: NodeId, want: Want },
+    /// Node layer: a `get_peers` answer, encoded from the table and peer store when it leaves.
+    GetPeers { to: SocketAddr, t: Tid, info_hash: NodeId, want: Want, noseed: bool, scrape: bool },
+}
+
+/// A ping the engine sends for its own bookkeeping.
+#[derive(Clone, Debug)]
+pub(crate) struct InternalPing {
+    pub(crate) addr: SocketAddr,
+    pub(crate) expect: Option<NodeId>,
+    pub(crate) purpose: Purpose,
+}
+
+/// Outcome of matching a reply.
+pub(crate) enum Matched {
+    /// It answers this transaction, now finished.
+    Tx(Tx),
+    /// It answers nothing of ours; counted and dropped.
+    Unmatched,
+}
+
+/// The RPC layer's state.
+#[derive(Debug)]
+pub(crate) struct Rpc {
+    txs: Transactions,
+    /// Application queries waiting for one of the `concurrency` slots.
+    waiting: VecDeque<(OpId, Peer)>,
+    /// Internal pings waiting for one of their own slots.
+    internal: VecDeque<InternalPing>,
+    outbound: VecDeque<Outbound>,
+    /// Soft deadlines of lookup queries (`lookup_soft_timeout`), earliest first (kept sorted
+    /// on insertion: adaptive soft timeouts differ); entries of answered queries are skipped.
+    soft_deadlines: VecDeque<(Instant, TxRef)>,
+    /// Round trips of our queries, for the adaptive soft timeout.
+    rtt: RttEstimator,
+    /// Per-source limit on unsolicited queries.
+    limiter: SourceLimiter,
+    /// Global budget for the bytes of our answers.
+    budget: ReplyBudget,
+    timeout: Duration,
+    soft_timeout: Option<Duration>,
+    adaptive_soft_timeout: bool,
+    max_queued_queries: usize,
+    max_outbound: usize,
+}
+
+impl Rpc {
+    pub(crate) fn new(config: &Config, rng: &mut ChaCha12Rng, now: Instant) -> Rpc {
+        Rpc {
+            txs: Transactions::default(),
+            waiting: VecDeque::new(),
+            internal: VecDeque::new(),
+            outbound: VecDeque::new(),
+            soft_deadlines: VecDeque::new(),
+            rtt: RttEstimator::default(),
+            limiter: SourceLimiter::new(config.rate_limit, rng),
+            budget: ReplyBudget::new(config.rate_limit.reply_bytes_per_sec, now),
+            timeout: config.timeout,
+            soft_timeout: config.lookup_soft_timeout,
+            adaptive_soft_timeout: config.lookup_adaptive_soft_timeout,
+            max_queued_queries: config.max_queued_queries,
+            max_outbound: config.max_queued_transmits,
+        }
+    }
+
+    // ---- admission of unsolicited datagrams ----
+
+    /// Counts an unsolicited datagram against its source's limit; false if it must be dropped.
+    pub(crate) fn admit(&mut self, now: Instant, from: SocketAddr, stats: &mut Stats) -> bool {
+        match self.limiter.admit(now, from) {
+            Admission::Admit => return true,
+            Admission::NewlyBlocked => stats.sources_blocked += 1,
+            Admission::Blocked => {}
+        }
+        stats.rate_limited += 1;
+        false
+    }
+
+    /// Whether the reply budget has bytes left; counts the answer dropped if not.
+    pub(crate) fn within_budget(&mut self, now: Instant, stats: &mut Stats) -> bool {
+        let left = self.budget.allows(now);
+        if !left {
+            stats.replies_over_budget += 1;
+        }
+        left
+    }
+
+    /// Sources the rate limiter tracks.
+    pub(crate) fn tracked_sources(&self) -> usize {
+        self.limiter.tracked()
+    }
+
+    // ---- the outbound queue ----
+
+    /// Whether one more datagram fits the outbound queue.
+    pub(crate) fn has_room(&self) -> bool {
+        self.outbound.len() < self.max_outbound
+    }
+
+    /// Queues a datagram; when the queue is full it is dropped and counted. Returns whether
+    /// it was queued.
+    pub(crate) fn push(&mut self, out: Outbound, stats: &mut Stats) -> bool {
+        if !self.has_room() {
+            stats.transmits_dropped += 1;
+            return false;
+        }
+        self.outbound.push_back(out);
+        true
+    }
+
+    /// Queues a KRPC error, its message cut to [`MAX_ERROR_MESSAGE`] bytes.
+    pub(crate) fn push_error(
+        &mut self,
+        to: SocketAddr,
+        t: &[u8],
+        code: i64,
+        message: &[u8],
+        stats: &mut Stats,
+    ) -> bool {
+        let mut m = ArrayVec::new();
+        let _ = m.try_extend_from_slice(&message[..message.len().min(MAX_ERROR_MESSAGE)]);
+        self.push(Outbound::Error { to, t: tid(t), code, message: m }, stats)
+    }
+
+    pub(crate) fn pop_outbound(&mut self) -> Option<Outbound> {
+        self.outbound.pop_front()
+    }
+
+    pub(crate) fn has_outbound(&self) -> bool {
+        !self.outbound.is_empty()
+    }
+
+    /// Counts the bytes of an answer that left against the reply budget.
+    pub(crate) fn spend(&mut self, len: usize) {
+        self.budget.spend(len);
+    }
+
+    // ---- queues waiting for a slot ----
+
+    /// Room for `n` more application queries in the waiting queue.
+    pub(crate) fn can_queue(&self, n: usize) -> bool {
+        self.waiting.len() + n <= self.max_queued_queries
+    }
+
+    pub(crate) fn queue_query(&mut self, op: OpId, peer: Peer) {
+        self.waiting.push_back((op, peer));
+    }
+
+    /// Queues an internal ping; false (and nothing queued) when [`MAX_INTERNAL_PINGS`] wait.
+    pub(crate) fn queue_internal(&mut self, ping: InternalPing) -> bool {
+        if self.internal.len() >= MAX_INTERNAL_PINGS {
+            return false;
+        }
+        self.internal.push_back(ping);
+        true
+    }
+
+    pub(crate) fn waiting_is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    pub(crate) fn pop_waiting(&mut self) -> Option<(OpId, Peer)> {
+        self.waiting.pop_front()
+    }
+
+    pub(crate) fn pop_internal(&mut self) -> Option<InternalPing> {
+        self.internal.pop_front()
+    }
+
+    /// Whether a ping to `addr` waits or any query to it is in flight.
+    pub(crate) fn is_pending(&self, addr: &SocketAddr) -> bool {
+        self.internal.iter().any(|p| same_endpoint(&p.addr, addr))
+            || self.txs.refs().any(|r| self.txs.get(r).is_some_and(|tx| same_endpoint(&tx.addr, addr)))
+    }
+
+    // ---- transactions ----
+
+    /// Queries in flight that hold one of the application's `concurrency` slots: all but the
+    /// internal pings (stopped operations' queries still in flight included).
+    pub(crate) fn app_in_flight(&self) -> usize {
+        self.txs.len() - self.txs.internal_len()
+    }
+
+    pub(crate) fn internal_in_flight(&self) -> usize {
+        self.txs.internal_len()
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// Registers a query under a fresh random tid and queues it for sending.
+    pub(crate) fn start(
+        &mut self,
+        rng: &mut ChaCha12Rng,
+        addr: SocketAddr,
+        expect_id: Option<NodeId>,
+        token: Option<Token>,
+        purpose: Purpose,
+    ) {
+        let r = self.txs.insert(|| rand_core::Rng::next_u32(rng), addr, expect_id, token, purpose);
+        self.outbound.push_back(Outbound::Query(r));
+    }
+
+    pub(crate) fn tx(&self, r: TxRef) -> Option<&Tx> {
+        self.txs.get(r)
+    }
+
+    /// Ends a transaction without a reply (it could not be encoded or sent).
+    pub(crate) fn take(&mut self, r: TxRef) -> Option<Tx> {
+        self.txs.remove(r)
+    }
+
+    /// Starts the clock of a query that just left: its deadline, and for a lookup query its
+    /// soft deadline.
+    pub(crate) fn mark_sent(&mut self, r: TxRef, now: Instant) {
+        self.txs.mark_sent(r, now + self.timeout);
+        let lookup = self.txs.get(r).is_some_and(|tx| matches!(tx.purpose, Purpose::Lookup(_)));
+        if let (true, Some(cap)) = (lookup, self.soft_timeout) {
+            let soft = if self.adaptive_soft_timeout { self.rtt.soft_timeout(cap) } else { cap };
+            self.push_soft_deadline(now + soft, r);
+        }
+    }
+
+    /// Files the soft deadline of a lookup query. With the adaptive soft timeout a query sent
+    /// later may fall due earlier, so the queue is kept sorted (a FIFO would hide a due
+    /// deadline behind a later one). Entries of answered queries are dropped first, which
+    /// bounds the queue by the queries in flight.
+    fn push_soft_deadline(&mut self, deadline: Instant, r: TxRef) {
+        let txs = &self.txs;
+        self.soft_deadlines.retain(|&(_, r)| txs.get(r).is_some());
+        let at = self.soft_deadlines.partition_point(|&(d, _)| d <= deadline);
+        self.soft_deadlines.insert(at, (deadline, r));
+    }
+
+    /// Matches a reply on (tid, IP, port) and finishes its transaction; unmatched replies are
+    /// counted. Every matched reply times the path, for the adaptive soft timeout.
+    pub(crate) fn match_reply(&mut self, t: &[u8], from: &SocketAddr, now: Instant, stats: &mut Stats) -> Matched {
+        let r = match self.txs.find(t, from) {
+            Ok(r) => r,
+            // Never inserted, never surfaced: k-rpc fed these into its table (weakness W3).
+            Err(Mismatch::UnknownTid) => {
+                stats.unsolicited_replies += 1;
+                return Matched::Unmatched;
+            }
+            Err(Mismatch::WrongAddress) => {
+                stats.mismatched_replies += 1;
+                return Matched::Unmatched;
+            }
+        };
+        let Some(tx) = self.txs.remove(r) else { return Matched::Unmatched };
+        stats.replies_in += 1;
+        if let Some(deadline) = tx.deadline {
+            // Sent at `deadline - timeout`.
+            self.rtt.sample(now.saturating_duration_since(deadline.saturating_sub(self.timeout)));
+        }
+        Matched::Tx(tx)
+    }
+
+    /// Removes and returns one transaction whose deadline is at or before `now`.
+    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<Tx> {
+        self.txs.pop_expired(now)
+    }
+
+    /// The next lookup query past its soft deadline at `now`, still in flight: (where it
+    /// went, its lookup).
+    pub(crate) fn pop_soft_expired(&mut self, now: Instant) -> Option<(SocketAddr, OpId)> {
+        while let Some(&(deadline, r)) = self.soft_deadlines.front() {
+            if deadline > now {
+                return None;
+            }
+            self.soft_deadlines.pop_front();
+            if let Some(Tx { addr, purpose: Purpose::Lookup(op), .. }) = self.txs.get(r) {
+                return Some((*addr, *op));
+            }
+        }
+        None
+    }
+
+    /// The earliest query deadline.
+    pub(crate) fn next_query_deadline(&mut self) -> Option<Instant> {
+        self.txs.next_deadline()
+    }
+
+    /// The earliest soft deadline of a lookup query still in flight.
+    pub(crate) fn next_soft_deadline(&mut self) -> Option<Instant> {
+        while let Some(&(deadline, r)) = self.soft_deadlines.front() {
+            if self.txs.get(r).is_some() {
+                return Some(deadline);
+            }
+            self.soft_deadlines.pop_front();
+        }
+        None
+    }
+
+    /// Detaches an operation's transactions: unsent ones are dropped, sent ones still feed
+    /// the routing table when answered but reach nobody.
+    pub(crate) fn detach(&mut self, op: OpId) {
+        let refs: alloc::vec::Vec<_> = self.txs.refs().collect();
+        for r in refs {
+            let Some(tx) = self.txs.get_mut(r) else { continue };
+            if matches!(tx.purpose, Purpose::Op(o) | Purpose::Lookup(o) if o == op) {
+                if tx.deadline.is_none() {
+                    self.txs.remove(r);
+                } else {
+                    tx.purpose = Purpose::Detached;
+                }
+            }
+        }
+        self.waiting.retain(|(o, _)| *o != op);
+    }
+
+    /// Drops everything: queues, queries in flight, datagrams not yet sent.
+    pub(crate) fn clear(&mut self) {
+        self.waiting.clear();
+        self.internal.clear();
+        self.outbound.clear();
+        self.soft_deadlines.clear();
+        let refs: alloc::vec::Vec<_> = self.txs.refs().collect();
+        for r in refs {
+            self.txs.remove(r);
+        }
+    }
+
+    /// Heap bytes held, for memory accounting.
+    pub(crate) fn memory_footprint(&self) -> usize {
+        self.txs.capacity_bytes()
+            + self.outbound.capacity() * core::mem::size_of::<Outbound>()
+            + self.waiting.capacity() * core::mem::size_of::<(OpId, Peer)>()
+            + self.internal.capacity() * core::mem::size_of::<InternalPing>()
+            + self.soft_deadlines.capacity() * core::mem::size_of::<(Instant, TxRef)>()
+            + self.limiter.capacity_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::SeedableRng;
+
+    fn rpc(max_queued_transmits: usize) -> (Rpc, ChaCha12Rng) {
+        let mut rng = ChaCha12Rng::from_seed([3; 32]);
+        let config = Config { max_queued_transmits, ..Config::default() };
+        (Rpc::new(&config, &mut rng, Instant::ZERO), rng)
+    }
+
+    #[test]
+    fn the_outbound_cap_is_checked_once_for_every_kind_of_datagram() {
+        let (mut rpc, _) = rpc(2);
+        let mut stats = Stats::default();
+        let to: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        assert!(rpc.push(Outbound::Pong { to, t: tid(b"aa") }, &mut stats));
+        assert!(rpc.push_error(to, b"bb", 203, &[b'x'; 500], &mut stats));
+        assert!(!rpc.push(Outbound::Pong { to, t: tid(b"cc") }, &mut stats));
+        assert_eq!(stats.transmits_dropped, 1);
+        assert!(matches!(rpc.pop_outbound(), Some(Outbound::Pong { .. })));
+        match rpc.pop_outbound() {
+            Some(Outbound::Error { message, .. }) => assert_eq!(message.len(), MAX_ERROR_MESSAGE, "cut"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_reply_matches_only_its_query_and_the_soft_deadline_names_the_lookup() {
+        let (mut rpc, mut rng) = rpc(16);
+        let mut stats = Stats::default();
+        let to: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        rpc.start(&mut rng, to, None, None, Purpose::Lookup(OpId(7)));
+        let Some(Outbound::Query(r)) = rpc.pop_outbound() else { panic!() };
+        rpc.mark_sent(r, Instant::ZERO);
+        let t = rpc.tx(r).unwrap().tid.to_be_bytes();
+        assert_eq!(rpc.app_in_flight(), 1);
+        assert!(rpc.is_pending(&to));
+        let soft = rpc.next_soft_deadline().unwrap();
+        assert!(soft < rpc.next_query_deadline().unwrap());
+        assert_eq!(rpc.pop_soft_expired(soft), Some((to, OpId(7))));
+        assert!(matches!(rpc.match_reply(&t, &"10.0.0.2:1".parse().unwrap(), soft, &mut stats), Matched::Unmatched));
+        assert_eq!(stats.mismatched_replies, 1);
+        assert!(matches!(rpc.match_reply(&t, &to, soft, &mut stats), Matched::Tx(_)));
+        assert_eq!(rpc.in_flight(), 0);
+        assert!(matches!(rpc.match_reply(&t, &to, soft, &mut stats), Matched::Unmatched));
+        assert_eq!(stats.unsolicited_replies, 1);
+    }
+}

@@ -1,0 +1,277 @@
+//! Timers and table upkeep: query timeouts, soft timeouts of lookup queries, bucket refresh,
+//! entering verified nodes into the tables, and the ping/swap protocol of full buckets.
+
+use alloc::vec::Vec;
+
+use super::rpc::InternalPing;
+use super::tables::is_v6;
+use super::timer::Timer;
+use super::{Endpoint, MAINTENANCE_INTERVAL};
+use crate::event::Event;
+use crate::query::Query;
+use crate::routing::{InsertOutcome, NodeState, SwapOutcome};
+use crate::transaction::{Purpose, Tx};
+use crate::{Instant, NodeId, NodeInfo, QueryError};
+
+/// At most this many ping/swap checks run at once (one per bucket and family anyway).
+const MAX_SWAP_CHECKS: usize = 32;
+
+/// Contacts offered in a [`Event::PingSwap`] (k-rpc offered 16, weakness W12).
+const PING_SWAP_OFFER: usize = 3;
+
+/// A full bucket's pending ping/swap: `candidate` waits while `checking` is pinged.
+#[derive(Clone, Debug)]
+struct SwapCheck {
+    bucket: usize,
+    candidate: NodeInfo,
+    checking: Option<NodeId>,
+}
+
+/// The ping/swap checks under way, at most [`MAX_SWAP_CHECKS`].
+#[derive(Debug, Default)]
+pub(crate) struct SwapChecks {
+    checks: Vec<SwapCheck>,
+}
+
+impl SwapChecks {
+    /// Offers a candidate for a full bucket. One check per bucket and family: a newer
+    /// candidate replaces the waiting one (bittorrent-dht keeps the latest ping event too).
+    /// Returns the index of a new check to start, if one was opened.
+    fn offer(&mut self, bucket: usize, candidate: NodeInfo) -> Option<usize> {
+        let v6 = is_v6(&candidate.addr);
+        if let Some(check) = self.checks.iter_mut().find(|c| c.bucket == bucket && is_v6(&c.candidate.addr) == v6) {
+            check.candidate = candidate;
+            return None;
+        }
+        if self.checks.len() >= MAX_SWAP_CHECKS {
+            return None;
+        }
+        self.checks.push(SwapCheck { bucket, candidate, checking: None });
+        Some(self.checks.len() - 1)
+    }
+
+    /// The check that pinged `id`.
+    fn checking(&self, id: Option<NodeId>) -> Option<usize> {
+        self.checks.iter().position(|c| c.checking.is_some() && c.checking == id)
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.checks.clear();
+    }
+}
+
+impl Endpoint {
+    /// Advances time: queries past their deadline fail with [`QueryError::Timeout`], stale
+    /// buckets are refreshed (BEP 5: "Buckets that have not been changed in 15 minutes
+    /// should be refreshed"), and an empty routing table is re-bootstrapped.
+    ///
+    /// Call this when the instant returned by `poll_timeout` has passed, with the current
+    /// time (not the deadline).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.advance(now);
+        if self.closed {
+            return;
+        }
+        self.rearm();
+        if self.timers.is_due(Timer::QueryTimeout, now) {
+            while let Some(tx) = self.rpc.pop_expired(now) {
+                self.stats.timeouts += 1;
+                self.tx_failed(tx, QueryError::Timeout, now);
+            }
+        }
+        if self.timers.is_due(Timer::SoftTimeout, now) {
+            // Lookup queries past `lookup_soft_timeout` free their α slot (libtorrent's short
+            // timeout); they stay in flight until answered or timed out.
+            while let Some((addr, op)) = self.rpc.pop_soft_expired(now) {
+                if let Some(lookup) = self.ops.lookup_mut(op) {
+                    lookup.on_soft_timeout(&addr);
+                }
+            }
+        }
+        // Peer expiry runs at every tick, token rotation when due: both are cheap no-ops
+        // otherwise, and expiry frees memory while no announces arrive.
+        if let Some(node) = self.node.as_deref_mut() {
+            node.tick(now, &mut self.rng);
+        }
+        if self.timers.is_due(Timer::Maintenance, now) {
+            self.timers.set(Timer::Maintenance, Some(now + MAINTENANCE_INTERVAL));
+            self.maintain(now);
+        }
+        self.finish_input();
+    }
+
+    fn maintain(&mut self, now: Instant) {
+        if self.tables.is_empty() {
+            if !self.config.bootstrap.is_empty() && self.ops.lookups() == 0 {
+                let _ = self.bootstrap(now);
+            }
+            return;
+        }
+        // An empty table (a family this node does not use) has nothing to refresh.
+        for v6 in [false, true] {
+            if self.tables.family(v6).is_empty() {
+                continue;
+            }
+            let stale: Vec<usize> =
+                self.tables.family(v6).stale_buckets(now, self.config.bucket_refresh).take(2).collect();
+            for bucket in stale {
+                self.refresh_bucket(v6, bucket, now);
+            }
+        }
+    }
+
+    /// A background `find_node` lookup of a random id in `bucket`'s range.
+    fn refresh_bucket(&mut self, v6: bool, bucket: usize, now: Instant) -> bool {
+        let table = self.tables.family_mut(v6);
+        let target = table.random_id_in_bucket(bucket, &mut self.rng);
+        table.mark_bucket_refreshed(bucket, now);
+        self.start_lookup(now, target, Query::find_node(&target), true, false, super::ops::LookupKind::Plain).is_ok()
+    }
+
+    /// After a join: one background lookup per bucket with fewer than `k` nodes, in each
+    /// family's table. Our own bucket (the last) is skipped: the lookup toward our id just
+    /// filled it as well as it can be. Lookups beyond `max_lookups` are not started; the
+    /// regular refresh of stale buckets catches up later.
+    pub(super) fn refresh_thin_buckets(&mut self, now: Instant) {
+        for v6 in [false, true] {
+            let table = self.tables.family(v6);
+            if table.is_empty() {
+                continue;
+            }
+            let last = table.bucket_count() - 1;
+            let thin: Vec<usize> = (0..last).filter(|&b| table.bucket_contacts(b).len() < self.config.k).collect();
+            for bucket in thin {
+                if !self.refresh_bucket(v6, bucket, now) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Inserts a verified node and reports the change; runs the ping/swap protocol when its
+    /// bucket is full. Returns whether the node is in the table afterwards.
+    pub(super) fn learn_verified(&mut self, node: NodeInfo, now: Instant) -> bool {
+        if self.node.as_deref().is_some_and(|n| !n.admits(&node)) {
+            return false;
+        }
+        match self.tables.of_mut(&node.addr).insert_verified(node, now) {
+            InsertOutcome::Added => {
+                self.push_event(Event::NodeAdded(node));
+                true
+            }
+            InsertOutcome::Refreshed => true,
+            InsertOutcome::AddressChanged { previous } => {
+                self.push_event(Event::NodeUpdated { node, previous });
+                true
+            }
+            InsertOutcome::Replaced { evicted } => {
+                self.push_event(Event::NodeRemoved(evicted.node));
+                self.push_event(Event::NodeAdded(node));
+                true
+            }
+            InsertOutcome::BucketFull { bucket } => {
+                self.bucket_full(bucket, node, now);
+                false
+            }
+            InsertOutcome::IsLocal | InsertOutcome::WrongIdLength => false,
+        }
+    }
+
+    /// A full bucket refused a verified node.
+    fn bucket_full(&mut self, bucket: usize, candidate: NodeInfo, now: Instant) {
+        if !self.config.auto_ping_swap {
+            let oldest = self.tables.of(&candidate.addr).ping_candidates(bucket, PING_SWAP_OFFER, now).to_vec();
+            self.push_event(Event::PingSwap { oldest, candidate });
+            return;
+        }
+        if let Some(index) = self.swap_checks.offer(bucket, candidate) {
+            self.next_check(index, now);
+        }
+    }
+
+    /// BEP 5: "If there are any questionable nodes in the bucket have not been seen in the
+    /// last 15 minutes, the least recently seen node is pinged. [...] This continues until
+    /// one fails to respond or all of the nodes in the bucket are known to be good."
+    fn next_check(&mut self, index: usize, now: Instant) {
+        let check = &self.swap_checks.checks[index];
+        let (bucket, family) = (check.bucket, check.candidate.addr);
+        let table = self.tables.of(&family);
+        let policy = *table.policy();
+        let pick = table
+            .ping_candidates(bucket, crate::routing::MAX_K, now)
+            .into_iter()
+            .find(|n| table.get(&n.id).is_some_and(|c| c.state(now, &policy) != NodeState::Good));
+        match pick {
+            Some(node) => {
+                self.swap_checks.checks[index].checking = Some(node.id);
+                self.rpc.queue_internal(InternalPing {
+                    addr: node.addr,
+                    expect: Some(node.id),
+                    purpose: Purpose::Check,
+                });
+            }
+            None => {
+                // "If the bucket is full of good nodes, the new node is simply discarded."
+                self.swap_checks.checks.swap_remove(index);
+            }
+        }
+    }
+
+    /// The ping of a check was answered, or not.
+    pub(super) fn check_result(&mut self, tx: &Tx, answered: bool, now: Instant) {
+        let Some(index) = self.swap_checks.checking(tx.expect_id) else { return };
+        if answered {
+            // It is good again (the reply refreshed it); look at the next questionable one.
+            self.next_check(index, now);
+            return;
+        }
+        let check = self.swap_checks.checks[index].clone();
+        let Some(dead) = check.checking else { return };
+        let table = self.tables.of(&check.candidate.addr);
+        let failures = table.get(&dead).map(|c| c.failures);
+        match failures {
+            Some(f) if f < table.policy().max_failures => {
+                // "A node that fails a ping should get one more try."
+                self.rpc.queue_internal(InternalPing { addr: tx.addr, expect: Some(dead), purpose: Purpose::Check });
+            }
+            _ => {
+                self.swap_checks.checks.swap_remove(index);
+                match self.tables.of_mut(&check.candidate.addr).swap(&dead, check.candidate, now) {
+                    SwapOutcome::Swapped { evicted } => {
+                        self.push_event(Event::NodeRemoved(evicted.node));
+                        self.push_event(Event::NodeAdded(check.candidate));
+                    }
+                    SwapOutcome::DeadNotFound => {
+                        self.learn_verified(check.candidate, now);
+                    }
+                    SwapOutcome::DeadIsGood | SwapOutcome::Refused => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(b: u8, addr: &str) -> NodeInfo {
+        NodeInfo::new(NodeId::from_array([b; 20]), addr.parse().unwrap())
+    }
+
+    #[test]
+    fn one_check_per_bucket_and_family_the_newest_candidate_waits() {
+        let mut checks = SwapChecks::default();
+        assert_eq!(checks.offer(3, node(1, "10.0.0.1:1")), Some(0));
+        assert_eq!(checks.offer(3, node(2, "10.0.0.2:1")), None, "same bucket, same family");
+        assert_eq!(checks.checks[0].candidate.id, NodeId::from_array([2; 20]));
+        assert_eq!(checks.offer(3, node(3, "[2001:db8::1]:1")), Some(1), "the IPv6 table's bucket 3");
+        checks.checks[1].checking = Some(NodeId::from_array([9; 20]));
+        assert_eq!(checks.checking(Some(NodeId::from_array([9; 20]))), Some(1));
+        assert_eq!(checks.checking(None), None);
+        for b in 4..100 {
+            let _ = checks.offer(b, node(4, "10.0.0.4:1"));
+        }
+        assert_eq!(checks.checks.len(), MAX_SWAP_CHECKS, "capped");
+    }
+}
