@@ -123,7 +123,7 @@ impl core::error::Error for CommandError {}
 ///    until `None` (send each datagram), [`poll_event`](Self::poll_event) until `None`, then
 ///    [`poll_timeout`](Self::poll_timeout) for the next deadline.
 ///
-/// Four kinds of methods: inputs (`handle_*`), commands (return an [`OpId`] or a refusal;
+/// Four kinds of methods: inputs (`handle_*`), commands (return an [`OpId`](crate::OpId) or a refusal;
 /// their results arrive as [`Event`]s), outputs (`poll_*`), getters. Time passed in `now`
 /// never goes backwards inside the engine: an earlier `now` is treated as the latest seen.
 ///
