@@ -34,6 +34,9 @@ pub(crate) enum Purpose {
     Check,
     /// A ping to verify a node before it may enter the routing table.
     Verify,
+    /// A ping to a table entry whose id another address claims: the claim wins only if this
+    /// goes unanswered.
+    AddressCheck,
     /// The operation ended (stopped lookup, cancelled op); the reply still feeds the routing
     /// table but reaches nobody.
     Detached,
@@ -43,7 +46,7 @@ impl Purpose {
     /// A ping the engine sends on its own (verification, ping/swap check): it runs in slots
     /// of its own, beside the application's `concurrency`.
     pub(crate) fn is_internal(self) -> bool {
-        matches!(self, Purpose::Check | Purpose::Verify)
+        matches!(self, Purpose::Check | Purpose::Verify | Purpose::AddressCheck)
     }
 }
 

@@ -475,8 +475,10 @@ fn transaction_ids_are_four_bytes_and_never_reused_while_in_flight() {
     assert_eq!(tids.len(), 1000, "1000 distinct tids in flight");
 
     // Half complete; 500 more go out while the other half is still in flight.
-    for q in &first[..500] {
-        s.reply(q, &id(0x42));
+    for (i, q) in first[..500].iter().enumerate() {
+        // Distinct ids: one id answering from 500 addresses would be 499 claims on a known id,
+        // each checked with a ping of its own.
+        s.reply(q, &id_with(&[0x42, (i >> 8) as u8, i as u8]));
     }
     let still: HashSet<Vec<u8>> = first[500..].iter().map(Sent::tid).collect();
     for i in 1000..1500 {

@@ -265,9 +265,6 @@ fn cases() -> Vec<Case> {
         case("63-byte sig", sig63.clone(), wrong_length("sig", 64, 63), after(&sig63, b"3:sig")),
         case("7-byte ip", ip7, wrong_length("ip", 18, 7), 5),
         case("4-byte ip", ip4, wrong_length("ip", 6, 4), 5),
-        case("port 70000", announce(b"i70000e"), K::OutOfRange { key: "port" }, after(&announce(b"i1e"), b"4:port")),
-        case("port -1", announce(b"i-1e"), K::OutOfRange { key: "port" }, after(&announce(b"i1e"), b"4:port")),
-        case("port 65536", announce(b"i65536e"), K::OutOfRange { key: "port" }, after(&announce(b"i1e"), b"4:port")),
     ]
 }
 
@@ -359,7 +356,7 @@ fn broken_bencode_is_not_a_protocol_error_but_a_broken_krpc_rule_is() {
         b"d1:t2:aa1:y1:re",
         b"d1:t2:aa1:t2:bb1:y1:qe",
         b"d1:ad2:id19:abcdefghij012345678e1:q4:ping1:t2:aa1:y1:qe",
-        b"d1:ad2:id20:abcdefghij01234567894:porti70000ee1:q4:ping1:t2:aa1:y1:qe",
+        b"d1:ad2:id20:abcdefghij01234567896:target2:xxe1:q9:find_node1:t2:aa1:y1:qe",
         b"d1:ei201e1:t2:aa1:y1:ee",
     ];
     let long_t = cat(&[b"d1:t", &bstr(&[b'T'; 33]), b"1:y1:qe"]);
@@ -452,4 +449,21 @@ fn generic_views_reject_broken_values_too() {
     assert_eq!(Value::parse(&too_deep).unwrap_err(), DecodeError { kind: K::TooDeep { max: 64 }, offset: 64 });
     assert!(Dictionary::from_bencode(b"d1:ai1e").is_err());
     assert!(Dictionary::new().insert_bencode("x", b"i03e").is_err());
+}
+
+#[test]
+fn an_out_of_range_port_decodes_and_reads_as_absent() {
+    // BEP 5: with `implied_port` set, "the port argument should be ignored", so its range is
+    // the node layer's business, not a decoding error.
+    for port in [&b"i70000e"[..], b"i-1e", b"i65536e"] {
+        let q = query(
+            b"announce_peer",
+            &cat(&[ID, b"12:implied_porti1e9:info_hash20:mnopqrstuvwxyz1234564:port", port, b"5:token2:tk"]),
+        );
+        let msg = Message::decode(&q).unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(port)));
+        let krpc_core::wire::Body::Query(q) = msg.body else { panic!() };
+        assert_eq!(q.args.port(), None);
+        assert!(q.args.has_port());
+        assert!(q.args.implied_port());
+    }
 }

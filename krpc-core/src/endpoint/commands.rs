@@ -302,6 +302,7 @@ impl Endpoint {
             }
         }
         self.swap_checks.clear();
+        self.address_checks.clear();
         self.rpc.clear();
     }
 }

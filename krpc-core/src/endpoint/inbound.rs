@@ -85,6 +85,14 @@ impl Endpoint {
         if !self.rpc.admit(now, from, &mut self.stats) {
             return;
         }
+        // BEP 5: "All queries have an id key and value containing the node ID of the querying
+        // node." The node layer holds every query to it; without the id it would answer a
+        // nameless querier in full (a 66-byte `get_peers` drew 1,016 bytes). The k-rpc parity
+        // engine leaves such queries to the application, as k-rpc does.
+        if self.node.is_some() && q.args.node_id().is_none() {
+            self.rpc.push_error(from, msg.transaction_id, 203, b"query requires a.id", &mut self.stats);
+            return;
+        }
         // BEP 43: a querier with `ro=1` must not enter routing tables.
         let querier = q.args.node_id().filter(|id| !msg.read_only && *id != self.id);
         let known = querier.is_some_and(|id| self.tables.of_mut(&from).record_query(&id, from, now));

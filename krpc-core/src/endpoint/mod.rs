@@ -11,7 +11,7 @@
 //! | `ops.rs` | [`Operations`](ops::Operations) | `query`, `query_all`, lookups, announce |
 //! | `tables.rs` | [`Tables`](tables::Tables) | the two BEP 32 routing tables |
 //! | `node_layer.rs` | [`NodeLayer`](node_layer::NodeLayer) | tokens, peer store, BEP 42 votes |
-//! | `upkeep.rs` | [`SwapChecks`](upkeep::SwapChecks) | ping/swap checks of full buckets; refresh |
+//! | `upkeep.rs` | [`SwapChecks`](upkeep::SwapChecks), [`AddressChecks`](upkeep::AddressChecks) | ping/swap checks of full buckets; claims on known ids; refresh |
 //! | `events.rs` | [`Events`](events::Events) | the capped event queue |
 //! | `timer.rs` | [`TimerTable`](timer::TimerTable) | one deadline per kind of timer |
 //!
@@ -54,7 +54,7 @@ use self::ops::Operations;
 use self::rpc::Rpc;
 use self::tables::Tables;
 use self::timer::{Timer, TimerTable};
-use self::upkeep::SwapChecks;
+use self::upkeep::{AddressChecks, SwapChecks};
 
 /// How often the engine looks for stale buckets and an empty routing table.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
@@ -191,6 +191,7 @@ pub struct Endpoint {
     /// The BEP 5 node layer, when [`Config::dht`] is set.
     node: Option<Box<NodeLayer>>,
     swap_checks: SwapChecks,
+    address_checks: AddressChecks,
     events: Events,
     stats: Stats,
     /// Kept so that answering a ping never allocates.
@@ -236,6 +237,7 @@ impl Endpoint {
             tables: Tables::new(id, config.k, now),
             node,
             swap_checks: SwapChecks::default(),
+            address_checks: AddressChecks::default(),
             events: Events::new(config.max_queued_events),
             stats: Stats::default(),
             empty_dict: Dictionary::new(),

@@ -122,10 +122,14 @@ impl NodeLayer {
             return error(from, t, 203, b"bad token");
         }
         // "If it is present and non-zero, the port argument should be ignored and the source
-        // port of the UDP packet should be used as the peer's port instead."
+        // port of the UDP packet should be used as the peer's port instead." Ignored means
+        // ignored: with `implied_port` an out-of-range `port` is no error.
         let port = if q.args.implied_port() { Some(from.port()) } else { q.args.port() };
         let Some(port) = port.filter(|p| *p != 0) else {
-            return error(from, t, 203, b"announce_peer requires a.port");
+            return match q.args.has_port() {
+                true => error(from, t, 203, b"announce_peer a.port must be 1-65535"),
+                false => error(from, t, 203, b"announce_peer requires a.port"),
+            };
         };
         match self.peers.announce(&info_hash, SocketAddr::new(ip, port), q.args.seed(), now) {
             Ok(_) => Outbound::Pong { to: from, t: tid(t) },

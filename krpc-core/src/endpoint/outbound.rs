@@ -101,7 +101,7 @@ impl Endpoint {
                 Outbound::Query(r) => {
                     let Some(tx) = self.rpc.tx(*r) else { continue };
                     let query = match tx.purpose {
-                        Purpose::Check | Purpose::Verify => &self.ping_query,
+                        Purpose::Check | Purpose::Verify | Purpose::AddressCheck => &self.ping_query,
                         purpose => match self.ops.query_of(purpose) {
                             Some(query) => query,
                             None => continue,

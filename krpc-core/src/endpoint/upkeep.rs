@@ -10,7 +10,7 @@ use super::{Endpoint, MAINTENANCE_INTERVAL};
 use crate::event::Event;
 use crate::query::Query;
 use crate::routing::{InsertOutcome, NodeState, SwapOutcome};
-use crate::transaction::{Purpose, Tx};
+use crate::transaction::{Purpose, Tx, same_endpoint};
 use crate::{Instant, NodeId, NodeInfo, QueryError};
 
 /// At most this many ping/swap checks run at once (one per bucket and family anyway).
@@ -18,6 +18,45 @@ const MAX_SWAP_CHECKS: usize = 32;
 
 /// Contacts offered in a [`Event::PingSwap`] (k-rpc offered 16, weakness W12).
 const PING_SWAP_OFFER: usize = 3;
+
+/// At most this many claims on known ids are checked at once; more are ignored.
+const MAX_ADDRESS_CHECKS: usize = 16;
+
+/// Another address answered for an id the table holds: the entry's own address is pinged,
+/// and the claimant takes its place only if that ping fails.
+#[derive(Clone, Copy, Debug)]
+struct AddressCheck {
+    id: NodeId,
+    old: core::net::SocketAddr,
+    claimant: core::net::SocketAddr,
+}
+
+/// The claims under check, at most [`MAX_ADDRESS_CHECKS`], one per id.
+#[derive(Debug, Default)]
+pub(crate) struct AddressChecks {
+    checks: Vec<AddressCheck>,
+}
+
+impl AddressChecks {
+    /// Files a claim; false when one is already checked for this id or the cap is reached.
+    fn open(&mut self, check: AddressCheck) -> bool {
+        if self.checks.len() >= MAX_ADDRESS_CHECKS || self.checks.iter().any(|c| c.id == check.id) {
+            return false;
+        }
+        self.checks.push(check);
+        true
+    }
+
+    /// Takes the check whose ping went to `old` for `id`.
+    fn take(&mut self, id: Option<NodeId>, old: &core::net::SocketAddr) -> Option<AddressCheck> {
+        let i = self.checks.iter().position(|c| Some(c.id) == id && same_endpoint(&c.old, old))?;
+        Some(self.checks.swap_remove(i))
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.checks.clear();
+    }
+}
 
 /// A full bucket's pending ping/swap: `candidate` waits while `checking` is pinged.
 #[derive(Clone, Debug)]
@@ -154,6 +193,22 @@ impl Endpoint {
         if self.node.as_deref().is_some_and(|n| !n.admits(&node)) {
             return false;
         }
+        // An entry is never displaced by a claim from another address (BEP 5: "Good nodes
+        // are never replaced"; libtorrent ignores such claims): answering a ping from a host
+        // of one's own proves nothing about the id's owner. The entry's own address is asked;
+        // the claim wins only if it stays silent (`address_check_result`).
+        let existing = self.tables.of(&node.addr).get(&node.id).map(|c| c.addr());
+        if let Some(old) = existing.filter(|old| !same_endpoint(old, &node.addr)) {
+            let check = AddressCheck { id: node.id, old, claimant: node.addr };
+            if self.address_checks.open(check) {
+                self.rpc.queue_internal(InternalPing {
+                    addr: old,
+                    expect: Some(node.id),
+                    purpose: Purpose::AddressCheck,
+                });
+            }
+            return false;
+        }
         match self.tables.of_mut(&node.addr).insert_verified(node, now) {
             InsertOutcome::Added => {
                 self.push_event(Event::NodeAdded(node));
@@ -215,6 +270,35 @@ impl Endpoint {
                 self.swap_checks.checks.swap_remove(index);
             }
         }
+    }
+
+    /// The ping to an entry whose id another address claimed was answered (by that id), or
+    /// not. Only silence, or another id answering, hands the entry to the claimant.
+    pub(super) fn address_check_result(&mut self, tx: &Tx, answered: bool, now: Instant) {
+        let Some(check) = self.address_checks.take(tx.expect_id, &tx.addr) else { return };
+        if answered {
+            return;
+        }
+        let table = self.tables.of_mut(&check.old);
+        if table.get(&check.id).is_some_and(|c| same_endpoint(&c.addr(), &check.old)) {
+            table.remove(&check.id);
+        }
+        let node = NodeInfo::new(check.id, check.claimant);
+        if self.tables.of(&check.claimant).get(&check.id).is_some() {
+            return;
+        }
+        if self.learn_verified_quietly(node, now) {
+            self.push_event(Event::NodeUpdated { node, previous: check.old });
+        }
+    }
+
+    /// `learn_verified` for a node whose entry just moved: the change is reported by the
+    /// caller as one update rather than a removal and an addition.
+    fn learn_verified_quietly(&mut self, node: NodeInfo, now: Instant) -> bool {
+        matches!(
+            self.tables.of_mut(&node.addr).insert_verified(node, now),
+            InsertOutcome::Added | InsertOutcome::Refreshed | InsertOutcome::Replaced { .. }
+        )
     }
 
     /// The ping of a check was answered, or not.

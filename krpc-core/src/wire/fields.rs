@@ -81,7 +81,9 @@ fn lookup(key: &[u8]) -> Option<(&'static str, usize, Spec)> {
         b"sig" => ("sig", SIG, Spec::BytesOf(64)),
         b"salt" => ("salt", SALT, Spec::Bytes),
         b"v" => ("v", V, Spec::Any),
-        b"port" => ("port", BYTE_SLOTS + PORT, Spec::Int(0, 65535)),
+        // Any integer: BEP 5 says that with `implied_port` set "the port argument should be
+        // ignored", so its range is checked by `port()`, not by the decoder.
+        b"port" => ("port", BYTE_SLOTS + PORT, ANY_INT),
         b"implied_port" => ("implied_port", BYTE_SLOTS + IMPLIED_PORT, ANY_INT),
         b"seq" => ("seq", BYTE_SLOTS + SEQ, ANY_INT),
         b"cas" => ("cas", BYTE_SLOTS + CAS, ANY_INT),
@@ -267,9 +269,15 @@ impl<'a> Fields<'a> {
         self.bytes(TOKEN)
     }
 
-    /// `port` (`announce_peer`), checked to be 0–65535.
+    /// `port` (`announce_peer`); `None` when absent or outside 0–65535. Out of range is not
+    /// a decoding error: with `implied_port` set the value is to be ignored (BEP 5).
     pub fn port(&self) -> Option<u16> {
-        self.int(PORT).map(|p| p as u16)
+        self.int(PORT).and_then(|p| u16::try_from(p).ok())
+    }
+
+    /// Whether `port` is present, in range or not.
+    pub fn has_port(&self) -> bool {
+        self.int(PORT).is_some()
     }
 
     /// `implied_port`: BEP 5, "If it is present and non-zero, the port argument should be

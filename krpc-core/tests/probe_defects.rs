@@ -1,0 +1,142 @@
+//! Defects found by a black-box probe of `krpc serve` (issue 15), each reproduced against the
+//! engine: these tests fail on the engine before the fix.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use krpc_core::wire::Dictionary;
+use krpc_core::{Config, Event};
+use support::{Script, id_with, query_bytes, sa};
+
+fn dht() -> Config {
+    Config { bootstrap: vec![], ..Config::dht() }
+}
+
+fn answers_to(s: &mut Script, from: SocketAddr) -> Vec<support::Sent> {
+    s.sent().into_iter().filter(|m| m.to == from && !m.is_query()).collect()
+}
+
+#[test]
+fn a_query_without_an_id_gets_203_not_a_full_answer() {
+    // The probe: a 66-byte `get_peers` with no `id` and an empty `t` drew 1,016 bytes back.
+    let mut s = Script::new(dht());
+    let nodes: Vec<_> = (1..=20u8)
+        .map(|i| krpc_core::NodeInfo::new(id_with(&[i * 9, i]), SocketAddr::from(([10, 1, 0, i], 6881))))
+        .collect();
+    s.insert(&nodes);
+    let from = sa("10.9.9.9:7000");
+    for method in ["get_peers", "find_node", "announce_peer", "ping", "sample_infohashes"] {
+        let args = Dictionary::new().with_bytes("info_hash", [0x42; 20]).with_bytes("target", [0x42; 20]);
+        let query = query_bytes(b"", method, &args, None, false);
+        s.deliver(from, &query);
+        let answers = answers_to(&mut s, from);
+        assert_eq!(answers.len(), 1, "{method}");
+        assert_eq!(answers[0].error(), (203, b"query requires a.id".to_vec()), "{method}");
+        assert!(
+            answers[0].bytes.len() <= query.len(),
+            "{method}: {} bytes back for {}",
+            answers[0].bytes.len(),
+            query.len()
+        );
+    }
+    assert!(s.events().iter().all(|e| !matches!(e, Event::Query(_))));
+}
+
+#[test]
+fn implied_port_ignores_an_out_of_range_port() {
+    // BEP 5: "If it is present and non-zero, the port argument should be ignored and the
+    // source port of the UDP packet should be used as the peer's port instead."
+    let mut s = Script::new(dht());
+    let ih = [0x42u8; 20];
+    let announcer = sa("10.7.7.7:5555");
+    let querier = id_with(&[0xee, 1]);
+    let ask = |s: &mut Script, tid: &[u8], method: &str, args: Dictionary| {
+        s.deliver(announcer, &query_bytes(tid, method, &args, Some(&querier), false));
+        answers_to(s, announcer).pop().unwrap_or_else(|| panic!("no answer to {method}"))
+    };
+    let token = ask(&mut s, b"g1", "get_peers", Dictionary::new().with_bytes("info_hash", ih))
+        .values()
+        .token()
+        .unwrap()
+        .to_vec();
+    for port in [70_000, -1, 65_536] {
+        let args = Dictionary::new()
+            .with_bytes("info_hash", ih)
+            .with_int("implied_port", 1)
+            .with_int("port", port)
+            .with_bytes("token", &token);
+        let ack = ask(&mut s, b"a1", "announce_peer", args);
+        assert!(ack.message().as_response().is_some(), "port {port} with implied_port: stored, not {:?}", ack.error());
+    }
+    // Without `implied_port` the range matters, and the error says which argument.
+    let args = Dictionary::new().with_bytes("info_hash", ih).with_int("port", 70_000).with_bytes("token", &token);
+    assert_eq!(
+        ask(&mut s, b"a2", "announce_peer", args).error(),
+        (203, b"announce_peer a.port must be 1-65535".to_vec())
+    );
+    let reply = ask(&mut s, b"g2", "get_peers", Dictionary::new().with_bytes("info_hash", ih));
+    assert_eq!(reply.values().values().collect::<Vec<_>>(), vec![announcer], "stored at the source port");
+    let _ = Duration::ZERO;
+}
+
+/// A node `victim` is in the table at `real`; `attacker` queries with the victim's id and
+/// answers the verification ping. Returns the script after the attacker's answer.
+fn hijack_attempt(real: SocketAddr, attacker: SocketAddr) -> (Script, krpc_core::NodeId) {
+    let mut s = Script::new(dht());
+    let victim = id_with(&[0x80, 0x01]);
+    s.insert(&[krpc_core::NodeInfo::new(victim, real)]);
+    let _ = s.sent();
+    s.incoming_query(attacker, b"hj", "ping", Some(&victim));
+    let sent = s.sent();
+    let verify = sent.iter().find(|m| m.is_query() && m.to == attacker).expect("the attacker is pinged to verify it");
+    let verify = verify.clone();
+    s.reply(&verify, &victim);
+    (s, victim)
+}
+
+#[test]
+fn a_claim_on_a_known_id_from_another_address_does_not_displace_the_entry() {
+    let (real, attacker) = (sa("10.1.1.1:6881"), sa("10.66.6.6:6666"));
+    let (mut s, victim) = hijack_attempt(real, attacker);
+    let entry = s.ep.routing_table().get(&victim).expect("still in the table");
+    assert_eq!(entry.addr(), real, "the claim did not move the entry");
+    // The real node is asked instead; it answers, so the claim is dropped for good.
+    let check = s.sent().into_iter().find(|m| m.is_query() && m.to == real).expect("the real address is pinged");
+    assert_eq!(check.method(), b"ping");
+    s.reply(&check, &victim);
+    assert_eq!(s.ep.routing_table().get(&victim).unwrap().addr(), real);
+    assert!(s.events().iter().all(|e| !matches!(e, Event::NodeUpdated { .. } | Event::NodeRemoved(_))));
+    // find_node never lists the victim's id at the attacker's address.
+    s.deliver(
+        sa("10.9.9.9:7000"),
+        &query_bytes(
+            b"fn",
+            "find_node",
+            &Dictionary::new().with_bytes("target", victim.as_bytes()),
+            Some(&id_with(&[0x11])),
+            false,
+        ),
+    );
+    let answer = s.sent().into_iter().find(|m| m.to == sa("10.9.9.9:7000") && !m.is_query()).unwrap();
+    let listed: Vec<_> = answer.values().nodes().unwrap().collect();
+    assert!(listed.iter().any(|n| n.id == victim && n.addr == real));
+    assert!(listed.iter().all(|n| n.addr != attacker));
+}
+
+#[test]
+fn the_claimant_takes_the_entry_only_when_the_old_address_is_silent() {
+    let (real, moved) = (sa("10.1.1.1:6881"), sa("10.1.1.1:7777"));
+    let (mut s, victim) = hijack_attempt(real, moved);
+    assert!(s.sent().iter().any(|m| m.is_query() && m.to == real), "the old address is pinged");
+    // No answer from the old address: the node moved (a NAT rebinding, a restart on another port).
+    s.advance(Duration::from_secs(3));
+    let events = s.events();
+    assert_eq!(s.ep.routing_table().get(&victim).unwrap().addr(), moved);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::NodeUpdated { node, previous } if node.addr == moved && *previous == real))
+    );
+}
