@@ -325,6 +325,15 @@ fn mainline_swarm() {
     assert_eq!(reply_tokens, BTreeSet::from([4]), "mainline tokens are 4 bytes");
     let kinds: BTreeSet<&str> = obs.keys().map(|o| o.kind.as_str()).collect();
     assert!(kinds.contains("q:get"), "mainline looks for announce targets with BEP 44 `get`: {kinds:?}");
+    // mainline's lookups ping with a fresh random id beside each query: those ids fail our
+    // verification (the pong carries the real one) and never enter our table.
+    let pings = obs.keys().filter(|o| o.kind == "q:ping").map(|o| obs[o].0).sum::<usize>();
+    assert!(pings > 0, "mainline's lookups ping");
+    for c in ours.ep.routing_table().iter() {
+        if let Some(m) = swarm.iter().find(|m| m.addr == c.addr()) {
+            assert_eq!(*c.id(), m.id, "our table holds {} under a wrong id", m.addr);
+        }
+    }
     // Loopback is exempt from BEP 42: the `ip` votes leave our id alone.
     assert_eq!(ours.id(), our_id);
     // Dropping the last handle of a node ends its actor thread at its next turn (within one
