@@ -10,6 +10,9 @@
 //!   with the 4-byte token it gave us;
 //! - our decoder accepted every datagram `mainline` sent (quirks printed to the log).
 //!
+//! A second test runs the `krpc` tool's `ping` and `find-node` (the commands of issue 17)
+//! against two `mainline` nodes.
+//!
 //! BEP 44 (`get`/`put`) is not in krpc yet: `mainline`'s `get` reaches us (it looks for the
 //! nodes to announce to with `get`) and is answered as `find_node`, without a token.
 //!
@@ -49,35 +52,37 @@ struct Mainline {
 impl Mainline {
     /// A node in server mode on 127.0.0.1 that bootstraps from `bootstrap` only.
     fn start(bootstrap: &[SocketAddr]) -> Mainline {
-        assert!(bootstrap.iter().all(|a| a.ip().is_loopback()), "loopback bootstrap only");
         let mut last_error = None;
         // Without an explicit port mainline first tries 6881; a free port is taken from the
         // OS instead, and another one tried if someone took it meanwhile.
         for _ in 0..5 {
-            let port = UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a free port").port();
-            let built = Dht::builder()
-                // Otherwise "adaptive": read-only (`ro=1`, no answers) until it has seen
-                // itself reachable for 15 minutes.
-                .server_mode()
-                .bind_address(Ipv4Addr::LOCALHOST)
-                .port(port)
-                // Replaces DEFAULT_BOOTSTRAP_NODES (router.bittorrent.com and others); the
-                // list is never empty, which would make mainline insert every `find_node`
-                // querier under the id it is looking for (`Rpc::handle_request`).
-                .bootstrap(bootstrap)
-                .build();
-            match built {
-                Ok(dht) => {
-                    let info = dht.info();
-                    let addr = SocketAddr::from(info.local_addr());
-                    assert!(addr.ip().is_loopback());
-                    let id = NodeId::from_bytes(info.id().as_bytes()).unwrap();
-                    return Mainline { dht, addr, id };
-                }
+            match Mainline::start_at(free_port(), bootstrap) {
+                Ok(m) => return m,
                 Err(e) => last_error = Some(e),
             }
         }
         panic!("cannot start a mainline node: {last_error:?}");
+    }
+
+    /// A node in server mode on 127.0.0.1:`port` that bootstraps from `bootstrap` only.
+    fn start_at(port: u16, bootstrap: &[SocketAddr]) -> std::io::Result<Mainline> {
+        assert!(bootstrap.iter().all(|a| a.ip().is_loopback()), "loopback bootstrap only");
+        let dht = Dht::builder()
+            // Otherwise "adaptive": read-only (`ro=1`, no answers) until it has seen itself
+            // reachable for 15 minutes.
+            .server_mode()
+            .bind_address(Ipv4Addr::LOCALHOST)
+            .port(port)
+            // Replaces DEFAULT_BOOTSTRAP_NODES (router.bittorrent.com and others); the list
+            // is never empty, which would make mainline insert every `find_node` querier
+            // under the id it is looking for (`Rpc::handle_request`).
+            .bootstrap(bootstrap)
+            .build()?;
+        let info = dht.info();
+        let addr = SocketAddr::from(info.local_addr());
+        assert!(addr.ip().is_loopback());
+        let id = NodeId::from_bytes(info.id().as_bytes()).unwrap();
+        Ok(Mainline { dht, addr, id })
     }
 
     /// The addresses in its routing table.
@@ -105,6 +110,11 @@ impl Mainline {
         });
         rx
     }
+}
+
+/// A port free on 127.0.0.1 a moment ago.
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a free port").port()
 }
 
 fn id(n: NodeId) -> Id {
@@ -340,4 +350,90 @@ fn mainline_swarm() {
     // 50 ms socket read), which closes its socket; helper threads still inside a call hold a
     // handle until mainline's own request timeout (2 s) ends that call.
     drop(swarm);
+}
+
+/// Runs `krpc --json ARGS` (the krpc-tokio command-line tool) and returns its stdout lines,
+/// killing it after `PHASE`.
+fn krpc_cli(krpc: &std::path::Path, args: &[&str]) -> (std::process::ExitStatus, Vec<serde_json::Value>) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(krpc)
+        .arg("--json")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start krpc");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    // Killed if the wait below fails the test.
+    let mut guard = KillOnDrop(Some(child));
+    let status = until(PHASE, "the krpc command to end", || {
+        let status = guard.0.as_mut().unwrap().try_wait().expect("wait for krpc");
+        if status.is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        status
+    });
+    let out = reader.join().unwrap();
+    eprintln!("krpc {}: {status}\n{out}", args.join(" "));
+    (status, out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect())
+}
+
+/// Kills the child if the test fails while it runs (it has exited otherwise).
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn krpc_cli_ping_and_find_node_are_answered_by_mainline() {
+    // The commands of issue 17, end to end: the `krpc` tool (built like the flood test builds
+    // it) against two mainline nodes that bootstrap from each other.
+    let (target_dir, release) = krpc_tests::flood::server::own_target_dir().expect("the target directory");
+    let krpc = krpc_tests::flood::server::build_krpc(&target_dir, release).expect("build the krpc example");
+    let mut last_error = None;
+    let mut pair = None;
+    for _ in 0..5 {
+        let ports = [free_port(), free_port()];
+        let at = |p: u16| SocketAddr::from((Ipv4Addr::LOCALHOST, p));
+        match Mainline::start_at(ports[0], &[at(ports[1])])
+            .and_then(|a| Mainline::start_at(ports[1], &[at(ports[0])]).map(|b| [a, b]))
+        {
+            Ok(p) => {
+                pair = Some(p);
+                break;
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let pair = pair.unwrap_or_else(|| panic!("cannot start two mainline nodes: {last_error:?}"));
+    let [a, b] = &pair;
+
+    let (status, lines) = krpc_cli(&krpc, &["ping", &a.addr.to_string(), "--bind", "127.0.0.1:0"]);
+    assert!(status.success(), "krpc ping failed: {lines:?}");
+    let pong = lines.iter().find(|l| l["event"] == "pong").expect("a pong line");
+    assert_eq!(pong["id"], serde_json::json!(a.id.to_string()), "{pong}");
+
+    let target = b.id.to_string();
+    let bootstrap = format!("{},{}", a.addr, b.addr);
+    let (status, lines) = krpc_cli(&krpc, &["find-node", &target, "--bootstrap", &bootstrap, "--bind", "127.0.0.1:0"]);
+    assert!(status.success(), "krpc find-node failed: {lines:?}");
+    let nodes: Vec<(String, String)> = lines
+        .iter()
+        .filter(|l| l["event"] == "node")
+        .map(|l| (l["id"].as_str().unwrap().to_string(), l["addr"].as_str().unwrap().to_string()))
+        .collect();
+    // The lookup's closest responders are the two mainline nodes, the target first.
+    assert_eq!(nodes.first(), Some(&(b.id.to_string(), b.addr.to_string())), "{nodes:?}");
+    assert!(nodes.contains(&(a.id.to_string(), a.addr.to_string())), "{nodes:?}");
 }
