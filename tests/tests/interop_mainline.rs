@@ -67,6 +67,14 @@ impl Mainline {
     /// A node in server mode on 127.0.0.1:`port` that bootstraps from `bootstrap` only.
     fn start_at(port: u16, bootstrap: &[SocketAddr]) -> std::io::Result<Mainline> {
         assert!(bootstrap.iter().all(|a| a.ip().is_loopback()), "loopback bootstrap only");
+        let bootstrap = bootstrap.to_vec();
+        // `build` and `info` wait for the node's actor thread: bounded here like every wait.
+        in_background(move || Mainline::build(port, &bootstrap))
+            .recv_timeout(PHASE)
+            .unwrap_or_else(|e| panic!("starting a mainline node: {e}"))
+    }
+
+    fn build(port: u16, bootstrap: &[SocketAddr]) -> std::io::Result<Mainline> {
         let dht = Dht::builder()
             // Otherwise "adaptive": read-only (`ro=1`, no answers) until it has seen itself
             // reachable for 15 minutes.
