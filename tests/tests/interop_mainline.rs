@@ -17,8 +17,8 @@
 //! nodes to announce to with `get`) and is answered as `find_node`, without a token.
 //!
 //! Always runs: `mainline` is a dev-dependency, there is nothing to install.
+// A test: it logs what the peer sent, and owns the clock and its threads.
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
-// a test: it logs what the peer sent, and owns the clock and its threads
 // mainline 8 marks its blocking `Dht` methods deprecated in favour of the async ones, which
 // would need an executor here; the blocking ones run on helper threads (`in_background`).
 #![allow(deprecated)]
