@@ -326,3 +326,49 @@ fn stopping_an_announce_after_its_lookup_stops_its_announce_queries() {
     s.reply(&announce, &peer.id);
     assert!(s.events().iter().all(|e| !matches!(e, Event::AnnounceDone { .. })));
 }
+
+#[test]
+fn a_querier_draws_at_most_its_answer_and_one_ping_whatever_the_tid_lengths() {
+    // Our tids are 4 bytes (the `mainline` crate drops any other length, issue 17); a querier's
+    // `t` is echoed whatever its length. Neither may push what one query draws from us past
+    // the caps: its answer fits `max_reply_len` (256 bytes for a pong), and the one other
+    // datagram it causes, our verification ping to a new querier, is a few bytes longer than
+    // the smallest query that can trigger it.
+    let target = id_with(&[0x50]);
+    for (i, t) in [&b"m"[..], b"mm", b"mmmm", &[b'm'; 32]].into_iter().enumerate() {
+        for (j, (method, args)) in [
+            ("ping", Dictionary::new()),
+            ("find_node", Dictionary::new().with_bytes("target", target.as_bytes())),
+            ("get_peers", Dictionary::new().with_bytes("info_hash", target.as_bytes())),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            // A fresh node each time: only 4 verification pings are in flight at once.
+            let mut s = Script::new(dht());
+            s.insert(&table_of(20));
+            let from = SocketAddr::from(([10, 9, i as u8, j as u8], 7000));
+            let query = query_bytes(t, method, &args, Some(&id_with(&[0xee, i as u8, j as u8])), false);
+            s.deliver(from, &query);
+            let sent = s.sent();
+            assert!(sent.iter().all(|m| m.to == from), "only the querier hears from us");
+            let answers: Vec<_> = sent.iter().filter(|m| !m.is_query()).collect();
+            assert_eq!(answers.len(), 1, "{method}: one answer");
+            assert_eq!(answers[0].tid(), t, "{method}: the querier's t echoed");
+            let cap = if method == "ping" { 256 } else { 1024 };
+            assert!(answers[0].bytes.len() <= cap, "{method}: a {}-byte answer", answers[0].bytes.len());
+            let pings: Vec<_> = sent.iter().filter(|m| m.is_query()).collect();
+            assert_eq!(pings.len(), 1, "{method}: one verification ping");
+            assert_eq!(pings[0].method(), b"ping");
+            assert_eq!(pings[0].tid().len(), 4, "our tids are 4 bytes");
+            // The smallest ping query (1-byte t, no `v`) is 55 bytes; ours is 67.
+            assert!(pings[0].bytes.len() <= 67, "a {}-byte verification ping", pings[0].bytes.len());
+            assert!(
+                pings[0].bytes.len() <= query.len() + 12,
+                "{} bytes for a {}-byte query",
+                pings[0].bytes.len(),
+                query.len()
+            );
+        }
+    }
+}

@@ -228,11 +228,11 @@ fn libtorrent_swarm() {
     assert!(obs.keys().all(|o| !o.kind.starts_with("malformed")));
     assert_eq!(stats.mismatched_replies, 0);
     // Quirks the docs list (docs/interop.md): 2-byte tids, `v` = "LT" + version, `ip` in
-    // every reply, 4-byte tokens.
-    // Its own queries carry 2-byte tids; its answers echo our 4-byte ones.
+    // every reply, 4-byte tokens. Its replies and errors echo our 4-byte tids.
+    assert!(obs.keys().filter(|o| o.kind.starts_with("q:")).all(|o| o.t_len == 2), "libtorrent tids are 2 bytes");
     assert!(
-        obs.keys().all(|o| o.t_len == if o.kind.starts_with("q:") { 2 } else { 4 }),
-        "libtorrent tids: 2 bytes, ours echoed"
+        obs.keys().filter(|o| !o.kind.starts_with("q:")).all(|o| o.t_len == 4),
+        "libtorrent echoes our 4-byte tids"
     );
     assert!(obs.keys().all(|o| o.v.as_deref().is_some_and(|v| v.starts_with("LT"))), "libtorrent sends v=LT..");
     assert!(obs.keys().filter(|o| o.kind == "r").all(|o| o.ip), "libtorrent replies carry `ip`");
