@@ -41,4 +41,7 @@ pub struct Stats {
     pub sources_blocked: u64,
     /// Answers dropped because the reply byte budget was spent.
     pub replies_over_budget: u64,
+    /// Verifications of unknown queriers not queued, or displaced from the queue by a
+    /// querier from a less crowded subnet.
+    pub verifications_dropped: u64,
 }

@@ -32,8 +32,11 @@ pub(crate) enum Purpose {
     Lookup(OpId),
     /// A ping to check a contact of a full bucket (built-in ping/swap).
     Check,
-    /// A ping to verify a node before it may enter the routing table.
+    /// A ping to verify a node before it may enter the routing table (`add_node`).
     Verify,
+    /// A ping to verify an unknown querier. These have slots of their own, so that a flood
+    /// of strangers cannot hold up table upkeep.
+    VerifyQuerier,
     /// A ping to a table entry whose id another address claims: the claim wins only if this
     /// goes unanswered.
     AddressCheck,
@@ -46,7 +49,7 @@ impl Purpose {
     /// A ping the engine sends on its own (verification, ping/swap check): it runs in slots
     /// of its own, beside the application's `concurrency`.
     pub(crate) fn is_internal(self) -> bool {
-        matches!(self, Purpose::Check | Purpose::Verify | Purpose::AddressCheck)
+        matches!(self, Purpose::Check | Purpose::Verify | Purpose::VerifyQuerier | Purpose::AddressCheck)
     }
 }
 
@@ -91,6 +94,8 @@ pub(crate) struct Transactions {
     next_seq: u64,
     /// How many live transactions are internal pings ([`Purpose::is_internal`]).
     internal: usize,
+    /// How many of those verify unknown queriers.
+    queriers: usize,
 }
 
 /// Handle on a transaction that survives slot reuse.
@@ -114,6 +119,11 @@ impl Transactions {
         self.internal
     }
 
+    /// Live transactions that verify unknown queriers.
+    pub(crate) fn querier_len(&self) -> usize {
+        self.queriers
+    }
+
     /// Registers a transaction under a fresh random tid. `draw` yields random u32s; it is
     /// asked again while the tid is in use.
     pub(crate) fn insert(
@@ -132,6 +142,7 @@ impl Transactions {
         self.next_seq += 1;
         let tx = Tx { tid, seq, addr, expect_id, token, purpose, deadline: None };
         self.internal += usize::from(purpose.is_internal());
+        self.queriers += usize::from(purpose == Purpose::VerifyQuerier);
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = Some(tx);
@@ -190,6 +201,7 @@ impl Transactions {
         self.by_tid.remove(&tx.tid);
         self.free.push(r.slot);
         self.internal -= usize::from(tx.purpose.is_internal());
+        self.queriers -= usize::from(tx.purpose == Purpose::VerifyQuerier);
         Some(tx)
     }
 

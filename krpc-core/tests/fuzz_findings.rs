@@ -117,7 +117,8 @@ fn a_steady_stream_of_unknown_queriers_never_starves_queries_and_lookups() {
                 s.reply(&m, &node(0x40, 1).id);
             }
         }
-        assert!(s.ep.in_flight() <= 1 + 4, "{} in flight", s.ep.in_flight());
+        // One application slot, 4 for upkeep pings, 16 for verifying strangers (issue 15).
+        assert!(s.ep.in_flight() <= 1 + 4 + 16, "{} in flight", s.ep.in_flight());
         unknown_querier(&mut s, i);
         i += 1;
         s.advance(Duration::from_millis(100));

@@ -140,3 +140,90 @@ fn the_claimant_takes_the_entry_only_when_the_old_address_is_silent() {
             .any(|e| matches!(e, Event::NodeUpdated { node, previous } if node.addr == moved && *previous == real))
     );
 }
+
+/// A public address in its own /24 for each `i`.
+fn stranger(i: usize) -> SocketAddr {
+    SocketAddr::from(([50, (i / 250) as u8, (i % 250) as u8, 9], 6881))
+}
+
+/// `n` strangers each send one query and never answer our verification ping.
+fn silent_queriers(s: &mut Script, n: usize, addr: impl Fn(usize) -> SocketAddr) {
+    for i in 0..n {
+        s.incoming_query(addr(i), b"sq", "ping", Some(&id_with(&[0x40, (i >> 8) as u8, i as u8])));
+    }
+}
+
+/// Virtual seconds until a ping goes to `to`, stepping 100 ms at a time for at most `limit`.
+fn seconds_until_pinged(s: &mut Script, to: SocketAddr, limit: u64) -> Option<f64> {
+    for step in 0..=limit * 10 {
+        if let Some(ping) = s.sent().into_iter().find(|m| m.is_query() && m.to == to) {
+            s.reply(&ping, &id_with(&[0x77]));
+            return Some(step as f64 / 10.0);
+        }
+        s.advance(Duration::from_millis(100));
+    }
+    None
+}
+
+#[test]
+fn a_hundred_silent_queriers_do_not_keep_a_newcomer_out() {
+    // The probe: 20 silent one-packet queriers delayed an honest newcomer by about 10 s, and
+    // 100 meant it was never verified (the shared queue of 64 dropped it).
+    let mut s = Script::new(dht());
+    silent_queriers(&mut s, 100, stranger);
+    let honest = SocketAddr::from(([60, 1, 2, 3], 6881));
+    s.incoming_query(honest, b"hq", "ping", Some(&id_with(&[0x77])));
+    let waited = seconds_until_pinged(&mut s, honest, 30).expect("the newcomer is verified");
+    assert!(waited <= 10.0, "verified after {waited} s");
+    assert!(s.ep.routing_table().contains(&id_with(&[0x77])));
+}
+
+#[test]
+fn one_crowded_subnet_cannot_fill_the_verification_queue() {
+    let mut s = Script::new(dht());
+    // 200 silent queriers from one /24 (different ports count as one source: only one each).
+    silent_queriers(&mut s, 200, |i| SocketAddr::from(([70, 0, 0, (i % 250) as u8 + 1], 6881)));
+    let honest = SocketAddr::from(([60, 1, 2, 3], 6881));
+    s.incoming_query(honest, b"hq", "ping", Some(&id_with(&[0x77])));
+    assert!(seconds_until_pinged(&mut s, honest, 30).is_some(), "the newcomer from another subnet is verified");
+    assert!(s.ep.stats().verifications_dropped > 0);
+}
+
+#[test]
+fn table_upkeep_is_not_starved_by_strangers() {
+    let mut s = Script::new(dht());
+    silent_queriers(&mut s, 100, stranger);
+    let _ = s.sent();
+    let friend = SocketAddr::from(([60, 9, 9, 9], 6881));
+    s.ep.add_node(s.now, friend, None).expect("room for upkeep pings");
+    assert!(s.sent().iter().any(|m| m.is_query() && m.to == friend), "sent at once, in its own slots");
+}
+
+#[test]
+fn two_spoofed_queries_a_second_do_not_keep_the_table_empty() {
+    // The probe: about 2 spoofed packets per second kept a fresh node's table empty.
+    let mut s = Script::new(dht());
+    let mut joined = 0;
+    for second in 0..60usize {
+        silent_queriers(&mut s, 2, |i| stranger(1000 + 2 * second + i));
+        // One honest querier every 5 s, which answers its verification.
+        if second % 5 == 0 {
+            let honest = SocketAddr::from(([61, 0, second as u8, 1], 6881));
+            // Ids spread over the id space, so that no bucket fills.
+            let id = id_with(&[(second * 41 % 256) as u8, 0x90]);
+            s.incoming_query(honest, b"hq", "ping", Some(&id));
+            for _ in 0..10 {
+                if let Some(ping) = s.sent().into_iter().find(|m| m.is_query() && m.to == honest) {
+                    s.reply(&ping, &id);
+                    joined += 1;
+                    break;
+                }
+                s.advance(Duration::from_millis(100));
+            }
+        } else {
+            s.advance(Duration::from_secs(1));
+        }
+    }
+    assert_eq!(joined, 12, "every honest querier was verified within a second");
+    assert!(s.ep.routing_table().len() >= 12);
+}

@@ -11,10 +11,10 @@ use core::fmt::Write;
 use core::net::SocketAddr;
 
 use super::Endpoint;
-use super::rpc::{InternalPing, Matched, Outbound, tid};
+use super::rpc::{Matched, Outbound, VerifyQueued, tid};
 use crate::address::is_never_valid;
 use crate::event::{Datagram, Event, IncomingQuery, ReplyTo};
-use crate::transaction::{Purpose, same_endpoint};
+use crate::transaction::same_endpoint;
 use crate::wire::{Body, Message, Query as QueryView, salvage_query_transaction_id};
 use crate::{Instant, NodeId, NodeInfo, QueryError};
 
@@ -139,8 +139,9 @@ impl Endpoint {
         if full && (bucket != last || table.bucket_count() >= self.config.id_len * 8) {
             return;
         }
-        if !self.rpc.is_pending(&from) {
-            self.rpc.queue_internal(InternalPing { addr: from, expect: Some(id), purpose: Purpose::Verify });
+        match self.rpc.queue_verification(from, id) {
+            VerifyQueued::Queued | VerifyQueued::Duplicate => {}
+            VerifyQueued::Displaced | VerifyQueued::Dropped => self.stats.verifications_dropped += 1,
         }
     }
 

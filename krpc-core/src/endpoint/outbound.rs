@@ -5,7 +5,7 @@
 use core::net::SocketAddr;
 
 use super::node_layer::Framing;
-use super::rpc::{INTERNAL_EXTRA_SLOTS, Outbound};
+use super::rpc::{INTERNAL_EXTRA_SLOTS, Outbound, VERIFY_SLOTS};
 use super::{Endpoint, Transmit};
 use crate::event::{LookupOutcome, OpId};
 use crate::lookup::Step;
@@ -38,8 +38,13 @@ impl Endpoint {
                 self.kick_lookup(op);
             }
         }
-        while self.rpc.internal_in_flight() < INTERNAL_EXTRA_SLOTS {
+        // Upkeep first, in slots of its own: verifying strangers never holds it up.
+        while self.rpc.maintenance_in_flight() < INTERNAL_EXTRA_SLOTS {
             let Some(ping) = self.rpc.pop_internal() else { break };
+            self.rpc.start(&mut self.rng, ping.addr, ping.expect, None, ping.purpose);
+        }
+        while self.rpc.verifications_in_flight() < VERIFY_SLOTS {
+            let Some(ping) = self.rpc.pop_verification() else { break };
             self.rpc.start(&mut self.rng, ping.addr, ping.expect, None, ping.purpose);
         }
         let background = self.config.background_concurrency();
@@ -101,7 +106,9 @@ impl Endpoint {
                 Outbound::Query(r) => {
                     let Some(tx) = self.rpc.tx(*r) else { continue };
                     let query = match tx.purpose {
-                        Purpose::Check | Purpose::Verify | Purpose::AddressCheck => &self.ping_query,
+                        Purpose::Check | Purpose::Verify | Purpose::VerifyQuerier | Purpose::AddressCheck => {
+                            &self.ping_query
+                        }
                         purpose => match self.ops.query_of(purpose) {
                             Some(query) => query,
                             None => continue,

@@ -29,8 +29,59 @@ use crate::{Instant, NodeId, NodeInfo};
 /// application's slots either.
 pub(crate) const INTERNAL_EXTRA_SLOTS: usize = 4;
 
-/// Cap on internal pings waiting for a slot (verifications and ping/swap checks).
+/// Cap on upkeep pings waiting for a slot (ping/swap and address checks, `add_node`).
 pub(crate) const MAX_INTERNAL_PINGS: usize = 64;
+
+/// Pings verifying unknown queriers run in this many slots of their own. Each silent
+/// querier holds one for the query timeout, so this is what spoofing must outpace: 16 slots
+/// at the default 2 s take 8 silent strangers a second, where 4 shared slots took 2 and also
+/// stalled table upkeep.
+pub(crate) const VERIFY_SLOTS: usize = 16;
+
+/// Cap on verifications of unknown queriers waiting for a slot.
+pub(crate) const MAX_QUEUED_VERIFICATIONS: usize = 64;
+
+/// Who a verification is charged to: one pending per source (an IPv4 address, an IPv6 /64, or
+/// on loopback and private networks, where test swarms share hosts, an address and port).
+type SourceKey = ([u8; 16], u16);
+
+/// The subnet a verification counts toward for diversity: an IPv4 /24 or IPv6 /48 on the
+/// public internet, the address itself on loopback and private networks.
+type SubnetKey = [u8; 16];
+
+fn verify_keys(addr: &SocketAddr) -> (SourceKey, SubnetKey) {
+    let ip = crate::wire::canonical_ip(addr.ip());
+    let local = crate::address::is_local(ip);
+    let mut full = [0u8; 16];
+    match ip {
+        core::net::IpAddr::V4(v4) => full[..4].copy_from_slice(&v4.octets()),
+        core::net::IpAddr::V6(v6) => full.copy_from_slice(&v6.octets()),
+    }
+    if local {
+        return ((full, addr.port()), full);
+    }
+    let (source_len, subnet_len) = if ip.is_ipv4() { (4, 3) } else { (8, 6) };
+    let mut source = [0u8; 16];
+    source[..source_len].copy_from_slice(&full[..source_len]);
+    let mut subnet = [0u8; 16];
+    subnet[..subnet_len].copy_from_slice(&full[..subnet_len]);
+    // Keep the families apart: an IPv4 /24 never equals an IPv6 prefix.
+    subnet[15] = u8::from(ip.is_ipv4());
+    ((source, 0), subnet)
+}
+
+/// What became of a verification asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VerifyQueued {
+    /// Queued.
+    Queued,
+    /// Its source already has one queued or in flight.
+    Duplicate,
+    /// Queued in place of a queued one from the most crowded subnet.
+    Displaced,
+    /// The queue is full of subnets no more crowded than its own: not queued.
+    Dropped,
+}
 
 /// Longest error message we send; longer ones are cut.
 pub(crate) const MAX_ERROR_MESSAGE: usize = 128;
@@ -85,8 +136,10 @@ pub(crate) struct Rpc {
     txs: Transactions,
     /// Application queries waiting for one of the `concurrency` slots.
     waiting: VecDeque<(OpId, Peer)>,
-    /// Internal pings waiting for one of their own slots.
+    /// Upkeep pings waiting for one of their own slots.
     internal: VecDeque<InternalPing>,
+    /// Verifications of unknown queriers waiting for one of theirs, with their keys.
+    verify: VecDeque<(InternalPing, SourceKey, SubnetKey)>,
     outbound: VecDeque<Outbound>,
     /// Soft deadlines of lookup queries (`lookup_soft_timeout`), earliest first (kept sorted
     /// on insertion: adaptive soft timeouts differ); entries of answered queries are skipped.
@@ -110,6 +163,7 @@ impl Rpc {
             txs: Transactions::default(),
             waiting: VecDeque::new(),
             internal: VecDeque::new(),
+            verify: VecDeque::new(),
             outbound: VecDeque::new(),
             soft_deadlines: VecDeque::new(),
             rtt: RttEstimator::default(),
@@ -227,10 +281,51 @@ impl Rpc {
         self.internal.pop_front()
     }
 
-    /// Whether a ping to `addr` waits or any query to it is in flight.
-    pub(crate) fn is_pending(&self, addr: &SocketAddr) -> bool {
-        self.internal.iter().any(|p| same_endpoint(&p.addr, addr))
-            || self.txs.refs().any(|r| self.txs.get(r).is_some_and(|tx| same_endpoint(&tx.addr, addr)))
+    pub(crate) fn pop_verification(&mut self) -> Option<InternalPing> {
+        self.verify.pop_front().map(|(ping, _, _)| ping)
+    }
+
+    /// Asks to verify an unknown querier at `addr` claiming `id`. What one source can cost is
+    /// one pending verification (queued or in flight), and a full queue favours diversity:
+    /// a newcomer displaces the newest entry of the most crowded subnet, if that subnet holds
+    /// more entries than its own.
+    pub(crate) fn queue_verification(&mut self, addr: SocketAddr, id: NodeId) -> VerifyQueued {
+        let (source, subnet) = verify_keys(&addr);
+        let queued = self.verify.iter().any(|(_, s, _)| *s == source);
+        let in_flight = self.txs.refs().any(|r| {
+            self.txs.get(r).is_some_and(|tx| {
+                same_endpoint(&tx.addr, &addr)
+                    || (tx.purpose == Purpose::VerifyQuerier && verify_keys(&tx.addr).0 == source)
+            })
+        });
+        if queued || in_flight || self.internal.iter().any(|p| same_endpoint(&p.addr, &addr)) {
+            return VerifyQueued::Duplicate;
+        }
+        let ping = InternalPing { addr, expect: Some(id), purpose: Purpose::VerifyQuerier };
+        if self.verify.len() < MAX_QUEUED_VERIFICATIONS {
+            self.verify.push_back((ping, source, subnet));
+            return VerifyQueued::Queued;
+        }
+        let count = |net: &SubnetKey| self.verify.iter().filter(|(_, _, n)| n == net).count();
+        let own = count(&subnet);
+        // The most crowded subnet; ties go to the one queued last.
+        let crowded =
+            self.verify.iter().map(|(_, _, n)| (count(n), *n)).fold(None, |best: Option<(usize, SubnetKey)>, c| {
+                match best {
+                    Some(b) if b.0 > c.0 => Some(b),
+                    _ => Some(c),
+                }
+            });
+        match crowded {
+            Some((most, net)) if most > own + 1 || (most > own && net != subnet) => {
+                if let Some(i) = self.verify.iter().rposition(|(_, _, n)| *n == net) {
+                    self.verify.remove(i);
+                }
+                self.verify.push_back((ping, source, subnet));
+                VerifyQueued::Displaced
+            }
+            _ => VerifyQueued::Dropped,
+        }
     }
 
     // ---- transactions ----
@@ -241,8 +336,14 @@ impl Rpc {
         self.txs.len() - self.txs.internal_len()
     }
 
-    pub(crate) fn internal_in_flight(&self) -> usize {
-        self.txs.internal_len()
+    /// Upkeep pings in flight.
+    pub(crate) fn maintenance_in_flight(&self) -> usize {
+        self.txs.internal_len() - self.txs.querier_len()
+    }
+
+    /// Verifications of unknown queriers in flight.
+    pub(crate) fn verifications_in_flight(&self) -> usize {
+        self.txs.querier_len()
     }
 
     pub(crate) fn in_flight(&self) -> usize {
@@ -374,6 +475,7 @@ impl Rpc {
     pub(crate) fn clear(&mut self) {
         self.waiting.clear();
         self.internal.clear();
+        self.verify.clear();
         self.outbound.clear();
         self.soft_deadlines.clear();
         let refs: alloc::vec::Vec<_> = self.txs.refs().collect();
@@ -388,6 +490,7 @@ impl Rpc {
             + self.outbound.capacity() * core::mem::size_of::<Outbound>()
             + self.waiting.capacity() * core::mem::size_of::<(OpId, Peer)>()
             + self.internal.capacity() * core::mem::size_of::<InternalPing>()
+            + self.verify.capacity() * core::mem::size_of::<(InternalPing, SourceKey, SubnetKey)>()
             + self.soft_deadlines.capacity() * core::mem::size_of::<(Instant, TxRef)>()
             + self.limiter.capacity_bytes()
     }
@@ -430,7 +533,7 @@ mod tests {
         rpc.mark_sent(r, Instant::ZERO);
         let t = rpc.tx(r).unwrap().tid.to_be_bytes();
         assert_eq!(rpc.app_in_flight(), 1);
-        assert!(rpc.is_pending(&to));
+        assert_eq!(rpc.queue_verification(to, NodeId::from_array([1; 20])), VerifyQueued::Duplicate, "already asked");
         let soft = rpc.next_soft_deadline().unwrap();
         assert!(soft < rpc.next_query_deadline().unwrap());
         assert_eq!(rpc.pop_soft_expired(soft), Some((to, OpId(7))));

@@ -16,8 +16,9 @@ use crate::wire::Body;
 use crate::{CommandError, Endpoint, Event, Instant, NodeId, NodeInfo, OpId, ReplyTo, Stats, Transmit};
 
 /// Internal pings may use this many query slots beyond `concurrency` (the engine's
-/// `INTERNAL_EXTRA_SLOTS`); the invariant allows exactly that much.
-pub(crate) const EXTRA_SLOTS: usize = 4;
+/// `INTERNAL_EXTRA_SLOTS` for upkeep plus `VERIFY_SLOTS` for unknown queriers); the invariant
+/// allows exactly that much.
+pub(crate) const EXTRA_SLOTS: usize = 4 + 16;
 
 /// How many of each kind of handle the driver remembers for later commands.
 const RING: usize = 32;
