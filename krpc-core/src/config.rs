@@ -118,6 +118,13 @@ pub struct Config {
     /// Limits on unsolicited queries per source and on the bytes we send in answer; on by
     /// default ([`RateLimit::OFF`] turns them off).
     pub rate_limit: RateLimit,
+    /// Diversity of the routing tables, against Sybil and eclipse attacks (libtorrent's
+    /// `dht_restrict_routing_ips`): one entry per IP address in a table, and one per IPv4 /24
+    /// or IPv6 /64 in a bucket. On by default.
+    pub restrict_routing_ips: bool,
+    /// Apply [`restrict_routing_ips`](Self::restrict_routing_ips) to loopback and private
+    /// addresses too. Off by default: test swarms and LANs put many nodes in one subnet.
+    pub restrict_local_ips: bool,
 }
 
 /// The three BitTorrent routers k-rpc bootstraps from, as host names for a driver to resolve.
@@ -153,6 +160,8 @@ impl Default for Config {
             max_queued_events: 4096,
             dht: None,
             rate_limit: RateLimit::default(),
+            restrict_routing_ips: true,
+            restrict_local_ips: false,
         }
     }
 }

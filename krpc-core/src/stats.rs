@@ -44,4 +44,7 @@ pub struct Stats {
     /// Verifications of unknown queriers not queued, or displaced from the queue by a
     /// querier from a less crowded subnet.
     pub verifications_dropped: u64,
+    /// Verified nodes kept out of the routing table by the diversity rules
+    /// ([`Config::restrict_routing_ips`](crate::Config::restrict_routing_ips)).
+    pub diversity_refused: u64,
 }

@@ -19,7 +19,8 @@ fn v4(i: u8) -> NodeInfo {
 }
 
 fn v6(i: u8) -> NodeInfo {
-    NodeInfo::new(far(0x40 | i), format!("[2001:db8::{i:x}]:6881").parse().unwrap())
+    // Each in its own /64: the diversity rules allow one per /64 in a bucket.
+    NodeInfo::new(far(0x40 | i), format!("[2001:db8:{i:x}::1]:6881").parse().unwrap())
 }
 
 fn script(k: usize) -> Script {

@@ -209,6 +209,10 @@ impl Endpoint {
             }
             return false;
         }
+        if !self.diversity_admits(&node) {
+            self.stats.diversity_refused += 1;
+            return false;
+        }
         match self.tables.of_mut(&node.addr).insert_verified(node, now) {
             InsertOutcome::Added => {
                 self.push_event(Event::NodeAdded(node));
@@ -230,6 +234,39 @@ impl Endpoint {
             }
             InsertOutcome::IsLocal | InsertOutcome::WrongIdLength => false,
         }
+    }
+
+    /// The diversity rules for a node not yet in its table (libtorrent's
+    /// `dht_restrict_routing_ips`): no other entry at its IP address in the table, and none
+    /// from its IPv4 /24 or IPv6 /64 in its bucket. One host, or one subnet, cannot fill a
+    /// bucket near a target with ids of its choosing.
+    fn diversity_admits(&self, node: &NodeInfo) -> bool {
+        if !self.config.restrict_routing_ips {
+            return true;
+        }
+        let ip = crate::wire::canonical_ip(node.addr.ip());
+        if crate::address::is_local(ip) && !self.config.restrict_local_ips {
+            return true;
+        }
+        let table = self.tables.of(&node.addr);
+        if table.get(&node.id).is_some() {
+            // Already in: a refresh, or an address claim handled before this.
+            return true;
+        }
+        let subnet = |addr: &core::net::SocketAddr| match crate::wire::canonical_ip(addr.ip()) {
+            core::net::IpAddr::V4(v4) => u128::from(u32::from(v4) >> 8),
+            core::net::IpAddr::V6(v6) => (u128::from(v6) >> 64) | (1 << 127),
+        };
+        // The bucket a node ends up in once the table has split as far as it will: its
+        // shared prefix with our id (only our own bucket splits). Comparing on that, not on
+        // today's bucket, keeps one subnet out of a bucket that has yet to split off.
+        let last = self.config.id_len * 8 - 1;
+        let depth = |id: &NodeId| self.id.common_prefix_len(id).min(last);
+        let (own_subnet, own_depth) = (subnet(&node.addr), depth(&node.id));
+        !table.iter().any(|c| {
+            crate::wire::canonical_ip(c.addr().ip()) == ip
+                || (subnet(&c.addr()) == own_subnet && depth(&c.node.id) == own_depth)
+        })
     }
 
     /// A full bucket refused a verified node.
