@@ -122,8 +122,13 @@ pub struct Config {
     /// `dht_restrict_routing_ips`): one entry per IP address in a table, and one per IPv4 /24
     /// or IPv6 /64 in a bucket. On by default.
     pub restrict_routing_ips: bool,
-    /// Apply [`restrict_routing_ips`](Self::restrict_routing_ips) to loopback and private
-    /// addresses too. Off by default: test swarms and LANs put many nodes in one subnet.
+    /// Diversity of lookups (libtorrent's `dht_restrict_search_ips`): one candidate per IPv4
+    /// /24 or IPv6 /64 in a lookup, so that one subnet cannot fill the nodes asked or the
+    /// result. On by default.
+    pub restrict_search_ips: bool,
+    /// Apply [`restrict_routing_ips`](Self::restrict_routing_ips) and
+    /// [`restrict_search_ips`](Self::restrict_search_ips) to loopback and private addresses
+    /// too. Off by default: test swarms and LANs put many nodes in one subnet.
     pub restrict_local_ips: bool,
 }
 
@@ -161,6 +166,7 @@ impl Default for Config {
             dht: None,
             rate_limit: RateLimit::default(),
             restrict_routing_ips: true,
+            restrict_search_ips: true,
             restrict_local_ips: false,
         }
     }
