@@ -7,7 +7,7 @@ use core::time::Duration;
 
 // `AddressPolicy` lives in `address` (which filters by it) and is re-exported here, so the
 // dependency runs one way: address <- rate_limit <- config.
-pub use crate::address::AddressPolicy;
+pub(crate) use crate::address::AddressPolicy;
 use crate::dht::DhtConfig;
 use crate::rate_limit::RateLimit;
 use crate::routing::MAX_K;
