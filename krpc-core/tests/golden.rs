@@ -42,7 +42,7 @@ fn error_bytes(e: &ErrorOut<'_>) -> Vec<u8> {
     buf[..n].to_vec()
 }
 
-fn query<'a>(msg: &Message<'a>) -> krpc_core::wire::Query<'a> {
+fn query<'a>(msg: &Message<'a>) -> krpc_core::wire::QueryView<'a> {
     *msg.as_query().expect("a query")
 }
 

@@ -10,7 +10,7 @@ use crate::event::{Datagram, Event, IncomingQuery, ReplyTo};
 use crate::query::Token;
 use crate::rate_limit::Admission;
 use crate::transaction::{Mismatch, Purpose, Tx, same_endpoint};
-use crate::wire::{Body, Fields, Message, Query as WireQuery, salvage_query_transaction_id};
+use crate::wire::{Body, Fields, Message, QueryView, salvage_query_transaction_id};
 use crate::{Instant, NodeId, NodeInfo, QueryError, Reply};
 
 /// A `fmt::Write` into a fixed buffer that silently truncates.
@@ -67,7 +67,7 @@ impl Endpoint {
         }
     }
 
-    fn handle_query(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], msg: &Message<'_>, q: WireQuery<'_>) {
+    fn handle_query(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], msg: &Message<'_>, q: QueryView<'_>) {
         self.stats.queries_in += 1;
         if self.config.read_only {
             // BEP 43: a read-only node "does not respond to queries".

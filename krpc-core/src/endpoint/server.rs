@@ -17,7 +17,7 @@ use crate::dht::{
 use crate::event::{Event, LookupNode, OpId};
 use crate::query::{Peer, Query};
 use crate::routing::{NodeState, RoutingTable};
-use crate::wire::{BufferTooSmall, Dictionary, Entry, Insert, Query as WireQuery, ResponseOut, Want, canonical_ip};
+use crate::wire::{BufferTooSmall, Dictionary, Entry, Insert, QueryView, ResponseOut, Want, canonical_ip};
 use crate::{Instant, NodeId, NodeInfo, QueryError};
 
 /// Most peers one `get_peers` reply can carry, whatever the configuration.
@@ -67,7 +67,7 @@ impl Endpoint {
         now: Instant,
         from: SocketAddr,
         t: &[u8],
-        q: &WireQuery<'_>,
+        q: &QueryView<'_>,
         want: Option<Want>,
     ) -> bool {
         let Some(dht) = self.dht.as_deref_mut() else { return false };
@@ -439,7 +439,7 @@ fn error(to: SocketAddr, t: &[u8], code: i64, message: &[u8]) -> Outbound {
 /// address as the querying node. Then the queried node should store the IP address of the
 /// querying node and the supplied port number under the infohash in its store of peer
 /// contact information."
-fn announce_peer(dht: &mut DhtState, now: Instant, from: SocketAddr, t: &[u8], q: &WireQuery<'_>) -> Outbound {
+fn announce_peer(dht: &mut DhtState, now: Instant, from: SocketAddr, t: &[u8], q: &QueryView<'_>) -> Outbound {
     let Some(info_hash) = q.args.info_hash() else {
         return error(from, t, 203, b"announce_peer requires a.info_hash");
     };

@@ -244,7 +244,7 @@ impl Decoder {
         let transaction_id = t.ok_or(DecodeError::new(K::MissingKey { key: "t" }, end))?;
         let (y, y_at) = y.ok_or(DecodeError::new(K::MissingKey { key: "y" }, end))?;
         let body = match y {
-            b"q" => Body::Query(Query {
+            b"q" => Body::Query(QueryView {
                 method: q.ok_or(DecodeError::new(K::MissingKey { key: "q" }, end))?,
                 args: a.ok_or(DecodeError::new(K::MissingKey { key: "a" }, end))?,
             }),
@@ -333,16 +333,19 @@ pub struct Message<'a> {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Body<'a> {
     /// `y=q`: a query.
-    Query(Query<'a>),
+    Query(QueryView<'a>),
     /// `y=r`: a response; the `r` dictionary.
     Response(Fields<'a>),
     /// `y=e`: an error.
     Error(KrpcError<'a>),
 }
 
-/// A query: the method name and its argument dictionary.
+/// A received query, borrowed from its datagram: the method name and its argument dictionary.
+///
+/// Not to be confused with [`crate::Query`], the owned query an application hands the engine
+/// to send.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Query<'a> {
+pub struct QueryView<'a> {
     /// `q`: the method name (`ping`, `find_node`, or anything an application defines).
     pub method: &'a [u8],
     /// `a`: the arguments.
@@ -394,7 +397,7 @@ impl<'a> Message<'a> {
     }
 
     /// The query, if this is one.
-    pub fn as_query(&self) -> Option<&Query<'a>> {
+    pub fn as_query(&self) -> Option<&QueryView<'a>> {
         match &self.body {
             Body::Query(q) => Some(q),
             _ => None,

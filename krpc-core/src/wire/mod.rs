@@ -57,5 +57,5 @@ pub use dictionary::Dictionary;
 pub use encode::{Entry, ErrorOut, Insert, QueryOut, ResponseOut};
 pub use error::{BufferTooSmall, DecodeError, DecodeErrorKind, Expected};
 pub use fields::{Fields, Want};
-pub use message::{Body, Decoder, KrpcError, Message, Query, salvage_query_transaction_id};
+pub use message::{Body, Decoder, KrpcError, Message, QueryView, salvage_query_transaction_id};
 pub use value::{Dict, DictIter, List, ListIter, Value};
