@@ -89,6 +89,7 @@ mod time;
 mod transaction;
 
 pub mod dht;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod routing;

@@ -45,6 +45,7 @@ mod dictionary;
 mod encode;
 mod error;
 mod fields;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod message;
