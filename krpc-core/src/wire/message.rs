@@ -8,7 +8,7 @@ use super::cursor::{Budget, Cursor, MAX_DEPTH_LIMIT};
 use super::error::{BufferTooSmall, DecodeError, DecodeErrorKind as K, Expected};
 use super::fields::Fields;
 use super::value::ByteStr;
-use super::writer::Writer;
+use super::writer::{Counter, Sink, Writer};
 use crate::DEFAULT_ID_LEN;
 
 /// Decoding limits and the node id length. `Decoder::default()` suits the mainline DHT.
@@ -424,6 +424,18 @@ impl<'a> Message<'a> {
     /// returns its length. Keys the decoder skipped at the top level are not written.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
         let mut w = Writer::new(buf);
+        self.write(&mut w);
+        w.finish()
+    }
+
+    /// The length [`encode`](Self::encode) writes, measured without writing or allocating.
+    pub fn encoded_len(&self) -> usize {
+        let mut c = Counter::default();
+        self.write(&mut c);
+        c.len()
+    }
+
+    fn write(&self, w: &mut impl Sink) {
         w.byte(b'd');
         // Canonical key order: a, e, ip, q, r, ro, t, v, y.
         match &self.body {
@@ -474,7 +486,6 @@ impl<'a> Message<'a> {
             Body::Error(_) => b"e",
         });
         w.byte(b'e');
-        w.finish()
     }
 }
 

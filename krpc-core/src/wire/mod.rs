@@ -13,7 +13,8 @@
 //! - [`QueryOut`], [`ResponseOut`] and [`ErrorOut`] write a datagram into a caller's buffer,
 //!   merging the keys the engine owns (`id`, `token`, `nodes`) into the application's
 //!   dictionary on the fly. They never allocate and report [`BufferTooSmall`] with the size
-//!   needed.
+//!   needed; `encoded_len` gives that size up front, measured by the same code without
+//!   writing.
 //!
 //! # Example
 //! ```
