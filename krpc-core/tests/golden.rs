@@ -348,6 +348,20 @@ fn a_short_buffer_reports_the_exact_size_every_encoder_needs() {
     assert_eq!(exact, PING_R);
 }
 
+#[test]
+fn every_encoder_measures_the_golden_vectors_exactly() {
+    let args = Dictionary::new().with_bytes("id", ABC);
+    assert_eq!(q_out(b"ping", &args, &[]).encoded_len(), PING_Q.len());
+    let pong = Dictionary::new().with_bytes("id", MNO);
+    assert_eq!(r_out(&pong, &[]).encoded_len(), PING_R.len());
+    let error =
+        ErrorOut { transaction_id: b"aa", code: 201, message: b"A Generic Error Ocurred", ip: None, version: None };
+    assert_eq!(error.encoded_len(), ERROR.len());
+    for bytes in [PING_Q, PING_R, ERROR] {
+        assert_eq!(Message::decode(bytes).unwrap().encoded_len(), bytes.len());
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // BEP 42: the `ip` field, with the example addresses and node ids of BEP 42.
 
