@@ -81,12 +81,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod batch;
 mod builder;
 mod clock;
 mod driver;
 mod error;
 mod handle;
+pub mod udp;
 mod worker;
 
 pub use builder::Builder;

@@ -76,7 +76,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod batch;
 mod builder;
 mod handle;
 mod stream;

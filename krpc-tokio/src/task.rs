@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant as TokioInstant;
 use tracing::{Span, debug, trace, warn};
 
-use crate::batch::{Inbox, MAX_BATCH, Outbox};
+use krpc_std::udp::{self, Inbox, MAX_BATCH, Outbox};
+
 use crate::handle::{Rpc, Shared};
 use crate::stream::Request;
 
@@ -36,11 +37,10 @@ struct Running {
 
 /// Fields drop in order: the socket closes before the subscriptions end.
 pub(crate) struct Task {
-    socket: UdpSocket,
+    socket: Socket,
     pub(crate) endpoint: Endpoint,
     origin: TokioInstant,
-    /// An IPv6 socket reaches IPv4 peers through IPv4-mapped addresses.
-    v6: bool,
+    local_addr: SocketAddr,
     /// Datagrams received, up to [`MAX_BATCH`] per system call on a busy socket.
     inbox: Inbox,
     /// Datagrams to send, up to [`MAX_BATCH`] per system call.
@@ -69,8 +69,8 @@ pub(crate) fn spawn(endpoint: Endpoint, socket: UdpSocket, local_addr: SocketAdd
     let task = Task {
         inbox: Inbox::new(max.min(65_535) + 1),
         outbox: Outbox::new(max),
-        v6: local_addr.is_ipv6(),
-        socket,
+        local_addr,
+        socket: Socket(socket),
         endpoint,
         origin,
         commands: receiver,
@@ -118,7 +118,7 @@ impl Task {
                     Some(command) => command(&mut self),
                     None => self.close("every handle was dropped"),
                 },
-                ready = self.socket.readable() => match ready {
+                ready = self.socket.0.readable() => match ready {
                     Ok(()) => self.receive().await,
                     Err(error) => {
                         warn!(%error, "socket failed");
@@ -128,7 +128,7 @@ impl Task {
                 () = sleep.as_mut() => {} // the deadline is handled at the top of the loop
             }
         }
-        debug!(addr = ?self.socket.local_addr().ok(), "driver stopped");
+        debug!(addr = %self.local_addr, "driver stopped");
     }
 
     /// Closes the engine: every running command ends with a shut-down event, then the loop
@@ -158,9 +158,8 @@ impl Task {
             // and their answers.
             let now = self.now();
             for i in 0..self.inbox.len() {
+                // IPv4-mapped senders come back as IPv4 (see `krpc_std::udp`).
                 let (from, datagram) = self.inbox.get(i);
-                // One address per peer: `::ffff:a.b.c.d` (dual-stack socket) is a.b.c.d.
-                let from = SocketAddr::new(from.ip().to_canonical(), from.port());
                 trace!(%from, len = datagram.len(), "datagram");
                 self.endpoint.handle_datagram(now, from, datagram);
             }
@@ -173,13 +172,8 @@ impl Task {
     /// out every event. `now` was read by the caller just before; it is read again only after
     /// waiting for room in the socket's buffer.
     async fn flush(&mut self, mut now: Instant) {
-        let v6 = self.v6;
-        let mapped = |to: SocketAddr| match to {
-            SocketAddr::V4(v4) if v6 => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
-            to => to,
-        };
         loop {
-            let taken = self.outbox.fill(&mut self.endpoint, now, mapped);
+            let taken = self.outbox.fill(&mut self.endpoint, now, self.local_addr);
             let mut sent = 0;
             while sent < taken {
                 // Straight to the system call while the socket is writable (nearly always); the
@@ -190,7 +184,7 @@ impl Task {
                         continue;
                     }
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                        let ready = self.socket.writable().await;
+                        let ready = self.socket.0.writable().await;
                         now = self.now();
                         match ready {
                             Ok(()) => continue,
@@ -282,5 +276,37 @@ impl Task {
             Err(TrySendError::Full(request)) => debug!(from = %request.from(), "incoming queue full; query dropped"),
             Err(TrySendError::Closed(_)) => self.incoming = None,
         }
+    }
+}
+
+/// The tokio socket as [`krpc_std::udp`] drives it: no call waits (the task awaits readiness
+/// instead), and batched calls go through `try_io`, which clears the socket's readiness on
+/// `WouldBlock` so that the next `readable()`/`writable()` really waits.
+struct Socket(UdpSocket);
+
+impl udp::Socket for Socket {
+    const WAITS: bool = false;
+
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.0.try_recv_from(buf)
+    }
+
+    fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.0.try_send_to(buf, to)
+    }
+
+    fn io<R>(&self, direction: udp::Direction, call: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        let interest = match direction {
+            udp::Direction::Receive => tokio::io::Interest::READABLE,
+            udp::Direction::Send => tokio::io::Interest::WRITABLE,
+        };
+        self.0.try_io(interest, call)
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for Socket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
     }
 }
