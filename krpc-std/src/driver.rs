@@ -22,10 +22,10 @@ const MIN_WAIT: Duration = Duration::from_millis(1);
 ///
 /// ```
 /// use std::time::Duration;
-/// use krpc_std::{Builder, Event, Query};
+/// use krpc_std::{Builder, Config, Event, Query};
 ///
-/// let mut a = Builder::new().bind(([127, 0, 0, 1], 0)).bootstrap(&[]).driver()?;
-/// let mut b = Builder::new().bind(([127, 0, 0, 1], 0)).bootstrap(&[]).driver()?;
+/// let mut a = Builder::new(Config::default()).bind_driver("127.0.0.1:0")?;
+/// let mut b = Builder::new(Config::default()).bind_driver("127.0.0.1:0")?;
 /// let now = a.now();
 /// let op = a.endpoint_mut().query(now, b.local_addr(), Query::ping())?;
 /// let reply = 'run: loop {

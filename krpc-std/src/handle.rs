@@ -1,15 +1,17 @@
 //! [`Krpc`]: the blocking handle to a driver running on its own thread.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::ops::ControlFlow;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle, ThreadId};
 
+use krpc_core::routing::RoutingTable;
 use krpc_core::wire::Dictionary;
 use krpc_core::{
-    CommandError, Endpoint, Event, IncomingQuery, Instant, LookupNode, LookupOutcome, NodeId, NodeInfo, OpId, Peer,
-    Query, Reply, ReplyTo,
+    CommandError, Config, Endpoint, Event, IncomingQuery, Instant, LookupNode, LookupOutcome, NodeId, NodeInfo, OpId,
+    Peer, Query, QueryError, Reply, ReplyTo,
 };
 
 use crate::error::SHUT_DOWN;
@@ -39,16 +41,16 @@ pub struct LookupSummary {
 /// then returns a shut-down error ([`Error::is_shut_down`]).
 ///
 /// ```
-/// use krpc_std::{Builder, Dictionary, Krpc, Query};
+/// use krpc_std::{Config, Dictionary, Krpc, Query};
 ///
-/// let server = Builder::new().bind(([127, 0, 0, 1], 0)).bootstrap(&[]).spawn()?;
+/// let server = Krpc::bind("127.0.0.1:0", Config::default())?;
 /// server.on_query(|query, responder| {
 ///     if query.method() == b"echo" {
 ///         let hello = query.args().get(b"hello").and_then(|v| v.as_int()).unwrap_or(0);
 ///         let _ = responder.respond(Dictionary::new().with_int("hello", hello), &[]);
 ///     }
 /// })?;
-/// let client = Krpc::builder().bind(([127, 0, 0, 1], 0)).bootstrap(&[]).spawn()?;
+/// let client = Krpc::bind("127.0.0.1:0", Config::default())?;
 /// let echo = Query::new("echo", Dictionary::new().with_int("hello", 42)).unwrap();
 /// let reply = client.query(server.local_addr(), echo)?;
 /// assert_eq!(reply.values().and_then(|r| r.get(b"hello")).and_then(|v| v.as_int()), Some(42));
@@ -72,9 +74,16 @@ struct Shared {
 }
 
 impl Krpc {
-    /// A [`Builder`], to configure and [`spawn`](Builder::spawn) a driver.
-    pub fn builder() -> Builder {
-        Builder::new()
+    /// Binds a UDP socket to `addr` and starts a node on it, seeded from the OS RNG (k-rpc's
+    /// `krpc(opts)` + `bind`). Bootstrap host names, a fixed seed, your own socket:
+    /// [`Krpc::builder`].
+    pub fn bind(addr: impl ToSocketAddrs, config: Config) -> Result<Krpc, Error> {
+        Builder::new(config).bind(addr)
+    }
+
+    /// A [`Builder`] for what `bind` does not take.
+    pub fn builder(config: Config) -> Builder {
+        Builder::new(config)
     }
 
     pub(crate) fn start(driver: Driver) -> Result<Krpc, Error> {
@@ -123,10 +132,14 @@ impl Krpc {
         &self,
         peers: impl IntoIterator<Item = P>,
         query: Query,
-        on_reply: impl FnMut(&Reply) -> ControlFlow<()>,
+        mut on_reply: impl FnMut(&Reply) -> ControlFlow<()>,
     ) -> Result<usize, Error> {
         let peers: Vec<Peer> = peers.into_iter().map(Into::into).collect();
-        match self.run_op(move |e, now| e.query_all(now, peers, query), on_reply)? {
+        let on_event = |event: &Event| match event {
+            Event::Reply { reply, .. } => on_reply(reply),
+            _ => ControlFlow::Continue(()),
+        };
+        match self.run_op(move |e, now| e.query_all(now, peers, query), on_event)? {
             Event::QueryAllDone { result, .. } => Ok(result?),
             _ => Err(SHUT_DOWN),
         }
@@ -153,6 +166,66 @@ impl Krpc {
     /// Joins the network: `populate` toward our own id with `find_node`.
     pub fn bootstrap(&self) -> Result<LookupSummary, Error> {
         self.lookup(|e, now| e.bootstrap(now), |_| ControlFlow::Continue(()))
+    }
+
+    /// Looks for the nodes closest to `target` with `find_node` (BEP 5), calling `on_reply`
+    /// on this thread for every reply; `Break` stops the lookup. The summary's `closest` are
+    /// the nodes found, nearest first.
+    pub fn find_node(
+        &self,
+        target: NodeId,
+        on_reply: impl FnMut(&Reply) -> ControlFlow<()>,
+    ) -> Result<LookupSummary, Error> {
+        self.lookup(move |e, now| e.find_node(now, target), on_reply)
+    }
+
+    /// Looks up peers for `info_hash` (BEP 5 `get_peers`), calling `on_peer` on this thread
+    /// for every peer address the nodes on the way hold, each once, as they arrive; `Break`
+    /// stops the lookup. The summary holds the closest nodes and their write tokens. Any node
+    /// may ask; answering other nodes' `get_peers` takes the node layer ([`Config::dht`](krpc_core::Config::dht)).
+    pub fn get_peers(
+        &self,
+        info_hash: NodeId,
+        mut on_peer: impl FnMut(SocketAddr) -> ControlFlow<()>,
+    ) -> Result<LookupSummary, Error> {
+        let mut seen = HashSet::new();
+        let on_event = |event: &Event| match event {
+            Event::Peers { peers, .. } => {
+                for &peer in peers {
+                    if seen.insert(peer) {
+                        on_peer(peer)?;
+                    }
+                }
+                ControlFlow::Continue(())
+            }
+            _ => ControlFlow::Continue(()),
+        };
+        summary(self.run_op(move |e, now| e.get_peers(now, info_hash), on_event)?)
+    }
+
+    /// Announces that we have `info_hash` on `port` (`None`: the port our datagrams leave
+    /// from, BEP 5's `implied_port`); `seed` marks us a seed (BEP 33). The engine looks the
+    /// info hash up, then sends `announce_peer` to the closest nodes that gave a token.
+    /// Returns the number of nodes that stored us; [`QueryError::NoNodes`](krpc_core::QueryError::NoNodes)
+    /// when no node gave a token, [`QueryError::AllFailed`](krpc_core::QueryError::AllFailed)
+    /// when none accepted.
+    pub fn announce(&self, info_hash: NodeId, port: Option<u16>, seed: bool) -> Result<usize, Error> {
+        let command = move |e: &mut Endpoint, now| e.announce(now, info_hash, port, seed);
+        match self.run_op(command, |_| ControlFlow::Continue(()))? {
+            Event::AnnounceDone { result, .. } => Ok(result?),
+            // The engine registers the announce after its lookup has started; a lookup with
+            // no node to ask ends at once, before that, and is reported as a plain lookup.
+            // Nothing was asked, so nothing could store us.
+            Event::LookupDone { outcome: LookupOutcome::ShutDown, .. } => Err(SHUT_DOWN),
+            Event::LookupDone { .. } => Err(Error::Query(QueryError::NoNodes)),
+            _ => Err(SHUT_DOWN),
+        }
+    }
+
+    /// Our public address per family, `[IPv4, IPv6]`, as voted by the `ip` fields of
+    /// replies (BEP 42); `None` until enough nodes agree (and always without the node layer).
+    pub fn external_address(&self) -> Result<[Option<IpAddr>; 2], Error> {
+        self.inspect(|endpoint| endpoint.external_address())
     }
 
     /// Answers incoming queries with `handler`, on the driver's thread (k-rpc's `query`
@@ -197,13 +270,24 @@ impl Krpc {
     }
 
     /// A snapshot of the routing table.
-    pub fn nodes(&self) -> Result<Vec<NodeInfo>, Error> {
-        self.with_endpoint(|e| e.routing_table().iter().map(|c| NodeInfo::new(*c.id(), c.addr())).collect())
+    pub fn routing_table(&self) -> Result<RoutingTable, Error> {
+        self.inspect(|endpoint| endpoint.routing_table().clone())
+    }
+
+    /// The `n` nodes of the routing table nearest to `target`, for a `find_node` or
+    /// `get_peers` answer.
+    pub fn closest_nodes(&self, target: NodeId, n: usize) -> Result<Vec<NodeInfo>, Error> {
+        self.inspect(move |endpoint| endpoint.routing_table().closest(&target, n).to_vec())
     }
 
     /// Asks a node to join the routing table: it is pinged and enters if it answers.
     pub fn add_node(&self, addr: SocketAddr, id: Option<NodeId>) -> Result<(), Error> {
         Ok(self.call(move |w| w.driver.endpoint.add_node(w.driver.now(), addr, id))??)
+    }
+
+    /// Inserts a node you vouch for (say, from a saved table); returns whether it is in.
+    pub fn insert_node(&self, node: NodeInfo) -> Result<bool, Error> {
+        self.call(move |w| w.driver.endpoint.insert_node(w.driver.now(), node))
     }
 
     /// Removes a node from the routing table; returns whether it was there.
@@ -219,10 +303,7 @@ impl Krpc {
 
     /// Runs `f` on the engine, on the driver's thread, and returns its result: for getters
     /// such as the routing table, stats or configuration.
-    pub fn with_endpoint<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Endpoint) -> R + Send + 'static,
-    ) -> Result<R, Error> {
+    pub fn inspect<R: Send + 'static>(&self, f: impl FnOnce(&Endpoint) -> R + Send + 'static) -> Result<R, Error> {
         self.call(move |w| f(&w.driver.endpoint))
     }
 
@@ -250,11 +331,12 @@ impl Krpc {
         receiver.recv().map_err(|_| SHUT_DOWN)
     }
 
-    /// Starts a command and waits for its final event, passing its replies to `on_reply`.
+    /// Starts a command and waits for its final event, passing the events before it
+    /// (`Reply`, `Peers`) to `on_event`; `Break` stops the command, and no call follows it.
     fn run_op(
         &self,
         command: impl FnOnce(&mut Endpoint, Instant) -> Result<OpId, CommandError> + Send + 'static,
-        mut on_reply: impl FnMut(&Reply) -> ControlFlow<()>,
+        mut on_event: impl FnMut(&Event) -> ControlFlow<()>,
     ) -> Result<Event, Error> {
         if thread::current().id() == self.shared.thread_id {
             return Err(Error::OnDriverThread);
@@ -264,8 +346,8 @@ impl Krpc {
         let mut stopped = false;
         loop {
             match receiver.recv() {
-                Ok(Ok(Event::Reply { op, reply })) => {
-                    if !stopped && on_reply(&reply).is_break() {
+                Ok(Ok(event @ (Event::Reply { op, .. } | Event::Peers { op, .. }))) => {
+                    if !stopped && on_event(&event).is_break() {
                         stopped = true;
                         // If the driver is already gone, the shut-down result follows anyway.
                         let _ = self.send(move |w| {
@@ -280,16 +362,26 @@ impl Krpc {
         }
     }
 
+    /// Runs a lookup, passing its replies to `on_reply`.
     fn lookup(
         &self,
         command: impl FnOnce(&mut Endpoint, Instant) -> Result<OpId, CommandError> + Send + 'static,
-        on_reply: impl FnMut(&Reply) -> ControlFlow<()>,
+        mut on_reply: impl FnMut(&Reply) -> ControlFlow<()>,
     ) -> Result<LookupSummary, Error> {
-        match self.run_op(command, on_reply)? {
-            Event::LookupDone { outcome: LookupOutcome::ShutDown, .. } => Err(SHUT_DOWN),
-            Event::LookupDone { replies, closest, outcome, .. } => Ok(LookupSummary { replies, closest, outcome }),
-            _ => Err(SHUT_DOWN),
-        }
+        let on_event = |event: &Event| match event {
+            Event::Reply { reply, .. } => on_reply(reply),
+            _ => ControlFlow::Continue(()),
+        };
+        summary(self.run_op(command, on_event)?)
+    }
+}
+
+/// A lookup's result from its last event.
+fn summary(event: Event) -> Result<LookupSummary, Error> {
+    match event {
+        Event::LookupDone { outcome: LookupOutcome::ShutDown, .. } => Err(SHUT_DOWN),
+        Event::LookupDone { replies, closest, outcome, .. } => Ok(LookupSummary { replies, closest, outcome }),
+        _ => Err(SHUT_DOWN),
     }
 }
 

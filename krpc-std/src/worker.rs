@@ -71,12 +71,17 @@ impl Worker {
         while let Some(event) = self.driver.endpoint.poll_event() {
             any = true;
             match event {
-                Event::Reply { op, .. } => {
+                // A command's progress: to whoever waits for it (lookups the engine starts
+                // itself, such as bucket refreshes, are nobody's).
+                Event::Reply { op, .. } | Event::Peers { op, .. } => {
                     if let Some(waiter) = self.waiters.get(&op) {
                         let _ = waiter.send(Ok(event));
                     }
                 }
-                Event::QueryDone { op, .. } | Event::QueryAllDone { op, .. } | Event::LookupDone { op, .. } => {
+                Event::QueryDone { op, .. }
+                | Event::QueryAllDone { op, .. }
+                | Event::LookupDone { op, .. }
+                | Event::AnnounceDone { op, .. } => {
                     if let Some(waiter) = self.waiters.remove(&op) {
                         let _ = waiter.send(Ok(event));
                     }
