@@ -363,6 +363,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // the test owns its sockets
     fn a_busy_socket_grows_the_slots_and_a_batch_keeps_each_sender_and_length() {
         let (a, b) = (UdpSocket::bind("127.0.0.1:0").unwrap(), UdpSocket::bind("127.0.0.1:0").unwrap());
         b.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();

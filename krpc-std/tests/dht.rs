@@ -1,6 +1,7 @@
 //! The node layer through the blocking driver: `bootstrap`, `find_node`, `get_peers`,
 //! `announce` and `external_address` on a small network of `Config::dht()` nodes on
 //! 127.0.0.1 (the same cases as krpc-tokio's tests/dht.rs).
+#![allow(clippy::disallowed_methods)] // the test spawns a thread itself
 
 mod common;
 

@@ -77,6 +77,7 @@
 #![deny(missing_docs)]
 
 mod builder;
+mod command;
 mod handle;
 mod stream;
 mod task;
@@ -84,13 +85,14 @@ mod task;
 use std::fmt;
 
 pub use builder::Builder;
+pub use command::Request;
 pub use handle::Rpc;
 pub use krpc_core as core;
 pub use krpc_core::{
     AddressPolicy, CommandError, Config, DEFAULT_BOOTSTRAP, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId,
     NodeInfo, Peer, Query, QueryError, RateLimit, Reply, Token, wire,
 };
-pub use stream::{GetPeers, Lookup, LookupSummary, QueryAll, Replies, Request, Subscription};
+pub use stream::{GetPeers, Lookup, LookupSummary, QueryAll, Replies, Subscription};
 
 /// Why a command failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
