@@ -7,6 +7,20 @@ use krpc_core::Config;
 
 use crate::{Driver, Error, Krpc};
 
+impl Krpc {
+    /// Binds a UDP socket to `addr` and starts a node on it, seeded from the OS RNG (k-rpc's
+    /// `krpc(opts)` + `bind`). Bootstrap host names, a fixed seed, your own socket:
+    /// [`Krpc::builder`].
+    pub fn bind(addr: impl ToSocketAddrs, config: Config) -> Result<Krpc, Error> {
+        Builder::new(config).bind(addr)
+    }
+
+    /// A [`Builder`] for what `bind` does not take.
+    pub fn builder(config: Config) -> Builder {
+        Builder::new(config)
+    }
+}
+
 /// Builds a driver: resolves bootstrap host names, draws the seed, takes or binds the socket,
 /// then either starts the driver's thread ([`bind`](Self::bind), [`socket`](Self::socket): a
 /// [`Krpc`] handle) or hands the [`Driver`] to step yourself

@@ -1,7 +1,7 @@
 //! [`Krpc`]: the blocking handle to a driver running on its own thread.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::ControlFlow;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -10,13 +10,13 @@ use std::thread::{self, JoinHandle, ThreadId};
 use krpc_core::routing::RoutingTable;
 use krpc_core::wire::Dictionary;
 use krpc_core::{
-    CommandError, Config, Endpoint, Event, IncomingQuery, Instant, LookupNode, LookupOutcome, NodeId, NodeInfo, OpId,
-    Peer, Query, QueryError, Reply, ReplyTo,
+    Endpoint, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId, NodeInfo, Peer, Query, QueryError, Reply,
+    ReplyTo,
 };
 
 use crate::error::SHUT_DOWN;
-use crate::worker::{self, Command, Responder, Sink, Worker};
-use crate::{Builder, Driver, Error};
+use crate::worker::{self, Answer, Command, Op, Reply as WorkerReply, Responder, Sink};
+use crate::{Driver, Error};
 
 /// How many incoming queries or routing events wait for a slow receiver before new ones are
 /// dropped.
@@ -68,29 +68,21 @@ struct Shared {
     waker: Mutex<Option<UdpSocket>>,
     wake_addr: SocketAddr,
     local_addr: SocketAddr,
-    id: NodeId,
+    /// Our node id; the driver's thread updates it on [`Event::IdChanged`] (BEP 42).
+    id: Arc<Mutex<NodeId>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     thread_id: ThreadId,
 }
 
 impl Krpc {
-    /// Binds a UDP socket to `addr` and starts a node on it, seeded from the OS RNG (k-rpc's
-    /// `krpc(opts)` + `bind`). Bootstrap host names, a fixed seed, your own socket:
-    /// [`Krpc::builder`].
-    pub fn bind(addr: impl ToSocketAddrs, config: Config) -> Result<Krpc, Error> {
-        Builder::new(config).bind(addr)
-    }
-
-    /// A [`Builder`] for what `bind` does not take.
-    pub fn builder(config: Config) -> Builder {
-        Builder::new(config)
-    }
-
     pub(crate) fn start(driver: Driver) -> Result<Krpc, Error> {
         let waker = driver.socket().try_clone()?;
-        let (wake_addr, local_addr, id) = (driver.wake_addr(), driver.local_addr(), *driver.endpoint.id());
+        let (wake_addr, local_addr) = (driver.wake_addr(), driver.local_addr());
+        let id = Arc::new(Mutex::new(*driver.endpoint.id()));
         let (commands, receiver) = mpsc::channel();
-        let thread = thread::Builder::new().name("krpc-std".into()).spawn(move || worker::run(driver, receiver))?;
+        let worker_id = Arc::clone(&id);
+        let thread =
+            thread::Builder::new().name("krpc-std".into()).spawn(move || worker::run(driver, receiver, worker_id))?;
         let thread_id = thread.thread().id();
         let thread = Mutex::new(Some(thread));
         Ok(Krpc {
@@ -111,16 +103,18 @@ impl Krpc {
         self.shared.local_addr
     }
 
-    /// Our node id.
+    /// Our node id. With the node layer ([`Config::dht`](krpc_core::Config::dht)) it may
+    /// change once, to an id bound to our public address (BEP 42); [`events`](Self::events)
+    /// then carries [`Event::IdChanged`].
     pub fn id(&self) -> NodeId {
-        self.shared.id
+        *lock(&self.shared.id)
     }
 
     /// Sends one query and waits for its reply (k-rpc `query`). A KRPC error reply is
     /// `Error::Query(QueryError::Remote { .. })`.
     pub fn query(&self, peer: impl Into<Peer>, query: Query) -> Result<Reply, Error> {
         let peer = peer.into();
-        match self.run_op(move |e, now| e.query(now, peer, query), |_| ControlFlow::Continue(()))? {
+        match self.run_op(Op::Query { peer, query }, |_| ControlFlow::Continue(()))? {
             Event::QueryDone { result, .. } => Ok(result?),
             _ => Err(SHUT_DOWN),
         }
@@ -139,7 +133,7 @@ impl Krpc {
             Event::Reply { reply, .. } => on_reply(reply),
             _ => ControlFlow::Continue(()),
         };
-        match self.run_op(move |e, now| e.query_all(now, peers, query), on_event)? {
+        match self.run_op(Op::QueryAll { peers, query }, on_event)? {
             Event::QueryAllDone { result, .. } => Ok(result?),
             _ => Err(SHUT_DOWN),
         }
@@ -154,18 +148,18 @@ impl Krpc {
         query: Query,
         on_reply: impl FnMut(&Reply) -> ControlFlow<()>,
     ) -> Result<LookupSummary, Error> {
-        self.lookup(move |e, now| e.closest(now, target, query), on_reply)
+        self.lookup(Op::Closest { target, query }, on_reply)
     }
 
     /// A background lookup that fills the routing table (k-rpc `populate`); blocks until it
     /// is done.
     pub fn populate(&self, target: NodeId, query: Query) -> Result<LookupSummary, Error> {
-        self.lookup(move |e, now| e.populate(now, target, query), |_| ControlFlow::Continue(()))
+        self.lookup(Op::Populate { target, query }, |_| ControlFlow::Continue(()))
     }
 
     /// Joins the network: `populate` toward our own id with `find_node`.
     pub fn bootstrap(&self) -> Result<LookupSummary, Error> {
-        self.lookup(|e, now| e.bootstrap(now), |_| ControlFlow::Continue(()))
+        self.lookup(Op::Bootstrap, |_| ControlFlow::Continue(()))
     }
 
     /// Looks for the nodes closest to `target` with `find_node` (BEP 5), calling `on_reply`
@@ -176,7 +170,7 @@ impl Krpc {
         target: NodeId,
         on_reply: impl FnMut(&Reply) -> ControlFlow<()>,
     ) -> Result<LookupSummary, Error> {
-        self.lookup(move |e, now| e.find_node(now, target), on_reply)
+        self.lookup(Op::FindNode(target), on_reply)
     }
 
     /// Looks up peers for `info_hash` (BEP 5 `get_peers`), calling `on_peer` on this thread
@@ -200,7 +194,7 @@ impl Krpc {
             }
             _ => ControlFlow::Continue(()),
         };
-        summary(self.run_op(move |e, now| e.get_peers(now, info_hash), on_event)?)
+        summary(self.run_op(Op::GetPeers(info_hash), on_event)?)
     }
 
     /// Announces that we have `info_hash` on `port` (`None`: the port our datagrams leave
@@ -210,8 +204,7 @@ impl Krpc {
     /// when no node gave a token, [`QueryError::AllFailed`](krpc_core::QueryError::AllFailed)
     /// when none accepted.
     pub fn announce(&self, info_hash: NodeId, port: Option<u16>, seed: bool) -> Result<usize, Error> {
-        let command = move |e: &mut Endpoint, now| e.announce(now, info_hash, port, seed);
-        match self.run_op(command, |_| ControlFlow::Continue(()))? {
+        match self.run_op(Op::Announce { info_hash, port, seed }, |_| ControlFlow::Continue(()))? {
             Event::AnnounceDone { result, .. } => Ok(result?),
             // The engine registers the announce after its lookup has started; a lookup with
             // no node to ask ends at once, before that, and is reported as a plain lookup.
@@ -236,7 +229,7 @@ impl Krpc {
     where
         F: FnMut(IncomingQuery, Responder<'_>) + Send + 'static,
     {
-        self.call(move |w| w.sink = Sink::Handler(Box::new(handler)))
+        self.call(|reply| Command::Sink(Sink::Handler(Box::new(handler)), reply))
     }
 
     /// Incoming queries as a channel, to answer from any thread with
@@ -244,20 +237,20 @@ impl Krpc {
     /// receiver. Queries are dropped (and go unanswered) while 1024 wait.
     pub fn incoming(&self) -> Result<Receiver<IncomingQuery>, Error> {
         let (sender, receiver) = mpsc::sync_channel(CHANNEL_CAP);
-        self.call(move |w| w.sink = Sink::Channel(sender))?;
+        self.call(|reply| Command::Sink(Sink::Channel(sender), reply))?;
         Ok(receiver)
     }
 
     /// Answers a query received through [`incoming`](Self::incoming) (k-rpc `response`).
     pub fn respond(&self, to: &ReplyTo, values: Dictionary, nodes: &[NodeInfo]) -> Result<(), Error> {
-        let (to, nodes) = (to.clone(), nodes.to_vec());
-        Ok(self.call(move |w| w.driver.endpoint.respond(&to, values, &nodes))??)
+        let answer = Answer::Values { values, nodes: nodes.to_vec() };
+        Ok(self.call(|reply| Command::Answer { to: to.clone(), answer, reply })??)
     }
 
     /// Answers a query received through [`incoming`](Self::incoming) with a KRPC error.
     pub fn error(&self, to: &ReplyTo, code: i64, message: impl AsRef<[u8]>) -> Result<(), Error> {
-        let (to, message) = (to.clone(), message.as_ref().to_vec());
-        Ok(self.call(move |w| w.driver.endpoint.error(&to, code, &message))??)
+        let answer = Answer::Error { code, message: message.as_ref().to_vec() };
+        Ok(self.call(|reply| Command::Answer { to: to.clone(), answer, reply })??)
     }
 
     /// Routing-table events from now on: `NodeAdded`, `NodeRemoved`, `NodeUpdated` and, when
@@ -265,7 +258,7 @@ impl Krpc {
     /// Every receiver gets every event; a receiver 1024 events behind misses new ones.
     pub fn events(&self) -> Result<Receiver<Event>, Error> {
         let (sender, receiver) = mpsc::sync_channel(CHANNEL_CAP);
-        self.call(move |w| w.subscribers.push(sender))?;
+        self.call(|reply| Command::Subscribe(sender, reply))?;
         Ok(receiver)
     }
 
@@ -282,29 +275,29 @@ impl Krpc {
 
     /// Asks a node to join the routing table: it is pinged and enters if it answers.
     pub fn add_node(&self, addr: SocketAddr, id: Option<NodeId>) -> Result<(), Error> {
-        Ok(self.call(move |w| w.driver.endpoint.add_node(w.driver.now(), addr, id))??)
+        Ok(self.call(|reply| Command::AddNode { addr, id, reply })??)
     }
 
     /// Inserts a node you vouch for (say, from a saved table); returns whether it is in.
     pub fn insert_node(&self, node: NodeInfo) -> Result<bool, Error> {
-        self.call(move |w| w.driver.endpoint.insert_node(w.driver.now(), node))
+        self.call(|reply| Command::InsertNode { node, reply })
     }
 
     /// Removes a node from the routing table; returns whether it was there.
     pub fn remove_node(&self, id: NodeId) -> Result<bool, Error> {
-        self.call(move |w| w.driver.endpoint.remove_node(&id))
+        self.call(|reply| Command::RemoveNode { id, reply })
     }
 
     /// Answers a `PingSwap`: `dead` leaves the table and `candidate` takes its place (k-rpc
     /// `swap`). Returns whether the swap happened.
     pub fn swap(&self, dead: NodeId, candidate: NodeInfo) -> Result<bool, Error> {
-        self.call(move |w| w.driver.endpoint.swap(w.driver.now(), &dead, candidate))
+        self.call(|reply| Command::Swap { dead, candidate, reply })
     }
 
     /// Runs `f` on the engine, on the driver's thread, and returns its result: for getters
     /// such as the routing table, stats or configuration.
     pub fn inspect<R: Send + 'static>(&self, f: impl FnOnce(&Endpoint) -> R + Send + 'static) -> Result<R, Error> {
-        self.call(move |w| f(&w.driver.endpoint))
+        self.call(|reply| Command::Inspect(Box::new(move |endpoint| drop(reply.send(f(endpoint))))))
     }
 
     /// Stops the driver: the engine is closed, every call still waiting (on any thread)
@@ -315,34 +308,30 @@ impl Krpc {
         self.shared.shutdown();
     }
 
-    fn send(&self, command: impl FnOnce(&mut Worker) + Send + 'static) -> Result<(), Error> {
-        self.shared.commands.send(Box::new(command)).map_err(|_| SHUT_DOWN)?;
+    fn send(&self, command: Command) -> Result<(), Error> {
+        self.shared.commands.send(command).map_err(|_| SHUT_DOWN)?;
         self.shared.wake();
         Ok(())
     }
 
-    /// Runs `f` on the driver's thread and waits for its result.
-    fn call<R: Send + 'static>(&self, f: impl FnOnce(&mut Worker) -> R + Send + 'static) -> Result<R, Error> {
+    /// Sends the command `make` builds around a reply channel, and waits for the reply.
+    fn call<R>(&self, make: impl FnOnce(WorkerReply<R>) -> Command) -> Result<R, Error> {
         if thread::current().id() == self.shared.thread_id {
             return Err(Error::OnDriverThread);
         }
         let (sender, receiver) = mpsc::sync_channel(1);
-        self.send(move |w| drop(sender.send(f(w))))?;
+        self.send(make(sender))?;
         receiver.recv().map_err(|_| SHUT_DOWN)
     }
 
     /// Starts a command and waits for its final event, passing the events before it
     /// (`Reply`, `Peers`) to `on_event`; `Break` stops the command, and no call follows it.
-    fn run_op(
-        &self,
-        command: impl FnOnce(&mut Endpoint, Instant) -> Result<OpId, CommandError> + Send + 'static,
-        mut on_event: impl FnMut(&Event) -> ControlFlow<()>,
-    ) -> Result<Event, Error> {
+    fn run_op(&self, op: Op, mut on_event: impl FnMut(&Event) -> ControlFlow<()>) -> Result<Event, Error> {
         if thread::current().id() == self.shared.thread_id {
             return Err(Error::OnDriverThread);
         }
         let (sender, receiver) = mpsc::channel();
-        self.send(move |w| w.start(command, sender))?;
+        self.send(Command::Start { op, events: sender })?;
         let mut stopped = false;
         loop {
             match receiver.recv() {
@@ -350,9 +339,7 @@ impl Krpc {
                     if !stopped && on_event(&event).is_break() {
                         stopped = true;
                         // If the driver is already gone, the shut-down result follows anyway.
-                        let _ = self.send(move |w| {
-                            let _ = w.driver.endpoint.stop(op);
-                        });
+                        let _ = self.send(Command::Stop(op));
                     }
                 }
                 Ok(Ok(done)) => return Ok(done),
@@ -363,16 +350,12 @@ impl Krpc {
     }
 
     /// Runs a lookup, passing its replies to `on_reply`.
-    fn lookup(
-        &self,
-        command: impl FnOnce(&mut Endpoint, Instant) -> Result<OpId, CommandError> + Send + 'static,
-        mut on_reply: impl FnMut(&Reply) -> ControlFlow<()>,
-    ) -> Result<LookupSummary, Error> {
+    fn lookup(&self, op: Op, mut on_reply: impl FnMut(&Reply) -> ControlFlow<()>) -> Result<LookupSummary, Error> {
         let on_event = |event: &Event| match event {
             Event::Reply { reply, .. } => on_reply(reply),
             _ => ControlFlow::Continue(()),
         };
-        summary(self.run_op(command, on_event)?)
+        summary(self.run_op(op, on_event)?)
     }
 }
 
@@ -395,7 +378,7 @@ impl Shared {
     }
 
     fn shutdown(&self) {
-        if self.commands.send(Box::new(Worker::close)).is_ok() {
+        if self.commands.send(Command::Close).is_ok() {
             self.wake();
         }
         if thread::current().id() != self.thread_id {
