@@ -22,15 +22,27 @@ use crate::{Driver, Error};
 /// dropped.
 const CHANNEL_CAP: usize = 1024;
 
-/// How a `closest` or `populate` ended (k-rpc's `cb(null, n)`, with the nodes found).
+/// How a lookup (`closest`, `populate`, `bootstrap`, `find_node`, `get_peers`) ended (k-rpc's
+/// `cb(null, n)`, with the nodes found). Both drivers return this type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LookupSummary {
     /// Successful replies with a valid id.
     pub replies: usize,
-    /// The closest nodes that answered, nearest first, at most `k`, with their tokens.
+    /// The closest nodes that answered, nearest first, at most `k`, with their write tokens.
     pub closest: Vec<LookupNode>,
-    /// `Completed`, or `Stopped` when the callback returned `Break`.
+    /// `Completed`; `Stopped` when the caller stopped it; `ShutDown` when the driver stopped.
     pub outcome: LookupOutcome,
+}
+
+impl LookupSummary {
+    /// The summary a lookup's last event ([`Event::LookupDone`]) carries; with any other
+    /// event, or none (the driver stopped first), an empty one with outcome `ShutDown`.
+    pub fn from_event(event: Option<Event>) -> LookupSummary {
+        match event {
+            Some(Event::LookupDone { replies, closest, outcome, .. }) => LookupSummary { replies, closest, outcome },
+            _ => LookupSummary { replies: 0, closest: Vec::new(), outcome: LookupOutcome::ShutDown },
+        }
+    }
 }
 
 /// A blocking handle to a KRPC endpoint whose engine and socket live on a background thread.
@@ -361,10 +373,9 @@ impl Krpc {
 
 /// A lookup's result from its last event.
 fn summary(event: Event) -> Result<LookupSummary, Error> {
-    match event {
-        Event::LookupDone { outcome: LookupOutcome::ShutDown, .. } => Err(SHUT_DOWN),
-        Event::LookupDone { replies, closest, outcome, .. } => Ok(LookupSummary { replies, closest, outcome }),
-        _ => Err(SHUT_DOWN),
+    match LookupSummary::from_event(Some(event)) {
+        summary if summary.outcome == LookupOutcome::ShutDown => Err(SHUT_DOWN),
+        summary => Ok(summary),
     }
 }
 

@@ -11,8 +11,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
 use tracing::{Span, debug_span};
 
+use crate::LookupSummary;
 use crate::command::{Command, Op, Request};
-use crate::stream::{GetPeers, Lookup, LookupSummary, QueryAll, Replies, StopOnDrop, Subscription, query_all_end};
+use crate::stream::{GetPeers, Lookup, QueryAll, Replies, StopOnDrop, Subscription, query_all_end};
 use crate::{Error, SHUT_DOWN, task};
 
 #[derive(Debug)]
@@ -67,9 +68,9 @@ impl Rpc {
         Rpc { shared: Arc::new(Shared { commands, closed, local_addr, id, capacity, next_key }) }
     }
 
-    /// Our node id. With the node layer ([`Config::dht`]) it may change once, to an id bound
-    /// to our public address (BEP 42); [`events`](Self::events) then carries
-    /// [`Event::IdChanged`].
+    /// Our node id. With the node layer ([`Config::dht`](krpc_core::Config::dht)) it may
+    /// change once, to an id bound to our public address (BEP 42); [`events`](Self::events)
+    /// then carries [`Event::IdChanged`].
     pub fn id(&self) -> NodeId {
         *self.shared.id.borrow()
     }
@@ -170,7 +171,7 @@ impl Rpc {
     /// address the nodes on the way hold, each once; [`GetPeers::end`] then holds the
     /// [`LookupSummary`] with the closest nodes and their write tokens. Dropping the stream
     /// stops the lookup. Any node may ask; answering other nodes' `get_peers` takes the node
-    /// layer ([`Config::dht`]).
+    /// layer ([`Config::dht`](krpc_core::Config::dht)).
     pub async fn get_peers(&self, info_hash: NodeId) -> Result<GetPeers, Error> {
         let span = debug_span!("get_peers", %info_hash);
         let (events, guard) = self.op(span, Op::GetPeers(info_hash)).await?;

@@ -92,7 +92,9 @@ pub use krpc_core::{
     AddressPolicy, CommandError, Config, DEFAULT_BOOTSTRAP, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId,
     NodeInfo, Peer, Query, QueryError, RateLimit, Reply, Token, wire,
 };
-pub use stream::{GetPeers, Lookup, LookupSummary, QueryAll, Replies, Subscription};
+/// How a lookup ended: the same type in both drivers.
+pub use krpc_std::LookupSummary;
+pub use stream::{GetPeers, Lookup, QueryAll, Replies, Subscription};
 
 /// Why a command failed.
 #[derive(Clone, Debug, PartialEq, Eq)]

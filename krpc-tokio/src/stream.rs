@@ -7,7 +7,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use futures_core::Stream;
-use krpc_core::{Event, LookupNode, LookupOutcome, QueryError, Reply};
+use krpc_core::{Event, QueryError, Reply};
+use krpc_std::LookupSummary;
 use tokio::sync::mpsc;
 
 use crate::command::{Command, Key};
@@ -39,28 +40,6 @@ impl StopOnDrop {
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// How a lookup ([`Rpc::closest`](crate::Rpc::closest), [`Rpc::populate`](crate::Rpc::populate),
-/// [`Rpc::find_node`](crate::Rpc::find_node), [`Rpc::get_peers`](crate::Rpc::get_peers)) ended (k-rpc's `cb(null, n)`, plus the nodes found).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LookupSummary {
-    /// Successful replies with a valid id.
-    pub replies: usize,
-    /// The closest responders, nearest first, at most `k`, with their write tokens.
-    pub closest: Vec<LookupNode>,
-    /// Why it ended.
-    pub outcome: LookupOutcome,
-}
-
-impl LookupSummary {
-    /// From the lookup's last event; `None` when the driver stopped without one.
-    pub(crate) fn from_event(event: Option<Event>) -> Self {
-        match event {
-            Some(Event::LookupDone { replies, closest, outcome, .. }) => LookupSummary { replies, closest, outcome },
-            _ => LookupSummary { replies: 0, closest: Vec::new(), outcome: LookupOutcome::ShutDown },
-        }
     }
 }
 
@@ -289,7 +268,7 @@ impl Stream for GetPeers {
     }
 }
 
-/// A stream of [`Request`]s ([`Rpc::incoming`](crate::Rpc::incoming)) or routing
+/// A stream of [`Request`](crate::Request)s ([`Rpc::incoming`](crate::Rpc::incoming)) or routing
 /// [`Event`](krpc_core::Event)s ([`Rpc::events`](crate::Rpc::events)). It ends when the
 /// driver stops.
 ///
