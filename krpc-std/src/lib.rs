@@ -99,6 +99,6 @@ pub use worker::Responder;
 pub use krpc_core as core;
 pub use krpc_core::wire::Dictionary;
 pub use krpc_core::{
-    CommandError, Config, Endpoint, Event, IncomingQuery, Instant, LookupNode, LookupOutcome, NodeId, NodeInfo, OpId,
-    Peer, Query, QueryError, RateLimit, Reply, ReplyTo,
+    CommandError, Config, DEFAULT_BOOTSTRAP, Endpoint, Event, IncomingQuery, Instant, LookupNode, LookupOutcome,
+    NodeId, NodeInfo, OpId, Peer, Query, QueryError, RateLimit, Reply, ReplyTo,
 };

@@ -1,9 +1,9 @@
 //! What handles ask of the driver task: [`Command`], an enum the task matches, and
 //! [`Request`], an incoming query with the command that answers it.
 //!
-//! This module depends on no other module of the crate: the handle, the streams and the task
-//! all depend on it, and not on each other in a cycle (handle → stream, task; task → nothing
-//! but this and `krpc_std::udp`).
+//! This module depends on no other module of the crate (only on the root's `Error`): the
+//! handle, the streams and the task all depend on it, and not on each other in a cycle
+//! (handle → stream, task; task → nothing but this and `krpc_std::udp`).
 
 use std::fmt;
 use std::ops::Deref;
