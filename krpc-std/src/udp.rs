@@ -126,11 +126,13 @@ impl Inbox {
     }
 
     /// How many datagrams the last receive got.
+    #[inline] // called per datagram, from the other driver crate too
     pub fn len(&self) -> usize {
         self.got.len()
     }
 
     /// Whether the last receive got none.
+    #[inline] // called per datagram, from the other driver crate too
     pub fn is_empty(&self) -> bool {
         self.got.is_empty()
     }
@@ -139,6 +141,7 @@ impl Inbox {
     ///
     /// # Panics
     /// When `i` is not below [`len`](Self::len).
+    #[inline] // called per datagram, from the other driver crate too
     pub fn get(&self, i: usize) -> (SocketAddr, &[u8]) {
         let (slot, len, from) = self.got[i];
         let start = slot * self.slot_len;
@@ -213,6 +216,7 @@ impl Outbox {
     ///
     /// # Panics
     /// When `i` is not below what [`fill`](Self::fill) returned.
+    #[inline] // called per datagram, from the other driver crate too
     pub fn transmit(&self, i: usize) -> (&Transmit, SocketAddr) {
         (&self.queued[i].transmit, self.queued[i].to)
     }
