@@ -285,7 +285,6 @@ fn amplification_is_bounded_for_every_method() {
         s.deliver(from, &query);
         let answer = answers_to(&mut s, from).pop().unwrap_or_else(|| panic!("{method}: no answer"));
         let ratio = answer.bytes.len() as f64 / query.len() as f64;
-        eprintln!("{method}: {} bytes for {} ({ratio:.2}x)", answer.bytes.len(), query.len());
         assert!(ratio <= bound, "{method}: {} bytes for {} ({ratio:.2}x > {bound}x)", answer.bytes.len(), query.len());
         assert!(answer.bytes.len() <= 1024, "{method}: within max_reply_len");
     }
