@@ -157,10 +157,7 @@ fn invalid_items_are_refused_before_anything_is_sent() {
     let mut forged = MutableItem::sign(&key, b"", 1, b"i1e").unwrap();
     forged.seq = 2;
     assert_eq!(s.ep.put_mutable(now, forged, None), Err(CommandError::InvalidItem(ItemError::InvalidSignature)));
-    assert_eq!(
-        s.ep.get_mutable(now, [0; 32], &[0; 65], None),
-        Err(CommandError::InvalidItem(ItemError::SaltTooBig))
-    );
+    assert_eq!(s.ep.get_mutable(now, [0; 32], &[0; 65], None), Err(CommandError::InvalidItem(ItemError::SaltTooBig)));
     assert!(s.sent().is_empty());
 }
 
@@ -225,7 +222,13 @@ fn a_get_query_is_answered_with_a_token() {
     // answer carries a token.
     let mut s = Script::new(Config::dht());
     let target = NodeId::from_array([0x33; 20]);
-    let q = support::query_bytes(b"aa", "get", &Dictionary::new().with_bytes("target", target.as_bytes()), Some(&id(1)), false);
+    let q = support::query_bytes(
+        b"aa",
+        "get",
+        &Dictionary::new().with_bytes("target", target.as_bytes()),
+        Some(&id(1)),
+        false,
+    );
     s.deliver(sa("10.0.0.9:1000"), &q);
     let answer = s.sent().into_iter().find(|m| !m.is_query()).expect("an answer");
     assert!(answer.values().token().is_some());

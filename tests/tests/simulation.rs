@@ -211,6 +211,7 @@ fn a_network_built_by_joining_fills_its_tables_without_waiting_for_bucket_refres
 /// BEP 44 over the simulated network: items put from random nodes, then read from random
 /// nodes, with 10% loss each way and churn throughout.
 #[test]
+#[allow(clippy::print_stderr)] // the measured numbers, for docs/protocol.md
 fn bep44_items_put_then_read_from_random_nodes_with_loss_and_churn() {
     use krpc_core::dht::bep44::ed25519_dalek::SigningKey;
     use krpc_core::dht::bep44::immutable_target;
@@ -237,9 +238,8 @@ fn bep44_items_put_then_read_from_random_nodes_with_loss_and_churn() {
         sim.set_churn(true);
         // The items: immutable values, and mutable ones under distinct salts of one key.
         let key = SigningKey::from_bytes(&[42; 32]);
-        let mut items: Vec<Item> = (0..IMMUTABLE)
-            .map(|n| Item::Immutable { value: format!("8:item {n:03}").into_bytes() })
-            .collect();
+        let mut items: Vec<Item> =
+            (0..IMMUTABLE).map(|n| Item::Immutable { value: format!("8:item {n:03}").into_bytes() }).collect();
         for n in 0..MUTABLE {
             let salt = format!("salt {n}");
             let item = MutableItem::sign(&key, salt.as_bytes(), 3, format!("7:value {n}").as_bytes()).unwrap();
@@ -321,7 +321,7 @@ fn bep44_items_put_then_read_from_random_nodes_with_loss_and_churn() {
         let success = found as f64 / GETS as f64;
         let min_stored = stored.iter().min().copied().unwrap_or(0);
         let mean_stored = stored.iter().sum::<usize>() as f64 / stored.len() as f64;
-        println!(
+        eprintln!(
             "seed {seed}: puts stored on {min_stored}..{} nodes (mean {mean_stored:.1}); gets ended {ended}/{GETS}, found {found} ({success:.3}); {} left",
             stored.iter().max().unwrap(),
             sim.stats().left

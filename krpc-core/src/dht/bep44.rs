@@ -207,7 +207,13 @@ impl MutableItem {
     pub fn sign(key: &SigningKey, salt: &[u8], seq: i64, value: &[u8]) -> Result<MutableItem, ItemError> {
         Self::check(salt, seq, value)?;
         let signature = key.sign(&signed_buffer(salt, seq, value)).to_bytes();
-        Ok(MutableItem { key: key.verifying_key().to_bytes(), salt: salt.to_vec(), seq, value: value.to_vec(), signature })
+        Ok(MutableItem {
+            key: key.verifying_key().to_bytes(),
+            salt: salt.to_vec(),
+            seq,
+            value: value.to_vec(),
+            signature,
+        })
     }
 
     /// Signs with a 64-byte *expanded* secret key (clamped scalar ‖ nonce prefix), the form
@@ -218,8 +224,7 @@ impl MutableItem {
         Self::check(salt, seq, value)?;
         let esk = ExpandedSecretKey::from_bytes(expanded);
         let public = VerifyingKey::from(&esk);
-        let signature =
-            raw_sign::<ed25519_dalek::Sha512>(&esk, &signed_buffer(salt, seq, value), &public).to_bytes();
+        let signature = raw_sign::<ed25519_dalek::Sha512>(&esk, &signed_buffer(salt, seq, value), &public).to_bytes();
         Ok(MutableItem { key: public.to_bytes(), salt: salt.to_vec(), seq, value: value.to_vec(), signature })
     }
 
@@ -262,10 +267,8 @@ mod tests {
         assert_eq!(signed_buffer(b"", 1, VALUE), b"3:seqi1e1:v12:Hello World!");
         let item = MutableItem::sign_expanded(&hex(EXPANDED), b"", 1, VALUE).unwrap();
         assert_eq!(item.key, hex::<32>(PUBLIC));
-        let sig: [u8; 64] = hex(
-            "305ac8aeb6c9c151fa120f120ea2cfb923564e11552d06a5d856091e5e853cff\
-             1260d3f39e4999684aa92eb73ffd136e6f4f3ecbfda0ce53a1608ecd7ae21f01",
-        );
+        let sig: [u8; 64] = hex("305ac8aeb6c9c151fa120f120ea2cfb923564e11552d06a5d856091e5e853cff\
+             1260d3f39e4999684aa92eb73ffd136e6f4f3ecbfda0ce53a1608ecd7ae21f01");
         assert_eq!(item.signature, sig);
         assert!(item.verify());
         assert_eq!(item.target(), NodeId::from_array(hex("4a533d47ec9c7d95b1ad75f576cffc641853b750")));
@@ -275,10 +278,8 @@ mod tests {
     fn bep44_test_vector_2_mutable_with_salt() {
         assert_eq!(signed_buffer(b"foobar", 1, VALUE), b"4:salt6:foobar3:seqi1e1:v12:Hello World!");
         let item = MutableItem::sign_expanded(&hex(EXPANDED), b"foobar", 1, VALUE).unwrap();
-        let sig: [u8; 64] = hex(
-            "6834284b6b24c3204eb2fea824d82f88883a3d95e8b4a21b8c0ded553d17d17d\
-             df9a8a7104b1258f30bed3787e6cb896fca78c58f8e03b5f18f14951a87d9a08",
-        );
+        let sig: [u8; 64] = hex("6834284b6b24c3204eb2fea824d82f88883a3d95e8b4a21b8c0ded553d17d17d\
+             df9a8a7104b1258f30bed3787e6cb896fca78c58f8e03b5f18f14951a87d9a08");
         assert_eq!(item.signature, sig);
         assert!(verify(&hex(PUBLIC), &sig, b"foobar", 1, VALUE));
         assert_eq!(item.target(), NodeId::from_array(hex("411eba73b6f087ca51a3795d9c8c938d365e32c1")));

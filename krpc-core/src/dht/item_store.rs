@@ -45,7 +45,12 @@ pub struct ItemStoreLimits {
 
 impl Default for ItemStoreLimits {
     fn default() -> Self {
-        ItemStoreLimits { max_items: 700, max_bytes: 512 * 1024, max_items_per_ip: 32, lifetime: Duration::from_secs(7200) }
+        ItemStoreLimits {
+            max_items: 700,
+            max_bytes: 512 * 1024,
+            max_items_per_ip: 32,
+            lifetime: Duration::from_secs(7200),
+        }
     }
 }
 
@@ -159,7 +164,13 @@ impl ItemStore {
     }
 
     /// Stores an immutable item (its target already checked), or refreshes it.
-    pub fn put_immutable(&mut self, target: NodeId, value: &[u8], source: IpAddr, now: Instant) -> Result<(), PutRefused> {
+    pub fn put_immutable(
+        &mut self,
+        target: NodeId,
+        value: &[u8],
+        source: IpAddr,
+        now: Instant,
+    ) -> Result<(), PutRefused> {
         if let Some(item) = self.items.get_mut(&target) {
             // The same target is the same value (SHA-1); storing it again refreshes it.
             item.refreshed = now;
@@ -205,7 +216,11 @@ impl ItemStore {
             // A larger value may need room: take the old one out and insert anew.
             let source = item.source;
             self.remove(&target);
-            return self.insert(target, StoredItem { value: value.to_vec(), signed: Some(signed), source, refreshed: now }, now);
+            return self.insert(
+                target,
+                StoredItem { value: value.to_vec(), signed: Some(signed), source, refreshed: now },
+                now,
+            );
         }
         // An expired item is no current value: `cas` is ignored ("If there is no current value,
         // cas SHOULD be ignored").

@@ -89,12 +89,22 @@ impl GetItem {
 /// What a put stores.
 #[derive(Debug)]
 pub(crate) enum PutPayload {
-    Immutable { value: Vec<u8> },
+    Immutable {
+        value: Vec<u8>,
+    },
     /// A signed item, stored as is (also how an item is republished).
-    Mutable { item: MutableItem, cas: Option<i64> },
+    Mutable {
+        item: MutableItem,
+        cas: Option<i64>,
+    },
     /// Read-modify-write: signed at the end of the lookup with `seq` one above the highest
     /// seen, and `cas` set to that `seq`.
-    Next { key: SigningKey, salt: Vec<u8>, value: Vec<u8>, seen: Option<i64> },
+    Next {
+        key: SigningKey,
+        salt: Vec<u8>,
+        value: Vec<u8>,
+        seen: Option<i64>,
+    },
 }
 
 /// A running put.
@@ -156,8 +166,7 @@ impl PutItem {
     }
 
     pub(crate) fn begin_store(&mut self, query: Query, seq: Option<i64>) {
-        self.phase =
-            PutPhase::Store(PutStore { query, outstanding: 0, seq, stored: 0, failed: 0, errors: Vec::new() });
+        self.phase = PutPhase::Store(PutStore { query, outstanding: 0, seq, stored: 0, failed: 0, errors: Vec::new() });
     }
 
     pub(crate) fn set_outstanding(&mut self, n: usize) {

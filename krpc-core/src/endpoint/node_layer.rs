@@ -18,7 +18,7 @@ use super::tables::Tables;
 use crate::dht::bep44::{check_value, immutable_target, mutable_target, verify};
 use crate::dht::item_store::Signed;
 use crate::dht::{
-    BLOOM_BYTES, ItemStore, DhtConfig, ExternalAddressVote, Family, PeerRequest, PeerStore, SecureIdPolicy, Tokens,
+    BLOOM_BYTES, DhtConfig, ExternalAddressVote, Family, ItemStore, PeerRequest, PeerStore, SecureIdPolicy, Tokens,
     UnknownMethods, is_verified,
 };
 use crate::routing::NodeState;
@@ -74,7 +74,13 @@ impl NodeLayer {
         let tokens = Tokens::new(rng, now);
         let peers = PeerStore::new(config.peer_store, rng);
         let items = ItemStore::new(config.item_store);
-        Box::new(NodeLayer { config, tokens, peers, items, votes: [ExternalAddressVote::new(), ExternalAddressVote::new()] })
+        Box::new(NodeLayer {
+            config,
+            tokens,
+            peers,
+            items,
+            votes: [ExternalAddressVote::new(), ExternalAddressVote::new()],
+        })
     }
 
     /// Decides the answer to a query: the node layer's own methods, and unknown methods per
@@ -636,7 +642,8 @@ mod tests {
             let mut buf = [0u8; 1500];
             let want = Want { n4: true, n6: false };
             let to = FROM.parse().unwrap();
-            let len = l.encode_get_item(&tables, Instant::ZERO, &framing, &mut buf, to, b"aa", target, want, seq).unwrap();
+            let len =
+                l.encode_get_item(&tables, Instant::ZERO, &framing, &mut buf, to, b"aa", target, want, seq).unwrap();
             assert!(len <= budget_bytes, "{len} bytes over the budget");
             let msg = Message::decode(&buf[..len]).unwrap();
             let r = msg.as_response().unwrap();

@@ -110,9 +110,14 @@ impl Announce {
 /// A running operation.
 #[derive(Debug)]
 pub(crate) enum Op {
-    Query { query: Query },
+    Query {
+        query: Query,
+    },
     QueryAll(QueryAll),
-    Lookup { lookup: Box<Lookup>, kind: LookupKind },
+    Lookup {
+        lookup: Box<Lookup>,
+        kind: LookupKind,
+    },
     Announce(Box<Announce>),
     /// BEP 44 `get_immutable` / `get_mutable`: a lookup with the `get` query.
     GetItem(Box<GetItem>),
