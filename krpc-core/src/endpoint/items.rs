@@ -162,6 +162,9 @@ impl PutItem {
                 Some(seq)
             }
         };
+        // Not in BEP 44, but the `mainline` crate drops a `put` without `target`; other nodes
+        // ignore the extra key.
+        args.insert_bytes("target", self.target.as_bytes());
         Ok((Query::new("put", args).unwrap_or_else(Query::ping), seq))
     }
 

@@ -158,7 +158,8 @@ impl NodeLayer {
     /// BEP 44 `put`. The checks, in order: token and `v` present (203); `v` within 1000 bytes
     /// (205) and canonical bencode (203); for a mutable item a salt within 64 bytes (207), a
     /// 32-byte `k`, a 64-byte `sig` and a non-negative `seq` (203). The target is then
-    /// computed: SHA-1(`v`) for an immutable item, SHA-1(`k` ‖ salt) for a mutable one, and the
+    /// computed: SHA-1(`v`) for an immutable item, SHA-1(`k` ‖ salt) for a mutable one; a
+    /// `target` argument (not in BEP 44; the `mainline` crate sends one) must equal it, and the
     /// token must have been issued to this IP for that target (203). Last the signature
     /// (206: "the signature MUST be verified before storing"), and the store's `cas` (301) and
     /// `seq` (302) rules.
@@ -176,6 +177,9 @@ impl NodeLayer {
         let stored = match q.args.public_key() {
             None => {
                 let target = immutable_target(v);
+                if q.args.target().is_some_and(|t| t != target) {
+                    return error(from, t, 203, b"put a.target is not SHA-1(v)");
+                }
                 if !self.tokens.verify(ip, target.as_bytes(), token, now) {
                     return error(from, t, 203, b"bad token");
                 }
@@ -196,6 +200,9 @@ impl NodeLayer {
                     return error(from, t, 203, b"put requires a non-negative a.seq");
                 };
                 let target = mutable_target(&key, salt);
+                if q.args.target().is_some_and(|t| t != target) {
+                    return error(from, t, 203, b"put a.target is not SHA-1(k || salt)");
+                }
                 if !self.tokens.verify(ip, target.as_bytes(), token, now) {
                     return error(from, t, 203, b"bad token");
                 }
@@ -682,6 +689,12 @@ mod tests {
             let mut wrong_token = good.clone();
             wrong_token.insert_bytes("token", token(&l, &NodeId::from_array([9; 20])));
             assert_eq!(put(&mut l, &wrong_token), Some(203), "a token for another target");
+            let mut wrong_target = good.clone();
+            wrong_target.insert_bytes("target", [9u8; 20]);
+            assert_eq!(put(&mut l, &wrong_target), Some(203), "a target that is not SHA-1(v)");
+            let mut right_target = good.clone();
+            right_target.insert_bytes("target", immutable_target(b"12:Hello World!").as_bytes());
+            assert_eq!(put(&mut l, &right_target), None, "mainline's extra target argument");
             assert_eq!(put(&mut l, &good), None);
             let target = immutable_target(b"12:Hello World!");
             let (r, _) = get(&l, &target, None, 1024);
