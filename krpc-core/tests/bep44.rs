@@ -233,3 +233,38 @@ fn a_get_query_is_answered_with_a_token() {
     let answer = s.sent().into_iter().find(|m| !m.is_query()).expect("an answer");
     assert!(answer.values().token().is_some());
 }
+
+#[test]
+fn a_flood_of_puts_from_many_addresses_keeps_the_store_within_its_caps() {
+    // 300 sources on public addresses, each fetching a token with `get` and putting a
+    // 900-byte mutable item: the store fills up to its caps and stays there.
+    let limits = krpc_core::dht::ItemStoreLimits { max_items: 100, max_bytes: 16 * 1024, ..Default::default() };
+    let dht = krpc_core::dht::DhtConfig { item_store: limits, ..Default::default() };
+    let mut s = Script::new(Config { dht: Some(dht), ..Config::dht() });
+    let mut value = b"896:".to_vec();
+    value.resize(900, b'z');
+    let mut peak = (0, 0);
+    for n in 0..300u32 {
+        s.wait(Duration::from_millis(50));
+        let from = std::net::SocketAddr::from(([11, (n >> 16) as u8, (n >> 8) as u8, n as u8], 6881));
+        let key = SigningKey::from_bytes(&[(n % 251) as u8; 32]);
+        let item = MutableItem::sign(&key, &n.to_be_bytes(), 1, &value).unwrap();
+        let get = Dictionary::new().with_bytes("target", item.target().as_bytes());
+        s.deliver(from, &support::query_bytes(b"g", "get", &get, Some(&id(1)), false));
+        let Some(token) = s.sent().iter().find_map(|m| m.values().token().map(<[u8]>::to_vec)) else { continue };
+        let mut put = Dictionary::new()
+            .with_bytes("k", item.key)
+            .with_bytes("salt", &item.salt)
+            .with_int("seq", 1)
+            .with_bytes("sig", item.signature)
+            .with_bytes("token", token);
+        put.insert_bencode("v", &item.value).unwrap();
+        s.deliver(from, &support::query_bytes(b"p", "put", &put, Some(&id(1)), false));
+        let _ = s.sent();
+        let (items, bytes) = s.ep.stored_items().unwrap();
+        assert!(items <= limits.max_items && bytes <= limits.max_bytes, "{items} items, {bytes} bytes");
+        peak = peak.max((items, bytes));
+    }
+    // The byte cap binds first: 16 KiB / (900 + 160) = 15 items.
+    assert_eq!(peak.0, limits.max_bytes / (900 + krpc_core::dht::item_store::ITEM_OVERHEAD), "the store filled");
+}

@@ -185,7 +185,6 @@ impl ItemStore {
     /// one is rejected (302), except "a put with the same sequence number and value" which
     /// refreshes the item. An equal `seq` with a different value is refused with 302, as the
     /// BEP says (libtorrent accepts it silently and keeps the old value).
-    #[allow(clippy::too_many_arguments)]
     pub fn put_mutable(
         &mut self,
         target: NodeId,

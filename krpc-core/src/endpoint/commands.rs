@@ -273,6 +273,13 @@ impl Endpoint {
         Ok(op)
     }
 
+    /// BEP 44 items the node layer stores for others, and the bytes they count against
+    /// [`ItemStoreLimits::max_bytes`](crate::dht::ItemStoreLimits::max_bytes); `None` without
+    /// the node layer.
+    pub fn stored_items(&self) -> Option<(usize, usize)> {
+        self.node.as_deref().map(|n| n.stored_items())
+    }
+
     /// Our public address as voted by the `ip` fields of replies (BEP 42), per family.
     pub fn external_address(&self) -> [Option<IpAddr>; 2] {
         self.node.as_deref().map_or([None, None], |n| n.external_address())

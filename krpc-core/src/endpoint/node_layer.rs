@@ -382,6 +382,11 @@ impl NodeLayer {
         framed.encode(buf, to, t, &get_item_entries(framing.id, &nodes, want, &token))
     }
 
+    /// Items stored and their counted bytes.
+    pub(crate) fn stored_items(&self) -> (usize, usize) {
+        (self.items.len(), self.items.bytes())
+    }
+
     /// Our public address as voted by the `ip` fields of replies (BEP 42), per family.
     pub(crate) fn external_address(&self) -> [Option<IpAddr>; 2] {
         [self.votes[0].current(), self.votes[1].current()]
