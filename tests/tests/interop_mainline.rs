@@ -403,6 +403,11 @@ fn mainline_swarm() {
     assert_eq!(reply_tokens, BTreeSet::from([4]), "mainline tokens are 4 bytes");
     let kinds: BTreeSet<&str> = obs.keys().map(|o| o.kind.as_str()).collect();
     assert!(kinds.contains("q:get"), "mainline looks for announce targets with BEP 44 `get`: {kinds:?}");
+    // Our `get` answers carry a token, so mainline announces and puts to us too.
+    assert!(kinds.contains("q:announce_peer"), "mainline announced to us: {kinds:?}");
+    assert!(kinds.contains("q:put"), "mainline put its item on our node: {kinds:?}");
+    let (items, _) = ours.ep.stored_items().unwrap();
+    assert!(items >= 1, "our node accepted mainline's put");
     // mainline's lookups ping with a fresh random id beside each query: those ids fail our
     // verification (the pong carries the real one) and never enter our table.
     let pings = obs.keys().filter(|o| o.kind == "q:ping").map(|o| obs[o].0).sum::<usize>();
