@@ -470,6 +470,47 @@ mod tests {
     }
 
     #[test]
+    fn a_put_keeps_one_id_through_both_phases_and_lists_each_refusal() {
+        use super::super::items::{PutItem, PutPayload, PutPhase};
+        let mut ops = Operations::new();
+        let value = b"5:hello".to_vec();
+        let target = crate::dht::bep44::immutable_target(&value);
+        let mut l = lookup(target);
+        let nodes: Vec<NodeInfo> = (1..=2u8)
+            .map(|i| NodeInfo::new(NodeId::from_array([i; 20]), alloc::format!("10.0.0.{i}:1").parse().unwrap()))
+            .collect();
+        for node in &nodes {
+            l.add_node(*node);
+        }
+        for _ in &nodes {
+            let crate::lookup::Step::Query(i) = l.step(true) else { panic!() };
+            let (addr, id) = (l.candidates[i].addr, l.candidates[i].id);
+            l.on_reply(&addr, id, Token::new(b"tok"));
+        }
+        let op = ops.start_put_item(PutItem {
+            target,
+            payload: PutPayload::Immutable { value },
+            phase: PutPhase::Lookup(l),
+        });
+        let Some(LookupEnd::Store { peers }) = ops.finish_lookup(op, LookupOutcome::Completed, 8) else { panic!() };
+        assert_eq!(peers.len(), 2);
+        assert!(peers.iter().all(|p| p.token.is_some()), "put goes to token holders, with their tokens");
+        ops.begin_store(op, peers.len());
+        let query = ops.query_of(Purpose::Op(op)).expect("the put queries run under the same id");
+        assert_eq!(query.method(), b"put");
+        assert_eq!(query.args().get(b"v").and_then(|v| v.as_bytes()), Some(&b"hello"[..]));
+        let e302 = QueryError::Remote { code: 302, message: b"seq".to_vec() };
+        assert!(ops.on_query_result(op, nodes[0].addr, Err(e302)).is_empty());
+        let events = ops.on_query_result(op, nodes[1].addr, Err(QueryError::Timeout));
+        let [Event::PutItemDone { op: o, result: Ok(outcome) }] = &events[..] else { panic!("{events:?}") };
+        assert_eq!(*o, op);
+        assert_eq!((outcome.stored, outcome.failed, outcome.target), (0, 1, target));
+        assert_eq!(outcome.errors.len(), 1);
+        assert_eq!((outcome.errors[0].from, outcome.errors[0].code), (nodes[0].addr, 302));
+        assert_eq!(ops.len(), 0);
+    }
+
+    #[test]
     fn a_stopped_announce_in_its_lookup_phase_reports_cancelled() {
         let mut ops = Operations::new();
         let info_hash = NodeId::from_array([1; 20]);
