@@ -239,6 +239,33 @@ pub struct LookupNode {
     pub token: Option<Token>,
 }
 
+/// What the nodes said to a BEP 44 put.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutOutcome {
+    /// Where the item is stored.
+    pub target: NodeId,
+    /// The `seq` stored (mutable items).
+    pub seq: Option<i64>,
+    /// Nodes that stored it.
+    pub stored: usize,
+    /// Nodes that did not answer (timeouts, send failures).
+    pub failed: usize,
+    /// Each node's error: 301 (`cas` mismatch) and 302 (`seq` too low) mean another writer
+    /// was first; read the item again and retry.
+    pub errors: Vec<PutRejection>,
+}
+
+/// One node's refusal of a put.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutRejection {
+    /// The node.
+    pub from: SocketAddr,
+    /// The KRPC error code (BEP 44: 205, 206, 207, 301, 302; 203 for anything else).
+    pub code: i64,
+    /// The error message.
+    pub message: Vec<u8>,
+}
+
 /// Everything the engine tells the application, in the order it happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -307,6 +334,35 @@ pub enum Event {
         op: OpId,
         /// Nodes that acknowledged the announce.
         result: Result<usize, QueryError>,
+    },
+    /// A BEP 44 item found by a `get_immutable` or `get_mutable`, already checked: an
+    /// immutable value hashes to the target, a mutable one is signed by the key asked for and
+    /// is at least the minimum `seq`. Mutable items arrive as nodes answer, in no order of
+    /// `seq`; the most recent is in [`Event::GetItemDone`].
+    ItemFound {
+        /// The command.
+        op: OpId,
+        /// The node that sent it.
+        from: SocketAddr,
+        /// The item.
+        item: crate::dht::Item,
+    },
+    /// A `get_immutable` or `get_mutable` finished.
+    GetItemDone {
+        /// The command.
+        op: OpId,
+        /// The item found (the one with the highest `seq` for a mutable item), if any.
+        item: Option<crate::dht::Item>,
+        /// Why the lookup ended (`Completed` also when an immutable item ended it early).
+        outcome: LookupOutcome,
+    },
+    /// A BEP 44 put finished: what the nodes said, or why nothing was sent
+    /// (`NoNodes`: no node gave a token; `Cancelled`, `ShutDown`).
+    PutItemDone {
+        /// The command.
+        op: OpId,
+        /// The outcome.
+        result: Result<PutOutcome, QueryError>,
     },
     /// Our node id changed to one bound to our public address (BEP 42), as learned by vote
     /// from the `ip` field of replies. The routing table was rebuilt around it.

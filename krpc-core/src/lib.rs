@@ -99,7 +99,8 @@ pub use address::AddressPolicy;
 pub use config::{Config, ConfigError, DEFAULT_BOOTSTRAP};
 pub use endpoint::{CommandError, Endpoint, MAX_SAVED_NODES, STATE_VERSION, SavedState, StateError, Transmit};
 pub use event::{
-    Event, IncomingQuery, LookupNode, LookupOutcome, MAX_TRANSACTION_ID_LEN, OpId, QueryError, Reply, ReplyTo,
+    Event, IncomingQuery, LookupNode, LookupOutcome, MAX_TRANSACTION_ID_LEN, OpId, PutOutcome, PutRejection,
+    QueryError, Reply, ReplyTo,
 };
 pub use id::{DEFAULT_ID_LEN, Distance, InvalidIdLength, MAX_ID_LEN, NodeId};
 pub use node::NodeInfo;

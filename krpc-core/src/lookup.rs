@@ -192,6 +192,11 @@ fn subnet_of(addr: &SocketAddr, restrict_local: bool) -> Option<u128> {
 }
 
 impl Lookup {
+    /// The id the lookup converges on.
+    pub(crate) fn target(&self) -> &NodeId {
+        &self.target
+    }
+
     /// The query sent to every node visited.
     pub(crate) fn query(&self) -> &Query {
         &self.query

@@ -8,13 +8,16 @@
 //! - a `mainline` node announces; our `get_peers` lookup finds that peer;
 //! - we announce; `mainline`'s `get_peers` finds our peer: it accepted our `announce_peer`
 //!   with the 4-byte token it gave us;
+//! - BEP 44 both ways with one ed25519 key: our `get_mutable` finds and verifies the item a
+//!   `mainline` node put; `mainline`'s `get_immutable` and `get_mutable_most_recent` find the
+//!   items we put;
 //! - our decoder accepted every datagram `mainline` sent (quirks printed to the log).
 //!
 //! A second test runs the `krpc` tool's `ping` and `find-node` (the commands of issue 17)
 //! against two `mainline` nodes.
 //!
-//! BEP 44 (`get`/`put`) is not in krpc yet: `mainline`'s `get` reaches us (it looks for the
-//! nodes to announce to with `get`) and is answered as `find_node`, without a token.
+//! `mainline` looks for the nodes to announce to with BEP 44 `get`; our answer carries a
+//! write token, so it announces to us too.
 //!
 //! Always runs: `mainline` is a dev-dependency, there is nothing to install.
 // A test: it logs what the peer sent, and owns the clock and its threads.
@@ -31,6 +34,9 @@ use std::sync::mpsc::{Receiver, TryRecvError, channel};
 use std::time::Duration;
 
 use interop_common::{Ours, observations, report, until};
+use krpc_core::dht::MutableItem;
+use krpc_core::dht::bep44::ed25519_dalek::SigningKey;
+use krpc_core::dht::bep44::immutable_target;
 use krpc_core::{Config, Event, NodeId, Query};
 use mainline::{Dht, Id};
 
@@ -325,6 +331,60 @@ fn mainline_swarm() {
         eprintln!("mainline {} found our announced peer", m.addr);
     }
 
+    // (e) BEP 44 both ways, with one key type: both crates use ed25519-dalek 3. mainline's
+    // values are byte strings that it bencodes itself: its b"hello" is our b"5:hello".
+    let key: mainline::SigningKey = SigningKey::from_bytes(&[0x44; 32]);
+    let pk = key.verifying_key().to_bytes();
+    let ml_item = mainline::MutableItem::new(key.clone(), b"from mainline", 7, Some(b"salt"));
+    let dht = swarm[0].dht.clone();
+    let put = in_background(move || dht.put_mutable(ml_item, None).map(|_| ()).map_err(|e| e.to_string()));
+    wait(&mut ours, &put, "mainline's put_mutable").expect("mainline's put stored nowhere");
+    let now = ours.now();
+    let op = ours.ep.get_mutable(now, pk, b"salt", None).expect("get_mutable");
+    let found = until(PHASE, "our get_mutable", || {
+        ours.step(Duration::from_millis(10));
+        match ours.take_event(|e| matches!(e, Event::GetItemDone { op: o, .. } if *o == op)) {
+            Some(Event::GetItemDone { item, .. }) => Some(item),
+            _ => None,
+        }
+    });
+    let item = found.expect("our get_mutable found mainline's item");
+    assert_eq!((item.seq(), item.value()), (Some(7), &b"13:from mainline"[..]));
+    eprintln!("our get_mutable found mainline's item: {item:?}");
+
+    let our_put = |ours: &mut Ours, start: &dyn Fn(&mut Ours) -> krpc_core::OpId| {
+        let op = start(ours);
+        let outcome = until(PHASE, "our put", || {
+            ours.step(Duration::from_millis(10));
+            match ours.take_event(|e| matches!(e, Event::PutItemDone { op: o, .. } if *o == op)) {
+                Some(Event::PutItemDone { result, .. }) => Some(result),
+                _ => None,
+            }
+        });
+        let outcome = outcome.expect("our put reached no node");
+        assert!(outcome.stored >= 1 && outcome.errors.is_empty(), "{outcome:?}");
+    };
+    our_put(&mut ours, &|ours| {
+        let now = ours.now();
+        ours.ep.put_immutable(now, b"9:from krpc").expect("put_immutable")
+    });
+    let dht = swarm[1].dht.clone();
+    let target = id(immutable_target(b"9:from krpc"));
+    let got = wait(&mut ours, &in_background(move || dht.get_immutable(target)), "mainline's get_immutable");
+    assert_eq!(got.as_deref(), Some(&b"from krpc"[..]), "mainline's get_immutable found our item");
+    let our_item = MutableItem::sign(&key, b"krpc", 3, b"4:ours").unwrap();
+    our_put(&mut ours, &|ours| {
+        let now = ours.now();
+        ours.ep.put_mutable(now, our_item.clone(), None).expect("put_mutable")
+    });
+    let dht = swarm[2].dht.clone();
+    let got = wait(
+        &mut ours,
+        &in_background(move || dht.get_mutable_most_recent(&pk, Some(b"krpc")).map(|i| (i.seq(), i.value().to_vec()))),
+        "mainline's get_mutable",
+    );
+    assert_eq!(got, Some((3, b"ours".to_vec())), "mainline's get_mutable found our item");
+
     // What mainline sent, as our decoder saw it.
     let obs = observations(&ours, &ml_addrs);
     report("mainline", &obs);
@@ -343,6 +403,11 @@ fn mainline_swarm() {
     assert_eq!(reply_tokens, BTreeSet::from([4]), "mainline tokens are 4 bytes");
     let kinds: BTreeSet<&str> = obs.keys().map(|o| o.kind.as_str()).collect();
     assert!(kinds.contains("q:get"), "mainline looks for announce targets with BEP 44 `get`: {kinds:?}");
+    // Our `get` answers carry a token, so mainline announces and puts to us too.
+    assert!(kinds.contains("q:announce_peer"), "mainline announced to us: {kinds:?}");
+    assert!(kinds.contains("q:put"), "mainline put its item on our node: {kinds:?}");
+    let (items, _) = ours.ep.stored_items().unwrap();
+    assert!(items >= 1, "our node accepted mainline's put");
     // mainline's lookups ping with a fresh random id beside each query: those ids fail our
     // verification (the pong carries the real one) and never enter our table.
     let pings = obs.keys().filter(|o| o.kind == "q:ping").map(|o| obs[o].0).sum::<usize>();

@@ -207,3 +207,130 @@ fn a_network_built_by_joining_fills_its_tables_without_waiting_for_bucket_refres
     let (plain, refreshed) = (build(900), build(30));
     assert!(plain >= refreshed * 0.95, "entries per table: {plain:.1} without refresh, {refreshed:.1} with");
 }
+
+/// BEP 44 over the simulated network: items put from random nodes, then read from random
+/// nodes, with 10% loss each way and churn throughout.
+#[test]
+#[allow(clippy::print_stderr)] // the measured numbers, for docs/protocol.md
+fn bep44_items_put_then_read_from_random_nodes_with_loss_and_churn() {
+    use krpc_core::dht::bep44::ed25519_dalek::SigningKey;
+    use krpc_core::dht::bep44::immutable_target;
+    use krpc_core::dht::{Item, MutableItem};
+    use krpc_core::{Event, OpId};
+
+    const IMMUTABLE: usize = 20;
+    const MUTABLE: usize = 10;
+    const GETS: usize = 300;
+    for seed in seeds_or_env(&[1]) {
+        let _guard = SeedGuard(seed);
+        let scenario = Scenario {
+            seed,
+            nodes: 500,
+            engine: Config { k: 8, ..Config::dht() },
+            build: joined(500),
+            link: Link { loss: 0.1, ..Link::default() },
+            churn_per_minute: 0.05,
+            ..Scenario::default()
+        };
+        let mut sim = Sim::new(scenario);
+        sim.build();
+        sim.keep_events();
+        sim.set_churn(true);
+        // The items: immutable values, and mutable ones under distinct salts of one key.
+        let key = SigningKey::from_bytes(&[42; 32]);
+        let mut items: Vec<Item> =
+            (0..IMMUTABLE).map(|n| Item::Immutable { value: format!("8:item {n:03}").into_bytes() }).collect();
+        for n in 0..MUTABLE {
+            let salt = format!("salt {n}");
+            let item = MutableItem::sign(&key, salt.as_bytes(), 3, format!("7:value {n}").as_bytes()).unwrap();
+            items.push(Item::Mutable(item));
+        }
+        let mut puts: Vec<OpId> = Vec::new();
+        let mut events = Vec::new();
+        for item in &items {
+            let i = sim.random_live_node().unwrap();
+            let op = sim
+                .command(i, |ep, now| match item {
+                    Item::Immutable { value } => ep.put_immutable(now, value),
+                    Item::Mutable(m) => ep.put_mutable(now, m.clone(), None),
+                })
+                .unwrap()
+                .unwrap();
+            puts.push(op);
+            sim.run_for(Duration::from_millis(200));
+        }
+        let put_done = |events: &[(u32, Event)]| {
+            events.iter().filter(|(_, e)| matches!(e, Event::PutItemDone { op, .. } if puts.contains(op))).count()
+        };
+        for _ in 0..600 {
+            events.extend(sim.take_events());
+            if put_done(&events) == puts.len() {
+                break;
+            }
+            sim.run_for(Duration::from_secs(1));
+        }
+        let stored: Vec<usize> = events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::PutItemDone { op, result: Ok(o) } if puts.contains(op) => Some(o.stored),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stored.len(), items.len(), "every put ended with an outcome");
+        sim.unpin_all();
+
+        // Reads from random live nodes, one started every 100 ms.
+        let mut gets: Vec<(OpId, u32, usize)> = Vec::new();
+        for g in 0..GETS {
+            let which = g % items.len();
+            let i = sim.random_live_node().unwrap();
+            let op = sim
+                .command(i, |ep, now| match &items[which] {
+                    Item::Immutable { value } => ep.get_immutable(now, immutable_target(value)),
+                    Item::Mutable(m) => ep.get_mutable(now, m.key, &m.salt, None),
+                })
+                .unwrap()
+                .unwrap();
+            gets.push((op, i, which));
+            sim.run_for(Duration::from_millis(100));
+        }
+        let mut found = 0;
+        let mut ended = 0;
+        for _ in 0..600 {
+            events.extend(sim.take_events());
+            ended = gets
+                .iter()
+                .filter(|(op, i, _)| {
+                    events.iter().any(|(n, e)| n == i && matches!(e, Event::GetItemDone { op: o, .. } if o == op))
+                })
+                .count();
+            if ended == gets.len() {
+                break;
+            }
+            sim.run_for(Duration::from_secs(1));
+        }
+        for (op, i, which) in &gets {
+            let item = events.iter().find_map(|(n, e)| match e {
+                Event::GetItemDone { op: o, item, .. } if n == i && o == op => item.clone(),
+                _ => None,
+            });
+            if item.as_ref() == Some(&items[*which]) {
+                found += 1;
+            }
+        }
+        let success = found as f64 / GETS as f64;
+        let min_stored = stored.iter().min().copied().unwrap_or(0);
+        let mean_stored = stored.iter().sum::<usize>() as f64 / stored.len() as f64;
+        eprintln!(
+            "seed {seed}: puts stored on {min_stored}..{} nodes (mean {mean_stored:.1}); gets ended {ended}/{GETS}, found {found} ({success:.3}); {} left",
+            stored.iter().max().unwrap(),
+            sim.stats().left
+        );
+        assert_eq!(ended, GETS, "every get ended");
+        // Measured (seeds 1..=4): every put stored on 4 to 8 nodes, mean 6.2–6.7; 300/300 gets found
+        // their item.
+        assert!(min_stored >= 3, "a put stored on only {min_stored} nodes");
+        assert!(success >= 0.99, "success {success:.3}");
+        assert!(sim.stats().left > 0, "churn happened");
+    }
+}

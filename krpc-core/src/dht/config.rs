@@ -2,6 +2,7 @@
 
 use alloc::vec::Vec;
 
+use super::item_store::ItemStoreLimits;
 use super::peer_store::PeerStoreLimits;
 use super::security::SecureIdPolicy;
 
@@ -17,7 +18,7 @@ pub enum UnknownMethods {
 }
 
 /// The built-in BEP 5 node layer: answers `find_node`, `get_peers` and `announce_peer`, keeps
-/// write tokens and a peer store. Set [`Config::dht`](crate::Config::dht) to enable it.
+/// write tokens and a peer store; answers BEP 44 `get` and `put` from an item store. Set [`Config::dht`](crate::Config::dht) to enable it.
 ///
 /// # Limits
 /// Replies are capped so that a node cannot be used as an amplifier (the JS node answers a
@@ -46,6 +47,8 @@ pub struct DhtConfig {
     pub max_reply_len: usize,
     /// Caps and lifetime of stored peers.
     pub peer_store: PeerStoreLimits,
+    /// Caps and lifetime of stored BEP 44 items.
+    pub item_store: ItemStoreLimits,
     /// BEP 42: how node ids bound to IP addresses are treated.
     pub secure_id: SecureIdPolicy,
 }
@@ -60,6 +63,7 @@ impl Default for DhtConfig {
             max_values_v6: 25,
             max_reply_len: 1024,
             peer_store: PeerStoreLimits::default(),
+            item_store: ItemStoreLimits::default(),
             secure_id: SecureIdPolicy::default(),
         }
     }

@@ -11,6 +11,8 @@
 //! | [`scrape`] | the seed and peer Bloom filters of a scrape reply | 33 |
 //! | [`security`] | node ids bound to IP addresses, and the policy that enforces them | 42 |
 //! | [`external_address`] | our public address, learned by vote from the `ip` field of replies | 42 |
+//! | [`bep44`] | immutable and mutable items: targets, signatures, the checks of a `put` | 44 |
+//! | [`item_store`] | the items stored by `put` and served by `get` | 44 |
 //!
 //! Everything is re-exported here, so `krpc_core::dht::Tokens` and
 //! `krpc_core::dht::token::Tokens` name the same type.
@@ -36,15 +38,19 @@
 //! assert!(!is_secure_id(&id, IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1))));
 //! ```
 
+pub mod bep44;
 pub mod config;
 pub mod external_address;
+pub mod item_store;
 pub mod peer_store;
 pub mod scrape;
 pub mod security;
 pub mod token;
 
+pub use bep44::{Item, ItemError, MAX_SALT_LEN, MAX_VALUE_LEN, MutableItem};
 pub use config::{DhtConfig, UnknownMethods};
 pub use external_address::{ExternalAddressVote, MAX_VOTERS, MIN_VOTES, VOTE_LIFETIME};
+pub use item_store::{ItemStore, ItemStoreLimits, PutRefused};
 pub use peer_store::{
     DEFAULT_MAX_HASHES, DEFAULT_MAX_PEERS, DEFAULT_MAX_PEERS_PER_HASH, DEFAULT_MAX_PEERS_PER_IP, DEFAULT_PEER_TTL,
     Family, PeerRequest, PeerStore, PeerStoreLimits, Refused, Stored, SwarmCounts,

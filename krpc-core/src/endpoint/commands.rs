@@ -1,14 +1,17 @@
-//! Commands: what the application asks of the engine (k-rpc's methods, and the node layer's
-//! `find_node`, `get_peers` and `announce`). Each checks its arguments, hands the work to the
+//! Commands: what the application asks of the engine (k-rpc's methods, the node layer's
+//! `find_node`, `get_peers` and `announce`, and BEP 44's puts and gets). Each checks its arguments, hands the work to the
 //! part that runs it, and ends with the one dispatch of the input.
 
 use alloc::vec::Vec;
 use core::net::{IpAddr, SocketAddr};
 
+use super::items::{GetItem, ItemSpec, PutItem, PutPayload, PutPhase};
 use super::ops::LookupKind;
 use super::rpc::{InternalPing, Outbound, tid};
 use super::{CommandError, Endpoint};
 use crate::address::is_never_valid;
+use crate::dht::bep44::ed25519_dalek::SigningKey;
+use crate::dht::bep44::{ItemError, MutableItem, check_value, immutable_target, mutable_target};
 use crate::event::{Event, LookupOutcome, OpId, ReplyTo};
 use crate::lookup::{Lookup, Params};
 use crate::query::{Peer, Query};
@@ -123,6 +126,158 @@ impl Endpoint {
         let op = self.ops.start_announce(lookup, info_hash, port, seed);
         self.finish_input();
         Ok(op)
+    }
+
+    /// Stores an immutable item (BEP 44): `value` is bencoded (a string is `5:hello`), at
+    /// most 1000 bytes, canonical. A `get` lookup toward SHA-1(`value`) collects write
+    /// tokens, then `put` goes to the `k` closest nodes that gave one. The end is
+    /// [`Event::PutItemDone`], whose [`PutOutcome`](crate::PutOutcome) counts the nodes that
+    /// stored it and lists each refusal.
+    ///
+    /// Items expire after 2 hours on most nodes (BEP 44): to keep one alive, put it again
+    /// every hour.
+    ///
+    /// # Example
+    /// ```
+    /// use core::net::SocketAddr;
+    /// use krpc_core::{Config, Endpoint, Event, Instant};
+    /// use krpc_core::dht::{DhtConfig, Item, bep44::immutable_target};
+    ///
+    /// // Ten nodes on a line, each bootstrapping from the first.
+    /// let now = Instant::ZERO;
+    /// let addrs: Vec<SocketAddr> = (1..=10).map(|i| format!("127.0.0.{i}:6881").parse().unwrap()).collect();
+    /// let mut nodes: Vec<Endpoint> = (0..10u8)
+    ///     .map(|i| {
+    ///         let config = Config { dht: Some(DhtConfig::default()), bootstrap: vec![addrs[0]], ..Config::default() };
+    ///         Endpoint::new(config, [i; 32], now).unwrap()
+    ///     })
+    ///     .collect();
+    /// let mut events = Vec::new();
+    /// let mut run = |nodes: &mut Vec<Endpoint>, events: &mut Vec<(usize, Event)>| {
+    ///     let mut buf = [0u8; 1500];
+    ///     loop {
+    ///         let mut moved = false;
+    ///         for i in 0..nodes.len() {
+    ///             while let Some(t) = nodes[i].poll_transmit(now, &mut buf) {
+    ///                 if let Some(to) = addrs.iter().position(|a| *a == t.destination) {
+    ///                     nodes[to].handle_datagram(now, addrs[i], &buf[..t.len]);
+    ///                 }
+    ///                 moved = true;
+    ///             }
+    ///             while let Some(e) = nodes[i].poll_event() {
+    ///                 events.push((i, e));
+    ///             }
+    ///         }
+    ///         if !moved {
+    ///             break;
+    ///         }
+    ///     }
+    /// };
+    /// for node in nodes.iter_mut().skip(1) {
+    ///     node.bootstrap(now).unwrap();
+    /// }
+    /// run(&mut nodes, &mut events);
+    ///
+    /// let put = nodes[3].put_immutable(now, b"12:Hello World!").unwrap();
+    /// run(&mut nodes, &mut events);
+    /// let stored = events.iter().find_map(|(_, e)| match e {
+    ///     Event::PutItemDone { op, result: Ok(outcome) } if *op == put => Some(outcome.stored),
+    ///     _ => None,
+    /// });
+    /// assert!(stored.unwrap() > 0);
+    ///
+    /// let get = nodes[8].get_immutable(now, immutable_target(b"12:Hello World!")).unwrap();
+    /// run(&mut nodes, &mut events);
+    /// assert!(events.iter().any(|(_, e)| matches!(e,
+    ///     Event::GetItemDone { op, item: Some(Item::Immutable { value }), .. }
+    ///         if *op == get && value == b"12:Hello World!")));
+    /// ```
+    pub fn put_immutable(&mut self, now: Instant, value: &[u8]) -> Result<OpId, CommandError> {
+        check_value(value).map_err(CommandError::InvalidItem)?;
+        let target = immutable_target(value);
+        self.start_put(now, target, PutPayload::Immutable { value: value.to_vec() })
+    }
+
+    /// Stores a signed mutable item (BEP 44) under SHA-1(`k` ‖ salt); sign it with
+    /// [`MutableItem::sign`]. With `cas`, nodes holding another `seq` refuse it with 301.
+    /// The end is [`Event::PutItemDone`]: 302 errors there mean nodes hold a higher `seq`.
+    ///
+    /// Republishing: putting the same item again (same `seq`, same value) resets its 2-hour
+    /// expiry on the nodes that hold it and stores it on new ones; anyone holding the item can
+    /// do so, no private key needed. Do it every hour to keep an item alive.
+    pub fn put_mutable(&mut self, now: Instant, item: MutableItem, cas: Option<i64>) -> Result<OpId, CommandError> {
+        if !item.verify() {
+            return Err(CommandError::InvalidItem(ItemError::InvalidSignature));
+        }
+        let target = item.target();
+        self.start_put(now, target, PutPayload::Mutable { item, cas })
+    }
+
+    /// Read-modify-write of a mutable item (BEP 44): the `get` lookup reads the current `seq`
+    /// from the nodes, then `value` is signed with `seq + 1` (1 if none was found) and put
+    /// with `cas` = the `seq` read, so that a concurrent writer makes the put fail with 301
+    /// instead of being overwritten. The end is [`Event::PutItemDone`] with the `seq` stored.
+    /// To derive the value from the current one, read it first with
+    /// [`get_mutable`](Self::get_mutable) and [`put_mutable`](Self::put_mutable) the result
+    /// with `seq + 1` and `cas`.
+    pub fn put_mutable_next(
+        &mut self,
+        now: Instant,
+        key: &SigningKey,
+        salt: &[u8],
+        value: &[u8],
+    ) -> Result<OpId, CommandError> {
+        // Signed now once to check the arguments; signed again with the right `seq` later.
+        MutableItem::sign(key, salt, 1, value).map_err(CommandError::InvalidItem)?;
+        let target = mutable_target(&key.verifying_key().to_bytes(), salt);
+        let payload = PutPayload::Next { key: key.clone(), salt: salt.to_vec(), value: value.to_vec(), seen: None };
+        self.start_put(now, target, payload)
+    }
+
+    /// Looks up an immutable item (BEP 44). A reply's value is surfaced only if its SHA-1 is
+    /// `target`; the first such ends the lookup: [`Event::ItemFound`], then
+    /// [`Event::GetItemDone`].
+    pub fn get_immutable(&mut self, now: Instant, target: NodeId) -> Result<OpId, CommandError> {
+        self.start_get(now, target, ItemSpec::Immutable)
+    }
+
+    /// Looks up the mutable item of `key` and `salt` (BEP 44; the salt is the caller's, never
+    /// taken from a reply). Each reply whose signature verifies and whose `seq` is at least
+    /// `min_seq` is an [`Event::ItemFound`] as it arrives; the end, [`Event::GetItemDone`],
+    /// carries the one with the highest `seq`.
+    pub fn get_mutable(
+        &mut self,
+        now: Instant,
+        key: [u8; 32],
+        salt: &[u8],
+        min_seq: Option<i64>,
+    ) -> Result<OpId, CommandError> {
+        if salt.len() > crate::dht::MAX_SALT_LEN {
+            return Err(CommandError::InvalidItem(ItemError::SaltTooBig));
+        }
+        let spec = ItemSpec::Mutable { key, salt: salt.to_vec(), min_seq };
+        self.start_get(now, mutable_target(&key, salt), spec)
+    }
+
+    fn start_get(&mut self, now: Instant, target: NodeId, spec: ItemSpec) -> Result<OpId, CommandError> {
+        let lookup = self.new_lookup(now, target, spec.query(&target), false, false)?;
+        let op = self.ops.start_get_item(GetItem { spec, lookup, best: None });
+        self.finish_input();
+        Ok(op)
+    }
+
+    fn start_put(&mut self, now: Instant, target: NodeId, payload: PutPayload) -> Result<OpId, CommandError> {
+        let lookup = self.new_lookup(now, target, ItemSpec::Immutable.query(&target), false, false)?;
+        let op = self.ops.start_put_item(PutItem { target, payload, phase: PutPhase::Lookup(lookup) });
+        self.finish_input();
+        Ok(op)
+    }
+
+    /// BEP 44 items the node layer stores for others, and the bytes they count against
+    /// [`ItemStoreLimits::max_bytes`](crate::dht::ItemStoreLimits::max_bytes); `None` without
+    /// the node layer.
+    pub fn stored_items(&self) -> Option<(usize, usize)> {
+        self.node.as_deref().map(|n| n.stored_items())
     }
 
     /// Our public address as voted by the `ip` fields of replies (BEP 42), per family.

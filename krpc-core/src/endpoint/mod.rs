@@ -8,7 +8,7 @@
 //! | file | part | owns |
 //! |---|---|---|
 //! | `rpc.rs` | [`Rpc`](rpc::Rpc) | queries in flight, slots, waiting queues, admission, the outbound queue |
-//! | `ops.rs` | [`Operations`](ops::Operations) | `query`, `query_all`, lookups, announce |
+//! | `ops.rs` | [`Operations`](ops::Operations) | `query`, `query_all`, lookups, announce, BEP 44 get/put (state in `items.rs`) |
 //! | `tables.rs` | [`Tables`](tables::Tables) | the two BEP 32 routing tables |
 //! | `node_layer.rs` | [`NodeLayer`](node_layer::NodeLayer) | tokens, peer store, BEP 42 votes |
 //! | `upkeep.rs` | [`SwapChecks`](upkeep::SwapChecks), [`AddressChecks`](upkeep::AddressChecks) | ping/swap checks of full buckets; claims on known ids; refresh |
@@ -24,6 +24,7 @@
 mod commands;
 mod events;
 mod inbound;
+mod items;
 mod node_layer;
 mod ops;
 mod outbound;
@@ -96,6 +97,9 @@ pub enum CommandError {
     WrongIdLength,
     /// No operation with this id is running.
     UnknownOperation,
+    /// A BEP 44 item the nodes would refuse (value too big or not canonical bencode, salt
+    /// too long, negative `seq`, a signature that does not verify).
+    InvalidItem(crate::dht::ItemError),
 }
 
 impl core::fmt::Display for CommandError {
@@ -109,6 +113,7 @@ impl core::fmt::Display for CommandError {
             CommandError::InvalidAddress => "address can never be a DHT node",
             CommandError::WrongIdLength => "id length differs from the configured one",
             CommandError::UnknownOperation => "no such operation",
+            CommandError::InvalidItem(_) => "invalid BEP 44 item",
         })
     }
 }

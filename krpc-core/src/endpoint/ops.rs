@@ -12,6 +12,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use arrayvec::ArrayVec;
 
+use super::items::{GetItem, PutItem, PutPhase};
 use crate::event::{Event, LookupNode, LookupOutcome, OpId};
 use crate::lookup::Lookup;
 use crate::query::{Peer, Query};
@@ -109,10 +110,19 @@ impl Announce {
 /// A running operation.
 #[derive(Debug)]
 pub(crate) enum Op {
-    Query { query: Query },
+    Query {
+        query: Query,
+    },
     QueryAll(QueryAll),
-    Lookup { lookup: Box<Lookup>, kind: LookupKind },
+    Lookup {
+        lookup: Box<Lookup>,
+        kind: LookupKind,
+    },
     Announce(Box<Announce>),
+    /// BEP 44 `get_immutable` / `get_mutable`: a lookup with the `get` query.
+    GetItem(Box<GetItem>),
+    /// BEP 44 put: a `get` lookup collecting tokens, then `put` queries, under one id.
+    PutItem(Box<PutItem>),
 }
 
 /// How a lookup ended, for the orchestrator.
@@ -122,8 +132,8 @@ pub(crate) enum LookupEnd {
     Report(Event),
     /// The join completed: report this and refresh the thin buckets.
     Joined(Event),
-    /// An announce's lookup completed: send this query to these token holders under the same
-    /// operation id ([`Operations::begin_store`]).
+    /// An announce's or put's lookup completed: send its query to these token holders under
+    /// the same operation id ([`Operations::begin_store`]).
     Store { peers: Vec<Peer> },
 }
 
@@ -145,7 +155,7 @@ impl Operations {
     fn insert(&mut self, op: Op) -> OpId {
         let id = OpId(self.next);
         self.next += 1;
-        if matches!(op, Op::Lookup { .. } | Op::Announce(_)) {
+        if matches!(op, Op::Lookup { .. } | Op::Announce(_) | Op::GetItem(_) | Op::PutItem(_)) {
             self.lookup_order.push(id);
         }
         self.ops.insert(id, op);
@@ -168,12 +178,42 @@ impl Operations {
         self.insert(Op::Announce(Box::new(Announce { info_hash, port, seed, phase: AnnouncePhase::Lookup(lookup) })))
     }
 
-    /// An announce moves to its second phase: `peers` queries under the same id.
+    pub(crate) fn start_get_item(&mut self, get: GetItem) -> OpId {
+        self.insert(Op::GetItem(Box::new(get)))
+    }
+
+    pub(crate) fn start_put_item(&mut self, put: PutItem) -> OpId {
+        self.insert(Op::PutItem(Box::new(put)))
+    }
+
+    /// An announce or put moves to its second phase: `peers` queries under the same id.
     pub(crate) fn begin_store(&mut self, op: OpId, peers: usize) {
-        if let Some(Op::Announce(a)) = self.ops.get_mut(&op) {
-            if let AnnouncePhase::Store(all) = &mut a.phase {
-                all.outstanding = peers;
+        match self.ops.get_mut(&op) {
+            Some(Op::Announce(a)) => {
+                if let AnnouncePhase::Store(all) = &mut a.phase {
+                    all.outstanding = peers;
+                }
             }
+            Some(Op::PutItem(p)) => p.set_outstanding(peers),
+            _ => {}
+        }
+    }
+
+    /// A reply to a BEP 44 operation's `get` lookup: the event to surface (a verified item)
+    /// and whether the lookup may end now (an immutable item was found).
+    pub(crate) fn on_item_reply(
+        &mut self,
+        op: OpId,
+        from: core::net::SocketAddr,
+        f: &crate::wire::Fields<'_>,
+    ) -> (Option<Event>, bool) {
+        match self.ops.get_mut(&op) {
+            Some(Op::GetItem(g)) => g.on_reply(op, from, f),
+            Some(Op::PutItem(p)) => {
+                p.on_reply(f);
+                (None, false)
+            }
+            _ => (None, false),
         }
     }
 
@@ -207,6 +247,11 @@ impl Operations {
                 AnnouncePhase::Lookup(l) => Some(l),
                 AnnouncePhase::Store(_) => None,
             },
+            Op::GetItem(g) => Some(&g.lookup),
+            Op::PutItem(p) => match &p.phase {
+                PutPhase::Lookup(l) => Some(l),
+                PutPhase::Store(_) => None,
+            },
             _ => None,
         }
     }
@@ -217,6 +262,11 @@ impl Operations {
             Op::Announce(a) => match &mut a.phase {
                 AnnouncePhase::Lookup(l) => Some(l),
                 AnnouncePhase::Store(_) => None,
+            },
+            Op::GetItem(g) => Some(&mut g.lookup),
+            Op::PutItem(p) => match &mut p.phase {
+                PutPhase::Lookup(l) => Some(l),
+                PutPhase::Store(_) => None,
             },
             _ => None,
         }
@@ -237,7 +287,11 @@ impl Operations {
                     AnnouncePhase::Store(all) => Some(&all.query),
                     AnnouncePhase::Lookup(_) => None,
                 },
-                Op::Lookup { .. } => None,
+                Op::PutItem(p) => match &p.phase {
+                    PutPhase::Store(store) => Some(&store.query),
+                    PutPhase::Lookup(_) => None,
+                },
+                Op::Lookup { .. } | Op::GetItem(_) => None,
             },
             Purpose::Lookup(op) => self.lookup(op).map(Lookup::query),
             _ => None,
@@ -246,7 +300,12 @@ impl Operations {
 
     /// One query of a `query`, `query_all` or announce's store phase got its result. Returns
     /// the events to report: a reply to surface and/or the final result.
-    pub(crate) fn on_query_result(&mut self, op: OpId, result: Result<Reply, QueryError>) -> ArrayVec<Event, 2> {
+    pub(crate) fn on_query_result(
+        &mut self,
+        op: OpId,
+        from: core::net::SocketAddr,
+        result: Result<Reply, QueryError>,
+    ) -> ArrayVec<Event, 2> {
         let mut events = ArrayVec::new();
         let done = match self.ops.get_mut(&op) {
             Some(Op::Query { .. }) => Some(Event::QueryDone { op, result }),
@@ -261,6 +320,7 @@ impl Operations {
                 AnnouncePhase::Store(all) => all.record(result).1.map(|result| Event::AnnounceDone { op, result }),
                 AnnouncePhase::Lookup(_) => None,
             },
+            Some(Op::PutItem(p)) => p.on_result(op, from, result),
             _ => None,
         };
         if let Some(done) = done {
@@ -302,13 +362,38 @@ impl Operations {
                 self.ops.insert(op, Op::Announce(a));
                 Some(LookupEnd::Store { peers })
             }
+            Op::GetItem(g) => Some(LookupEnd::Report(Event::GetItemDone { op, item: g.best, outcome })),
+            Op::PutItem(mut p) => {
+                let PutPhase::Lookup(lookup) = &p.phase else { return None };
+                if !completed {
+                    let error =
+                        if outcome == LookupOutcome::ShutDown { QueryError::ShutDown } else { QueryError::Cancelled };
+                    return Some(LookupEnd::Report(p.done(op, Some(error))));
+                }
+                // As for an announce: the k closest nodes that returned a token.
+                let peers: Vec<Peer> = lookup
+                    .closest_responders()
+                    .into_iter()
+                    .filter_map(|n| Some(Peer::node(n.node).with_token(n.token?)))
+                    .take(k)
+                    .collect();
+                match p.store_query() {
+                    Ok((query, seq)) => p.begin_store(query, seq),
+                    Err(e) => return Some(LookupEnd::Report(p.done(op, Some(e)))),
+                }
+                self.ops.insert(op, Op::PutItem(p));
+                Some(LookupEnd::Store { peers })
+            }
             _ => None,
         }
     }
 
     /// An announce whose second phase could not start ends here.
     pub(crate) fn fail_store(&mut self, op: OpId, error: QueryError) -> Option<Event> {
-        self.ops.remove(&op).map(|_| Event::AnnounceDone { op, result: Err(error) })
+        match self.ops.remove(&op)? {
+            Op::PutItem(_) => Some(Event::PutItemDone { op, result: Err(error) }),
+            _ => Some(Event::AnnounceDone { op, result: Err(error) }),
+        }
     }
 
     /// Ends a `query`, `query_all` or announce store phase early with `error` (cancel,
@@ -325,7 +410,14 @@ impl Operations {
                     return None;
                 }
             },
-            lookup @ Op::Lookup { .. } => {
+            Op::PutItem(mut p) => match &p.phase {
+                PutPhase::Store(_) => p.done(op, Some(error)),
+                PutPhase::Lookup(_) => {
+                    self.ops.insert(op, Op::PutItem(p));
+                    return None;
+                }
+            },
+            lookup @ (Op::Lookup { .. } | Op::GetItem(_)) => {
                 self.ops.insert(op, lookup);
                 return None;
             }
@@ -372,8 +464,49 @@ mod tests {
         ops.begin_store(op, peers.len());
         let query = ops.query_of(Purpose::Op(op)).expect("the store queries run under the announce's id");
         assert_eq!(query.method(), b"announce_peer");
-        let events = ops.on_query_result(op, Err(QueryError::Timeout));
+        let events = ops.on_query_result(op, node.addr, Err(QueryError::Timeout));
         assert!(matches!(&events[..], [Event::AnnounceDone { op: o, result: Err(QueryError::AllFailed) }] if *o == op));
+        assert_eq!(ops.len(), 0);
+    }
+
+    #[test]
+    fn a_put_keeps_one_id_through_both_phases_and_lists_each_refusal() {
+        use super::super::items::{PutItem, PutPayload, PutPhase};
+        let mut ops = Operations::new();
+        let value = b"5:hello".to_vec();
+        let target = crate::dht::bep44::immutable_target(&value);
+        let mut l = lookup(target);
+        let nodes: Vec<NodeInfo> = (1..=2u8)
+            .map(|i| NodeInfo::new(NodeId::from_array([i; 20]), alloc::format!("10.0.0.{i}:1").parse().unwrap()))
+            .collect();
+        for node in &nodes {
+            l.add_node(*node);
+        }
+        for _ in &nodes {
+            let crate::lookup::Step::Query(i) = l.step(true) else { panic!() };
+            let (addr, id) = l.candidate(i);
+            l.on_reply(&addr, id, Token::new(b"tok"));
+        }
+        let op = ops.start_put_item(PutItem {
+            target,
+            payload: PutPayload::Immutable { value },
+            phase: PutPhase::Lookup(l),
+        });
+        let Some(LookupEnd::Store { peers }) = ops.finish_lookup(op, LookupOutcome::Completed, 8) else { panic!() };
+        assert_eq!(peers.len(), 2);
+        assert!(peers.iter().all(|p| p.token.is_some()), "put goes to token holders, with their tokens");
+        ops.begin_store(op, peers.len());
+        let query = ops.query_of(Purpose::Op(op)).expect("the put queries run under the same id");
+        assert_eq!(query.method(), b"put");
+        assert_eq!(query.args().get(b"v").and_then(|v| v.as_bytes()), Some(&b"hello"[..]));
+        let e302 = QueryError::Remote { code: 302, message: b"seq".to_vec() };
+        assert!(ops.on_query_result(op, nodes[0].addr, Err(e302)).is_empty());
+        let events = ops.on_query_result(op, nodes[1].addr, Err(QueryError::Timeout));
+        let [Event::PutItemDone { op: o, result: Ok(outcome) }] = &events[..] else { panic!("{events:?}") };
+        assert_eq!(*o, op);
+        assert_eq!((outcome.stored, outcome.failed, outcome.target), (0, 1, target));
+        assert_eq!(outcome.errors.len(), 1);
+        assert_eq!((outcome.errors[0].from, outcome.errors[0].code), (nodes[0].addr, 302));
         assert_eq!(ops.len(), 0);
     }
 
@@ -392,8 +525,8 @@ mod tests {
         let mut ops = Operations::new();
         let op = ops.start_query_all(Query::ping(), 2);
         let e302 = QueryError::Remote { code: 302, message: b"seq".to_vec() };
-        assert!(ops.on_query_result(op, Err(e302.clone())).is_empty());
-        let events = ops.on_query_result(op, Err(QueryError::Timeout));
+        assert!(ops.on_query_result(op, "10.0.0.9:1".parse().unwrap(), Err(e302.clone())).is_empty());
+        let events = ops.on_query_result(op, "10.0.0.9:1".parse().unwrap(), Err(QueryError::Timeout));
         assert!(matches!(&events[..], [Event::QueryAllDone { result: Err(e), .. }] if *e == e302));
     }
 }

@@ -180,6 +180,16 @@ impl Endpoint {
                     };
                     (*to, written, None)
                 }
+                Outbound::GetItem { to, t, target, want, seq } => {
+                    let framing = Framing { id: &id, version, send_ip: self.config.send_ip, empty };
+                    let written = match self.node.as_deref() {
+                        Some(node) => {
+                            node.encode_get_item(&self.tables, now, &framing, buf, *to, t, target, *want, *seq)
+                        }
+                        None => continue,
+                    };
+                    (*to, written, None)
+                }
             };
             match written {
                 Ok(len) => {

@@ -28,7 +28,7 @@ impl Endpoint {
         match tx.purpose {
             Purpose::Op(op) => {
                 let result = result.map(|_| Reply::new(from, Datagram::new(datagram, self.decoder)));
-                self.query_result(op, result);
+                self.query_result(op, from, result);
             }
             Purpose::Lookup(op) => self.lookup_reply(op, result, from, datagram, fields),
             Purpose::Check => self.check_result(&tx, result.is_ok(), now),
@@ -79,6 +79,14 @@ impl Endpoint {
             let reply = Reply::new(from, Datagram::new(datagram, self.decoder));
             self.push_event(Event::Reply { op, reply });
         }
+        // BEP 44: an item in the reply is checked before it is surfaced.
+        let (event, done) = self.ops.on_item_reply(op, from, &f);
+        if let Some(event) = event {
+            self.push_event(event);
+        }
+        if done {
+            self.finish_lookup(op, LookupOutcome::Completed);
+        }
     }
 
     /// A transaction failed without a reply (timeout, send failure, too large).
@@ -91,7 +99,7 @@ impl Endpoint {
             }
         }
         match tx.purpose {
-            Purpose::Op(op) => self.query_result(op, Err(error)),
+            Purpose::Op(op) => self.query_result(op, tx.addr, Err(error)),
             Purpose::Lookup(op) => {
                 if let Some(lookup) = self.ops.lookup_mut(op) {
                     // Only silence is worth another try (`lookup_retries`); an error or a send
@@ -110,8 +118,8 @@ impl Endpoint {
     }
 
     /// The outcome of one query of a `query`, `query_all` or an announce's second phase.
-    fn query_result(&mut self, op: OpId, result: Result<Reply, QueryError>) {
-        for event in self.ops.on_query_result(op, result) {
+    fn query_result(&mut self, op: OpId, from: SocketAddr, result: Result<Reply, QueryError>) {
+        for event in self.ops.on_query_result(op, from, result) {
             self.push_event(event);
         }
     }
@@ -127,7 +135,7 @@ impl Endpoint {
                 self.push_event(event);
             }
             LookupEnd::Store { peers } => {
-                // The announce's second phase: its queries run under the same id.
+                // The second phase of an announce or put: its queries run under the same id.
                 let peers: Vec<_> = peers.into_iter().filter(|p| !is_never_valid(&p.addr)).collect();
                 if peers.is_empty() || !self.rpc.can_queue(peers.len()) {
                     if let Some(event) = self.ops.fail_store(op, QueryError::NoNodes) {

@@ -112,6 +112,8 @@ pub(crate) enum Outbound {
     FindNode { to: SocketAddr, t: Tid, target: NodeId, want: Want },
     /// Node layer: a `get_peers` answer, encoded from the table and peer store when it leaves.
     GetPeers { to: SocketAddr, t: Tid, info_hash: NodeId, want: Want, noseed: bool, scrape: bool },
+    /// Node layer: a BEP 44 `get` answer, encoded from the table and item store when it leaves.
+    GetItem { to: SocketAddr, t: Tid, target: NodeId, want: Want, seq: Option<i64> },
 }
 
 /// A ping the engine sends for its own bookkeeping.

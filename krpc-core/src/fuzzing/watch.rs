@@ -315,6 +315,9 @@ impl Watched {
                     assert!(self.issued.contains(&op), "Reply for {op:?}, which no command returned");
                     let _ = (reply.message(), reply.values(), reply.id());
                 }
+                // The fuzzer issues no BEP 44 command: these never come, but are results.
+                Event::GetItemDone { .. } | Event::PutItemDone { .. } => results += 1,
+                Event::ItemFound { op, .. } => self.live(op, "ItemFound"),
                 Event::Peers { op, peers, .. } => {
                     self.live(op, "Peers");
                     assert!(!peers.is_empty(), "Peers event without peers");

@@ -391,6 +391,10 @@ pub struct Sim {
     check_cursor: usize,
     buf: Vec<u8>,
     progress: Option<Progress>,
+    /// Events of commands issued through [`Sim::command`], kept once [`Sim::keep_events`] is on.
+    kept: Option<Vec<(u32, Event)>>,
+    /// Nodes running a command issued with [`Sim::command`]: churn does not take them away.
+    pinned: std::collections::BTreeSet<u32>,
 }
 
 impl Sim {
@@ -459,6 +463,8 @@ impl Sim {
             check_cursor: 0,
             buf: vec![0u8; 1500],
             progress: None,
+            kept: None,
+            pinned: Default::default(),
             scenario,
         }
     }
@@ -828,7 +834,7 @@ impl Sim {
             }
             Action::StartLookup => self.start_lookup(),
             Action::Leave => {
-                if let Some(i) = self.pick_live(|sim, i| !sim.tracked.contains_key(&i)) {
+                if let Some(i) = self.pick_live(|sim, i| !sim.tracked.contains_key(&i) && !sim.pinned.contains(&i)) {
                     let node = &mut self.nodes[i as usize];
                     node.ep = None;
                     node.status = Status::Left;
@@ -1047,7 +1053,55 @@ impl Sim {
                     rec.outcome = Some(outcome);
                 }
             }
-            _ => {}
+            other => {
+                if let Some(kept) = self.kept.as_mut() {
+                    kept.push((i, other));
+                }
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Hooks for workloads other than lookups (BEP 44 puts and gets)
+
+    /// From now on, keeps the events the simulator does not consume itself (results of
+    /// commands issued with [`command`](Self::command)) for [`take_events`](Self::take_events).
+    pub fn keep_events(&mut self) {
+        self.kept.get_or_insert_with(Vec::new);
+    }
+
+    /// The events kept since the last call, with the index of the node that emitted each.
+    pub fn take_events(&mut self) -> Vec<(u32, Event)> {
+        self.kept.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Runs `f` on live node `i` now and sends what it queued; `None` if `i` is not running.
+    /// The node is pinned: churn leaves it alone until [`unpin_all`](Self::unpin_all).
+    pub fn command<T>(&mut self, i: u32, f: impl FnOnce(&mut Endpoint, Instant) -> T) -> Option<T> {
+        let now = self.now;
+        let out = f(self.nodes.get_mut(i as usize)?.ep.as_mut()?, now);
+        self.pinned.insert(i);
+        self.touch(i);
+        Some(out)
+    }
+
+    /// Lets churn take any node again.
+    pub fn unpin_all(&mut self) {
+        self.pinned.clear();
+    }
+
+    /// A random live node.
+    pub fn random_live_node(&mut self) -> Option<u32> {
+        self.pick_live(|_, _| true)
+    }
+
+    /// Turns the scenario's churn on or off outside [`run_lookups`](Self::run_lookups).
+    pub fn set_churn(&mut self, on: bool) {
+        let was = self.churn;
+        self.churn = on;
+        if on && !was && self.scenario.churn_per_minute > 0.0 {
+            self.schedule_churn(Action::Leave);
+            self.schedule_churn(Action::ChurnJoin);
         }
     }
 
