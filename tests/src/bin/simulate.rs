@@ -436,17 +436,25 @@ fn attack_name(attack: Option<Attack>) -> String {
     }
 }
 
-/// Reflection: every reflector gets 10 spoofed queries per second for 10 s, for each method.
+/// Reflection: every reflector gets spoofed queries for 60 s, at 10 per second (just within the
+/// default per-source limit of 100 per 10 s) and at 100 per second (over it), for each method.
 fn run_reflection(reflectors: usize, seed: u64, json: bool) {
     let config = Config::default();
-    for (name, method) in [
-        ("ping", ReflectedQuery::Ping),
-        ("find_node", ReflectedQuery::FindNode),
-        ("get_peers", ReflectedQuery::GetPeers),
+    for (name, method, rate) in [
+        ("ping", ReflectedQuery::Ping, 10),
+        ("find_node", ReflectedQuery::FindNode, 10),
+        ("get_peers", ReflectedQuery::GetPeers, 10),
+        ("ping", ReflectedQuery::Ping, 100),
+        ("find_node", ReflectedQuery::FindNode, 100),
+        ("get_peers", ReflectedQuery::GetPeers, 100),
     ] {
-        let r = attack::reflection(&config, method, reflectors, 10, 10, seed);
+        let r = attack::reflection(&config, method, reflectors, rate, 60, seed);
         let report = Report {
-            header: vec![("reflection".into(), name.into()), ("reflectors".into(), reflectors.to_string())],
+            header: vec![
+                ("reflection".into(), name.into()),
+                ("reflectors".into(), reflectors.to_string()),
+                ("queries_per_s_per_reflector".into(), rate.to_string()),
+            ],
             summary: Summary::default(),
             footer: vec![
                 ("queries".into(), r.queries.to_string()),

@@ -46,6 +46,8 @@ pub const ATTACKER_BASE: u32 = 0x8000_0000;
 pub const ATTACKER_PORT: u16 = 7000;
 /// Ports per attacker IP: 254 · 512 attackers fit in one /24.
 const ATTACKER_PORTS: u32 = 512;
+/// An eclipse reaches the tables of this many times k honest nodes nearest the target.
+const ECLIPSE_VICTIMS: usize = 16;
 /// /24s in 172.16.0.0/12.
 const ATTACKER_SUBNETS: u32 = 4096;
 const ATTACKER_NET: u32 = 0xac10_0000; // 172.16.0.0
@@ -286,7 +288,7 @@ impl Sim {
 
     /// A datagram from node `from` to attacker `code`: the attacker answers it, the answer
     /// crossing the link back (its own latency and loss).
-    pub(super) fn to_attacker(&mut self, from: u32, code: u32, bytes: &[u8], latency: Duration, lost: bool) {
+    pub(super) fn deliver_to_attacker(&mut self, from: u32, code: u32, bytes: &[u8], latency: Duration, lost: bool) {
         if lost {
             self.stats.lost += 1;
             return;
@@ -354,7 +356,7 @@ impl Sim {
     }
 
     /// An eclipse: `per_target` attackers from one fresh /24, nearer to `target` than any honest
-    /// node (they share its first 120 bits), insert themselves into the tables of the 4k honest
+    /// node (they share its first 120 bits), insert themselves into the tables of the 16k honest
     /// nodes nearest the target, as attackers querying those nodes would.
     pub(super) fn eclipse(&mut self, target: &NodeId) {
         let Some(att) = self.attackers.as_mut() else { return };
@@ -372,7 +374,7 @@ impl Sim {
             att.oracle.insert(&id, pos);
             fresh.push(NodeInfo::new(id, attacker_addr(code)));
         }
-        let victims = self.true_closest(target, 4 * self.scenario.engine.k);
+        let victims = self.true_closest(target, ECLIPSE_VICTIMS * self.scenario.engine.k);
         let now = self.now;
         for i in victims {
             let Some(ep) = self.nodes[i as usize].ep.as_mut() else { continue };
@@ -462,7 +464,8 @@ pub fn reflection(
     seed: u64,
 ) -> Reflection {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x4ef1_0000_0000_0005);
-    let victim = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 255, 255, 1), 6881));
+    // A public address: limits count it per IP, as they would a real victim.
+    let victim = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(12, 0, 0, 1), 6881));
     let mut out = Reflection { reflectors, ..Reflection::default() };
     let mut buf = vec![0u8; 2048];
     let mut query = vec![0u8; 512];

@@ -1001,7 +1001,7 @@ impl Sim {
         let latency = self.scenario.link.latency.sample(&mut self.net_rng);
         let dup = chance(&mut self.net_rng, self.scenario.link.duplicate);
         if let Some(code) = attack::attacker_code(&to) {
-            self.to_attacker(from, code, bytes, latency, lost);
+            self.deliver_to_attacker(from, code, bytes, latency, lost);
             return;
         }
         let Some(dest) = index_of(&to).filter(|&d| (d as usize) < self.nodes.len()) else {
