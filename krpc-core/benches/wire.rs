@@ -9,6 +9,9 @@
 //! - `encode/engine/*`: `QueryOut`/`ResponseOut` merging the engine's keys into a reused
 //!   `[u8; 1500]`.
 //! - `encode/message/*`: `Message::encode` of an already decoded message.
+//! - `encode/encoded_len/*`: the engine-path encoders' `encoded_len` (measuring only).
+//! - `encode/empty_buffer/*`: the same size read from `encode(&mut [])`'s `BufferTooSmall`,
+//!   the way sizes were measured before `encoded_len`.
 //!
 //! Run: `cargo bench -p krpc-core --bench wire -- --warm-up-time 1 --measurement-time 3`.
 
@@ -123,6 +126,12 @@ fn encode(c: &mut Criterion) {
 
     let mut buf = [0u8; 1500];
     let mut group = c.benchmark_group("encode");
+    let measure: [(&str, &dyn Fn() -> usize); 4] = [
+        ("ping_query", &|| black_box(&ping).encoded_len()),
+        ("get_peers_query", &|| black_box(&get_peers).encoded_len()),
+        ("find_node_response_8", &|| black_box(&find_node_r).encoded_len()),
+        ("get_peers_response_50", &|| black_box(&get_peers_r).encoded_len()),
+    ];
     let engine: [(&str, EncodeInto<'_>); 4] = [
         ("ping_query", &|out| ping.encode(out).unwrap()),
         ("get_peers_query", &|out| get_peers.encode(out).unwrap()),
@@ -135,6 +144,22 @@ fn encode(c: &mut Criterion) {
         assert_eq!(&buf[..n], &expected[..], "{name}");
         group.throughput(Throughput::Bytes(n as u64));
         group.bench_function(format!("engine/{name}"), |b| b.iter(|| encode(black_box(&mut buf))));
+    }
+    for ((name, measure), (_, expected)) in measure.iter().zip(&messages) {
+        assert_eq!(measure(), expected.len(), "{name}");
+        group.throughput(Throughput::Bytes(expected.len() as u64));
+        group.bench_function(format!("encoded_len/{name}"), |b| b.iter(|| black_box(measure())));
+    }
+    let empty_buffer: [(&str, &dyn Fn() -> usize); 4] = [
+        ("ping_query", &|| black_box(&ping).encode(&mut []).unwrap_err().required),
+        ("get_peers_query", &|| black_box(&get_peers).encode(&mut []).unwrap_err().required),
+        ("find_node_response_8", &|| black_box(&find_node_r).encode(&mut []).unwrap_err().required),
+        ("get_peers_response_50", &|| black_box(&get_peers_r).encode(&mut []).unwrap_err().required),
+    ];
+    for ((name, measure), (_, expected)) in empty_buffer.iter().zip(&messages) {
+        assert_eq!(measure(), expected.len(), "{name}");
+        group.throughput(Throughput::Bytes(expected.len() as u64));
+        group.bench_function(format!("empty_buffer/{name}"), |b| b.iter(|| black_box(measure())));
     }
     for (name, bytes) in &messages {
         let msg = Message::decode(bytes).unwrap();

@@ -2,8 +2,25 @@
 
 use core::net::{IpAddr, SocketAddr};
 
-use crate::config::AddressPolicy;
 use crate::wire::canonical_ip;
+
+/// Which addresses learned from other nodes (`nodes`, `nodes6`) a lookup may query.
+///
+/// Addresses that can never be a DHT node (unspecified, broadcast, multicast, `0.0.0.0/8`,
+/// port 0) are refused under every policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressPolicy {
+    /// Only globally routable addresses: loopback, private, link-local and shared
+    /// (100.64/10) ranges are refused. Right for the public DHT, where such entries are
+    /// either stale NAT leftovers or an attempt to make us scan someone's LAN.
+    Public,
+    /// Every address except the never-valid ones. Right for test swarms on loopback or a LAN.
+    Any,
+    /// `Any` when every bootstrap node is itself on a loopback or private address (or there
+    /// are none), else `Public`. The default: test networks work out of the box and the
+    /// public DHT is filtered.
+    Auto,
+}
 
 /// Addresses that can never be a DHT node: no query is ever sent there, whatever the policy.
 pub(crate) fn is_never_valid(addr: &SocketAddr) -> bool {

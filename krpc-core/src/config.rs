@@ -5,28 +5,13 @@ use core::fmt;
 use core::net::SocketAddr;
 use core::time::Duration;
 
+// `AddressPolicy` lives in `address` (which filters by it), so the dependency runs one way:
+// address <- rate_limit <- config.
+use crate::address::AddressPolicy;
 use crate::dht::DhtConfig;
 use crate::rate_limit::RateLimit;
 use crate::routing::MAX_K;
 use crate::{MAX_ID_LEN, NodeId};
-
-/// Which addresses learned from other nodes (`nodes`, `nodes6`) a lookup may query.
-///
-/// Addresses that can never be a DHT node (unspecified, broadcast, multicast, `0.0.0.0/8`,
-/// port 0) are refused under every policy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AddressPolicy {
-    /// Only globally routable addresses: loopback, private, link-local and shared
-    /// (100.64/10) ranges are refused. Right for the public DHT, where such entries are
-    /// either stale NAT leftovers or an attempt to make us scan someone's LAN.
-    Public,
-    /// Every address except the never-valid ones. Right for test swarms on loopback or a LAN.
-    Any,
-    /// `Any` when every bootstrap node is itself on a loopback or private address (or there
-    /// are none), else `Public`. The default: test networks work out of the box and the
-    /// public DHT is filtered.
-    Auto,
-}
 
 /// Configuration of an [`Endpoint`](crate::Endpoint).
 ///
@@ -122,8 +107,13 @@ pub struct Config {
     /// `dht_restrict_routing_ips`): one entry per IP address in a table, and one per IPv4 /24
     /// or IPv6 /64 in a bucket. On by default.
     pub restrict_routing_ips: bool,
-    /// Apply [`restrict_routing_ips`](Self::restrict_routing_ips) to loopback and private
-    /// addresses too. Off by default: test swarms and LANs put many nodes in one subnet.
+    /// Diversity of lookups (libtorrent's `dht_restrict_search_ips`): one candidate per IPv4
+    /// /24 or IPv6 /64 in a lookup, so that one subnet cannot fill the nodes asked or the
+    /// result. On by default.
+    pub restrict_search_ips: bool,
+    /// Apply [`restrict_routing_ips`](Self::restrict_routing_ips) and
+    /// [`restrict_search_ips`](Self::restrict_search_ips) to loopback and private addresses
+    /// too. Off by default: test swarms and LANs put many nodes in one subnet.
     pub restrict_local_ips: bool,
 }
 
@@ -161,6 +151,7 @@ impl Default for Config {
             dht: None,
             rate_limit: RateLimit::default(),
             restrict_routing_ips: true,
+            restrict_search_ips: true,
             restrict_local_ips: false,
         }
     }

@@ -8,7 +8,7 @@ use core::fmt;
 use core::net::SocketAddr;
 
 use crate::query::Token;
-use crate::wire::{Decoder, Fields, Message, Query as WireQuery};
+use crate::wire::{Decoder, Fields, Message, QueryView};
 use crate::{NodeId, NodeInfo};
 
 /// Identifies one command (`query`, `query_all`, `closest`, `populate`): its events carry it.
@@ -88,7 +88,7 @@ impl IncomingQuery {
     }
 
     /// The method and arguments.
-    pub fn query(&self) -> WireQuery<'_> {
+    pub fn query(&self) -> QueryView<'_> {
         match self.message().body {
             crate::wire::Body::Query(q) => q,
             // The endpoint builds an IncomingQuery only from a datagram that decoded as y=q.

@@ -89,12 +89,14 @@ mod time;
 mod transaction;
 
 pub mod dht;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod routing;
 pub mod wire;
 
-pub use config::{AddressPolicy, Config, ConfigError, DEFAULT_BOOTSTRAP};
+pub use address::AddressPolicy;
+pub use config::{Config, ConfigError, DEFAULT_BOOTSTRAP};
 pub use endpoint::{CommandError, Endpoint, Transmit};
 pub use event::{
     Event, IncomingQuery, LookupNode, LookupOutcome, MAX_TRANSACTION_ID_LEN, OpId, QueryError, Reply, ReplyTo,

@@ -94,6 +94,8 @@ pub(crate) struct Lookup {
     alpha: usize,
     max_candidates: usize,
     retries: u8,
+    restrict_ips: bool,
+    restrict_local: bool,
 }
 
 /// What the lookup wants next.
@@ -157,6 +159,10 @@ pub(crate) struct Params {
     pub(crate) max_candidates: usize,
     /// Extra tries after a try went unanswered.
     pub(crate) retries: u8,
+    /// One candidate per IPv4 /24 or IPv6 /64 (`restrict_search_ips`), loopback and private
+    /// addresses included only when `restrict_local`.
+    pub(crate) restrict_ips: bool,
+    pub(crate) restrict_local: bool,
 }
 
 impl Params {
@@ -166,13 +172,28 @@ impl Params {
             alpha: config.lookup_alpha(),
             max_candidates: config.max_lookup_candidates,
             retries: config.lookup_retries,
+            restrict_ips: config.restrict_search_ips,
+            restrict_local: config.restrict_local_ips,
         }
     }
 }
 
+/// The subnet a candidate counts toward for [`Params::restrict_ips`]: its IPv4 /24 or IPv6
+/// /64, `None` when exempt.
+fn subnet_of(addr: &SocketAddr, restrict_local: bool) -> Option<u128> {
+    let ip = crate::wire::canonical_ip(addr.ip());
+    if crate::address::is_local(ip) && !restrict_local {
+        return None;
+    }
+    Some(match ip {
+        core::net::IpAddr::V4(v4) => u128::from(u32::from(v4) >> 8),
+        core::net::IpAddr::V6(v6) => (u128::from(v6) >> 64) | (1 << 127),
+    })
+}
+
 impl Lookup {
     pub(crate) fn new(target: NodeId, query: Query, background: bool, report_replies: bool, params: Params) -> Lookup {
-        let Params { k, alpha, max_candidates, retries } = params;
+        let Params { k, alpha, max_candidates, retries, restrict_ips, restrict_local } = params;
         Lookup {
             target,
             query,
@@ -187,6 +208,8 @@ impl Lookup {
             alpha,
             max_candidates,
             retries,
+            restrict_ips,
+            restrict_local,
         }
     }
 
@@ -211,9 +234,29 @@ impl Lookup {
         }
         let seeds = self.candidates.iter().take_while(|c| c.id.is_none()).count();
         let target = self.target;
-        let at = seeds
+        let mut at = seeds
             + self.candidates[seeds..]
                 .partition_point(|c| c.id.as_ref().is_some_and(|id| target.cmp_distance(id, &node.id).is_lt()));
+        // One candidate per subnet (libtorrent's `restrict_search_ips`): one subnet cannot
+        // fill the set of nodes asked, nor the result, with ids it chose near the target. A
+        // nearer newcomer takes the place of a farther one not yet asked, so that entries
+        // named in `nodes` lists cannot block a subnet's real node.
+        if self.restrict_ips {
+            if let Some(net) = subnet_of(&node.addr, self.restrict_local) {
+                let same =
+                    self.candidates[seeds..].iter().position(|c| subnet_of(&c.addr, self.restrict_local) == Some(net));
+                if let Some(i) = same.map(|i| i + seeds) {
+                    let c = &self.candidates[i];
+                    if i < at && c.id.is_some() || c.state != CandidateState::Fresh || c.tries > 0 {
+                        return;
+                    }
+                    self.candidates.remove(i);
+                    if i < at {
+                        at -= 1;
+                    }
+                }
+            }
+        }
         if self.candidates.len() >= self.max_candidates {
             if at >= self.candidates.len() {
                 return;
@@ -410,7 +453,13 @@ mod tests {
     }
 
     fn lookup(k: usize, alpha: usize, max: usize) -> Lookup {
-        Lookup::new(id(0), Query::ping(), false, true, Params { k, alpha, max_candidates: max, retries: 0 })
+        Lookup::new(
+            id(0),
+            Query::ping(),
+            false,
+            true,
+            Params { k, alpha, max_candidates: max, retries: 0, restrict_ips: false, restrict_local: false },
+        )
     }
 
     #[test]
@@ -484,7 +533,13 @@ mod tests {
     }
 
     fn with_retries(k: usize, alpha: usize, retries: u8) -> Lookup {
-        Lookup::new(id(0), Query::ping(), false, true, Params { k, alpha, max_candidates: 10, retries })
+        Lookup::new(
+            id(0),
+            Query::ping(),
+            false,
+            true,
+            Params { k, alpha, max_candidates: 10, retries, restrict_ips: false, restrict_local: false },
+        )
     }
 
     fn queried(l: &mut Lookup) -> SocketAddr {
@@ -594,5 +649,26 @@ mod tests {
         }
         let t = jittery.soft_timeout(cap);
         assert!(t > Duration::from_millis(450) && t < Duration::from_millis(700), "{t:?}: mean + 4 × deviation");
+    }
+
+    #[test]
+    fn one_candidate_per_subnet_the_nearer_one_while_neither_is_asked() {
+        let params =
+            Params { k: 8, alpha: 3, max_candidates: 64, retries: 0, restrict_ips: true, restrict_local: false };
+        let mut l = Lookup::new(id(0), Query::ping(), false, true, params);
+        let at = |b: u8, host: [u8; 4]| NodeInfo::new(id(b), SocketAddr::from((host, 6881)));
+        l.add_node(at(9, [66, 6, 6, 1]));
+        l.add_node(at(12, [66, 6, 6, 2]));
+        assert_eq!(l.candidates.len(), 1, "a farther one from the same /24 is ignored");
+        l.add_node(at(3, [66, 6, 6, 3]));
+        assert_eq!(l.candidates.len(), 1);
+        assert_eq!(l.candidates[0].id, Some(id(3)), "a nearer one takes the place of one not yet asked");
+        let Step::Query(_) = l.step(true) else { panic!() };
+        l.add_node(at(1, [66, 6, 6, 4]));
+        assert_eq!(l.candidates[0].id, Some(id(3)), "once asked, it stays");
+        l.add_node(at(2, [66, 6, 7, 1]));
+        l.add_node(at(4, [10, 0, 0, 1]));
+        l.add_node(at(5, [10, 0, 0, 2]));
+        assert_eq!(l.candidates.len(), 4, "other subnets, and private addresses, are not limited");
     }
 }

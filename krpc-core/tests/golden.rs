@@ -42,7 +42,7 @@ fn error_bytes(e: &ErrorOut<'_>) -> Vec<u8> {
     buf[..n].to_vec()
 }
 
-fn query<'a>(msg: &Message<'a>) -> krpc_core::wire::Query<'a> {
+fn query<'a>(msg: &Message<'a>) -> krpc_core::wire::QueryView<'a> {
     *msg.as_query().expect("a query")
 }
 
@@ -346,6 +346,20 @@ fn a_short_buffer_reports_the_exact_size_every_encoder_needs() {
     let pong = Dictionary::new().with_bytes("id", MNO);
     assert_eq!(r_out(&pong, &[]).encode(&mut exact), Ok(PING_R.len()));
     assert_eq!(exact, PING_R);
+}
+
+#[test]
+fn every_encoder_measures_the_golden_vectors_exactly() {
+    let args = Dictionary::new().with_bytes("id", ABC);
+    assert_eq!(q_out(b"ping", &args, &[]).encoded_len(), PING_Q.len());
+    let pong = Dictionary::new().with_bytes("id", MNO);
+    assert_eq!(r_out(&pong, &[]).encoded_len(), PING_R.len());
+    let error =
+        ErrorOut { transaction_id: b"aa", code: 201, message: b"A Generic Error Ocurred", ip: None, version: None };
+    assert_eq!(error.encoded_len(), ERROR.len());
+    for bytes in [PING_Q, PING_R, ERROR] {
+        assert_eq!(Message::decode(bytes).unwrap().encoded_len(), bytes.len());
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-//! The hot path never touches the heap: decoding, iterating and encoding the four benchmark
-//! messages, and rejecting a malformed datagram, perform zero allocations.
+//! The hot path never touches the heap: decoding, iterating, measuring (`encoded_len`) and
+//! encoding the four benchmark messages, and rejecting a malformed datagram, perform zero
+//! allocations.
 //!
 //! A counting global allocator wraps `System` and counts, per thread, every call that could
 //! take memory (`alloc`, `alloc_zeroed`, `realloc`). Inputs are built before counting starts.
@@ -119,6 +120,7 @@ fn encoding_the_benchmark_messages_allocates_nothing() {
     let expected = inputs.messages();
     let mut outputs = [[0u8; 1500]; 4];
     let mut lens = [0usize; 4];
+    let mut measured = [0usize; 4];
 
     let n = allocations(|| {
         let queries = [
@@ -144,15 +146,18 @@ fn encoding_the_benchmark_messages_allocates_nothing() {
             ResponseOut { transaction_id: b"ad", values: &no_values, extra: &get_peers_extra, ip: None, version: None },
         ];
         for (i, q) in queries.iter().enumerate() {
+            measured[i] = black_box(q).encoded_len();
             lens[i] = black_box(q).encode(&mut outputs[i]).unwrap();
         }
         for (i, r) in responses.iter().enumerate() {
+            measured[2 + i] = black_box(r).encoded_len();
             lens[2 + i] = black_box(r).encode(&mut outputs[2 + i]).unwrap();
         }
     });
     assert_eq!(n, 0);
     for (i, (name, bytes)) in expected.iter().enumerate() {
         assert_eq!(&outputs[i][..lens[i]], &bytes[..], "{name}");
+        assert_eq!(measured[i], bytes.len(), "{name}");
     }
 }
 
@@ -161,14 +166,17 @@ fn re_encoding_decoded_messages_allocates_nothing() {
     let messages = BenchInputs::new().messages();
     let mut out = [0u8; 1500];
     let mut total = 0;
+    let mut measured = 0;
     let n = allocations(|| {
         for (_, bytes) in &messages {
             let msg = Message::decode(black_box(bytes)).unwrap();
             total += msg.encode(&mut out).unwrap();
+            measured += msg.encoded_len();
         }
     });
     assert_eq!(n, 0);
     assert_eq!(total, messages.iter().map(|(_, b)| b.len()).sum::<usize>());
+    assert_eq!(measured, total);
 }
 
 #[test]
@@ -194,6 +202,7 @@ fn errors_and_rejections_allocate_nothing() {
             }
         }
         black_box(error.encode(&mut out).unwrap());
+        black_box(error.encoded_len());
         if error.encode(&mut [0u8; 8]).is_err() {
             too_small += 1;
         }

@@ -2,7 +2,8 @@
 //! (a) model round trip through the public encoders and the decoder;
 //! (b) canonical re-encoding is exact and idempotent;
 //! (c) differential against bendy's strict decoder;
-//! (d) arbitrary bytes and mutated messages never panic, and what decodes re-encodes stably.
+//! (d) arbitrary bytes and mutated messages never panic, and what decodes re-encodes stably;
+//! (e) every encoder's `encoded_len` is the length its `encode` writes.
 
 mod common;
 
@@ -12,8 +13,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use bendy::decoding::{Decoder as BendyDecoder, Object};
 use common::*;
 use krpc_core::wire::{
-    Body, Dict, Dictionary, Entry, ErrorOut, Fields, Insert, Message, QueryOut, ResponseOut, Value, Want,
-    fuzzing::check_decode,
+    Body, BufferTooSmall, Dict, Dictionary, Entry, ErrorOut, Fields, Insert, Message, QueryOut, ResponseOut, Value,
+    Want, fuzzing::check_decode,
 };
 use krpc_core::{NodeId, NodeInfo};
 use proptest::collection::vec;
@@ -507,6 +508,8 @@ proptest! {
         }
         if let Ok(msg) = decoded {
             let y = encode(&msg);
+            // Sorting an unsorted dictionary is measured, not only written.
+            prop_assert_eq!(msg.encoded_len(), y.len());
             let expected = B::Dict(vec![
                 (b"a".to_vec(), canonical(&args)),
                 (b"q".to_vec(), bytes(&method)),
@@ -713,5 +716,111 @@ fn bendy_accepts_the_re_encoding(data: &[u8]) -> Result<(), TestCaseError> {
 fn the_mutation_seeds_all_decode() {
     for seed in seeds() {
         assert!(check_decode(&seed), "{:?}", String::from_utf8_lossy(&seed));
+    }
+}
+
+// -----------------------------------------------------------------------------------------------
+// (e) `encoded_len` is the length `encode` writes, for arbitrary (not necessarily sensible)
+// inputs: empty and long strings, negative and extreme integers, both address families and
+// IPv4-mapped IPv6, non-canonical nested dictionaries, every kind of merged entry.
+
+/// An owned [`Insert`].
+#[derive(Clone, Debug)]
+enum InsertModel {
+    Bytes(Vec<u8>),
+    Int(i64),
+    NodesV4(Vec<NodeInfo>),
+    NodesV6(Vec<NodeInfo>),
+    Peers(Vec<SocketAddr>),
+}
+
+impl InsertModel {
+    fn as_insert(&self) -> Insert<'_> {
+        match self {
+            InsertModel::Bytes(b) => Insert::Bytes(b),
+            InsertModel::Int(n) => Insert::Int(*n),
+            InsertModel::NodesV4(n) => Insert::NodesV4(n),
+            InsertModel::NodesV6(n) => Insert::NodesV6(n),
+            InsertModel::Peers(p) => Insert::Peers(p),
+        }
+    }
+}
+
+/// Any address, IPv4-mapped IPv6 included (written in the IPv4 compact form).
+fn any_addr() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        socket_addr(0),
+        (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| {
+            SocketAddr::V6(SocketAddrV6::new(Ipv4Addr::from(ip).to_ipv6_mapped(), port, 0, 0))
+        }),
+        (any::<[u16; 8]>(), any::<u16>()).prop_map(|(s, port)| SocketAddr::V6(SocketAddrV6::new(s.into(), port, 0, 0))),
+    ]
+}
+
+fn any_node() -> impl Strategy<Value = NodeInfo> {
+    (vec(any::<u8>(), 1..=20), any_addr())
+        .prop_map(|(id, addr)| NodeInfo::new(NodeId::from_bytes(&id).expect("1 to 20 bytes"), addr))
+}
+
+fn insert_model() -> impl Strategy<Value = InsertModel> {
+    prop_oneof![
+        vec(any::<u8>(), 0..300).prop_map(InsertModel::Bytes),
+        any::<i64>().prop_map(InsertModel::Int),
+        vec(any_node(), 0..12).prop_map(InsertModel::NodesV4),
+        vec(any_node(), 0..12).prop_map(InsertModel::NodesV6),
+        vec(any_addr(), 0..40).prop_map(InsertModel::Peers),
+    ]
+}
+
+/// `encode` writes exactly `len` bytes into a buffer with room to spare and into one of
+/// exactly that size, and one byte less is refused with `len` as the size needed.
+fn encodes_to(len: usize, encode: impl Fn(&mut [u8]) -> Result<usize, BufferTooSmall>) -> Result<(), TestCaseError> {
+    prop_assert_eq!(encode(&mut vec![0u8; len + 100]), Ok(len));
+    prop_assert_eq!(encode(&mut vec![0u8; len]), Ok(len));
+    prop_assert_eq!(encode(&mut vec![0u8; len - 1]), Err(BufferTooSmall { required: len }));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn encoded_len_is_the_length_encode_writes(
+        t in vec(any::<u8>(), 0..40),
+        method in vec(any::<u8>(), 0..20),
+        entries in vec((key(), value()), 0..6),
+        mut merged in vec((key(), insert_model(), any::<bool>()), 0..5),
+        read_only in any::<bool>(),
+        v in version(),
+        ip in proptest::option::of(any_addr()),
+        code in any::<i64>(),
+        message in vec(any::<u8>(), 0..300),
+    ) {
+        // `insert_bencode` takes values as they come (unsorted, repeated nested keys) and
+        // keeps them canonical, as the encoders require of `args` and `values`.
+        let mut dict = Dictionary::new();
+        for (k, value) in &entries {
+            dict.insert_bencode(k, &to_bytes(value)).expect("valid bencode");
+        }
+        // Merged entries are documented as sorted ascending by key.
+        merged.sort_by(|a, b| a.0.cmp(&b.0));
+        merged.dedup_by(|later, earlier| later.0 == earlier.0);
+        let extra: Vec<Entry<'_>> =
+            merged.iter().map(|(key, value, replace)| Entry { key, value: value.as_insert(), replace: *replace }).collect();
+
+        let query = QueryOut { transaction_id: &t, method: &method, args: &dict, extra: &extra, read_only, version: v.as_deref() };
+        encodes_to(query.encoded_len(), |buf| query.encode(buf))?;
+        let response = ResponseOut { transaction_id: &t, values: &dict, extra: &extra, ip, version: v.as_deref() };
+        encodes_to(response.encoded_len(), |buf| response.encode(buf))?;
+        let error = ErrorOut { transaction_id: &t, code, message: &message, ip, version: v.as_deref() };
+        encodes_to(error.encoded_len(), |buf| error.encode(buf))?;
+
+        // And a decoded message's own re-encoding (its length is checked against the bytes
+        // on every decoded input by `check_decode` in (d) as well).
+        let mut wire = vec![0u8; query.encoded_len()];
+        query.encode(&mut wire).unwrap();
+        if let Ok(msg) = Message::decode(&wire) {
+            encodes_to(msg.encoded_len(), |buf| msg.encode(buf))?;
+        }
     }
 }

@@ -911,7 +911,9 @@ fn loopback_and_private_nodes_are_refused_under_public_and_accepted_under_any() 
 
 #[test]
 fn the_auto_policy_is_public_when_a_bootstrap_node_is_public() {
-    let learned = [NodeInfo::new(id(0x81), sa("127.0.0.5:6881")), NodeInfo::new(id(0x83), sa("198.51.100.7:6881"))];
+    // The learned public node sits in another /24 than the bootstrap node: a lookup asks one
+    // node per /24 (restrict_search_ips).
+    let learned = [NodeInfo::new(id(0x81), sa("127.0.0.5:6881")), NodeInfo::new(id(0x83), sa("203.0.113.7:6881"))];
     let mut s = script(Config { bootstrap: vec![sa("198.51.100.1:6881")], ..Config::default() });
     let target = id(0x80);
     s.ep.closest(s.now, target, Query::find_node(&target)).unwrap();

@@ -10,11 +10,11 @@
 
 use std::time::Duration;
 
-use krpc_std::{Builder, Dictionary, Event, Krpc, Query};
+use krpc_std::{Builder, Config, Dictionary, Event, Krpc, Query};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The network: one node on its own thread, answering `find_node` with what it knows.
-    let network = Krpc::builder().bind(([127, 0, 0, 1], 0)).bootstrap(&[]).spawn()?;
+    let network = Krpc::bind("127.0.0.1:0", Config::default())?;
     network.on_query(|query, responder| {
         let nodes = match query.args().target() {
             Some(target) => responder.endpoint().routing_table().closest(&target, 8),
@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
 
     let bootstrap = network.local_addr().to_string();
-    let mut driver = Builder::new().bind(([127, 0, 0, 1], 0)).bootstrap(&[&bootstrap]).driver()?;
+    let mut driver = Builder::new(Config::default()).bootstrap_host(&bootstrap).bind_driver("127.0.0.1:0")?;
     println!("manual node {} on {}", driver.endpoint().id(), driver.local_addr());
 
     // Commands go to the endpoint, with the driver's clock; the next step sends them.

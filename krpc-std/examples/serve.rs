@@ -89,7 +89,7 @@ fn stats_line(endpoint: &Endpoint, started: Instant, done: bool) -> String {
 
 /// The node on its own thread; this one wakes up for the statistics only.
 fn threaded(builder: Builder, args: &Args, started: Instant, stop: Option<Instant>) -> Result<(), String> {
-    let node = builder.spawn().map_err(|e| format!("cannot start on {}: {e}", args.bind))?;
+    let node = builder.bind(args.bind).map_err(|e| format!("cannot start on {}: {e}", args.bind))?;
     println!("listening on {} as {}", node.local_addr(), node.id());
     if !args.bootstrap.is_empty() {
         match node.bootstrap() {
@@ -97,7 +97,7 @@ fn threaded(builder: Builder, args: &Args, started: Instant, stop: Option<Instan
             Err(error) => eprintln!("bootstrap failed: {error}"),
         }
     }
-    let line = |node: &Krpc, done: bool| node.with_endpoint(move |e| stats_line(e, started, done));
+    let line = |node: &Krpc, done: bool| node.inspect(move |e| stats_line(e, started, done));
     loop {
         let now = Instant::now();
         let next = stop.map_or(now + args.interval, |stop| stop.min(now + args.interval));
@@ -114,7 +114,7 @@ fn threaded(builder: Builder, args: &Args, started: Instant, stop: Option<Instan
 
 /// The node stepped on this thread.
 fn manual(builder: Builder, args: &Args, started: Instant, stop: Option<Instant>) -> Result<(), String> {
-    let mut driver = builder.driver().map_err(|e| format!("cannot start on {}: {e}", args.bind))?;
+    let mut driver = builder.bind_driver(args.bind).map_err(|e| format!("cannot start on {}: {e}", args.bind))?;
     println!("listening on {} as {}", driver.local_addr(), driver.endpoint().id());
     if !args.bootstrap.is_empty() {
         let now = driver.now();
@@ -161,14 +161,14 @@ fn main() -> ExitCode {
     };
     let started = Instant::now();
     let stop = args.run_for.map(|d| started + d);
-    let hosts: Vec<&str> = args.bootstrap.iter().map(String::as_str).collect();
+    let hosts = args.bootstrap.clone();
     let mut config = Config::dht();
     match args.rate_limit {
         Some(0) => config.rate_limit = RateLimit::OFF,
         Some(queries) => config.rate_limit.queries = queries,
         None => {}
     }
-    let builder = Builder::new().config(config).bind(args.bind).bootstrap(&hosts);
+    let builder = Builder::new(config).bootstrap_hosts(hosts);
     let result =
         if args.manual { manual(builder, &args, started, stop) } else { threaded(builder, &args, started, stop) };
     match result {

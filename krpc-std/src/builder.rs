@@ -1,79 +1,57 @@
-//! [`Builder`]: configuration, socket, bootstrap resolution and seed, for either mode.
+//! [`Builder`]: bootstrap host names, seed and socket, for either mode.
 
 use std::io::{self, ErrorKind};
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 
-use krpc_core::{Config, DEFAULT_BOOTSTRAP};
+use krpc_core::Config;
 
 use crate::{Driver, Error, Krpc};
 
-/// Sets up a driver: [`spawn`](Self::spawn) for a [`Krpc`] handle with its own thread,
-/// [`driver`](Self::driver) for a [`Driver`] to step yourself.
+impl Krpc {
+    /// Binds a UDP socket to `addr` and starts a node on it, seeded from the OS RNG (k-rpc's
+    /// `krpc(opts)` + `bind`). Bootstrap host names, a fixed seed, your own socket:
+    /// [`Krpc::builder`].
+    pub fn bind(addr: impl ToSocketAddrs, config: Config) -> Result<Krpc, Error> {
+        Builder::new(config).bind(addr)
+    }
+
+    /// A [`Builder`] for what `bind` does not take.
+    pub fn builder(config: Config) -> Builder {
+        Builder::new(config)
+    }
+}
+
+/// Builds a driver: resolves bootstrap host names, draws the seed, takes or binds the socket,
+/// then either starts the driver's thread ([`bind`](Self::bind), [`socket`](Self::socket): a
+/// [`Krpc`] handle) or hands the [`Driver`] to step yourself
+/// ([`bind_driver`](Self::bind_driver), [`socket_driver`](Self::socket_driver)).
 ///
-/// Defaults: [`Config::default`], a socket bound to `0.0.0.0:0`, the three BitTorrent routers
-/// of [`DEFAULT_BOOTSTRAP`] as bootstrap hosts, a seed from the OS's random source.
+/// The same shape as krpc-tokio's builder: `Builder::new(config)` (or `Krpc::builder`),
+/// `seed`, `bootstrap_host(s)`, then a socket. Nothing is resolved unless given: the
+/// bootstrap nodes are `config.bootstrap` plus the hosts named here; pass
+/// [`DEFAULT_BOOTSTRAP`](krpc_core::DEFAULT_BOOTSTRAP) to
+/// [`bootstrap_hosts`](Self::bootstrap_hosts) for the public DHT. The seed comes from the OS's
+/// random source unless given.
 ///
 /// ```
 /// use krpc_std::{Builder, Config};
 ///
 /// let config = Config { k: 8, ..Config::default() };
-/// let krpc = Builder::new().config(config).bind(([127, 0, 0, 1], 0)).bootstrap(&[]).spawn()?;
+/// let krpc = Builder::new(config).seed([7; 32]).bind("127.0.0.1:0")?;
 /// assert!(krpc.local_addr().ip().is_loopback());
 /// # Ok::<(), krpc_std::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct Builder {
     config: Config,
-    bind: SocketAddr,
-    socket: Option<UdpSocket>,
-    bootstrap: Vec<String>,
     seed: Option<[u8; 32]>,
-}
-
-impl Default for Builder {
-    fn default() -> Builder {
-        Builder::new()
-    }
+    hosts: Vec<String>,
 }
 
 impl Builder {
-    /// A builder with the defaults above.
-    pub fn new() -> Builder {
-        Builder {
-            config: Config::default(),
-            bind: (Ipv4Addr::UNSPECIFIED, 0).into(),
-            socket: None,
-            bootstrap: DEFAULT_BOOTSTRAP.iter().map(|h| h.to_string()).collect(),
-            seed: None,
-        }
-    }
-
-    /// The engine's configuration. Addresses already in `config.bootstrap` are kept; the
-    /// resolved [`bootstrap`](Self::bootstrap) hosts are added to them.
-    pub fn config(mut self, config: Config) -> Builder {
-        self.config = config;
-        self
-    }
-
-    /// The address to bind the socket to (port 0: any free port).
-    pub fn bind(mut self, addr: impl Into<SocketAddr>) -> Builder {
-        self.bind = addr.into();
-        self
-    }
-
-    /// Uses an already bound socket instead of binding one (k-rpc's `krpcSocket`). The driver
-    /// takes it over: it sets its blocking mode and read timeout.
-    pub fn socket(mut self, socket: UdpSocket) -> Builder {
-        self.socket = Some(socket);
-        self
-    }
-
-    /// Bootstrap hosts as `host:port` or `[v6]:port`, resolved by [`spawn`](Self::spawn) and
-    /// [`driver`](Self::driver); replaces the default routers (`&[]`: none). An IPv4 socket
-    /// keeps only the IPv4 addresses a host resolves to.
-    pub fn bootstrap(mut self, hosts: &[&str]) -> Builder {
-        self.bootstrap = hosts.iter().map(|h| h.to_string()).collect();
-        self
+    /// A builder for a node with this configuration.
+    pub fn new(config: Config) -> Builder {
+        Builder { config, seed: None, hosts: Vec::new() }
     }
 
     /// A fixed seed for the engine's randomness (node id, transaction ids), for reproducible
@@ -83,16 +61,41 @@ impl Builder {
         self
     }
 
-    /// Binds the socket (unless one was given), resolves the bootstrap hosts and builds the
-    /// engine, for a caller-driven loop.
-    pub fn driver(self) -> Result<Driver, Error> {
-        let Builder { mut config, bind, socket, bootstrap, seed } = self;
-        let socket = match socket {
-            Some(socket) => socket,
-            None => bind_socket(bind)?,
-        };
+    /// Adds a bootstrap node as `host:port` (`router.bittorrent.com:6881`, `[::1]:6881`),
+    /// resolved when the node starts; its addresses join `Config::bootstrap`. A host that
+    /// does not resolve fails the build, and so does one with no address the socket can
+    /// reach (an IPv4 socket keeps only IPv4 addresses).
+    pub fn bootstrap_host(mut self, host: impl Into<String>) -> Builder {
+        self.hosts.push(host.into());
+        self
+    }
+
+    /// Adds several bootstrap hosts (see [`bootstrap_host`](Self::bootstrap_host)).
+    pub fn bootstrap_hosts(self, hosts: impl IntoIterator<Item = impl Into<String>>) -> Builder {
+        hosts.into_iter().fold(self, Builder::bootstrap_host)
+    }
+
+    /// Binds a UDP socket to `addr` and starts the node on its own thread.
+    pub fn bind(self, addr: impl ToSocketAddrs) -> Result<Krpc, Error> {
+        Krpc::start(self.bind_driver(addr)?)
+    }
+
+    /// Starts the node on its own thread, on an already bound socket (k-rpc's `krpcSocket`).
+    /// The driver takes it over: it sets its blocking mode and read timeout.
+    pub fn socket(self, socket: UdpSocket) -> Result<Krpc, Error> {
+        Krpc::start(self.socket_driver(socket)?)
+    }
+
+    /// Binds a UDP socket to `addr` and returns the [`Driver`], for a caller-driven loop.
+    pub fn bind_driver(self, addr: impl ToSocketAddrs) -> Result<Driver, Error> {
+        self.socket_driver(bind_socket(addr)?)
+    }
+
+    /// The [`Driver`] on an already bound socket, for a caller-driven loop.
+    pub fn socket_driver(self, socket: UdpSocket) -> Result<Driver, Error> {
+        let Builder { mut config, seed, hosts } = self;
         let v4 = socket.local_addr()?.is_ipv4();
-        for host in &bootstrap {
+        for host in &hosts {
             for addr in resolve(host, v4)? {
                 if !config.bootstrap.contains(&addr) {
                     config.bootstrap.push(addr);
@@ -109,15 +112,10 @@ impl Builder {
         };
         Driver::new(socket, config, seed)
     }
-
-    /// As [`driver`](Self::driver), then starts the driver's thread.
-    pub fn spawn(self) -> Result<Krpc, Error> {
-        Krpc::start(self.driver()?)
-    }
 }
 
 #[allow(clippy::disallowed_methods)] // the driver, not the engine, opens sockets
-fn bind_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+fn bind_socket(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
     UdpSocket::bind(addr)
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use krpc_core::{Config, Endpoint, Instant};
 
-use crate::batch::{Inbox, MAX_BATCH, Outbox};
+use crate::udp::{Inbox, MAX_BATCH, Outbox};
 use crate::{Error, clock::Clock};
 
 /// The shortest read timeout set on the socket: shorter deadlines would only spin.
@@ -22,10 +22,10 @@ const MIN_WAIT: Duration = Duration::from_millis(1);
 ///
 /// ```
 /// use std::time::Duration;
-/// use krpc_std::{Builder, Event, Query};
+/// use krpc_std::{Builder, Config, Event, Query};
 ///
-/// let mut a = Builder::new().bind(([127, 0, 0, 1], 0)).bootstrap(&[]).driver()?;
-/// let mut b = Builder::new().bind(([127, 0, 0, 1], 0)).bootstrap(&[]).driver()?;
+/// let mut a = Builder::new(Config::default()).bind_driver("127.0.0.1:0")?;
+/// let mut b = Builder::new(Config::default()).bind_driver("127.0.0.1:0")?;
 /// let now = a.now();
 /// let op = a.endpoint_mut().query(now, b.local_addr(), Query::ping())?;
 /// let reply = 'run: loop {
@@ -157,7 +157,7 @@ impl Driver {
     fn flush_at(&mut self, now: Instant) {
         let local = self.local;
         loop {
-            let taken = self.outbox.fill(&mut self.endpoint, now, |to| reachable(to, local));
+            let taken = self.outbox.fill(&mut self.endpoint, now, local);
             let mut sent = 0;
             while sent < taken {
                 match self.outbox.send(&self.socket, sent) {
@@ -230,14 +230,5 @@ fn timeout_fits(current: Option<Duration>, wanted: Option<Duration>) -> bool {
         (None, None) => true,
         (Some(current), Some(wanted)) => current <= wanted && current >= wanted - wanted / 4,
         _ => false,
-    }
-}
-
-/// An IPv6 socket reaches IPv4 nodes through IPv4-mapped addresses (when it is dual-stack);
-/// the engine matches replies from those addresses to the IPv4 ones it asked.
-fn reachable(to: SocketAddr, local: SocketAddr) -> SocketAddr {
-    match (to, local) {
-        (SocketAddr::V4(v4), SocketAddr::V6(_)) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
-        _ => to,
     }
 }

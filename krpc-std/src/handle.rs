@@ -1,34 +1,48 @@
 //! [`Krpc`]: the blocking handle to a driver running on its own thread.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::ControlFlow;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle, ThreadId};
 
+use krpc_core::routing::RoutingTable;
 use krpc_core::wire::Dictionary;
 use krpc_core::{
-    CommandError, Endpoint, Event, IncomingQuery, Instant, LookupNode, LookupOutcome, NodeId, NodeInfo, OpId, Peer,
-    Query, Reply, ReplyTo,
+    Endpoint, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId, NodeInfo, Peer, Query, QueryError, Reply,
+    ReplyTo,
 };
 
 use crate::error::SHUT_DOWN;
-use crate::worker::{self, Command, Responder, Sink, Worker};
-use crate::{Builder, Driver, Error};
+use crate::worker::{self, Answer, Command, Op, Reply as WorkerReply, Responder, Sink};
+use crate::{Driver, Error};
 
 /// How many incoming queries or routing events wait for a slow receiver before new ones are
 /// dropped.
 const CHANNEL_CAP: usize = 1024;
 
-/// How a `closest` or `populate` ended (k-rpc's `cb(null, n)`, with the nodes found).
+/// How a lookup (`closest`, `populate`, `bootstrap`, `find_node`, `get_peers`) ended (k-rpc's
+/// `cb(null, n)`, with the nodes found). Both drivers return this type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LookupSummary {
     /// Successful replies with a valid id.
     pub replies: usize,
-    /// The closest nodes that answered, nearest first, at most `k`, with their tokens.
+    /// The closest nodes that answered, nearest first, at most `k`, with their write tokens.
     pub closest: Vec<LookupNode>,
-    /// `Completed`, or `Stopped` when the callback returned `Break`.
+    /// `Completed`; `Stopped` when the caller stopped it; `ShutDown` when the driver stopped.
     pub outcome: LookupOutcome,
+}
+
+impl LookupSummary {
+    /// The summary a lookup's last event ([`Event::LookupDone`]) carries; with any other
+    /// event, or none (the driver stopped first), an empty one with outcome `ShutDown`.
+    pub fn from_event(event: Option<Event>) -> LookupSummary {
+        match event {
+            Some(Event::LookupDone { replies, closest, outcome, .. }) => LookupSummary { replies, closest, outcome },
+            _ => LookupSummary { replies: 0, closest: Vec::new(), outcome: LookupOutcome::ShutDown },
+        }
+    }
 }
 
 /// A blocking handle to a KRPC endpoint whose engine and socket live on a background thread.
@@ -39,16 +53,16 @@ pub struct LookupSummary {
 /// then returns a shut-down error ([`Error::is_shut_down`]).
 ///
 /// ```
-/// use krpc_std::{Builder, Dictionary, Krpc, Query};
+/// use krpc_std::{Config, Dictionary, Krpc, Query};
 ///
-/// let server = Builder::new().bind(([127, 0, 0, 1], 0)).bootstrap(&[]).spawn()?;
+/// let server = Krpc::bind("127.0.0.1:0", Config::default())?;
 /// server.on_query(|query, responder| {
 ///     if query.method() == b"echo" {
 ///         let hello = query.args().get(b"hello").and_then(|v| v.as_int()).unwrap_or(0);
 ///         let _ = responder.respond(Dictionary::new().with_int("hello", hello), &[]);
 ///     }
 /// })?;
-/// let client = Krpc::builder().bind(([127, 0, 0, 1], 0)).bootstrap(&[]).spawn()?;
+/// let client = Krpc::bind("127.0.0.1:0", Config::default())?;
 /// let echo = Query::new("echo", Dictionary::new().with_int("hello", 42)).unwrap();
 /// let reply = client.query(server.local_addr(), echo)?;
 /// assert_eq!(reply.values().and_then(|r| r.get(b"hello")).and_then(|v| v.as_int()), Some(42));
@@ -66,22 +80,21 @@ struct Shared {
     waker: Mutex<Option<UdpSocket>>,
     wake_addr: SocketAddr,
     local_addr: SocketAddr,
-    id: NodeId,
+    /// Our node id; the driver's thread updates it on [`Event::IdChanged`] (BEP 42).
+    id: Arc<Mutex<NodeId>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     thread_id: ThreadId,
 }
 
 impl Krpc {
-    /// A [`Builder`], to configure and [`spawn`](Builder::spawn) a driver.
-    pub fn builder() -> Builder {
-        Builder::new()
-    }
-
     pub(crate) fn start(driver: Driver) -> Result<Krpc, Error> {
         let waker = driver.socket().try_clone()?;
-        let (wake_addr, local_addr, id) = (driver.wake_addr(), driver.local_addr(), *driver.endpoint.id());
+        let (wake_addr, local_addr) = (driver.wake_addr(), driver.local_addr());
+        let id = Arc::new(Mutex::new(*driver.endpoint.id()));
         let (commands, receiver) = mpsc::channel();
-        let thread = thread::Builder::new().name("krpc-std".into()).spawn(move || worker::run(driver, receiver))?;
+        let worker_id = Arc::clone(&id);
+        let thread =
+            thread::Builder::new().name("krpc-std".into()).spawn(move || worker::run(driver, receiver, worker_id))?;
         let thread_id = thread.thread().id();
         let thread = Mutex::new(Some(thread));
         Ok(Krpc {
@@ -102,16 +115,18 @@ impl Krpc {
         self.shared.local_addr
     }
 
-    /// Our node id.
+    /// Our node id. With the node layer ([`Config::dht`](krpc_core::Config::dht)) it may
+    /// change once, to an id bound to our public address (BEP 42); [`events`](Self::events)
+    /// then carries [`Event::IdChanged`].
     pub fn id(&self) -> NodeId {
-        self.shared.id
+        *lock(&self.shared.id)
     }
 
     /// Sends one query and waits for its reply (k-rpc `query`). A KRPC error reply is
     /// `Error::Query(QueryError::Remote { .. })`.
     pub fn query(&self, peer: impl Into<Peer>, query: Query) -> Result<Reply, Error> {
         let peer = peer.into();
-        match self.run_op(move |e, now| e.query(now, peer, query), |_| ControlFlow::Continue(()))? {
+        match self.run_op(Op::Query { peer, query }, |_| ControlFlow::Continue(()))? {
             Event::QueryDone { result, .. } => Ok(result?),
             _ => Err(SHUT_DOWN),
         }
@@ -123,10 +138,14 @@ impl Krpc {
         &self,
         peers: impl IntoIterator<Item = P>,
         query: Query,
-        on_reply: impl FnMut(&Reply) -> ControlFlow<()>,
+        mut on_reply: impl FnMut(&Reply) -> ControlFlow<()>,
     ) -> Result<usize, Error> {
         let peers: Vec<Peer> = peers.into_iter().map(Into::into).collect();
-        match self.run_op(move |e, now| e.query_all(now, peers, query), on_reply)? {
+        let on_event = |event: &Event| match event {
+            Event::Reply { reply, .. } => on_reply(reply),
+            _ => ControlFlow::Continue(()),
+        };
+        match self.run_op(Op::QueryAll { peers, query }, on_event)? {
             Event::QueryAllDone { result, .. } => Ok(result?),
             _ => Err(SHUT_DOWN),
         }
@@ -141,18 +160,77 @@ impl Krpc {
         query: Query,
         on_reply: impl FnMut(&Reply) -> ControlFlow<()>,
     ) -> Result<LookupSummary, Error> {
-        self.lookup(move |e, now| e.closest(now, target, query), on_reply)
+        self.lookup(Op::Closest { target, query }, on_reply)
     }
 
     /// A background lookup that fills the routing table (k-rpc `populate`); blocks until it
     /// is done.
     pub fn populate(&self, target: NodeId, query: Query) -> Result<LookupSummary, Error> {
-        self.lookup(move |e, now| e.populate(now, target, query), |_| ControlFlow::Continue(()))
+        self.lookup(Op::Populate { target, query }, |_| ControlFlow::Continue(()))
     }
 
     /// Joins the network: `populate` toward our own id with `find_node`.
     pub fn bootstrap(&self) -> Result<LookupSummary, Error> {
-        self.lookup(|e, now| e.bootstrap(now), |_| ControlFlow::Continue(()))
+        self.lookup(Op::Bootstrap, |_| ControlFlow::Continue(()))
+    }
+
+    /// Looks for the nodes closest to `target` with `find_node` (BEP 5), calling `on_reply`
+    /// on this thread for every reply; `Break` stops the lookup. The summary's `closest` are
+    /// the nodes found, nearest first.
+    pub fn find_node(
+        &self,
+        target: NodeId,
+        on_reply: impl FnMut(&Reply) -> ControlFlow<()>,
+    ) -> Result<LookupSummary, Error> {
+        self.lookup(Op::FindNode(target), on_reply)
+    }
+
+    /// Looks up peers for `info_hash` (BEP 5 `get_peers`), calling `on_peer` on this thread
+    /// for every peer address the nodes on the way hold, each once, as they arrive; `Break`
+    /// stops the lookup. The summary holds the closest nodes and their write tokens. Any node
+    /// may ask; answering other nodes' `get_peers` takes the node layer ([`Config::dht`](krpc_core::Config::dht)).
+    pub fn get_peers(
+        &self,
+        info_hash: NodeId,
+        mut on_peer: impl FnMut(SocketAddr) -> ControlFlow<()>,
+    ) -> Result<LookupSummary, Error> {
+        let mut seen = HashSet::new();
+        let on_event = |event: &Event| match event {
+            Event::Peers { peers, .. } => {
+                for &peer in peers {
+                    if seen.insert(peer) {
+                        on_peer(peer)?;
+                    }
+                }
+                ControlFlow::Continue(())
+            }
+            _ => ControlFlow::Continue(()),
+        };
+        summary(self.run_op(Op::GetPeers(info_hash), on_event)?)
+    }
+
+    /// Announces that we have `info_hash` on `port` (`None`: the port our datagrams leave
+    /// from, BEP 5's `implied_port`); `seed` marks us a seed (BEP 33). The engine looks the
+    /// info hash up, then sends `announce_peer` to the closest nodes that gave a token.
+    /// Returns the number of nodes that stored us; [`QueryError::NoNodes`](krpc_core::QueryError::NoNodes)
+    /// when no node gave a token, [`QueryError::AllFailed`](krpc_core::QueryError::AllFailed)
+    /// when none accepted.
+    pub fn announce(&self, info_hash: NodeId, port: Option<u16>, seed: bool) -> Result<usize, Error> {
+        match self.run_op(Op::Announce { info_hash, port, seed }, |_| ControlFlow::Continue(()))? {
+            Event::AnnounceDone { result, .. } => Ok(result?),
+            // The engine registers the announce after its lookup has started; a lookup with
+            // no node to ask ends at once, before that, and is reported as a plain lookup.
+            // Nothing was asked, so nothing could store us.
+            Event::LookupDone { outcome: LookupOutcome::ShutDown, .. } => Err(SHUT_DOWN),
+            Event::LookupDone { .. } => Err(Error::Query(QueryError::NoNodes)),
+            _ => Err(SHUT_DOWN),
+        }
+    }
+
+    /// Our public address per family, `[IPv4, IPv6]`, as voted by the `ip` fields of
+    /// replies (BEP 42); `None` until enough nodes agree (and always without the node layer).
+    pub fn external_address(&self) -> Result<[Option<IpAddr>; 2], Error> {
+        self.inspect(|endpoint| endpoint.external_address())
     }
 
     /// Answers incoming queries with `handler`, on the driver's thread (k-rpc's `query`
@@ -163,7 +241,7 @@ impl Krpc {
     where
         F: FnMut(IncomingQuery, Responder<'_>) + Send + 'static,
     {
-        self.call(move |w| w.sink = Sink::Handler(Box::new(handler)))
+        self.call(|reply| Command::Sink(Sink::Handler(Box::new(handler)), reply))
     }
 
     /// Incoming queries as a channel, to answer from any thread with
@@ -171,20 +249,20 @@ impl Krpc {
     /// receiver. Queries are dropped (and go unanswered) while 1024 wait.
     pub fn incoming(&self) -> Result<Receiver<IncomingQuery>, Error> {
         let (sender, receiver) = mpsc::sync_channel(CHANNEL_CAP);
-        self.call(move |w| w.sink = Sink::Channel(sender))?;
+        self.call(|reply| Command::Sink(Sink::Channel(sender), reply))?;
         Ok(receiver)
     }
 
     /// Answers a query received through [`incoming`](Self::incoming) (k-rpc `response`).
     pub fn respond(&self, to: &ReplyTo, values: Dictionary, nodes: &[NodeInfo]) -> Result<(), Error> {
-        let (to, nodes) = (to.clone(), nodes.to_vec());
-        Ok(self.call(move |w| w.driver.endpoint.respond(&to, values, &nodes))??)
+        let answer = Answer::Values { values, nodes: nodes.to_vec() };
+        Ok(self.call(|reply| Command::Answer { to: to.clone(), answer, reply })??)
     }
 
     /// Answers a query received through [`incoming`](Self::incoming) with a KRPC error.
     pub fn error(&self, to: &ReplyTo, code: i64, message: impl AsRef<[u8]>) -> Result<(), Error> {
-        let (to, message) = (to.clone(), message.as_ref().to_vec());
-        Ok(self.call(move |w| w.driver.endpoint.error(&to, code, &message))??)
+        let answer = Answer::Error { code, message: message.as_ref().to_vec() };
+        Ok(self.call(|reply| Command::Answer { to: to.clone(), answer, reply })??)
     }
 
     /// Routing-table events from now on: `NodeAdded`, `NodeRemoved`, `NodeUpdated` and, when
@@ -192,38 +270,46 @@ impl Krpc {
     /// Every receiver gets every event; a receiver 1024 events behind misses new ones.
     pub fn events(&self) -> Result<Receiver<Event>, Error> {
         let (sender, receiver) = mpsc::sync_channel(CHANNEL_CAP);
-        self.call(move |w| w.subscribers.push(sender))?;
+        self.call(|reply| Command::Subscribe(sender, reply))?;
         Ok(receiver)
     }
 
     /// A snapshot of the routing table.
-    pub fn nodes(&self) -> Result<Vec<NodeInfo>, Error> {
-        self.with_endpoint(|e| e.routing_table().iter().map(|c| NodeInfo::new(*c.id(), c.addr())).collect())
+    pub fn routing_table(&self) -> Result<RoutingTable, Error> {
+        self.inspect(|endpoint| endpoint.routing_table().clone())
+    }
+
+    /// The `n` nodes of the routing table nearest to `target`, for a `find_node` or
+    /// `get_peers` answer.
+    pub fn closest_nodes(&self, target: NodeId, n: usize) -> Result<Vec<NodeInfo>, Error> {
+        self.inspect(move |endpoint| endpoint.routing_table().closest(&target, n).to_vec())
     }
 
     /// Asks a node to join the routing table: it is pinged and enters if it answers.
     pub fn add_node(&self, addr: SocketAddr, id: Option<NodeId>) -> Result<(), Error> {
-        Ok(self.call(move |w| w.driver.endpoint.add_node(w.driver.now(), addr, id))??)
+        Ok(self.call(|reply| Command::AddNode { addr, id, reply })??)
+    }
+
+    /// Inserts a node you vouch for (say, from a saved table); returns whether it is in.
+    pub fn insert_node(&self, node: NodeInfo) -> Result<bool, Error> {
+        self.call(|reply| Command::InsertNode { node, reply })
     }
 
     /// Removes a node from the routing table; returns whether it was there.
     pub fn remove_node(&self, id: NodeId) -> Result<bool, Error> {
-        self.call(move |w| w.driver.endpoint.remove_node(&id))
+        self.call(|reply| Command::RemoveNode { id, reply })
     }
 
     /// Answers a `PingSwap`: `dead` leaves the table and `candidate` takes its place (k-rpc
     /// `swap`). Returns whether the swap happened.
     pub fn swap(&self, dead: NodeId, candidate: NodeInfo) -> Result<bool, Error> {
-        self.call(move |w| w.driver.endpoint.swap(w.driver.now(), &dead, candidate))
+        self.call(|reply| Command::Swap { dead, candidate, reply })
     }
 
     /// Runs `f` on the engine, on the driver's thread, and returns its result: for getters
     /// such as the routing table, stats or configuration.
-    pub fn with_endpoint<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Endpoint) -> R + Send + 'static,
-    ) -> Result<R, Error> {
-        self.call(move |w| f(&w.driver.endpoint))
+    pub fn inspect<R: Send + 'static>(&self, f: impl FnOnce(&Endpoint) -> R + Send + 'static) -> Result<R, Error> {
+        self.call(|reply| Command::Inspect(Box::new(move |endpoint| drop(reply.send(f(endpoint))))))
     }
 
     /// Stops the driver: the engine is closed, every call still waiting (on any thread)
@@ -234,43 +320,38 @@ impl Krpc {
         self.shared.shutdown();
     }
 
-    fn send(&self, command: impl FnOnce(&mut Worker) + Send + 'static) -> Result<(), Error> {
-        self.shared.commands.send(Box::new(command)).map_err(|_| SHUT_DOWN)?;
+    fn send(&self, command: Command) -> Result<(), Error> {
+        self.shared.commands.send(command).map_err(|_| SHUT_DOWN)?;
         self.shared.wake();
         Ok(())
     }
 
-    /// Runs `f` on the driver's thread and waits for its result.
-    fn call<R: Send + 'static>(&self, f: impl FnOnce(&mut Worker) -> R + Send + 'static) -> Result<R, Error> {
+    /// Sends the command `make` builds around a reply channel, and waits for the reply.
+    fn call<R>(&self, make: impl FnOnce(WorkerReply<R>) -> Command) -> Result<R, Error> {
         if thread::current().id() == self.shared.thread_id {
             return Err(Error::OnDriverThread);
         }
         let (sender, receiver) = mpsc::sync_channel(1);
-        self.send(move |w| drop(sender.send(f(w))))?;
+        self.send(make(sender))?;
         receiver.recv().map_err(|_| SHUT_DOWN)
     }
 
-    /// Starts a command and waits for its final event, passing its replies to `on_reply`.
-    fn run_op(
-        &self,
-        command: impl FnOnce(&mut Endpoint, Instant) -> Result<OpId, CommandError> + Send + 'static,
-        mut on_reply: impl FnMut(&Reply) -> ControlFlow<()>,
-    ) -> Result<Event, Error> {
+    /// Starts a command and waits for its final event, passing the events before it
+    /// (`Reply`, `Peers`) to `on_event`; `Break` stops the command, and no call follows it.
+    fn run_op(&self, op: Op, mut on_event: impl FnMut(&Event) -> ControlFlow<()>) -> Result<Event, Error> {
         if thread::current().id() == self.shared.thread_id {
             return Err(Error::OnDriverThread);
         }
         let (sender, receiver) = mpsc::channel();
-        self.send(move |w| w.start(command, sender))?;
+        self.send(Command::Start { op, events: sender })?;
         let mut stopped = false;
         loop {
             match receiver.recv() {
-                Ok(Ok(Event::Reply { op, reply })) => {
-                    if !stopped && on_reply(&reply).is_break() {
+                Ok(Ok(event @ (Event::Reply { op, .. } | Event::Peers { op, .. }))) => {
+                    if !stopped && on_event(&event).is_break() {
                         stopped = true;
                         // If the driver is already gone, the shut-down result follows anyway.
-                        let _ = self.send(move |w| {
-                            let _ = w.driver.endpoint.stop(op);
-                        });
+                        let _ = self.send(Command::Stop(op));
                     }
                 }
                 Ok(Ok(done)) => return Ok(done),
@@ -280,16 +361,21 @@ impl Krpc {
         }
     }
 
-    fn lookup(
-        &self,
-        command: impl FnOnce(&mut Endpoint, Instant) -> Result<OpId, CommandError> + Send + 'static,
-        on_reply: impl FnMut(&Reply) -> ControlFlow<()>,
-    ) -> Result<LookupSummary, Error> {
-        match self.run_op(command, on_reply)? {
-            Event::LookupDone { outcome: LookupOutcome::ShutDown, .. } => Err(SHUT_DOWN),
-            Event::LookupDone { replies, closest, outcome, .. } => Ok(LookupSummary { replies, closest, outcome }),
-            _ => Err(SHUT_DOWN),
-        }
+    /// Runs a lookup, passing its replies to `on_reply`.
+    fn lookup(&self, op: Op, mut on_reply: impl FnMut(&Reply) -> ControlFlow<()>) -> Result<LookupSummary, Error> {
+        let on_event = |event: &Event| match event {
+            Event::Reply { reply, .. } => on_reply(reply),
+            _ => ControlFlow::Continue(()),
+        };
+        summary(self.run_op(op, on_event)?)
+    }
+}
+
+/// A lookup's result from its last event.
+fn summary(event: Event) -> Result<LookupSummary, Error> {
+    match LookupSummary::from_event(Some(event)) {
+        summary if summary.outcome == LookupOutcome::ShutDown => Err(SHUT_DOWN),
+        summary => Ok(summary),
     }
 }
 
@@ -303,7 +389,7 @@ impl Shared {
     }
 
     fn shutdown(&self) {
-        if self.commands.send(Box::new(Worker::close)).is_ok() {
+        if self.commands.send(Command::Close).is_ok() {
             self.wake();
         }
         if thread::current().id() != self.thread_id {

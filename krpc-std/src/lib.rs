@@ -33,7 +33,7 @@
 //! `populate(id, find_node(id))`, then look up the nodes closest to a target with `get_peers`.
 //! ```
 //! use std::ops::ControlFlow;
-//! use krpc_std::{Dictionary, Error, IncomingQuery, Krpc, NodeId, Query, Responder};
+//! use krpc_std::{Config, Dictionary, Error, IncomingQuery, Krpc, NodeId, Query, Responder};
 //!
 //! // What every node of this little network answers: the nodes it knows closest to the
 //! // target (a real DHT node would also hand out tokens and peers for `get_peers`).
@@ -49,7 +49,7 @@
 //! }
 //!
 //! let node = |bootstrap: &[&str]| -> Result<Krpc, Error> {
-//!     let node = Krpc::builder().bind(([127, 0, 0, 1], 0)).bootstrap(bootstrap).spawn()?;
+//!     let node = Krpc::builder(Config::default()).bootstrap_hosts(bootstrap.iter().copied()).bind("127.0.0.1:0")?;
 //!     node.on_query(serve)?;
 //!     Ok(node)
 //! };
@@ -62,10 +62,10 @@
 //!     network.push(other);
 //! }
 //!
-//! let rpc = Krpc::builder().bind(([127, 0, 0, 1], 0)).bootstrap(&[&first_addr]).spawn()?;
+//! let rpc = Krpc::builder(Config::default()).bootstrap_host(&first_addr).bind("127.0.0.1:0")?;
 //! let id = rpc.id();
 //! rpc.populate(id, Query::find_node(&id))?;
-//! assert!(!rpc.nodes()?.is_empty());
+//! assert!(!rpc.routing_table()?.is_empty());
 //!
 //! let target = NodeId::from_array([0xaa; 20]);
 //! let mut replies = 0;
@@ -81,12 +81,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod batch;
 mod builder;
 mod clock;
 mod driver;
 mod error;
 mod handle;
+pub mod udp;
 mod worker;
 
 pub use builder::Builder;
@@ -99,6 +99,6 @@ pub use worker::Responder;
 pub use krpc_core as core;
 pub use krpc_core::wire::Dictionary;
 pub use krpc_core::{
-    CommandError, Config, Endpoint, Event, IncomingQuery, Instant, LookupNode, LookupOutcome, NodeId, NodeInfo, OpId,
-    Peer, Query, QueryError, RateLimit, Reply, ReplyTo,
+    CommandError, Config, DEFAULT_BOOTSTRAP, Endpoint, Event, IncomingQuery, Instant, LookupNode, LookupOutcome,
+    NodeId, NodeInfo, OpId, Peer, Query, QueryError, RateLimit, Reply, ReplyTo,
 };

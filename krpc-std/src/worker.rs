@@ -1,11 +1,13 @@
 //! The driver's thread: runs the engine's loop and routes each event to whoever waits for it.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use krpc_core::wire::Dictionary;
-use krpc_core::{CommandError, Endpoint, Event, IncomingQuery, Instant, NodeInfo, OpId, ReplyTo};
+use krpc_core::{CommandError, Endpoint, Event, IncomingQuery, Instant, NodeId, NodeInfo, OpId, Peer, Query, ReplyTo};
 
 use crate::Driver;
 
@@ -13,8 +15,70 @@ use crate::Driver;
 /// datagram to its own socket; this bounds the delay should such a datagram ever be lost.
 const WAKE_CAP: Duration = Duration::from_millis(100);
 
-/// Work sent by a handle, run on the driver's thread.
-pub(crate) type Command = Box<dyn FnOnce(&mut Worker) + Send>;
+/// One order from a handle, matched on the driver's thread. Each carries its own reply
+/// channel, if it has a result; the worker owns everything else.
+pub(crate) enum Command {
+    /// Starts an engine operation; its events (or the refusal) go to `events`.
+    Start { op: Op, events: OpSender },
+    /// Stops an operation if it still runs.
+    Stop(OpId),
+    /// Incoming queries go there from now on.
+    Sink(Sink, Reply<()>),
+    /// Routing-table events go to this channel too.
+    Subscribe(SyncSender<Event>, Reply<()>),
+    /// Answers an incoming query.
+    Answer { to: ReplyTo, answer: Answer, reply: Reply<Result<(), CommandError>> },
+    /// Runs a read-only function of the engine; it sends its own result.
+    Inspect(Box<dyn FnOnce(&Endpoint) + Send>),
+    /// [`Endpoint::swap`].
+    Swap { dead: NodeId, candidate: NodeInfo, reply: Reply<bool> },
+    /// [`Endpoint::add_node`].
+    AddNode { addr: SocketAddr, id: Option<NodeId>, reply: Reply<Result<(), CommandError>> },
+    /// [`Endpoint::insert_node`].
+    InsertNode { node: NodeInfo, reply: Reply<bool> },
+    /// [`Endpoint::remove_node`].
+    RemoveNode { id: NodeId, reply: Reply<bool> },
+    /// Closes the engine: every operation ends with a shut-down result, then the thread ends.
+    Close,
+}
+
+/// Where a command's result goes.
+pub(crate) type Reply<T> = SyncSender<T>;
+
+/// An engine operation that reports through events.
+pub(crate) enum Op {
+    Query { peer: Peer, query: Query },
+    QueryAll { peers: Vec<Peer>, query: Query },
+    Closest { target: NodeId, query: Query },
+    Populate { target: NodeId, query: Query },
+    Bootstrap,
+    FindNode(NodeId),
+    GetPeers(NodeId),
+    Announce { info_hash: NodeId, port: Option<u16>, seed: bool },
+}
+
+impl Op {
+    fn start(self, endpoint: &mut Endpoint, now: Instant) -> Result<OpId, CommandError> {
+        match self {
+            Op::Query { peer, query } => endpoint.query(now, peer, query),
+            Op::QueryAll { peers, query } => endpoint.query_all(now, peers, query),
+            Op::Closest { target, query } => endpoint.closest(now, target, query),
+            Op::Populate { target, query } => endpoint.populate(now, target, query),
+            Op::Bootstrap => endpoint.bootstrap(now),
+            Op::FindNode(target) => endpoint.find_node(now, target),
+            Op::GetPeers(info_hash) => endpoint.get_peers(now, info_hash),
+            Op::Announce { info_hash, port, seed } => endpoint.announce(now, info_hash, port, seed),
+        }
+    }
+}
+
+/// An answer to an incoming query received through a channel.
+pub(crate) enum Answer {
+    /// `r` with these values and nodes (k-rpc `response`).
+    Values { values: Dictionary, nodes: Vec<NodeInfo> },
+    /// A KRPC error `[code, message]`.
+    Error { code: i64, message: Vec<u8> },
+}
 
 /// Where the events of one command go: its `Reply`s, then its final event (or the refusal).
 pub(crate) type OpSender = Sender<Result<Event, CommandError>>;
@@ -31,29 +95,52 @@ pub(crate) enum Sink {
 }
 
 /// Everything the driver's thread owns.
-pub(crate) struct Worker {
-    pub(crate) driver: Driver,
-    pub(crate) sink: Sink,
-    pub(crate) subscribers: Vec<SyncSender<Event>>,
+struct Worker {
+    driver: Driver,
+    sink: Sink,
+    subscribers: Vec<SyncSender<Event>>,
     waiters: HashMap<OpId, OpSender>,
+    /// Our node id as the handles see it; it changes on [`Event::IdChanged`] (BEP 42).
+    id: Arc<Mutex<NodeId>>,
 }
 
 impl Worker {
-    /// Issues a command that reports through events; they go to `events`.
-    pub(crate) fn start(
-        &mut self,
-        command: impl FnOnce(&mut Endpoint, Instant) -> Result<OpId, CommandError>,
-        events: OpSender,
-    ) {
+    /// Carries out one command from a handle. A handle that stopped waiting gets no result:
+    /// sends may fail.
+    fn command(&mut self, command: Command) {
         let now = self.driver.now();
-        match command(&mut self.driver.endpoint, now) {
-            Ok(op) => drop(self.waiters.insert(op, events)),
-            Err(refusal) => drop(events.send(Err(refusal))),
+        let endpoint = &mut self.driver.endpoint;
+        match command {
+            Command::Start { op, events } => match op.start(endpoint, now) {
+                Ok(op) => drop(self.waiters.insert(op, events)),
+                Err(refusal) => drop(events.send(Err(refusal))),
+            },
+            Command::Stop(op) => drop(endpoint.stop(op)),
+            Command::Sink(sink, reply) => {
+                self.sink = sink;
+                let _ = reply.send(());
+            }
+            Command::Subscribe(sender, reply) => {
+                self.subscribers.push(sender);
+                let _ = reply.send(());
+            }
+            Command::Answer { to, answer, reply } => {
+                let _ = reply.send(match answer {
+                    Answer::Values { values, nodes } => endpoint.respond(&to, values, &nodes),
+                    Answer::Error { code, message } => endpoint.error(&to, code, &message),
+                });
+            }
+            Command::Inspect(f) => f(endpoint),
+            Command::Swap { dead, candidate, reply } => drop(reply.send(endpoint.swap(now, &dead, candidate))),
+            Command::AddNode { addr, id, reply } => drop(reply.send(endpoint.add_node(now, addr, id))),
+            Command::InsertNode { node, reply } => drop(reply.send(endpoint.insert_node(now, node))),
+            Command::RemoveNode { id, reply } => drop(reply.send(endpoint.remove_node(&id))),
+            Command::Close => self.close(),
         }
     }
 
     /// Closes the engine: every running command ends with a shut-down result.
-    pub(crate) fn close(&mut self) {
+    fn close(&mut self) {
         let now = self.driver.now();
         self.driver.endpoint.close(now);
         self.route();
@@ -71,12 +158,17 @@ impl Worker {
         while let Some(event) = self.driver.endpoint.poll_event() {
             any = true;
             match event {
-                Event::Reply { op, .. } => {
+                // A command's progress: to whoever waits for it (lookups the engine starts
+                // itself, such as bucket refreshes, are nobody's).
+                Event::Reply { op, .. } | Event::Peers { op, .. } => {
                     if let Some(waiter) = self.waiters.get(&op) {
                         let _ = waiter.send(Ok(event));
                     }
                 }
-                Event::QueryDone { op, .. } | Event::QueryAllDone { op, .. } | Event::LookupDone { op, .. } => {
+                Event::QueryDone { op, .. }
+                | Event::QueryAllDone { op, .. }
+                | Event::LookupDone { op, .. }
+                | Event::AnnounceDone { op, .. } => {
                     if let Some(waiter) = self.waiters.remove(&op) {
                         let _ = waiter.send(Ok(event));
                     }
@@ -93,19 +185,25 @@ impl Worker {
                     }
                     Sink::Drop => {}
                 },
-                // Routing-table changes, to every subscriber with room; gone ones are forgotten.
-                event => self
-                    .subscribers
-                    .retain(|s| !matches!(s.try_send(event.clone()), Err(TrySendError::Disconnected(_)))),
+                Event::IdChanged { id, .. } => {
+                    *self.id.lock().unwrap_or_else(PoisonError::into_inner) = id;
+                    self.broadcast(event);
+                }
+                event => self.broadcast(event),
             }
         }
         any
     }
+
+    /// Routing-table changes go to every subscriber with room; gone ones are forgotten.
+    fn broadcast(&mut self, event: Event) {
+        self.subscribers.retain(|s| !matches!(s.try_send(event.clone()), Err(TrySendError::Disconnected(_))));
+    }
 }
 
 /// The thread's body: the engine's run loop, with handles' commands as a second input.
-pub(crate) fn run(driver: Driver, commands: Receiver<Command>) {
-    let mut w = Worker { driver, sink: Sink::Drop, subscribers: Vec::new(), waiters: HashMap::new() };
+pub(crate) fn run(driver: Driver, commands: Receiver<Command>, id: Arc<Mutex<NodeId>>) {
+    let mut w = Worker { driver, sink: Sink::Drop, subscribers: Vec::new(), waiters: HashMap::new(), id };
     while !w.driver.endpoint.is_closed() {
         if let Err(error) = w.driver.step(Some(WAKE_CAP)) {
             tracing::error!(%error, "socket failed; shutting down");
@@ -119,7 +217,7 @@ pub(crate) fn run(driver: Driver, commands: Receiver<Command>) {
         loop {
             match commands.try_recv() {
                 Ok(command) => {
-                    command(&mut w);
+                    w.command(command);
                     w.route();
                 }
                 Err(TryRecvError::Empty) => break,
@@ -133,7 +231,7 @@ pub(crate) fn run(driver: Driver, commands: Receiver<Command>) {
     w.close();
     // Commands that raced with the shutdown are refused by the closed engine.
     while let Ok(command) = commands.try_recv() {
-        command(&mut w);
+        w.command(command);
     }
 }
 

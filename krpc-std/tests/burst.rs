@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::local;
+use common::{LOCAL, local_with};
 use krpc_std::core::wire::Message;
 use krpc_std::{Config, RateLimit};
 
@@ -27,7 +27,7 @@ fn ping(tid: u16) -> Vec<u8> {
 #[test]
 fn a_burst_of_pings_is_answered_once_each_in_few_steps() {
     let config = Config { rate_limit: RateLimit::OFF, ..Config::default() };
-    let mut driver = local().config(config).driver().unwrap();
+    let mut driver = local_with(config).bind_driver(LOCAL).unwrap();
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     for tid in 0..BURST {

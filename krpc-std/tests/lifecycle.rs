@@ -7,14 +7,14 @@ use std::io::ErrorKind;
 use std::ops::ControlFlow;
 use std::thread;
 
-use common::{bind, black_hole, local, server};
-use krpc_std::{Builder, Config, Error, NodeId, Query};
+use common::{LOCAL, bind, black_hole, local, local_with, nodes, server};
+use krpc_std::{Config, Error, NodeId, Query};
 
 #[test]
 fn shutdown_returns_shut_down_to_every_waiting_call_on_other_threads() {
     let (hole, hole_addr) = black_hole();
     let config = Config { timeout: std::time::Duration::from_secs(60), ..Config::default() };
-    let client = local().config(config).bootstrap(&[&hole_addr.to_string()]).spawn().unwrap();
+    let client = local_with(config).bootstrap_hosts([&hole_addr.to_string()]).bind(LOCAL).unwrap();
     let target = NodeId::from_array([7; 20]);
     let calls = vec![
         thread::spawn({
@@ -40,7 +40,7 @@ fn shutdown_returns_shut_down_to_every_waiting_call_on_other_threads() {
         assert!(call.join().unwrap().unwrap_err().is_shut_down());
     }
     assert!(client.query(hole_addr, Query::ping()).unwrap_err().is_shut_down());
-    assert!(client.nodes().unwrap_err().is_shut_down());
+    assert!(nodes(&client).unwrap_err().is_shut_down());
     client.shutdown(); // again: nothing happens
     // The socket is closed: its port is free again.
     bind(client.local_addr()).unwrap();
@@ -48,11 +48,11 @@ fn shutdown_returns_shut_down_to_every_waiting_call_on_other_threads() {
 
 #[test]
 fn dropping_the_last_handle_stops_the_driver_and_closes_the_socket() {
-    let krpc = local().spawn().unwrap();
+    let krpc = local().bind(LOCAL).unwrap();
     let addr = krpc.local_addr();
     let other = krpc.clone();
     drop(krpc);
-    assert!(other.nodes().is_ok(), "one handle left: still running");
+    assert!(nodes(&other).is_ok(), "one handle left: still running");
     drop(other);
     bind(addr).unwrap();
 }
@@ -60,14 +60,14 @@ fn dropping_the_last_handle_stops_the_driver_and_closes_the_socket() {
 #[test]
 fn bind_conflict_is_an_error() {
     let (_taken, addr) = black_hole();
-    let err = local().bind(addr).spawn().unwrap_err();
+    let err = local().bind(addr).unwrap_err();
     assert!(matches!(&err, Error::Io(e) if e.kind() == ErrorKind::AddrInUse), "{err:?}");
 }
 
 #[test]
 fn driver_runs_on_an_existing_socket() {
     let (socket, addr) = black_hole();
-    let krpc = Builder::new().socket(socket).bootstrap(&[]).spawn().unwrap();
+    let krpc = local().socket(socket).unwrap();
     assert_eq!(krpc.local_addr(), addr);
     let peer = server(local());
     assert_eq!(krpc.query(peer.local_addr(), Query::ping()).unwrap().id(), Some(peer.id()));
@@ -78,16 +78,16 @@ fn driver_runs_on_an_existing_socket() {
 #[test]
 fn bootstrap_hosts_that_do_not_resolve_are_errors() {
     // No port: refused by the resolver without any lookup.
-    let err = local().bootstrap(&["localhost"]).spawn().unwrap_err();
+    let err = local().bootstrap_hosts(["localhost"]).bind(LOCAL).unwrap_err();
     assert!(matches!(&err, Error::Resolve { host, .. } if host == "localhost"), "{err:?}");
     // An IPv6 address cannot be reached from an IPv4 socket.
-    let err = local().bootstrap(&["[::1]:6881"]).spawn().unwrap_err();
+    let err = local().bootstrap_host("[::1]:6881").bind(LOCAL).unwrap_err();
     assert!(matches!(&err, Error::Resolve { source, .. } if source.kind() == ErrorKind::NotFound), "{err:?}");
 }
 
 #[test]
 fn invalid_configuration_is_an_error() {
-    let err = local().config(Config { k: 0, ..Config::default() }).spawn().unwrap_err();
+    let err = local_with(Config { k: 0, ..Config::default() }).bind(LOCAL).unwrap_err();
     assert!(matches!(err, Error::Config(krpc_std::core::ConfigError::K)), "{err:?}");
 }
 
@@ -102,9 +102,9 @@ fn handles_are_cloneable_and_shareable_across_threads() {
 #[test]
 fn a_fixed_seed_gives_the_same_node_id() {
     let seed = [9; 32];
-    let a = local().seed(seed).spawn().unwrap();
-    let b = local().seed(seed).spawn().unwrap();
-    let c = local().spawn().unwrap();
+    let a = local().seed(seed).bind(LOCAL).unwrap();
+    let b = local().seed(seed).bind(LOCAL).unwrap();
+    let c = local().bind(LOCAL).unwrap();
     assert_eq!(a.id(), b.id());
     assert_ne!(a.id(), c.id());
 }

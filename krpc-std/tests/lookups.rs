@@ -5,14 +5,14 @@ mod common;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use common::{black_hole, local, network, server};
+use common::{LOCAL, black_hole, local, local_with, network, nodes, server};
 use krpc_std::{Config, Event, LookupOutcome, NodeId, NodeInfo, Peer, Query, QueryError};
 
 #[test]
 fn closest_visits_the_network_and_reports_the_nearest_nodes() {
     let nodes = network(8);
     let bootstrap = nodes[0].local_addr().to_string();
-    let client = local().bootstrap(&[&bootstrap]).spawn().unwrap();
+    let client = local().bootstrap_hosts([&bootstrap]).bind(LOCAL).unwrap();
     let target = NodeId::from_array([0x5a; 20]);
     let mut visited = Vec::new();
     let summary = client
@@ -42,7 +42,7 @@ fn closest_stops_after_break_with_no_further_callback() {
     let (_hole, hole) = black_hole();
     let config = Config { timeout: Duration::from_secs(60), ..Config::default() };
     let bootstrap = [nodes[0].local_addr().to_string(), hole.to_string()];
-    let client = local().config(config).bootstrap(&[&bootstrap[0], &bootstrap[1]]).spawn().unwrap();
+    let client = local_with(config).bootstrap_hosts([&bootstrap[0], &bootstrap[1]]).bind(LOCAL).unwrap();
     let target = NodeId::from_array([0x33; 20]);
     let mut calls = 0;
     let summary = client
@@ -60,13 +60,13 @@ fn closest_stops_after_break_with_no_further_callback() {
 fn populate_fills_the_routing_table_and_blocks_until_done() {
     let nodes = network(6);
     let bootstrap = nodes[0].local_addr().to_string();
-    let client = local().bootstrap(&[&bootstrap]).spawn().unwrap();
-    assert!(client.nodes().unwrap().is_empty());
+    let client = local().bootstrap_hosts([&bootstrap]).bind(LOCAL).unwrap();
+    assert!(common::nodes(&client).unwrap().is_empty());
     let id = client.id();
     let summary = client.populate(id, Query::find_node(&id)).unwrap();
     assert_eq!(summary.outcome, LookupOutcome::Completed);
     assert!(summary.replies >= 1);
-    let table = client.nodes().unwrap();
+    let table = common::nodes(&client).unwrap();
     assert!(table.iter().any(|n| n.addr == nodes[0].local_addr()));
     for node in &table {
         assert!(nodes.iter().any(|n| n.id() == node.id && n.local_addr() == node.addr));
@@ -77,10 +77,10 @@ fn populate_fills_the_routing_table_and_blocks_until_done() {
 fn bootstrap_from_localhost_by_name() {
     let server = server(local());
     let host = format!("localhost:{}", server.local_addr().port());
-    let client = local().bootstrap(&[&host]).spawn().unwrap();
+    let client = local().bootstrap_hosts([&host]).bind(LOCAL).unwrap();
     let summary = client.bootstrap().unwrap();
     assert_eq!(summary.replies, 1);
-    assert_eq!(client.nodes().unwrap(), vec![NodeInfo::new(server.id(), server.local_addr())]);
+    assert_eq!(nodes(&client).unwrap(), vec![NodeInfo::new(server.id(), server.local_addr())]);
 }
 
 #[test]
@@ -94,9 +94,9 @@ fn ping_swap_offer_is_an_event_and_swap_replaces_the_dead_node() {
         timeout: Duration::from_millis(200),
         ..Config::default()
     };
-    let a = local().config(manual).spawn().unwrap();
-    let b = local().config(Config { id: Some(id(0x80)), ..Config::default() }).spawn().unwrap();
-    let c = local().config(Config { id: Some(id(0xc0)), ..Config::default() }).spawn().unwrap();
+    let a = local_with(manual).bind(LOCAL).unwrap();
+    let b = local_with(Config { id: Some(id(0x80)), ..Config::default() }).bind(LOCAL).unwrap();
+    let c = local_with(Config { id: Some(id(0xc0)), ..Config::default() }).bind(LOCAL).unwrap();
     let events = a.events().unwrap();
     let next = || events.recv_timeout(Duration::from_secs(10)).unwrap();
 
@@ -116,20 +116,20 @@ fn ping_swap_offer_is_an_event_and_swap_replaces_the_dead_node() {
     assert!(a.swap(b.id(), c_info).unwrap());
     assert_eq!(next(), Event::NodeRemoved(b_info));
     assert_eq!(next(), Event::NodeAdded(c_info));
-    assert_eq!(a.nodes().unwrap(), vec![c_info]);
+    assert_eq!(nodes(&a).unwrap(), vec![c_info]);
     assert!(a.remove_node(c.id()).unwrap());
     assert_eq!(next(), Event::NodeRemoved(c_info));
-    assert!(a.nodes().unwrap().is_empty());
+    assert!(nodes(&a).unwrap().is_empty());
 }
 
 #[test]
 fn add_node_pings_it_into_the_table() {
-    let b = local().spawn().unwrap();
-    let a = local().spawn().unwrap();
+    let b = local().bind(LOCAL).unwrap();
+    let a = local().bind(LOCAL).unwrap();
     let events = a.events().unwrap();
     a.add_node(b.local_addr(), Some(b.id())).unwrap();
     let added = events.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(added, Event::NodeAdded(NodeInfo::new(b.id(), b.local_addr())));
-    let stats = a.with_endpoint(|e| *e.stats()).unwrap();
+    let stats = a.inspect(|e| *e.stats()).unwrap();
     assert!(stats.queries_out >= 1);
 }

@@ -6,7 +6,7 @@ mod common;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{local, server};
+use common::{LOCAL, local, server};
 use krpc_std::{Dictionary, Driver, Event, OpId, Query, QueryError, Reply};
 
 /// Steps `driver` until `op` finishes, handing every other event to `other`.
@@ -31,7 +31,7 @@ fn run_until_done(
 #[test]
 fn manual_driver_queries_a_threaded_one() {
     let server = server(local());
-    let mut driver = local().driver().unwrap();
+    let mut driver = local().bind_driver(LOCAL).unwrap();
     let now = driver.now();
     let echo = Query::new("echo", Dictionary::new().with_int("hello", 5)).unwrap();
     let op = driver.endpoint_mut().query(now, server.local_addr(), echo).unwrap();
@@ -42,9 +42,9 @@ fn manual_driver_queries_a_threaded_one() {
 
 #[test]
 fn manual_driver_answers_incoming_queries_and_polls_without_waiting() {
-    let mut driver = local().driver().unwrap();
+    let mut driver = local().bind_driver(LOCAL).unwrap();
     let addr = driver.local_addr();
-    let client = local().spawn().unwrap();
+    let client = local().bind(LOCAL).unwrap();
     let (done, finished) = mpsc::channel();
     let asker = std::thread::spawn(move || {
         let reply = client.query(addr, Query::new("echo", Dictionary::new()).unwrap());

@@ -7,6 +7,20 @@ use tokio::net::{ToSocketAddrs, UdpSocket, lookup_host};
 
 use crate::Rpc;
 
+impl Rpc {
+    /// Binds a UDP socket to `addr` and starts a node on it, seeded from the OS RNG (k-rpc's
+    /// `krpc(opts)` + `bind`). Bootstrap host names, a fixed seed, your own socket:
+    /// [`Rpc::builder`].
+    pub async fn bind(addr: impl ToSocketAddrs, config: Config) -> io::Result<Rpc> {
+        Builder::new(config).bind(addr).await
+    }
+
+    /// A [`Builder`] for what `bind` does not take.
+    pub fn builder(config: Config) -> Builder {
+        Builder::new(config)
+    }
+}
+
 /// Builds an [`Rpc`]: resolves bootstrap host names, draws the seed, takes or binds the
 /// socket and starts the driver task on the current tokio runtime.
 ///
@@ -103,6 +117,6 @@ impl Builder {
         let origin = tokio::time::Instant::now();
         let endpoint = Endpoint::new(self.config, seed, Instant::ZERO)
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
-        Ok(crate::task::spawn(endpoint, socket, local_addr, origin))
+        Ok(Rpc::start(endpoint, socket, local_addr, origin))
     }
 }

@@ -1,32 +1,30 @@
 //! [`Rpc`]: the cloneable handle through which the application talks to the driver task.
 
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use krpc_core::routing::RoutingTable;
-use krpc_core::{
-    CommandError, Config, Endpoint, Event, Instant, LookupOutcome, NodeId, NodeInfo, OpId, Peer, Query, Reply,
-};
-use tokio::net::ToSocketAddrs;
+use krpc_core::{Endpoint, Event, LookupOutcome, NodeId, NodeInfo, Peer, Query, Reply};
+use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant as TokioInstant;
 use tracing::{Span, debug_span};
 
-use crate::stream::{
-    GetPeers, Lookup, LookupSummary, QueryAll, Replies, Request, StopOnDrop, Subscription, query_all_end,
-};
-use crate::task::Task;
-use crate::{Builder, Error, SHUT_DOWN};
+use crate::LookupSummary;
+use crate::command::{Command, Op, Request};
+use crate::stream::{GetPeers, Lookup, QueryAll, Replies, StopOnDrop, Subscription, query_all_end};
+use crate::{Error, SHUT_DOWN, task};
 
 #[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) commands: mpsc::UnboundedSender<crate::task::Command>,
-    pub(crate) closed: watch::Receiver<()>,
-    pub(crate) local_addr: SocketAddr,
-    pub(crate) id: watch::Receiver<NodeId>,
-    pub(crate) capacity: usize,
-    pub(crate) next_key: AtomicU64,
+struct Shared {
+    commands: mpsc::UnboundedSender<Command>,
+    closed: watch::Receiver<()>,
+    local_addr: SocketAddr,
+    id: watch::Receiver<NodeId>,
+    /// How many items a subscription holds (`max_queued_events`).
+    capacity: usize,
+    next_key: AtomicU64,
 }
 
 /// A KRPC node on a UDP socket: a cheap, cloneable handle (`Send + Sync`) to the one task
@@ -62,25 +60,17 @@ fn method(query: &Query) -> std::borrow::Cow<'_, str> {
 }
 
 impl Rpc {
-    pub(crate) fn new(shared: Shared) -> Rpc {
-        Rpc { shared: Arc::new(shared) }
+    /// Starts the driver task on the current runtime (for the [`Builder`](crate::Builder)).
+    pub(crate) fn start(endpoint: Endpoint, socket: UdpSocket, local_addr: SocketAddr, origin: TokioInstant) -> Rpc {
+        let capacity = endpoint.config().max_queued_events;
+        let task::Started { commands, closed, id } = task::spawn(endpoint, socket, local_addr, origin);
+        let next_key = AtomicU64::new(0);
+        Rpc { shared: Arc::new(Shared { commands, closed, local_addr, id, capacity, next_key }) }
     }
 
-    /// Binds a UDP socket to `addr` and starts a node on it, seeded from the OS RNG (k-rpc's
-    /// `krpc(opts)` + `bind`). Bootstrap host names, a fixed seed, your own socket:
-    /// [`Rpc::builder`].
-    pub async fn bind(addr: impl ToSocketAddrs, config: Config) -> io::Result<Rpc> {
-        Builder::new(config).bind(addr).await
-    }
-
-    /// A [`Builder`] for what `bind` does not take.
-    pub fn builder(config: Config) -> Builder {
-        Builder::new(config)
-    }
-
-    /// Our node id. With the node layer ([`Config::dht`]) it may change once, to an id bound
-    /// to our public address (BEP 42); [`events`](Self::events) then carries
-    /// [`Event::IdChanged`].
+    /// Our node id. With the node layer ([`Config::dht`](krpc_core::Config::dht)) it may
+    /// change once, to an id bound to our public address (BEP 42); [`events`](Self::events)
+    /// then carries [`Event::IdChanged`].
     pub fn id(&self) -> NodeId {
         *self.shared.id.borrow()
     }
@@ -90,27 +80,24 @@ impl Rpc {
         self.shared.local_addr
     }
 
-    fn send(&self, command: impl FnOnce(&mut Task) + Send + 'static) -> Result<(), Error> {
-        self.shared.commands.send(Box::new(command)).map_err(|_| SHUT_DOWN)
+    fn send(&self, command: Command) -> Result<(), Error> {
+        self.shared.commands.send(command).map_err(|_| SHUT_DOWN)
     }
 
-    async fn call<R: Send + 'static>(&self, f: impl FnOnce(&mut Task) -> R + Send + 'static) -> Result<R, Error> {
+    /// Sends the command `make` builds around a reply channel, and waits for the reply.
+    async fn call<R>(&self, make: impl FnOnce(oneshot::Sender<R>) -> Command) -> Result<R, Error> {
         let (sender, receiver) = oneshot::channel();
-        self.send(move |task| drop(sender.send(f(task))))?;
+        self.send(make(sender))?;
         receiver.await.map_err(|_| SHUT_DOWN)
     }
 
-    /// Starts an engine command whose events arrive on the returned channel; the guard
+    /// Starts an engine operation whose events arrive on the returned channel; the guard
     /// stops it when dropped.
-    async fn start(
-        &self,
-        span: Span,
-        command: impl FnOnce(&mut Endpoint, Instant) -> Result<OpId, CommandError> + Send + 'static,
-    ) -> Result<(mpsc::UnboundedReceiver<Event>, StopOnDrop), Error> {
+    async fn op(&self, span: Span, op: Op) -> Result<(mpsc::UnboundedReceiver<Event>, StopOnDrop), Error> {
         let (events, receiver) = mpsc::unbounded_channel();
         let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
         let guard = StopOnDrop::new(key, self.shared.commands.downgrade());
-        self.call(move |task| task.start(key, span, events, command)).await??;
+        self.call(|started| Command::Start { key, op, span, events, started }).await??;
         Ok((receiver, guard))
     }
 
@@ -118,7 +105,7 @@ impl Rpc {
     pub async fn query(&self, peer: impl Into<Peer>, query: Query) -> Result<Reply, Error> {
         let peer = peer.into();
         let span = debug_span!("query", to = %peer.addr, method = %method(&query));
-        let (mut events, mut guard) = self.start(span, move |e, now| e.query(now, peer, query)).await?;
+        let (mut events, mut guard) = self.op(span, Op::Query { peer, query }).await?;
         let event = events.recv().await;
         guard.disarm();
         match event {
@@ -137,7 +124,7 @@ impl Rpc {
     pub async fn query_all(&self, peers: impl IntoIterator<Item = Peer>, query: Query) -> Result<QueryAll, Error> {
         let peers: Vec<Peer> = peers.into_iter().collect();
         let span = debug_span!("query_all", peers = peers.len(), method = %method(&query));
-        let (events, guard) = self.start(span, move |e, now| e.query_all(now, peers, query)).await?;
+        let (events, guard) = self.op(span, Op::QueryAll { peers, query }).await?;
         Ok(Replies::new(events, guard, query_all_end))
     }
 
@@ -146,7 +133,7 @@ impl Rpc {
     /// [`LookupSummary`]. Dropping the stream stops the lookup.
     pub async fn closest(&self, target: NodeId, query: Query) -> Result<Lookup, Error> {
         let span = debug_span!("closest", %target, method = %method(&query));
-        let (events, guard) = self.start(span, move |e, now| e.closest(now, target, query)).await?;
+        let (events, guard) = self.op(span, Op::Closest { target, query }).await?;
         Ok(Replies::new(events, guard, LookupSummary::from_event))
     }
 
@@ -156,7 +143,7 @@ impl Rpc {
     /// README recommends: `rpc.populate(rpc.id(), Query::find_node(&rpc.id()))`.
     pub async fn populate(&self, target: NodeId, query: Query) -> Result<LookupSummary, Error> {
         let span = debug_span!("populate", %target, method = %method(&query));
-        let (events, guard) = self.start(span, move |e, now| e.populate(now, target, query)).await?;
+        let (events, guard) = self.op(span, Op::Populate { target, query }).await?;
         let summary = Replies::new(events, guard, LookupSummary::from_event).finish().await;
         if summary.outcome == LookupOutcome::ShutDown { Err(SHUT_DOWN) } else { Ok(summary) }
     }
@@ -166,7 +153,7 @@ impl Rpc {
     /// stops it.
     pub async fn bootstrap(&self) -> Result<LookupSummary, Error> {
         let span = debug_span!("bootstrap");
-        let (events, guard) = self.start(span, |e, now| e.bootstrap(now)).await?;
+        let (events, guard) = self.op(span, Op::Bootstrap).await?;
         let summary = Replies::new(events, guard, LookupSummary::from_event).finish().await;
         if summary.outcome == LookupOutcome::ShutDown { Err(SHUT_DOWN) } else { Ok(summary) }
     }
@@ -176,7 +163,7 @@ impl Rpc {
     /// nodes found, nearest first. Dropping the stream stops the lookup.
     pub async fn find_node(&self, target: NodeId) -> Result<Lookup, Error> {
         let span = debug_span!("find_node", %target);
-        let (events, guard) = self.start(span, move |e, now| e.find_node(now, target)).await?;
+        let (events, guard) = self.op(span, Op::FindNode(target)).await?;
         Ok(Replies::new(events, guard, LookupSummary::from_event))
     }
 
@@ -184,10 +171,10 @@ impl Rpc {
     /// address the nodes on the way hold, each once; [`GetPeers::end`] then holds the
     /// [`LookupSummary`] with the closest nodes and their write tokens. Dropping the stream
     /// stops the lookup. Any node may ask; answering other nodes' `get_peers` takes the node
-    /// layer ([`Config::dht`]).
+    /// layer ([`Config::dht`](krpc_core::Config::dht)).
     pub async fn get_peers(&self, info_hash: NodeId) -> Result<GetPeers, Error> {
         let span = debug_span!("get_peers", %info_hash);
-        let (events, guard) = self.start(span, move |e, now| e.get_peers(now, info_hash)).await?;
+        let (events, guard) = self.op(span, Op::GetPeers(info_hash)).await?;
         Ok(GetPeers::new(events, guard))
     }
 
@@ -200,7 +187,7 @@ impl Rpc {
     /// queries already sent run to their end.
     pub async fn announce(&self, info_hash: NodeId, port: Option<u16>, seed: bool) -> Result<usize, Error> {
         let span = debug_span!("announce", %info_hash, ?port, seed);
-        let (mut events, mut guard) = self.start(span, move |e, now| e.announce(now, info_hash, port, seed)).await?;
+        let (mut events, mut guard) = self.op(span, Op::Announce { info_hash, port, seed }).await?;
         loop {
             match events.recv().await {
                 Some(Event::Peers { .. }) => {}
@@ -231,7 +218,7 @@ impl Rpc {
     /// listens, or while the stream is full, go unanswered.
     pub fn incoming(&self) -> Subscription<Request> {
         let (sender, receiver) = mpsc::channel(self.shared.capacity);
-        let _ = self.send(move |task| task.incoming = Some(sender));
+        let _ = self.send(Command::Incoming(sender));
         Subscription::new(receiver)
     }
 
@@ -241,7 +228,7 @@ impl Rpc {
     /// Events beyond the stream's capacity (`max_queued_events`) are dropped.
     pub fn events(&self) -> Subscription<Event> {
         let (sender, receiver) = mpsc::channel(self.shared.capacity);
-        let _ = self.send(move |task| task.events.push(sender));
+        let _ = self.send(Command::Subscribe(sender));
         Subscription::new(receiver)
     }
 
@@ -251,7 +238,7 @@ impl Rpc {
         &self,
         f: impl FnOnce(&Endpoint) -> R + Send + 'static,
     ) -> Result<R, Error> {
-        self.call(move |task| f(&task.endpoint)).await
+        self.call(|reply| Command::Inspect(Box::new(move |endpoint| drop(reply.send(f(endpoint)))))).await
     }
 
     /// A snapshot of the routing table.
@@ -268,29 +255,29 @@ impl Rpc {
     /// Answers an [`Event::PingSwap`]: `dead` leaves the table and `candidate` takes its
     /// place (k-rpc's `swap`). Returns whether it happened.
     pub async fn swap(&self, dead: NodeId, candidate: NodeInfo) -> Result<bool, Error> {
-        self.call(move |task| task.endpoint.swap(task.now(), &dead, candidate)).await
+        self.call(|reply| Command::Swap { dead, candidate, reply }).await
     }
 
     /// Pings `addr`; it joins the routing table when it answers.
     pub async fn add_node(&self, addr: SocketAddr, id: Option<NodeId>) -> Result<(), Error> {
-        Ok(self.call(move |task| task.endpoint.add_node(task.now(), addr, id)).await??)
+        Ok(self.call(|reply| Command::AddNode { addr, id, reply }).await??)
     }
 
     /// Inserts a node you vouch for (say, from a saved table); returns whether it is in.
     pub async fn insert_node(&self, node: NodeInfo) -> Result<bool, Error> {
-        self.call(move |task| task.endpoint.insert_node(task.now(), node)).await
+        self.call(|reply| Command::InsertNode { node, reply }).await
     }
 
     /// Removes a node from the routing table; returns whether it was there.
     pub async fn remove_node(&self, id: NodeId) -> Result<bool, Error> {
-        self.call(move |task| task.endpoint.remove_node(&id)).await
+        self.call(|reply| Command::RemoveNode { id, reply }).await
     }
 
     /// Stops the node, for every clone: each outstanding query, `query_all`, lookup and
     /// `populate` resolves with [`QueryError::ShutDown`](crate::QueryError::ShutDown), streams end, and later calls fail
     /// with it. Returns once the task has ended and the socket is closed.
     pub async fn shutdown(&self) {
-        let _ = self.send(|task| task.close("shutdown requested"));
+        let _ = self.send(Command::Close);
         let _ = self.shared.closed.clone().changed().await;
     }
 }

@@ -76,8 +76,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod batch;
 mod builder;
+mod command;
 mod handle;
 mod stream;
 mod task;
@@ -85,13 +85,16 @@ mod task;
 use std::fmt;
 
 pub use builder::Builder;
+pub use command::Request;
 pub use handle::Rpc;
 pub use krpc_core as core;
 pub use krpc_core::{
     AddressPolicy, CommandError, Config, DEFAULT_BOOTSTRAP, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId,
     NodeInfo, Peer, Query, QueryError, RateLimit, Reply, Token, wire,
 };
-pub use stream::{GetPeers, Lookup, LookupSummary, QueryAll, Replies, Request, Subscription};
+/// How a lookup ended: the same type in both drivers.
+pub use krpc_std::LookupSummary;
+pub use stream::{GetPeers, Lookup, QueryAll, Replies, Subscription};
 
 /// Why a command failed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,22 +1,17 @@
-//! What the task hands back: reply streams, subscriptions and responders.
+//! What the task hands back: reply streams and subscriptions.
 
 use std::collections::{HashSet, VecDeque};
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::ops::Deref;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use futures_core::Stream;
-use krpc_core::wire::Dictionary;
-use krpc_core::{
-    CommandError, Endpoint, Event, IncomingQuery, LookupNode, LookupOutcome, NodeInfo, QueryError, Reply, ReplyTo,
-};
+use krpc_core::{Event, QueryError, Reply};
+use krpc_std::LookupSummary;
 use tokio::sync::mpsc;
-use tracing::debug;
 
-use crate::task::{Command, Key, Task};
-use crate::{Error, SHUT_DOWN};
+use crate::command::{Command, Key};
 
 /// Stops a command when dropped, unless disarmed (the command ended).
 #[derive(Debug)]
@@ -37,7 +32,7 @@ impl StopOnDrop {
     fn stop(&mut self) {
         let key = self.key;
         if let Some(commands) = self.commands.take().and_then(|weak| weak.upgrade()) {
-            let _ = commands.send(Box::new(move |task: &mut Task| task.stop(key)));
+            let _ = commands.send(Command::Stop(key));
         }
     }
 }
@@ -45,28 +40,6 @@ impl StopOnDrop {
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// How a lookup ([`Rpc::closest`](crate::Rpc::closest), [`Rpc::populate`](crate::Rpc::populate),
-/// [`Rpc::find_node`](crate::Rpc::find_node), [`Rpc::get_peers`](crate::Rpc::get_peers)) ended (k-rpc's `cb(null, n)`, plus the nodes found).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LookupSummary {
-    /// Successful replies with a valid id.
-    pub replies: usize,
-    /// The closest responders, nearest first, at most `k`, with their write tokens.
-    pub closest: Vec<LookupNode>,
-    /// Why it ended.
-    pub outcome: LookupOutcome,
-}
-
-impl LookupSummary {
-    /// From the lookup's last event; `None` when the driver stopped without one.
-    pub(crate) fn from_event(event: Option<Event>) -> Self {
-        match event {
-            Some(Event::LookupDone { replies, closest, outcome, .. }) => LookupSummary { replies, closest, outcome },
-            _ => LookupSummary { replies: 0, closest: Vec::new(), outcome: LookupOutcome::ShutDown },
-        }
     }
 }
 
@@ -295,7 +268,7 @@ impl Stream for GetPeers {
     }
 }
 
-/// A stream of [`Request`]s ([`Rpc::incoming`](crate::Rpc::incoming)) or routing
+/// A stream of [`Request`](crate::Request)s ([`Rpc::incoming`](crate::Rpc::incoming)) or routing
 /// [`Event`](krpc_core::Event)s ([`Rpc::events`](crate::Rpc::events)). It ends when the
 /// driver stops.
 ///
@@ -334,83 +307,5 @@ impl<T> Stream for Subscription<T> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         self.get_mut().receiver.poll_recv(cx)
-    }
-}
-
-/// A query another node sent us, with what it takes to answer it (k-rpc's `query` event).
-/// It dereferences to the [`IncomingQuery`]: `method()`, `args()`, `from()`, `sender_id()`.
-///
-/// Answer with [`respond`](Self::respond) or [`error`](Self::error); dropping it leaves the
-/// query unanswered. Answering never waits: it fails only when the driver has stopped.
-///
-/// # Example
-/// ```
-/// use krpc_tokio::wire::Dictionary;
-/// use krpc_tokio::{Config, Query, Rpc};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let server = Rpc::bind("127.0.0.1:0", Config::default()).await?;
-/// let mut incoming = server.incoming();
-/// tokio::spawn(async move {
-///     while let Some(request) = incoming.next().await {
-///         let text = request.args().get(b"text").and_then(|v| v.as_bytes()).unwrap_or_default().to_vec();
-///         let _ = request.respond(Dictionary::new().with_bytes("text", text), &[]);
-///     }
-/// });
-///
-/// let client = Rpc::bind("127.0.0.1:0", Config::default()).await?;
-/// let echo = Query::new("echo", Dictionary::new().with_bytes("text", "hi")).unwrap();
-/// let reply = client.query(server.local_addr(), echo).await?;
-/// assert_eq!(reply.values().unwrap().get(b"text").and_then(|v| v.as_bytes()), Some(&b"hi"[..]));
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug)]
-pub struct Request {
-    query: IncomingQuery,
-    commands: mpsc::WeakUnboundedSender<Command>,
-}
-
-impl Request {
-    pub(crate) fn new(query: IncomingQuery, commands: mpsc::WeakUnboundedSender<Command>) -> Self {
-        Request { query, commands }
-    }
-
-    fn answer(
-        self,
-        f: impl FnOnce(&mut Endpoint, &ReplyTo) -> Result<(), CommandError> + Send + 'static,
-    ) -> Result<(), Error> {
-        let to = self.query.reply_to().clone();
-        let command: Command = Box::new(move |task| {
-            if let Err(error) = f(&mut task.endpoint, &to) {
-                debug!(to = %to.addr, %error, "answer dropped");
-            }
-        });
-        match self.commands.upgrade() {
-            Some(commands) if commands.send(command).is_ok() => Ok(()),
-            _ => Err(SHUT_DOWN),
-        }
-    }
-
-    /// Answers with `values` as `r` (k-rpc `response`); `r.id` is filled in, and `nodes`
-    /// are written as compact node info (`nodes`, `nodes6`).
-    pub fn respond(self, values: Dictionary, nodes: &[NodeInfo]) -> Result<(), Error> {
-        let nodes = nodes.to_vec();
-        self.answer(move |endpoint, to| endpoint.respond(to, values, &nodes))
-    }
-
-    /// Answers with a KRPC error `[code, message]` (k-rpc `error`; BEP 5 codes 201–204).
-    pub fn error(self, code: i64, message: impl AsRef<[u8]>) -> Result<(), Error> {
-        let message = message.as_ref().to_vec();
-        self.answer(move |endpoint, to| endpoint.error(to, code, &message))
-    }
-}
-
-impl Deref for Request {
-    type Target = IncomingQuery;
-
-    fn deref(&self) -> &IncomingQuery {
-        &self.query
     }
 }

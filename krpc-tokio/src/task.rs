@@ -3,29 +3,21 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use krpc_core::{CommandError, Endpoint, Event, IncomingQuery, Instant, NodeId, OpId};
+use krpc_std::udp::{self, Inbox, MAX_BATCH, Outbox};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant as TokioInstant;
 use tracing::{Span, debug, trace, warn};
 
-use crate::batch::{Inbox, MAX_BATCH, Outbox};
-use crate::handle::{Rpc, Shared};
-use crate::stream::Request;
+use crate::command::{Command, Key, Op, Request};
 
 /// Datagrams read per wakeup (in batches of up to [`MAX_BATCH`] per system call) before
 /// commands and timers get their turn.
 const RECEIVE_BUDGET: usize = 64;
-
-/// What a handle asks of the task: something to run on it.
-pub(crate) type Command = Box<dyn FnOnce(&mut Task) + Send>;
-
-/// Names a command across the channel (chosen by the handle, before the engine's `OpId`).
-pub(crate) type Key = u64;
 
 /// A running command: where its events go.
 struct Running {
@@ -35,12 +27,11 @@ struct Running {
 }
 
 /// Fields drop in order: the socket closes before the subscriptions end.
-pub(crate) struct Task {
-    socket: UdpSocket,
-    pub(crate) endpoint: Endpoint,
+struct Task {
+    socket: Socket,
+    endpoint: Endpoint,
     origin: TokioInstant,
-    /// An IPv6 socket reaches IPv4 peers through IPv4-mapped addresses.
-    v6: bool,
+    local_addr: SocketAddr,
     /// Datagrams received, up to [`MAX_BATCH`] per system call on a busy socket.
     inbox: Inbox,
     /// Datagrams to send, up to [`MAX_BATCH`] per system call.
@@ -50,27 +41,36 @@ pub(crate) struct Task {
     weak: mpsc::WeakUnboundedSender<Command>,
     ops: HashMap<OpId, Running>,
     keys: HashMap<Key, OpId>,
-    pub(crate) incoming: Option<mpsc::Sender<Request>>,
-    pub(crate) events: Vec<mpsc::Sender<Event>>,
+    incoming: Option<mpsc::Sender<Request>>,
+    events: Vec<mpsc::Sender<Event>>,
     /// Our node id as the handles see it; it changes on [`Event::IdChanged`] (BEP 42).
     id: watch::Sender<NodeId>,
 }
 
-/// Starts the task on the current runtime and returns the first handle.
-pub(crate) fn spawn(endpoint: Endpoint, socket: UdpSocket, local_addr: SocketAddr, origin: TokioInstant) -> Rpc {
+/// What a handle needs of a started task.
+pub(crate) struct Started {
+    /// Where commands go; the task stops when every sender is gone.
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    /// Changes (closes) once the task has ended and the socket is closed.
+    pub(crate) closed: watch::Receiver<()>,
+    /// Our node id, updated on [`Event::IdChanged`].
+    pub(crate) id: watch::Receiver<NodeId>,
+}
+
+/// Starts the task on the current runtime.
+pub(crate) fn spawn(endpoint: Endpoint, socket: UdpSocket, local_addr: SocketAddr, origin: TokioInstant) -> Started {
     let (commands, receiver) = mpsc::unbounded_channel();
     let (done, closed) = watch::channel(());
-    let (id, config) = (*endpoint.id(), endpoint.config());
-    let (id, id_receiver) = watch::channel(id);
-    let (capacity, next_key) = (config.max_queued_events, AtomicU64::new(0));
+    let config = endpoint.config();
+    let (id, id_receiver) = watch::channel(*endpoint.id());
     // One byte longer than the engine accepts: a longer datagram is cut short, and the engine
     // drops it as too long.
     let max = config.max_datagram_len;
     let task = Task {
         inbox: Inbox::new(max.min(65_535) + 1),
         outbox: Outbox::new(max),
-        v6: local_addr.is_ipv6(),
-        socket,
+        local_addr,
+        socket: Socket(socket),
         endpoint,
         origin,
         commands: receiver,
@@ -85,12 +85,12 @@ pub(crate) fn spawn(endpoint: Endpoint, socket: UdpSocket, local_addr: SocketAdd
         let _done = done; // dropped after the task: `shutdown()` returns once the socket is closed
         task.run().await;
     });
-    Rpc::new(Shared { commands, closed, local_addr, id: id_receiver, capacity, next_key })
+    Started { commands, closed, id: id_receiver }
 }
 
 impl Task {
     /// The engine's time: elapsed since the driver started (tokio's clock).
-    pub(crate) fn now(&self) -> Instant {
+    fn now(&self) -> Instant {
         Instant::from_duration(self.origin.elapsed())
     }
 
@@ -115,10 +115,10 @@ impl Task {
             tokio::select! {
                 biased;
                 command = self.commands.recv() => match command {
-                    Some(command) => command(&mut self),
+                    Some(command) => self.command(command),
                     None => self.close("every handle was dropped"),
                 },
-                ready = self.socket.readable() => match ready {
+                ready = self.socket.0.readable() => match ready {
                     Ok(()) => self.receive().await,
                     Err(error) => {
                         warn!(%error, "socket failed");
@@ -128,12 +128,45 @@ impl Task {
                 () = sleep.as_mut() => {} // the deadline is handled at the top of the loop
             }
         }
-        debug!(addr = ?self.socket.local_addr().ok(), "driver stopped");
+        debug!(addr = %self.local_addr, "driver stopped");
+    }
+
+    /// Carries out one command from a handle.
+    fn command(&mut self, command: Command) {
+        let now = self.now();
+        // A handle that stopped waiting (its future dropped) gets no result: sends may fail.
+        match command {
+            Command::Start { key, op, span, events, started } => {
+                let _ = started.send(self.start(now, key, op, span, events));
+            }
+            Command::Stop(key) => self.stop(key),
+            Command::Answer { to, answer } => {
+                if let Err(error) = answer.send(&mut self.endpoint, &to) {
+                    debug!(to = %to.addr, %error, "answer dropped");
+                }
+            }
+            Command::Incoming(sender) => self.incoming = Some(sender),
+            Command::Subscribe(sender) => self.events.push(sender),
+            Command::Inspect(f) => f(&self.endpoint),
+            Command::Swap { dead, candidate, reply } => {
+                let _ = reply.send(self.endpoint.swap(now, &dead, candidate));
+            }
+            Command::AddNode { addr, id, reply } => {
+                let _ = reply.send(self.endpoint.add_node(now, addr, id));
+            }
+            Command::InsertNode { node, reply } => {
+                let _ = reply.send(self.endpoint.insert_node(now, node));
+            }
+            Command::RemoveNode { id, reply } => {
+                let _ = reply.send(self.endpoint.remove_node(&id));
+            }
+            Command::Close => self.close("shutdown requested"),
+        }
     }
 
     /// Closes the engine: every running command ends with a shut-down event, then the loop
     /// stops.
-    pub(crate) fn close(&mut self, reason: &'static str) {
+    fn close(&mut self, reason: &'static str) {
         debug!(reason, "closing");
         let now = self.now();
         self.endpoint.close(now);
@@ -158,9 +191,8 @@ impl Task {
             // and their answers.
             let now = self.now();
             for i in 0..self.inbox.len() {
+                // IPv4-mapped senders come back as IPv4 (see `krpc_std::udp`).
                 let (from, datagram) = self.inbox.get(i);
-                // One address per peer: `::ffff:a.b.c.d` (dual-stack socket) is a.b.c.d.
-                let from = SocketAddr::new(from.ip().to_canonical(), from.port());
                 trace!(%from, len = datagram.len(), "datagram");
                 self.endpoint.handle_datagram(now, from, datagram);
             }
@@ -173,13 +205,8 @@ impl Task {
     /// out every event. `now` was read by the caller just before; it is read again only after
     /// waiting for room in the socket's buffer.
     async fn flush(&mut self, mut now: Instant) {
-        let v6 = self.v6;
-        let mapped = |to: SocketAddr| match to {
-            SocketAddr::V4(v4) if v6 => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
-            to => to,
-        };
         loop {
-            let taken = self.outbox.fill(&mut self.endpoint, now, mapped);
+            let taken = self.outbox.fill(&mut self.endpoint, now, self.local_addr);
             let mut sent = 0;
             while sent < taken {
                 // Straight to the system call while the socket is writable (nearly always); the
@@ -190,7 +217,7 @@ impl Task {
                         continue;
                     }
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                        let ready = self.socket.writable().await;
+                        let ready = self.socket.0.writable().await;
                         now = self.now();
                         match ready {
                             Ok(()) => continue,
@@ -213,16 +240,16 @@ impl Task {
         }
     }
 
-    /// Runs an engine command; its events will go to `events`.
-    pub(crate) fn start(
+    /// Starts an engine operation; its events will go to `events`.
+    fn start(
         &mut self,
+        now: Instant,
         key: Key,
+        op: Op,
         span: Span,
         events: mpsc::UnboundedSender<Event>,
-        command: impl FnOnce(&mut Endpoint, Instant) -> Result<OpId, CommandError>,
     ) -> Result<(), CommandError> {
-        let now = self.now();
-        let op = command(&mut self.endpoint, now).inspect_err(|error| debug!(parent: &span, %error, "refused"))?;
+        let op = op.start(&mut self.endpoint, now).inspect_err(|error| debug!(parent: &span, %error, "refused"))?;
         debug!(parent: &span, op = op.get(), "started");
         self.keys.insert(key, op);
         self.ops.insert(op, Running { key, events, span });
@@ -230,7 +257,7 @@ impl Task {
     }
 
     /// Stops (or cancels) a command if it still runs.
-    pub(crate) fn stop(&mut self, key: Key) {
+    fn stop(&mut self, key: Key) {
         if let Some(&op) = self.keys.get(&key) {
             let _ = self.endpoint.stop(op);
         }
@@ -282,5 +309,37 @@ impl Task {
             Err(TrySendError::Full(request)) => debug!(from = %request.from(), "incoming queue full; query dropped"),
             Err(TrySendError::Closed(_)) => self.incoming = None,
         }
+    }
+}
+
+/// The tokio socket as [`krpc_std::udp`] drives it: no call waits (the task awaits readiness
+/// instead), and batched calls go through `try_io`, which clears the socket's readiness on
+/// `WouldBlock` so that the next `readable()`/`writable()` really waits.
+struct Socket(UdpSocket);
+
+impl udp::Socket for Socket {
+    const WAITS: bool = false;
+
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.0.try_recv_from(buf)
+    }
+
+    fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.0.try_send_to(buf, to)
+    }
+
+    fn io<R>(&self, direction: udp::Direction, call: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        let interest = match direction {
+            udp::Direction::Receive => tokio::io::Interest::READABLE,
+            udp::Direction::Send => tokio::io::Interest::WRITABLE,
+        };
+        self.0.try_io(interest, call)
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for Socket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
     }
 }

@@ -1,10 +1,8 @@
-//! The `krpc` command-line tool (examples/krpc), run as a process: exit codes, JSON lines,
+//! The `krpc` command-line tool (src/bin/krpc), run as a process: exit codes, JSON lines,
 //! and a few commands end to end on loopback.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -15,25 +13,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The example binary, built once per test run (a no-op when `cargo test` built it already)
-/// into the target directory this test runs from.
+/// The `krpc` binary cargo built for this test run (the `cli` feature is on in test builds:
+/// krpc-tokio's dev-dependencies name itself with it).
 fn krpc() -> Command {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    let binary = BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps/<test>");
-        let target_dir = profile_dir.parent().expect("target directory");
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "--quiet", "--example", "krpc", "--manifest-path"]);
-        build.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).arg("--target-dir").arg(target_dir);
-        if profile_dir.file_name().is_some_and(|name| name == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "cargo build --example krpc failed");
-        profile_dir.join("examples").join(format!("krpc{}", std::env::consts::EXE_SUFFIX))
-    });
-    Command::new(binary)
+    Command::new(env!("CARGO_BIN_EXE_krpc"))
 }
 
 fn run(args: &[&str]) -> Output {

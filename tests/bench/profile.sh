@@ -24,7 +24,7 @@ mkdir -p "$out"
 command -v perf >/dev/null || { echo "profile.sh: perf is not installed" >&2; exit 1; }
 
 cd "$root"
-cargo build --release -q -p krpc-tokio --example krpc -p krpc-std --example serve \
+cargo build --release -q -p krpc-tokio --features krpc-tokio/cli --bin krpc -p krpc-std --example serve \
     -p krpc-tests --bin loadgen --bin udp_echo
 target=${CARGO_TARGET_DIR:-$root/target}/release
 prio=() perf_prio=()
@@ -34,7 +34,7 @@ addr=127.0.0.1:$port
 case "$name" in
     echo) server=("$target/udp_echo" --bind "$addr") ;;
     echo-batch) server=("$target/udp_echo" --bind "$addr" --batch 32) ;;
-    tokio) server=("$target/examples/krpc" serve --bind "$addr" --rate-limit 0 --interval 3600) ;;
+    tokio) server=("$target/krpc" serve --bind "$addr" --rate-limit 0 --interval 3600) ;;
     std) server=("$target/examples/serve" --bind "$addr" --rate-limit 0 --interval 3600) ;;
     std-manual) server=("$target/examples/serve" --bind "$addr" --rate-limit 0 --interval 3600 --manual) ;;
     *) echo "profile.sh: unknown server $name" >&2; exit 2 ;;

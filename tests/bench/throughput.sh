@@ -64,7 +64,7 @@ js_responder=${JS_RESPONDER:-$root/../shared/bench/js-krpc-responder.js}
 
 cd "$root"
 echo "building release binaries..." >&2
-cargo build --release -q -p krpc-tokio --example krpc -p krpc-std --example serve \
+cargo build --release -q -p krpc-tokio --features krpc-tokio/cli --bin krpc -p krpc-std --example serve \
     -p krpc-tests --bin loadgen --bin udp_echo --bin throughput_plot
 target=${CARGO_TARGET_DIR:-$root/target}/release
 
@@ -110,7 +110,7 @@ start() {
     case "$name" in
         echo) exec "${prio[@]}" "$target/udp_echo" --bind "$addr" ;;
         echo-batch) exec "${prio[@]}" "$target/udp_echo" --bind "$addr" --batch "$BATCH" ;;
-        tokio) exec "${prio[@]}" "$target/examples/krpc" serve --bind "$addr" --rate-limit 0 --interval 3600 ;;
+        tokio) exec "${prio[@]}" "$target/krpc" serve --bind "$addr" --rate-limit 0 --interval 3600 ;;
         std) exec "${prio[@]}" "$target/examples/serve" --bind "$addr" --interval 3600 --rate-limit 0 ;;
         std-manual) exec "${prio[@]}" "$target/examples/serve" --bind "$addr" --interval 3600 --rate-limit 0 --manual ;;
         js) NODE_PATH="$JS_NODE_MODULES" exec "${prio[@]}" node "$js_responder" "$port" ;;

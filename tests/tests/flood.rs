@@ -27,7 +27,7 @@ const MAX_RSS_GROWTH: i64 = 4 << 20;
 #[test]
 fn legitimate_clients_are_served_during_a_flood() {
     let (target_dir, release) = server::own_target_dir().expect("the target directory of this test");
-    let krpc = server::build_krpc(&target_dir, release).expect("build the krpc example");
+    let krpc = server::build_krpc(&target_dir, release).expect("build the krpc binary");
     let config = FloodConfig {
         count: COUNT,
         // 15 000 a second keeps the flood going for about 7 s, long enough for some 500

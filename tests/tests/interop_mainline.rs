@@ -408,7 +408,7 @@ fn krpc_cli_ping_and_find_node_are_answered_by_mainline() {
     // The commands of issue 17, end to end: the `krpc` tool (built like the flood test builds
     // it) against two mainline nodes that bootstrap from each other.
     let (target_dir, release) = krpc_tests::flood::server::own_target_dir().expect("the target directory");
-    let krpc = krpc_tests::flood::server::build_krpc(&target_dir, release).expect("build the krpc example");
+    let krpc = krpc_tests::flood::server::build_krpc(&target_dir, release).expect("build the krpc binary");
     let mut last_error = None;
     let mut pair = None;
     for _ in 0..5 {

@@ -15,7 +15,7 @@ use super::rpc::{Matched, Outbound, VerifyQueued, tid};
 use crate::address::is_never_valid;
 use crate::event::{Datagram, Event, IncomingQuery, ReplyTo};
 use crate::transaction::same_endpoint;
-use crate::wire::{Body, Message, Query as QueryView, salvage_query_transaction_id};
+use crate::wire::{Body, Message, QueryView, salvage_query_transaction_id};
 use crate::{Instant, NodeId, NodeInfo, QueryError};
 
 /// A `fmt::Write` into a fixed buffer that silently truncates.

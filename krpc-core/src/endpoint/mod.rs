@@ -39,7 +39,8 @@ use core::time::Duration;
 use rand_chacha::ChaCha12Rng;
 use rand_core::{Rng, SeedableRng};
 
-use crate::config::{AddressPolicy, Config, ConfigError};
+use crate::address::AddressPolicy;
+use crate::config::{Config, ConfigError};
 use crate::event::Event;
 use crate::query::Query;
 use crate::routing::RoutingTable;

@@ -20,7 +20,7 @@ use crate::dht::{
     UnknownMethods, is_verified,
 };
 use crate::routing::NodeState;
-use crate::wire::{BufferTooSmall, Dictionary, Entry, Insert, Query as QueryView, ResponseOut, Want, canonical_ip};
+use crate::wire::{BufferTooSmall, Dictionary, Entry, Insert, QueryView, ResponseOut, Want, canonical_ip};
 use crate::{Instant, NodeId, NodeInfo};
 
 /// Most peers one `get_peers` reply can carry, whatever the configuration.
@@ -41,7 +41,7 @@ impl Framing<'_> {
     }
 
     fn len(&self, to: SocketAddr, t: &[u8], extra: &[Entry<'_>]) -> usize {
-        self.response(to, t, extra).encode(&mut []).err().map_or(0, |e| e.required)
+        self.response(to, t, extra).encoded_len()
     }
 
     fn response<'b>(&'b self, to: SocketAddr, t: &'b [u8], extra: &'b [Entry<'b>]) -> ResponseOut<'b> {

@@ -351,7 +351,7 @@ mod tests {
             Query::get_peers(&target),
             false,
             false,
-            Params { k: 8, alpha: 3, max_candidates: 64, retries: 0 },
+            Params { k: 8, alpha: 3, max_candidates: 64, retries: 0, restrict_ips: true, restrict_local: false },
         )
     }
 

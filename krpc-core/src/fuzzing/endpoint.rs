@@ -11,7 +11,7 @@ use core::time::Duration;
 use super::craft::{COMMANDS, Pool, address_pool, clock_step, command, query, reply};
 use super::input::{Input, mix};
 use super::watch::Watched;
-use crate::config::AddressPolicy;
+use crate::AddressPolicy;
 use crate::dht::{PeerStoreLimits, SecureIdPolicy, UnknownMethods};
 use crate::{Config, Endpoint, Instant};
 

@@ -1,6 +1,8 @@
 //! The checks behind the fuzz targets (`fuzz/fuzz_targets/*.rs`), kept in the library so that
 //! the corpus replay test (`krpc-core/tests/fuzz_corpus.rs`) runs exactly the same code on
-//! every committed corpus file in a normal `cargo test`. Not a stable API.
+//! every committed corpus file in a normal `cargo test`. Not a stable API: compiled only with
+//! the non-default `fuzzing` feature, which `fuzz/Cargo.toml` and krpc-core's own tests (a
+//! dev-dependency of the crate on itself) turn on.
 //!
 //! Each `check_*` function takes one fuzzer input, runs the scenario it describes and panics
 //! when an invariant is broken. Inputs are read as a stream of choices (past the end every

@@ -8,10 +8,21 @@ use crate::{Instant, NodeId};
 /// A bucket's contacts in least-recently-seen-first order (the head is the oldest), and the
 /// time BEP 5 asks us to keep: "Each bucket should maintain a 'last changed' property to indicate
 /// how 'fresh' the contents are."
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(super) struct Bucket {
     contacts: Vec<Contact>,
     pub(super) last_changed: Instant,
+}
+
+/// A clone reserves the same k slots as the original. (A derived clone would reserve only
+/// the contacts present, then grow by doubling past k: the endpoint builds its IPv6 table as
+/// a clone of the empty IPv4 one, whose buckets had room for none.)
+impl Clone for Bucket {
+    fn clone(&self) -> Bucket {
+        let mut contacts = Vec::with_capacity(self.contacts.capacity());
+        contacts.extend_from_slice(&self.contacts);
+        Bucket { contacts, last_changed: self.last_changed }
+    }
 }
 
 impl Bucket {
@@ -24,7 +35,6 @@ impl Bucket {
         &self.contacts
     }
 
-    #[cfg(test)]
     pub(super) fn capacity(&self) -> usize {
         self.contacts.capacity()
     }

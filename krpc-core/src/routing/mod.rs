@@ -34,6 +34,7 @@
 
 mod bucket;
 mod contact;
+mod invariants;
 
 use alloc::vec::Vec;
 use core::cmp::Ordering;
@@ -45,6 +46,7 @@ use arrayvec::ArrayVec;
 use self::bucket::Bucket;
 pub use self::bucket::BucketView;
 pub use self::contact::{Contact, NodeState, NodeStatePolicy};
+pub use self::invariants::InvariantViolation;
 use crate::{Instant, MAX_ID_LEN, NodeId, NodeInfo};
 
 /// The largest bucket size (k) a [`RoutingTable`] accepts; it also caps every list of nodes the
@@ -605,31 +607,9 @@ mod tests {
 
     /// Every structural promise of the table.
     fn check_invariants(table: &RoutingTable) {
-        let local = table.local_id();
-        let bits = local.len() * 8;
-        assert!(table.bucket_count() >= 1 && table.bucket_count() <= bits);
-        let last = table.bucket_count() - 1;
-        let mut total = 0;
-        let mut seen = Vec::new();
-        for (i, bucket) in table.buckets.iter().enumerate() {
-            assert!(bucket.len() <= table.k(), "bucket {i} holds {} > k", bucket.len());
-            assert_eq!(bucket.capacity(), table.k(), "bucket {i} reallocated");
-            for c in bucket.contacts() {
-                assert_ne!(c.node.id, *local, "the local id is in the table");
-                assert_eq!(c.node.id.len(), local.len());
-                let cpl = local.common_prefix_len(&c.node.id);
-                if i < last {
-                    assert_eq!(cpl, i, "{:?} is in bucket {i}", c.node.id);
-                } else {
-                    assert!(cpl >= last, "{:?} is in the last bucket {i}", c.node.id);
-                }
-                assert!(!seen.contains(&c.node.id), "{:?} is stored twice", c.node.id);
-                seen.push(c.node.id);
-            }
-            total += bucket.len();
+        if let Err(violation) = table.check_invariants() {
+            panic!("{violation}");
         }
-        assert_eq!(table.len(), total);
-        assert_eq!(table.iter().count(), total);
     }
 
     fn brute_force_closest(

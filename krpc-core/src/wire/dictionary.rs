@@ -5,7 +5,7 @@ use core::fmt;
 
 use super::error::DecodeError;
 use super::value::{Dict, Value};
-use super::writer::{Writer, for_each_entry};
+use super::writer::{Counter, Sink, Writer, for_each_entry};
 
 /// An owned bencode dictionary whose encoding is always canonical (keys sorted and unique).
 ///
@@ -238,16 +238,10 @@ fn itoa(n: i64, tmp: &mut [u8; 20]) -> &[u8] {
 
 /// Appends the canonical form of a validated value, sizing with a measuring pass first.
 fn write_canonical(out: &mut Vec<u8>, raw: &[u8]) {
-    let need = {
-        let mut w = Writer::new(&mut []);
-        w.canonical_value(raw);
-        match w.finish() {
-            Ok(n) => n,
-            Err(e) => e.required,
-        }
-    };
+    let mut counter = Counter::default();
+    counter.canonical_value(raw);
     let start = out.len();
-    out.resize(start + need, 0);
+    out.resize(start + counter.len(), 0);
     let mut w = Writer::new(&mut out[start..]);
     w.canonical_value(raw);
     let _ = w.finish();

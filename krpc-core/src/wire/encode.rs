@@ -10,7 +10,7 @@ use super::compact::{canonical_ip, write_compact_addr};
 use super::dictionary::Dictionary;
 use super::error::BufferTooSmall;
 use super::value::Dict;
-use super::writer::{Writer, for_each_entry};
+use super::writer::{Counter, Sink, Writer, for_each_entry};
 use crate::NodeInfo;
 
 /// A value the encoder merges into a dictionary.
@@ -90,17 +90,28 @@ impl QueryOut<'_> {
     /// Writes the query and returns its length, or the length it needs.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
         let mut w = Writer::new(buf);
+        self.write(&mut w);
+        w.finish()
+    }
+
+    /// The length [`encode`](Self::encode) writes, measured without writing or allocating.
+    pub fn encoded_len(&self) -> usize {
+        let mut c = Counter::default();
+        self.write(&mut c);
+        c.len()
+    }
+
+    fn write(&self, w: &mut impl Sink) {
         w.byte(b'd');
         w.bytes(b"a");
-        merge_dict(&mut w, self.args.view(), self.extra);
+        merge_dict(w, self.args.view(), self.extra);
         w.bytes(b"q");
         w.bytes(self.method);
         if self.read_only {
             w.bytes(b"ro");
             w.int(1);
         }
-        tail(&mut w, self.transaction_id, self.version, b"q");
-        w.finish()
+        tail(w, self.transaction_id, self.version, b"q");
     }
 }
 
@@ -108,12 +119,23 @@ impl ResponseOut<'_> {
     /// Writes the response and returns its length, or the length it needs.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
         let mut w = Writer::new(buf);
-        w.byte(b'd');
-        ip(&mut w, self.ip);
-        w.bytes(b"r");
-        merge_dict(&mut w, self.values.view(), self.extra);
-        tail(&mut w, self.transaction_id, self.version, b"r");
+        self.write(&mut w);
         w.finish()
+    }
+
+    /// The length [`encode`](Self::encode) writes, measured without writing or allocating.
+    pub fn encoded_len(&self) -> usize {
+        let mut c = Counter::default();
+        self.write(&mut c);
+        c.len()
+    }
+
+    fn write(&self, w: &mut impl Sink) {
+        w.byte(b'd');
+        ip(w, self.ip);
+        w.bytes(b"r");
+        merge_dict(w, self.values.view(), self.extra);
+        tail(w, self.transaction_id, self.version, b"r");
     }
 }
 
@@ -125,19 +147,30 @@ impl ErrorOut<'_> {
     /// message." Always both, unlike the JS library's `e: ['msg']` (weakness W20).
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
         let mut w = Writer::new(buf);
+        self.write(&mut w);
+        w.finish()
+    }
+
+    /// The length [`encode`](Self::encode) writes, measured without writing or allocating.
+    pub fn encoded_len(&self) -> usize {
+        let mut c = Counter::default();
+        self.write(&mut c);
+        c.len()
+    }
+
+    fn write(&self, w: &mut impl Sink) {
         w.byte(b'd');
         w.bytes(b"e");
         w.byte(b'l');
         w.int(self.code);
         w.bytes(self.message);
         w.byte(b'e');
-        ip(&mut w, self.ip);
-        tail(&mut w, self.transaction_id, self.version, b"e");
-        w.finish()
+        ip(w, self.ip);
+        tail(w, self.transaction_id, self.version, b"e");
     }
 }
 
-fn ip(w: &mut Writer<'_>, ip: Option<SocketAddr>) {
+fn ip(w: &mut impl Sink, ip: Option<SocketAddr>) {
     if let Some(addr) = ip {
         let mut tmp = [0u8; 18];
         let n = write_compact_addr(&addr, &mut tmp);
@@ -146,7 +179,7 @@ fn ip(w: &mut Writer<'_>, ip: Option<SocketAddr>) {
     }
 }
 
-fn tail(w: &mut Writer<'_>, t: &[u8], v: Option<&[u8]>, y: &[u8]) {
+fn tail(w: &mut impl Sink, t: &[u8], v: Option<&[u8]>, y: &[u8]) {
     w.bytes(b"t");
     w.bytes(t);
     if let Some(v) = v {
@@ -159,7 +192,7 @@ fn tail(w: &mut Writer<'_>, t: &[u8], v: Option<&[u8]>, y: &[u8]) {
 }
 
 /// Writes `base` (canonical) with `extra` (sorted) merged in, in one pass.
-pub(crate) fn merge_dict(w: &mut Writer<'_>, base: Dict<'_>, extra: &[Entry<'_>]) {
+fn merge_dict(w: &mut impl Sink, base: Dict<'_>, extra: &[Entry<'_>]) {
     w.byte(b'd');
     let mut rest = extra;
     for_each_entry(base.as_bencode(), |key, raw_value| {
@@ -189,7 +222,7 @@ pub(crate) fn merge_dict(w: &mut Writer<'_>, base: Dict<'_>, extra: &[Entry<'_>]
     w.byte(b'e');
 }
 
-fn write_entry(w: &mut Writer<'_>, e: &Entry<'_>) {
+fn write_entry(w: &mut impl Sink, e: &Entry<'_>) {
     w.bytes(e.key);
     match e.value {
         Insert::Bytes(b) => w.bytes(b),
@@ -220,7 +253,7 @@ fn write_entry(w: &mut Writer<'_>, e: &Entry<'_>) {
     }
 }
 
-fn write_nodes(w: &mut Writer<'_>, nodes: &[NodeInfo], v6: bool) {
+fn write_nodes(w: &mut impl Sink, nodes: &[NodeInfo], v6: bool) {
     // The family the compact form will have (an IPv4-mapped address is written as IPv4).
     let family = |n: &&NodeInfo| canonical_ip(n.addr.ip()).is_ipv6() == v6;
     let total: usize = nodes.iter().filter(family).map(|n| n.id.len() + if v6 { 18 } else { 6 }).sum();

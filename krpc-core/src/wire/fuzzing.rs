@@ -37,12 +37,9 @@ pub fn check_decode(data: &[u8]) -> bool {
     true
 }
 
-/// `Message::encode` into a buffer of exactly the size it reports needing.
+/// `Message::encode` into a buffer of exactly the size `encoded_len` reports.
 fn encode(msg: &Message<'_>) -> Vec<u8> {
-    let needed = match msg.encode(&mut []) {
-        Ok(n) => n,
-        Err(too_small) => too_small.required,
-    };
+    let needed = msg.encoded_len();
     let mut out = vec![0; needed];
     assert_eq!(msg.encode(&mut out), Ok(needed), "the measured size does not fit");
     out

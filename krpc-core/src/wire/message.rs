@@ -8,7 +8,7 @@ use super::cursor::{Budget, Cursor, MAX_DEPTH_LIMIT};
 use super::error::{BufferTooSmall, DecodeError, DecodeErrorKind as K, Expected};
 use super::fields::Fields;
 use super::value::ByteStr;
-use super::writer::Writer;
+use super::writer::{Counter, Sink, Writer};
 use crate::DEFAULT_ID_LEN;
 
 /// Decoding limits and the node id length. `Decoder::default()` suits the mainline DHT.
@@ -244,7 +244,7 @@ impl Decoder {
         let transaction_id = t.ok_or(DecodeError::new(K::MissingKey { key: "t" }, end))?;
         let (y, y_at) = y.ok_or(DecodeError::new(K::MissingKey { key: "y" }, end))?;
         let body = match y {
-            b"q" => Body::Query(Query {
+            b"q" => Body::Query(QueryView {
                 method: q.ok_or(DecodeError::new(K::MissingKey { key: "q" }, end))?,
                 args: a.ok_or(DecodeError::new(K::MissingKey { key: "a" }, end))?,
             }),
@@ -333,16 +333,19 @@ pub struct Message<'a> {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Body<'a> {
     /// `y=q`: a query.
-    Query(Query<'a>),
+    Query(QueryView<'a>),
     /// `y=r`: a response; the `r` dictionary.
     Response(Fields<'a>),
     /// `y=e`: an error.
     Error(KrpcError<'a>),
 }
 
-/// A query: the method name and its argument dictionary.
+/// A received query, borrowed from its datagram: the method name and its argument dictionary.
+///
+/// Not to be confused with [`crate::Query`], the owned query an application hands the engine
+/// to send.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Query<'a> {
+pub struct QueryView<'a> {
     /// `q`: the method name (`ping`, `find_node`, or anything an application defines).
     pub method: &'a [u8],
     /// `a`: the arguments.
@@ -394,7 +397,7 @@ impl<'a> Message<'a> {
     }
 
     /// The query, if this is one.
-    pub fn as_query(&self) -> Option<&Query<'a>> {
+    pub fn as_query(&self) -> Option<&QueryView<'a>> {
         match &self.body {
             Body::Query(q) => Some(q),
             _ => None,
@@ -421,6 +424,18 @@ impl<'a> Message<'a> {
     /// returns its length. Keys the decoder skipped at the top level are not written.
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
         let mut w = Writer::new(buf);
+        self.write(&mut w);
+        w.finish()
+    }
+
+    /// The length [`encode`](Self::encode) writes, measured without writing or allocating.
+    pub fn encoded_len(&self) -> usize {
+        let mut c = Counter::default();
+        self.write(&mut c);
+        c.len()
+    }
+
+    fn write(&self, w: &mut impl Sink) {
         w.byte(b'd');
         // Canonical key order: a, e, ip, q, r, ro, t, v, y.
         match &self.body {
@@ -471,7 +486,6 @@ impl<'a> Message<'a> {
             Body::Error(_) => b"e",
         });
         w.byte(b'e');
-        w.finish()
     }
 }
 

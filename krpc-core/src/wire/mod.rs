@@ -13,7 +13,8 @@
 //! - [`QueryOut`], [`ResponseOut`] and [`ErrorOut`] write a datagram into a caller's buffer,
 //!   merging the keys the engine owns (`id`, `token`, `nodes`) into the application's
 //!   dictionary on the fly. They never allocate and report [`BufferTooSmall`] with the size
-//!   needed.
+//!   needed; `encoded_len` gives that size up front, measured by the same code without
+//!   writing.
 //!
 //! # Example
 //! ```
@@ -45,6 +46,7 @@ mod dictionary;
 mod encode;
 mod error;
 mod fields;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod message;
@@ -57,5 +59,5 @@ pub use dictionary::Dictionary;
 pub use encode::{Entry, ErrorOut, Insert, QueryOut, ResponseOut};
 pub use error::{BufferTooSmall, DecodeError, DecodeErrorKind, Expected};
 pub use fields::{Fields, Want};
-pub use message::{Body, Decoder, KrpcError, Message, Query, salvage_query_transaction_id};
+pub use message::{Body, Decoder, KrpcError, Message, QueryView, salvage_query_transaction_id};
 pub use value::{Dict, DictIter, List, ListIter, Value};

@@ -4,11 +4,19 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use krpc_std::{Builder, Dictionary, IncomingQuery, Krpc, Responder};
+use krpc_std::{Builder, Config, Dictionary, Error, IncomingQuery, Krpc, NodeInfo, Responder};
 
-/// A builder bound to 127.0.0.1 on a free port, with no bootstrap nodes.
+/// Where the test nodes bind: 127.0.0.1, a free port.
+pub(crate) const LOCAL: &str = "127.0.0.1:0";
+
+/// A builder with the default configuration and no bootstrap nodes.
 pub(crate) fn local() -> Builder {
-    Builder::new().bind(([127, 0, 0, 1], 0)).bootstrap(&[])
+    local_with(Config::default())
+}
+
+/// A builder with this configuration.
+pub(crate) fn local_with(config: Config) -> Builder {
+    Builder::new(config)
 }
 
 /// A socket on 127.0.0.1 that never answers: queries to it stay outstanding.
@@ -46,7 +54,7 @@ pub(crate) fn serve(query: IncomingQuery, responder: Responder<'_>) {
 
 /// A node answering with [`serve`].
 pub(crate) fn server(builder: Builder) -> Krpc {
-    let node = builder.spawn().unwrap();
+    let node = builder.bind(LOCAL).unwrap();
     node.on_query(serve).unwrap();
     node
 }
@@ -57,9 +65,14 @@ pub(crate) fn network(n: usize) -> Vec<Krpc> {
     let addr = first.local_addr().to_string();
     let mut nodes = vec![first];
     for _ in 1..n {
-        let node = server(local().bootstrap(&[&addr]));
+        let node = server(local().bootstrap_hosts([&addr]));
         node.bootstrap().unwrap();
         nodes.push(node);
     }
     nodes
+}
+
+/// The routing table's nodes, as `NodeInfo`s.
+pub(crate) fn nodes(krpc: &Krpc) -> Result<Vec<NodeInfo>, Error> {
+    Ok(krpc.routing_table()?.iter().map(|contact| NodeInfo::new(*contact.id(), contact.addr())).collect())
 }

@@ -7,7 +7,7 @@
 //! cargo run --release -p krpc-tests --bin flood -- --count 200000 --rate 0 --json
 //! ```
 //!
-//! The server is krpc-tokio's `krpc` example with its default configuration, built by cargo
+//! The server is krpc-tokio's `krpc` binary with its default configuration, built by cargo
 //! next to this binary unless `--krpc PATH` names one. See `docs/flood.md` and the
 //! `krpc_tests::flood` module. Exit code 0 when the targets are met (legitimate success at
 //! least `--min-success`, RSS growth at most `--max-rss-growth-mib`, server alive and
@@ -66,7 +66,7 @@ struct Args {
     /// Seconds to wait before the first reading and after the flood.
     #[arg(long, default_value_t = 2.0)]
     settle: f64,
-    /// The `krpc` binary (default: krpc-tokio's example, built with cargo in this binary's
+    /// The `krpc` binary (default: krpc-tokio's binary, built with cargo in this binary's
     /// target directory and profile).
     #[arg(long)]
     krpc: Option<PathBuf>,

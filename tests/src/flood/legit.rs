@@ -132,12 +132,9 @@ fn node(ip: Ipv4Addr, server: SocketAddr, seed: u64) -> Result<Krpc, String> {
     let mut key = [0u8; 32];
     ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut key);
     let config = Config { bootstrap: vec![server], ..Config::dht() };
-    let krpc = Builder::new()
-        .config(config)
-        .bind((ip, 0))
-        .bootstrap(&[])
+    let krpc = Builder::new(config)
         .seed(key)
-        .spawn()
+        .bind((ip, 0))
         .map_err(|error| format!("cannot start a node on {ip}: {error}"))?;
     let joined = krpc.bootstrap().map_err(|error| format!("{ip} cannot join through {server}: {error}"))?;
     if joined.replies == 0 {
@@ -160,8 +157,8 @@ impl Network {
         }
         for i in 0..clients {
             let client = node(client_ip(i), server, seed ^ (0xc1e0 + i as u64))?;
-            let table = client.nodes().map_err(|error| error.to_string())?;
-            if !table.iter().any(|n| n.addr == server) {
+            let table = client.routing_table().map_err(|error| error.to_string())?;
+            if !table.iter().any(|contact| contact.addr() == server) {
                 return Err(format!("client {} does not have the server in its routing table", client_ip(i)));
             }
             client

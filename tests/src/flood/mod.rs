@@ -43,7 +43,7 @@ use self::server::Server;
 /// Everything a run needs.
 #[derive(Clone, Debug)]
 pub struct FloodConfig {
-    /// The `krpc` binary (krpc-tokio's example; see [`server::build_krpc`]).
+    /// The `krpc` binary (krpc-tokio's binary; see [`server::build_krpc`]).
     pub krpc: PathBuf,
     /// Flood datagrams to send.
     pub count: u64,

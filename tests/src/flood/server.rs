@@ -12,22 +12,31 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-/// Builds the `krpc` example of krpc-tokio with cargo (a no-op when it is up to date) into
-/// `target_dir`, in release mode or not, and returns the binary's path.
+/// The `krpc` binary of krpc-tokio in `target_dir/<profile>/`, built there first with
+/// `cargo build -p krpc-tokio --features cli --bin krpc` (the binary needs the `cli`
+/// feature; a no-op when a `cargo test --workspace` already built it). `CARGO_BIN_EXE_krpc`
+/// is only set for krpc-tokio's own tests, so this library finds the binary through the
+/// target directory of the executable that calls it ([`own_target_dir`]).
 pub fn build_krpc(target_dir: &Path, release: bool) -> Result<PathBuf, String> {
+    let profile = if release { "release" } else { "debug" };
+    let binary = target_dir.join(profile).join(format!("krpc{}", std::env::consts::EXE_SUFFIX));
+    // Always ask cargo: a no-op when the binary is up to date, and a stale binary (from
+    // before a change to krpc-tokio) would measure the wrong code.
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../krpc-tokio/Cargo.toml");
     let mut build = Command::new(env!("CARGO"));
-    build.args(["build", "--quiet", "--example", "krpc", "--manifest-path"]).arg(&manifest);
+    build.args(["build", "--quiet", "--features", "cli", "--bin", "krpc", "--manifest-path"]).arg(&manifest);
     build.arg("--target-dir").arg(target_dir);
     if release {
         build.arg("--release");
     }
     let status = build.status().map_err(|error| format!("cannot run cargo: {error}"))?;
     if !status.success() {
-        return Err("cargo build --example krpc failed".into());
+        return Err("cargo build -p krpc-tokio --features cli --bin krpc failed".into());
     }
-    let profile = if release { "release" } else { "debug" };
-    Ok(target_dir.join(profile).join("examples").join(format!("krpc{}", std::env::consts::EXE_SUFFIX)))
+    if !binary.is_file() {
+        return Err(format!("no krpc binary at {}", binary.display()));
+    }
+    Ok(binary)
 }
 
 /// The target directory and profile of the running executable (`target/<profile>/...`), so

@@ -74,15 +74,17 @@ pub enum AttackKind {
 pub struct Attack {
     /// What the attackers do.
     pub kind: AttackKind,
-    /// Defences on: routing-table diversity applied to the simulator's private addresses too
-    /// (`restrict_routing_ips` and `restrict_local_ips`). Off: `restrict_routing_ips` off.
+    /// Defences on: routing-table and lookup diversity, applied to the simulator's private
+    /// addresses too (see [`configure`]). Off: both off.
     pub defences: bool,
 }
 
-/// Sets the engine's defences against Sybil and eclipse attacks on or off. On, they apply to
-/// private addresses too: every simulated node has one.
+/// Sets the engine's defences against Sybil and eclipse attacks on or off: routing-table
+/// diversity (`restrict_routing_ips`) and lookup diversity (`restrict_search_ips`). On, they
+/// apply to private addresses too (`restrict_local_ips`): every simulated node has one.
 pub fn configure(config: &mut Config, defences: bool) {
     config.restrict_routing_ips = defences;
+    config.restrict_search_ips = defences;
     config.restrict_local_ips = defences;
 }
 

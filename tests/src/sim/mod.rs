@@ -1254,43 +1254,27 @@ impl Sim {
         }
     }
 
-    /// Everything about one routing table: at most k per bucket, each contact in the bucket its
-    /// id belongs to, no own id, no id twice, and every contact a real node at its real
+    /// Everything about one routing table: its structural invariants
+    /// ([`RoutingTable::check_invariants`](krpc_core::routing::RoutingTable::check_invariants):
+    /// at most k per bucket, each contact in the bucket its id belongs to, no own id, no id
+    /// twice, counts that add up), k as configured, and every contact a real node at its real
     /// address (nothing invented or spoofed entered the table).
     pub fn check_table(&self, i: u32) -> Result<(), String> {
         let Some(ep) = self.nodes[i as usize].ep.as_deref() else { return Ok(()) };
         let table = ep.routing_table();
-        let own = ep.id();
-        let k = ep.config().k;
-        let last = table.bucket_count() - 1;
-        let mut ids = Vec::with_capacity(table.len());
-        for b in 0..table.bucket_count() {
-            let contacts = table.bucket_contacts(b);
-            if contacts.len() > k {
-                return Err(format!("node {i}: bucket {b} holds {} > k = {k}", contacts.len()));
-            }
-            for c in contacts {
-                let cpl = own.common_prefix_len(c.id());
-                if (b < last && cpl != b) || (b == last && cpl < last) {
-                    return Err(format!("node {i}: {:?} is in bucket {b} with a common prefix of {cpl}", c.id()));
-                }
-                if c.id() == own {
-                    return Err(format!("node {i} holds itself"));
-                }
-                match index_of(&c.addr()) {
-                    Some(j) if (j as usize) < self.nodes.len() && self.nodes[j as usize].id == *c.id() => {}
-                    Some(j) if self.is_attacker(j, c.id()) => {}
-                    _ => return Err(format!("node {i} holds {:?} at {}, which is no such node", c.id(), c.addr())),
-                }
-                ids.push(*c.id());
-            }
+        if table.local_id() != ep.id() {
+            return Err(format!("node {i}: the table is built around another id"));
         }
-        if ids.len() != table.len() {
-            return Err(format!("node {i}: len {} but {} contacts", table.len(), ids.len()));
+        if table.k() != ep.config().k {
+            return Err(format!("node {i}: the table's k is {}, not the configured {}", table.k(), ep.config().k));
         }
-        ids.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        if ids.windows(2).any(|w| w[0] == w[1]) {
-            return Err(format!("node {i} holds an id twice"));
+        table.check_invariants().map_err(|violation| format!("node {i}: {violation}"))?;
+        for c in table.iter() {
+            match index_of(&c.addr()) {
+                Some(j) if (j as usize) < self.nodes.len() && self.nodes[j as usize].id == *c.id() => {}
+                Some(j) if self.is_attacker(j, c.id()) => {}
+                _ => return Err(format!("node {i} holds {:?} at {}, which is no such node", c.id(), c.addr())),
+            }
         }
         Ok(())
     }

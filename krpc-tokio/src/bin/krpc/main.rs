@@ -1,13 +1,13 @@
 //! `krpc`: a BitTorrent DHT (KRPC) node and tool on top of krpc-tokio.
 //!
 //! ```text
-//! cargo run -p krpc-tokio --example krpc -- ping 127.0.0.1:6881
-//! cargo run -p krpc-tokio --example krpc -- serve --bind 127.0.0.1:6881
-//! cargo run -p krpc-tokio --example krpc -- find-node TARGET --bootstrap 127.0.0.1:6881
-//! cargo run -p krpc-tokio --example krpc -- get-peers INFOHASH --bootstrap 127.0.0.1:6881
-//! cargo run -p krpc-tokio --example krpc -- announce INFOHASH --port 51413 --bootstrap 127.0.0.1:6881
-//! cargo run -p krpc-tokio --example krpc -- decode 64313a...65
-//! cargo run --release -p krpc-tokio --example krpc -- swarm --nodes 200 --lookups 50
+//! cargo run -p krpc-tokio --features cli --bin krpc -- ping 127.0.0.1:6881
+//! cargo run -p krpc-tokio --features cli --bin krpc -- serve --bind 127.0.0.1:6881
+//! cargo run -p krpc-tokio --features cli --bin krpc -- find-node TARGET --bootstrap 127.0.0.1:6881
+//! cargo run -p krpc-tokio --features cli --bin krpc -- get-peers INFOHASH --bootstrap 127.0.0.1:6881
+//! cargo run -p krpc-tokio --features cli --bin krpc -- announce INFOHASH --port 51413 --bootstrap 127.0.0.1:6881
+//! cargo run -p krpc-tokio --features cli --bin krpc -- decode 64313a...65
+//! cargo run --release -p krpc-tokio --features cli --bin krpc -- swarm --nodes 200 --lookups 50
 //! ```
 //!
 //! Every command takes `--json`: stdout then carries one JSON object per line, ending with

@@ -1,0 +1,332 @@
+//! The routing table's structural invariants, checked in one place for the unit tests, the
+//! fuzzers (`krpc_core::fuzzing`) and the simulator (`krpc-tests`).
+
+use core::fmt;
+
+use super::RoutingTable;
+use crate::NodeId;
+
+/// A structural promise of a [`RoutingTable`] that does not hold, as found by
+/// [`RoutingTable::check_invariants`]. Each variant names the bucket (by index, farthest
+/// first) and the contact concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvariantViolation {
+    /// There must be at least one bucket and at most one per bit of the id.
+    BucketCount {
+        /// The number of buckets.
+        buckets: usize,
+        /// The id length in bits.
+        id_bits: usize,
+    },
+    /// A bucket holds more than k contacts.
+    Overfull {
+        /// The bucket.
+        bucket: usize,
+        /// How many contacts it holds.
+        len: usize,
+        /// The table's k.
+        k: usize,
+    },
+    /// A bucket's storage is not the k slots it reserved when it was created, so the memory
+    /// bound ("Memory bound" in [`crate::routing`]) no longer holds.
+    Capacity {
+        /// The bucket.
+        bucket: usize,
+        /// The slots it has.
+        capacity: usize,
+        /// The table's k.
+        k: usize,
+    },
+    /// A contact's id is not as long as the local id.
+    IdLength {
+        /// The bucket.
+        bucket: usize,
+        /// The contact's id.
+        id: NodeId,
+        /// The local id's length in bytes.
+        expected: usize,
+    },
+    /// The local id is in the table.
+    OwnId {
+        /// The bucket holding it.
+        bucket: usize,
+    },
+    /// A contact is in a bucket whose range does not cover its id: every bucket `i` but the
+    /// last holds exactly the ids sharing `i` leading bits with the local id, the last one
+    /// those sharing at least as many bits as its index.
+    WrongBucket {
+        /// The bucket holding it.
+        bucket: usize,
+        /// The contact's id.
+        id: NodeId,
+        /// The number of leading bits it shares with the local id.
+        common_prefix: usize,
+    },
+    /// The last bucket's range does not contain the local id (only that bucket may split).
+    LastBucketRange {
+        /// The last bucket.
+        bucket: usize,
+    },
+    /// [`RoutingTable::buckets`] describes a bucket differently from its contacts: another
+    /// length, or a range that does not cover one of them.
+    BucketView {
+        /// The bucket.
+        bucket: usize,
+    },
+    /// An id is stored twice.
+    Duplicate {
+        /// The bucket holding both copies.
+        bucket: usize,
+        /// The id.
+        id: NodeId,
+    },
+    /// [`RoutingTable::len`] is not the number of contacts in the buckets.
+    Count {
+        /// What `len()` says.
+        len: usize,
+        /// How many contacts the buckets hold.
+        counted: usize,
+    },
+}
+
+impl fmt::Display for InvariantViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvariantViolation::BucketCount { buckets, id_bits } => {
+                write!(f, "{buckets} buckets for {id_bits}-bit ids (1 to {id_bits} allowed)")
+            }
+            InvariantViolation::Overfull { bucket, len, k } => write!(f, "bucket {bucket} holds {len} > k = {k}"),
+            InvariantViolation::Capacity { bucket, capacity, k } => {
+                write!(f, "bucket {bucket} has room for {capacity} contacts, not k = {k}")
+            }
+            InvariantViolation::IdLength { bucket, id, expected } => {
+                write!(f, "bucket {bucket} holds {id:?} of {} bytes, not {expected}", id.len())
+            }
+            InvariantViolation::OwnId { bucket } => write!(f, "bucket {bucket} holds the local id"),
+            InvariantViolation::WrongBucket { bucket, id, common_prefix } => {
+                write!(f, "bucket {bucket} holds {id:?}, which shares {common_prefix} leading bits with the local id")
+            }
+            InvariantViolation::LastBucketRange { bucket } => {
+                write!(f, "the last bucket ({bucket}) does not cover the local id")
+            }
+            InvariantViolation::BucketView { bucket } => {
+                write!(f, "buckets() describes bucket {bucket} differently from its contacts")
+            }
+            InvariantViolation::Duplicate { bucket, id } => write!(f, "bucket {bucket} holds {id:?} twice"),
+            InvariantViolation::Count { len, counted } => {
+                write!(f, "len() is {len} but the buckets hold {counted} contacts")
+            }
+        }
+    }
+}
+
+impl core::error::Error for InvariantViolation {}
+
+impl RoutingTable {
+    /// Checks every structural promise of the table and returns the first one broken: at
+    /// least one and at most `bits` buckets; at most k contacts per bucket, in the k slots the
+    /// bucket reserved; every id as long as the local id, never the local id, in the bucket
+    /// whose range covers it and stored once; [`buckets`](Self::buckets) and
+    /// [`bucket_for`](Self::bucket_for) agreeing with the contacts; the last bucket covering
+    /// the local id; [`len`](Self::len) counting the contacts.
+    ///
+    /// Costs O(contacts × k) and never allocates. The table keeps these promises whatever its
+    /// callers and peers do, so a violation is a bug in the table: the unit tests, the fuzzers
+    /// and the simulator call this after the operations they drive.
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        let local = &self.local_id;
+        let id_bits = local.len() * 8;
+        let buckets = self.buckets.len();
+        if buckets == 0 || buckets > id_bits {
+            return Err(InvariantViolation::BucketCount { buckets, id_bits });
+        }
+        let last = buckets - 1;
+        let mut counted = 0;
+        for (view, bucket) in self.buckets().zip(&self.buckets) {
+            let index = view.index;
+            let contacts = bucket.contacts();
+            if contacts.len() > self.k {
+                return Err(InvariantViolation::Overfull { bucket: index, len: contacts.len(), k: self.k });
+            }
+            if bucket.capacity() != self.k {
+                return Err(InvariantViolation::Capacity { bucket: index, capacity: bucket.capacity(), k: self.k });
+            }
+            if view.len != contacts.len() {
+                return Err(InvariantViolation::BucketView { bucket: index });
+            }
+            for (i, c) in contacts.iter().enumerate() {
+                let id = &c.node.id;
+                if id.len() != local.len() {
+                    return Err(InvariantViolation::IdLength { bucket: index, id: *id, expected: local.len() });
+                }
+                if id == local {
+                    return Err(InvariantViolation::OwnId { bucket: index });
+                }
+                let common_prefix = local.common_prefix_len(id);
+                let placed = if index < last { common_prefix == index } else { common_prefix >= last };
+                if !placed {
+                    return Err(InvariantViolation::WrongBucket { bucket: index, id: *id, common_prefix });
+                }
+                if !view.covers(id) || self.bucket_for(id) != Some(index) {
+                    return Err(InvariantViolation::BucketView { bucket: index });
+                }
+                // Every id sits in the one bucket its prefix selects (checked just above), so
+                // a second copy can only be in the same bucket: comparing within buckets finds
+                // every duplicate without a set.
+                if contacts[..i].iter().any(|other| other.node.id == *id) {
+                    return Err(InvariantViolation::Duplicate { bucket: index, id: *id });
+                }
+            }
+            if index == last && !view.covers(local) {
+                return Err(InvariantViolation::LastBucketRange { bucket: index });
+            }
+            counted += contacts.len();
+        }
+        if self.len != counted || self.iter().count() != counted {
+            return Err(InvariantViolation::Count { len: self.len, counted });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::net::SocketAddr;
+
+    use super::super::bucket::Bucket;
+    use super::super::contact::Contact;
+    use super::*;
+    use crate::{Instant, NodeInfo};
+
+    fn id(bytes: &[u8]) -> NodeId {
+        NodeId::from_bytes(bytes).unwrap()
+    }
+
+    fn contact(bytes: &[u8]) -> Contact {
+        let addr = SocketAddr::from(([10, 0, 0, bytes[0]], 6881));
+        Contact::verified(NodeInfo::new(id(bytes), addr), Instant::ZERO)
+    }
+
+    /// A table for `[0, 0]` with k = 2, split once: bucket 0 holds `[0x80, 0]`, the last
+    /// bucket (1) holds `[0x40, 0]` and `[0x00, 1]`. Its invariants hold.
+    fn table() -> RoutingTable {
+        let mut table = RoutingTable::new(id(&[0, 0]), 2);
+        for bytes in [[0x80, 0], [0x40, 0], [0x00, 1]] {
+            let c = contact(&bytes);
+            let _ = table.insert_verified(c.node, Instant::ZERO);
+        }
+        assert_eq!(table.bucket_count(), 2);
+        assert_eq!(table.len(), 3);
+        assert_eq!(table.check_invariants(), Ok(()));
+        table
+    }
+
+    /// Stores `c` in `bucket` behind the table's back, counting it.
+    fn smuggle(table: &mut RoutingTable, bucket: usize, c: Contact) {
+        table.buckets[bucket].push(c);
+        table.len += 1;
+    }
+
+    #[test]
+    fn a_table_built_by_its_own_methods_passes() {
+        let mut table = table();
+        let _ = table.remove(&id(&[0x40, 0]));
+        assert_eq!(table.check_invariants(), Ok(()));
+        assert_eq!(RoutingTable::new(id(&[7; 20]), 8).check_invariants(), Ok(()));
+    }
+
+    #[test]
+    fn a_clone_passes_and_keeps_room_for_k_in_every_bucket() {
+        // An empty table's clone too: its bucket has no contact to size it by.
+        for original in [RoutingTable::new(id(&[0, 0]), 2), table()] {
+            let clone = original.clone();
+            assert_eq!(clone.check_invariants(), Ok(()));
+            assert!(clone.buckets.iter().all(|b| b.capacity() == 2));
+        }
+    }
+
+    #[test]
+    fn the_local_id_is_found() {
+        let mut table = table();
+        smuggle(&mut table, 1, contact(&[0, 0]));
+        // The bucket has k = 2 slots and now 3 contacts: shrink it back to test the id alone.
+        table.buckets[1] = Bucket::new(2, Instant::ZERO);
+        table.buckets[1].push(contact(&[0, 0]));
+        table.len = 2;
+        assert_eq!(table.check_invariants(), Err(InvariantViolation::OwnId { bucket: 1 }));
+    }
+
+    #[test]
+    fn a_contact_in_the_wrong_bucket_is_found() {
+        let mut table = table();
+        table.buckets[0] = Bucket::new(2, Instant::ZERO);
+        table.buckets[0].push(contact(&[0x80, 0]));
+        table.buckets[0].push(contact(&[0x20, 0]));
+        table.len += 1;
+        let violation = InvariantViolation::WrongBucket { bucket: 0, id: id(&[0x20, 0]), common_prefix: 2 };
+        assert_eq!(table.check_invariants(), Err(violation));
+    }
+
+    #[test]
+    fn a_far_contact_in_the_last_bucket_is_found() {
+        let mut table = table();
+        table.buckets[1] = Bucket::new(2, Instant::ZERO);
+        table.buckets[1].push(contact(&[0xc0, 0]));
+        table.len -= 1;
+        let violation = InvariantViolation::WrongBucket { bucket: 1, id: id(&[0xc0, 0]), common_prefix: 0 };
+        assert_eq!(table.check_invariants(), Err(violation));
+    }
+
+    #[test]
+    fn a_duplicate_is_found() {
+        let mut table = table();
+        table.buckets[1] = Bucket::new(2, Instant::ZERO);
+        table.buckets[1].push(contact(&[0x40, 0]));
+        table.buckets[1].push(contact(&[0x40, 0]));
+        assert_eq!(table.check_invariants(), Err(InvariantViolation::Duplicate { bucket: 1, id: id(&[0x40, 0]) }));
+    }
+
+    #[test]
+    fn an_overfull_bucket_and_a_grown_one_are_found() {
+        let mut table = table();
+        smuggle(&mut table, 1, contact(&[0x20, 0]));
+        assert_eq!(table.check_invariants(), Err(InvariantViolation::Overfull { bucket: 1, len: 3, k: 2 }));
+
+        let mut table = self::table();
+        let contacts = [contact(&[0x40, 0]), contact(&[0x00, 1])];
+        table.buckets[1] = Bucket::new(5, Instant::ZERO);
+        contacts.into_iter().for_each(|c| table.buckets[1].push(c));
+        assert_eq!(table.check_invariants(), Err(InvariantViolation::Capacity { bucket: 1, capacity: 5, k: 2 }));
+    }
+
+    #[test]
+    fn an_id_of_another_length_is_found() {
+        let mut table = table();
+        table.buckets[0] = Bucket::new(2, Instant::ZERO);
+        table.buckets[0].push(contact(&[0x80, 0, 0]));
+        let violation = InvariantViolation::IdLength { bucket: 0, id: id(&[0x80, 0, 0]), expected: 2 };
+        assert_eq!(table.check_invariants(), Err(violation));
+    }
+
+    #[test]
+    fn a_wrong_count_and_a_wrong_bucket_count_are_found() {
+        let mut table = table();
+        table.len = 4;
+        assert_eq!(table.check_invariants(), Err(InvariantViolation::Count { len: 4, counted: 3 }));
+
+        let mut table = RoutingTable::new(id(&[0]), 2);
+        table.buckets.clear();
+        assert_eq!(table.check_invariants(), Err(InvariantViolation::BucketCount { buckets: 0, id_bits: 8 }));
+        for _ in 0..9 {
+            table.buckets.push(Bucket::new(2, Instant::ZERO));
+        }
+        assert_eq!(table.check_invariants(), Err(InvariantViolation::BucketCount { buckets: 9, id_bits: 8 }));
+    }
+
+    #[test]
+    fn violations_describe_themselves() {
+        let violation = InvariantViolation::Overfull { bucket: 3, len: 9, k: 8 };
+        assert_eq!(alloc::format!("{violation}"), "bucket 3 holds 9 > k = 8");
+    }
+}
