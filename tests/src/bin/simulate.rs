@@ -437,44 +437,48 @@ fn attack_name(attack: Option<Attack>) -> String {
 }
 
 /// Reflection: every reflector gets spoofed queries for 60 s, at 10 per second (just within the
-/// default per-source limit of 100 per 10 s) and at 100 per second (over it), for each method.
+/// default per-source limit of 100 per 10 s) and at 100 per second (over it), for each method,
+/// with two configurations: `Config::default()` with the simulator's application answering
+/// from the routing table (k = 20 nodes per answer), and `Config::dht()` (the node layer).
 fn run_reflection(reflectors: usize, seed: u64, json: bool) {
-    let config = Config::default();
-    for (name, method, rate) in [
-        ("ping", ReflectedQuery::Ping, 10),
-        ("find_node", ReflectedQuery::FindNode, 10),
-        ("get_peers", ReflectedQuery::GetPeers, 10),
-        ("ping", ReflectedQuery::Ping, 100),
-        ("find_node", ReflectedQuery::FindNode, 100),
-        ("get_peers", ReflectedQuery::GetPeers, 100),
-    ] {
-        let r = attack::reflection(&config, method, reflectors, rate, 60, seed);
-        let report = Report {
-            header: vec![
-                ("reflection".into(), name.into()),
-                ("reflectors".into(), reflectors.to_string()),
-                ("queries_per_s_per_reflector".into(), rate.to_string()),
-            ],
-            summary: Summary::default(),
-            footer: vec![
-                ("queries".into(), r.queries.to_string()),
-                ("attacker_bytes".into(), r.attacker_bytes.to_string()),
-                ("victim_datagrams".into(), r.victim_datagrams.to_string()),
-                ("victim_bytes".into(), r.victim_bytes.to_string()),
-                ("amplification".into(), format!("{:.2}", r.factor())),
-            ],
-        };
-        if json {
-            println!("{}", report.json());
-        } else {
-            println!(
-                "{name}: {} queries, {} B sent, victim got {} datagrams, {} B: factor {:.2}",
-                r.queries,
-                r.attacker_bytes,
-                r.victim_datagrams,
-                r.victim_bytes,
-                r.factor()
-            );
+    for (config_name, config) in [("default", Config::default()), ("dht", Config::dht())] {
+        for (name, method, rate) in [
+            ("ping", ReflectedQuery::Ping, 10),
+            ("find_node", ReflectedQuery::FindNode, 10),
+            ("get_peers", ReflectedQuery::GetPeers, 10),
+            ("ping", ReflectedQuery::Ping, 100),
+            ("find_node", ReflectedQuery::FindNode, 100),
+            ("get_peers", ReflectedQuery::GetPeers, 100),
+        ] {
+            let r = attack::reflection(&config, method, reflectors, rate, 60, seed);
+            let report = Report {
+                header: vec![
+                    ("reflection".into(), name.into()),
+                    ("config".into(), config_name.into()),
+                    ("reflectors".into(), reflectors.to_string()),
+                    ("queries_per_s_per_reflector".into(), rate.to_string()),
+                ],
+                summary: Summary::default(),
+                footer: vec![
+                    ("queries".into(), r.queries.to_string()),
+                    ("attacker_bytes".into(), r.attacker_bytes.to_string()),
+                    ("victim_datagrams".into(), r.victim_datagrams.to_string()),
+                    ("victim_bytes".into(), r.victim_bytes.to_string()),
+                    ("amplification".into(), format!("{:.2}", r.factor())),
+                ],
+            };
+            if json {
+                println!("{}", report.json());
+            } else {
+                println!(
+                    "{config_name} {name} at {rate}/s: {} queries, {} B sent, victim got {} datagrams, {} B: factor {:.2}",
+                    r.queries,
+                    r.attacker_bytes,
+                    r.victim_datagrams,
+                    r.victim_bytes,
+                    r.factor()
+                );
+            }
         }
     }
 }
