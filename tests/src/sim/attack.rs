@@ -21,7 +21,7 @@
 //!
 //! # Addresses
 //! Honest node `i` lives at 10/8 + a bijective scramble of the 24-bit number `i + 1`, port 6881:
-//! 100,000 honest nodes occupy about 97,000 /24s, as nodes on the Internet do, so the engine's
+//! 100,000 honest nodes occupy all 65,536 /24s of 10/8 (one or two each), so the engine's
 //! one-per-/24 rules do not penalise them. Attacker addresses are in 172.16.0.0/12 with ports
 //! from [`ATTACKER_PORT`]: /24 number `s` is `172.16.0.0 + s·256`, so one /24 holds up to 254
 //! attacker IPs and many ports each (a Sybil attack on few /24s needs thousands of nodes per /24).
