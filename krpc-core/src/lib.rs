@@ -97,7 +97,7 @@ pub mod wire;
 
 pub use address::AddressPolicy;
 pub use config::{Config, ConfigError, DEFAULT_BOOTSTRAP};
-pub use endpoint::{CommandError, Endpoint, Transmit};
+pub use endpoint::{CommandError, Endpoint, MAX_SAVED_NODES, STATE_VERSION, SavedState, StateError, Transmit};
 pub use event::{
     Event, IncomingQuery, LookupNode, LookupOutcome, MAX_TRANSACTION_ID_LEN, OpId, QueryError, Reply, ReplyTo,
 };

@@ -27,7 +27,7 @@ use crate::transaction::same_endpoint;
 use crate::{NodeId, NodeInfo};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum CandidateState {
+enum CandidateState {
     /// To be asked (again, after a try that went unanswered, when `tries > 0`).
     Fresh,
     /// Asked; waiting for the answer.
@@ -39,12 +39,12 @@ pub(crate) enum CandidateState {
 }
 
 #[derive(Clone, Debug)]
-pub(crate) struct Candidate {
+struct Candidate {
     /// `None` for bootstrap nodes, whose id we learn from their reply.
-    pub(crate) id: Option<NodeId>,
-    pub(crate) addr: SocketAddr,
-    pub(crate) state: CandidateState,
-    pub(crate) token: Option<Token>,
+    id: Option<NodeId>,
+    addr: SocketAddr,
+    state: CandidateState,
+    token: Option<Token>,
     /// Queries sent to it so far (at most `1 + retries`).
     tries: u8,
     /// Of those, the ones still open (a late answer to an earlier try still counts).
@@ -77,19 +77,19 @@ impl Candidate {
 
 #[derive(Debug)]
 pub(crate) struct Lookup {
-    pub(crate) target: NodeId,
-    pub(crate) query: Query,
-    pub(crate) background: bool,
+    target: NodeId,
+    query: Query,
+    background: bool,
     /// `closest` reports each reply; `populate` only fills the routing table.
-    pub(crate) report_replies: bool,
+    report_replies: bool,
     /// Sorted by distance to `target`, nearest first; id-less (bootstrap) ones at the front.
-    pub(crate) candidates: Vec<Candidate>,
+    candidates: Vec<Candidate>,
     /// Queries of this lookup in flight, slow ones and earlier tries included.
-    pub(crate) in_flight: usize,
+    in_flight: usize,
     /// Candidates holding an α slot: asked, and their latest try not slow.
     active: usize,
-    pub(crate) replies: usize,
-    pub(crate) queries_sent: usize,
+    replies: usize,
+    queries_sent: usize,
     k: usize,
     alpha: usize,
     max_candidates: usize,
@@ -192,6 +192,37 @@ fn subnet_of(addr: &SocketAddr, restrict_local: bool) -> Option<u128> {
 }
 
 impl Lookup {
+    /// The query sent to every node visited.
+    pub(crate) fn query(&self) -> &Query {
+        &self.query
+    }
+
+    /// A background lookup (`populate`, refresh): it yields to everything else.
+    pub(crate) fn is_background(&self) -> bool {
+        self.background
+    }
+
+    /// Whether each reply is reported (`closest`).
+    pub(crate) fn reports_replies(&self) -> bool {
+        self.report_replies
+    }
+
+    /// Queries of this lookup in flight.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Replies received so far.
+    pub(crate) fn replies(&self) -> usize {
+        self.replies
+    }
+
+    /// Where candidate `i` (as named by [`Step::Query`]) is, and its id if known.
+    pub(crate) fn candidate(&self, i: usize) -> (SocketAddr, Option<NodeId>) {
+        let c = &self.candidates[i];
+        (c.addr, c.id)
+    }
+
     pub(crate) fn new(target: NodeId, query: Query, background: bool, report_replies: bool, params: Params) -> Lookup {
         let Params { k, alpha, max_candidates, retries, restrict_ips, restrict_local } = params;
         Lookup {

@@ -227,3 +227,65 @@ fn two_spoofed_queries_a_second_do_not_keep_the_table_empty() {
     assert_eq!(joined, 12, "every honest querier was verified within a second");
     assert!(s.ep.routing_table().len() >= 12);
 }
+
+/// Amplification (reply bytes / query bytes) for the smallest valid query of every method the
+/// node layer answers, with everything that can make an answer large in place: a full table
+/// of both families, `want` of both, a swarm of stored peers, BEP 33 filters. The bounds are
+/// the ones docs/security.md states.
+#[test]
+fn amplification_is_bounded_for_every_method() {
+    let mut s = Script::new(dht());
+    let v4: Vec<_> = (1..=40u8)
+        .map(|i| krpc_core::NodeInfo::new(id_with(&[i * 6, i]), SocketAddr::from(([50, i, 0, 1], 6881))))
+        .collect();
+    let v6: Vec<_> = (1..=40u8)
+        .map(|i| {
+            krpc_core::NodeInfo::new(id_with(&[i * 6, i, 6]), format!("[2001:db8:{i:x}::1]:6881").parse().unwrap())
+        })
+        .collect();
+    for n in v4.iter().chain(&v6) {
+        let _ = s.ep.insert_node(s.now, *n); // as many as fit
+    }
+    let ih = [0x42u8; 20];
+    for i in 0..300u32 {
+        let from = SocketAddr::from(([127, 0, (i >> 8) as u8, i as u8], 4000));
+        let querier = id_with(&[0xee, i as u8]);
+        s.deliver(
+            from,
+            &query_bytes(b"g", "get_peers", &Dictionary::new().with_bytes("info_hash", ih), Some(&querier), false),
+        );
+        let token = answers_to(&mut s, from).pop().unwrap().values().token().unwrap().to_vec();
+        let args = Dictionary::new()
+            .with_bytes("info_hash", ih)
+            .with_int("port", 4000)
+            .with_int("seed", i64::from(i % 2))
+            .with_bytes("token", &token);
+        s.deliver(from, &query_bytes(b"a", "announce_peer", &args, Some(&querier), false));
+    }
+    let _ = s.sent();
+    let want = |d: Dictionary| d.with_list_of_bytes("want", ["n4", "n6"]);
+    let cases: [(&str, Dictionary, f64); 8] = [
+        ("ping", Dictionary::new(), 1.5),
+        ("find_node", Dictionary::new().with_bytes("target", ih), 6.0),
+        ("find_node", want(Dictionary::new().with_bytes("target", ih)), 6.0),
+        ("get_peers", Dictionary::new().with_bytes("info_hash", ih), 12.0),
+        ("get_peers", want(Dictionary::new().with_bytes("info_hash", ih)), 12.0),
+        ("get_peers", want(Dictionary::new().with_bytes("info_hash", ih).with_int("scrape", 1)), 12.0),
+        (
+            "announce_peer",
+            Dictionary::new().with_bytes("info_hash", ih).with_int("port", 1).with_bytes("token", b"x"),
+            1.5,
+        ),
+        ("sample_infohashes", want(Dictionary::new().with_bytes("target", ih)), 6.0),
+    ];
+    let from = sa("60.6.6.6:6881");
+    for (i, (method, args, bound)) in cases.into_iter().enumerate() {
+        // The smallest `t` there is: empty.
+        let query = query_bytes(b"", method, &args, Some(&id_with(&[0x33, i as u8])), false);
+        s.deliver(from, &query);
+        let answer = answers_to(&mut s, from).pop().unwrap_or_else(|| panic!("{method}: no answer"));
+        let ratio = answer.bytes.len() as f64 / query.len() as f64;
+        assert!(ratio <= bound, "{method}: {} bytes for {} ({ratio:.2}x > {bound}x)", answer.bytes.len(), query.len());
+        assert!(answer.bytes.len() <= 1024, "{method}: within max_reply_len");
+    }
+}

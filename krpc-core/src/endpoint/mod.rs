@@ -13,6 +13,7 @@
 //! | `node_layer.rs` | [`NodeLayer`](node_layer::NodeLayer) | tokens, peer store, BEP 42 votes |
 //! | `upkeep.rs` | [`SwapChecks`](upkeep::SwapChecks), [`AddressChecks`](upkeep::AddressChecks) | ping/swap checks of full buckets; claims on known ids; refresh |
 //! | `events.rs` | [`Events`](events::Events) | the capped event queue |
+//! | `state.rs` | — | saving and restoring the id and the tables' nodes |
 //! | `timer.rs` | [`TimerTable`](timer::TimerTable) | one deadline per kind of timer |
 //!
 //! The orchestration is spread by direction: `inbound.rs` (the one datagram path),
@@ -28,6 +29,9 @@ mod ops;
 mod outbound;
 mod results;
 mod rpc;
+mod state;
+
+pub use self::state::{MAX_SAVED_NODES, STATE_VERSION, SavedState, StateError};
 mod tables;
 mod timer;
 mod upkeep;

@@ -239,7 +239,7 @@ impl Operations {
                 },
                 Op::Lookup { .. } => None,
             },
-            Purpose::Lookup(op) => self.lookup(op).map(|l| &l.query),
+            Purpose::Lookup(op) => self.lookup(op).map(Lookup::query),
             _ => None,
         }
     }
@@ -278,7 +278,7 @@ impl Operations {
         match self.ops.remove(&op)? {
             Op::Lookup { lookup, kind } => {
                 let event =
-                    Event::LookupDone { op, replies: lookup.replies, closest: lookup.closest_responders(), outcome };
+                    Event::LookupDone { op, replies: lookup.replies(), closest: lookup.closest_responders(), outcome };
                 Some(if kind == LookupKind::Join && completed {
                     LookupEnd::Joined(event)
                 } else {

@@ -34,7 +34,7 @@ impl Endpoint {
         }
         let order = self.ops.lookup_order();
         for &op in &order {
-            if self.ops.lookup(op).is_some_and(|l| !l.background) {
+            if self.ops.lookup(op).is_some_and(|l| !l.is_background()) {
                 self.kick_lookup(op);
             }
         }
@@ -50,7 +50,7 @@ impl Endpoint {
         let background = self.config.background_concurrency();
         for &op in &order {
             let own = match self.ops.lookup(op) {
-                Some(l) if l.background => l.in_flight,
+                Some(l) if l.is_background() => l.in_flight(),
                 _ => continue,
             };
             // k-rpc's rule: a background lookup starts sending only while few queries are in
@@ -73,8 +73,7 @@ impl Endpoint {
             let Some(lookup) = self.ops.lookup_mut(op) else { return };
             match lookup.step(may_send) {
                 Step::Query(i) => {
-                    let c = &lookup.candidates[i];
-                    let (addr, id) = (c.addr, c.id);
+                    let (addr, id) = lookup.candidate(i);
                     self.rpc.start(&mut self.rng, addr, id, None, Purpose::Lookup(op));
                 }
                 Step::Wait => return,

@@ -67,7 +67,7 @@ impl Endpoint {
             }
             lookup.add_node(node);
         }
-        let report = lookup.report_replies;
+        let report = lookup.reports_replies();
         self.stats.nodes_filtered += filtered;
         if self.ops.wants_peers(op) {
             let peers: Vec<SocketAddr> = f.values().collect();

@@ -240,7 +240,7 @@ impl Endpoint {
     /// `dht_restrict_routing_ips`): no other entry at its IP address in the table, and none
     /// from its IPv4 /24 or IPv6 /64 in its bucket. One host, or one subnet, cannot fill a
     /// bucket near a target with ids of its choosing.
-    fn diversity_admits(&self, node: &NodeInfo) -> bool {
+    pub(super) fn diversity_admits(&self, node: &NodeInfo) -> bool {
         if !self.config.restrict_routing_ips {
             return true;
         }

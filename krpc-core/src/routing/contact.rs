@@ -69,6 +69,12 @@ impl Contact {
         Contact { node, added: now, last_seen: now, last_reply: Some(now), last_query: None, failures: 0 }
     }
 
+    /// A contact restored from a saved table: questionable until it answers (it has never
+    /// answered this run), so it is never mistaken for a good node.
+    pub(super) fn restored(node: NodeInfo, now: Instant) -> Contact {
+        Contact { node, added: now, last_seen: now, last_reply: None, last_query: None, failures: 0 }
+    }
+
     /// The node's id.
     pub fn id(&self) -> &NodeId {
         &self.node.id

@@ -282,6 +282,37 @@ impl RoutingTable {
         }
     }
 
+    /// Stores a node restored from a saved table, as questionable: it has not answered this
+    /// run, so it counts as neither good nor verified until it does. It only takes free room
+    /// (splitting our own bucket as `insert_verified` does) and never replaces anyone; a node
+    /// already in the table is left as it is.
+    pub fn insert_restored(&mut self, node: NodeInfo, now: Instant) -> InsertOutcome {
+        if node.id.len() != self.local_id.len() {
+            return InsertOutcome::WrongIdLength;
+        }
+        if node.id == self.local_id {
+            return InsertOutcome::IsLocal;
+        }
+        let mut index = self.index_for(&node.id);
+        if self.buckets[index].position(&node.id).is_some() {
+            return InsertOutcome::Refreshed;
+        }
+        loop {
+            let can_split = index == self.last() && self.buckets.len() < self.id_bits();
+            let bucket = &mut self.buckets[index];
+            if bucket.len() < self.k {
+                bucket.push(Contact::restored(node, now));
+                self.len += 1;
+                return InsertOutcome::Added;
+            }
+            if !can_split {
+                return InsertOutcome::BucketFull { bucket: index };
+            }
+            self.split_last();
+            index = self.index_for(&node.id);
+        }
+    }
+
     /// Records that a node sent us a query from `addr`.
     ///
     /// A query's source address is not verified (anyone can put any id in a query), so this
