@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use krpc_core::{Config, Endpoint, Instant};
+use krpc_tests::sim::attack::{self, Attack, AttackKind, ReflectedQuery};
 use krpc_tests::sim::link::{Latency, Link};
 use krpc_tests::sim::report::{Report, Summary};
 use krpc_tests::sim::svg::{self, Series};
@@ -166,6 +167,34 @@ struct Args {
     /// Check every routing table in full at the end.
     #[arg(long)]
     check: bool,
+    /// Sybil attack: this share of all node ids is run by attackers (on `--sybil-subnets`
+    /// /24s) that answer lookups only with other attackers and never with values. `--nodes`
+    /// stays the number of honest nodes.
+    #[arg(long)]
+    sybils: Option<f64>,
+    /// /24s the Sybil attackers are on.
+    #[arg(long, default_value_t = 1)]
+    sybil_subnets: usize,
+    /// Eclipse attack: for every lookup target, this many attacker ids from one /24 sit
+    /// nearest to it.
+    #[arg(long)]
+    eclipse: Option<usize>,
+    /// The engine's defences against Sybil and eclipse attacks (routing-table diversity, applied
+    /// to the simulator's private addresses too) in attack runs.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    defences: Switch,
+    /// Instead of lookups: measure reflection, with this many reflectors (our nodes, default
+    /// configuration) receiving queries spoofed with a victim's address.
+    #[arg(long)]
+    reflection: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
 }
 
 fn parse_latency(s: &str) -> Result<Latency, String> {
@@ -228,6 +257,10 @@ fn mb(bytes: usize) -> String {
 
 fn main() {
     let args = Args::parse();
+    if let Some(reflectors) = args.reflection {
+        run_reflection(reflectors, args.seed, args.json);
+        return;
+    }
     #[allow(clippy::disallowed_methods)] // wall time of the run, reported; the simulation never reads a clock
     let wall = std::time::Instant::now();
     let latency = parse_latency(&args.latency).unwrap_or_else(|e| fail(&e));
@@ -268,6 +301,16 @@ fn main() {
         .transpose()
         .unwrap_or_else(|e| fail(&e))
         .map(|(fraction, k)| OtherK { fraction, k });
+    let kind = match (args.sybils, args.eclipse) {
+        (Some(_), Some(_)) => fail("--sybils and --eclipse are separate scenarios"),
+        (Some(fraction), None) => Some(AttackKind::Sybil { fraction, subnets: args.sybil_subnets }),
+        (None, Some(per_target)) => Some(AttackKind::Eclipse { per_target }),
+        (None, None) => None,
+    };
+    let attack = kind.map(|kind| Attack { kind, defences: args.defences == Switch::On });
+    if attack.is_some() && args.build != BuildMode::Preseed {
+        fail("attack runs need --build preseed");
+    }
     let partition = args.partition.as_deref().map(parse_partition).transpose().unwrap_or_else(|e| fail(&e));
     let scenario = Scenario {
         seed: args.seed,
@@ -283,6 +326,7 @@ fn main() {
         partition,
         invariant_every: 100_000,
         invariant_sample: 100,
+        attack,
     };
 
     let idle = idle_engine_bytes(&Config { id: None, ..engine.clone() });
@@ -343,6 +387,8 @@ fn main() {
             ("dead".into(), args.dead.to_string()),
             ("churn_per_min".into(), args.churn.to_string()),
             ("latency".into(), args.latency.clone()),
+            ("attack".into(), attack_name(attack)),
+            ("defences".into(), attack.map_or("null".into(), |a| if a.defences { "on".into() } else { "off".into() })),
         ],
         summary,
         footer: vec![
@@ -354,6 +400,8 @@ fn main() {
             ("built_bytes_per_node".into(), format!("{per_node_total:.0}")),
             ("peak_heap_mb".into(), mb(PEAK.load(Ordering::Relaxed))),
             ("peak_rss_mb".into(), peak_rss().map_or("null".into(), mb)),
+            ("attackers".into(), sim.attackers().map_or(0, |a| a.len()).to_string()),
+            ("attacker_answers".into(), sim.attackers().map_or(0, |a| a.answered).to_string()),
             ("datagrams".into(), stats.sent.to_string()),
             ("lost".into(), stats.lost.to_string()),
             ("nodes_left".into(), stats.left.to_string()),
@@ -377,6 +425,61 @@ fn main() {
         println!("{}", report.json());
     } else {
         print!("{}", report.table());
+    }
+}
+
+fn attack_name(attack: Option<Attack>) -> String {
+    match attack.map(|a| a.kind) {
+        None => "none".into(),
+        Some(AttackKind::Sybil { fraction, subnets }) => format!("sybil {fraction} on {subnets} /24s"),
+        Some(AttackKind::Eclipse { per_target }) => format!("eclipse {per_target} per target"),
+    }
+}
+
+/// Reflection: every reflector gets spoofed queries for 60 s, at 10 per second (just within the
+/// default per-source limit of 100 per 10 s) and at 100 per second (over it), for each method,
+/// with two configurations: `Config::default()` with the simulator's application answering
+/// from the routing table (k = 20 nodes per answer), and `Config::dht()` (the node layer).
+fn run_reflection(reflectors: usize, seed: u64, json: bool) {
+    for (config_name, config) in [("default", Config::default()), ("dht", Config::dht())] {
+        for (name, method, rate) in [
+            ("ping", ReflectedQuery::Ping, 10),
+            ("find_node", ReflectedQuery::FindNode, 10),
+            ("get_peers", ReflectedQuery::GetPeers, 10),
+            ("ping", ReflectedQuery::Ping, 100),
+            ("find_node", ReflectedQuery::FindNode, 100),
+            ("get_peers", ReflectedQuery::GetPeers, 100),
+        ] {
+            let r = attack::reflection(&config, method, reflectors, rate, 60, seed);
+            let report = Report {
+                header: vec![
+                    ("reflection".into(), name.into()),
+                    ("config".into(), config_name.into()),
+                    ("reflectors".into(), reflectors.to_string()),
+                    ("queries_per_s_per_reflector".into(), rate.to_string()),
+                ],
+                summary: Summary::default(),
+                footer: vec![
+                    ("queries".into(), r.queries.to_string()),
+                    ("attacker_bytes".into(), r.attacker_bytes.to_string()),
+                    ("victim_datagrams".into(), r.victim_datagrams.to_string()),
+                    ("victim_bytes".into(), r.victim_bytes.to_string()),
+                    ("amplification".into(), format!("{:.2}", r.factor())),
+                ],
+            };
+            if json {
+                println!("{}", report.json());
+            } else {
+                println!(
+                    "{config_name} {name} at {rate}/s: {} queries, {} B sent, victim got {} datagrams, {} B: factor {:.2}",
+                    r.queries,
+                    r.attacker_bytes,
+                    r.victim_datagrams,
+                    r.victim_bytes,
+                    r.factor()
+                );
+            }
+        }
     }
 }
 

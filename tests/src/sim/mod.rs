@@ -13,8 +13,10 @@
 //!   population and its routing tables, the link, the workload), and each engine gets its own
 //!   seed derived from the scenario's. Same scenario, same seed: the same datagrams at the same
 //!   instants, which [`Sim::trace_hash`] fingerprints.
-//! * **Addresses**: node `i` lives at `10.0.0.0 + i + 1`, port 6881, so mapping an address to a
-//!   node is arithmetic.
+//! * **Addresses**: node `i` lives at 10/8 plus a bijective scramble of `i + 1`
+//!   ([`attack::scramble24`]), port 6881, so mapping an address to a node is arithmetic and
+//!   nodes spread over as many /24s as on the Internet; attackers have their own range
+//!   (see [`attack`]).
 //! * **The application** is a [`Responder`]: it answers `find_node` and
 //!   `get_peers` from the routing table.
 //!
@@ -29,6 +31,7 @@
 //! ```
 
 pub mod answer;
+pub mod attack;
 pub mod link;
 pub mod oracle;
 pub mod report;
@@ -127,6 +130,8 @@ pub struct Scenario {
     pub invariant_every: u64,
     /// Nodes checked in full at each full check.
     pub invariant_sample: usize,
+    /// Sybil or eclipse attackers, if any (see [`attack`]); needs [`Build::Preseed`].
+    pub attack: Option<attack::Attack>,
 }
 
 impl Default for Scenario {
@@ -145,6 +150,7 @@ impl Default for Scenario {
             partition: None,
             invariant_every: 50_000,
             invariant_sample: 200,
+            attack: None,
         }
     }
 }
@@ -223,6 +229,8 @@ pub struct LookupRecord {
     pub found8: usize,
     /// How it ended, `None` if it never did.
     pub outcome: Option<LookupOutcome>,
+    /// In an attack run, whether an honest node answered with `values`; `None` otherwise.
+    pub values: Option<bool>,
 }
 
 impl LookupRecord {
@@ -240,6 +248,10 @@ impl LookupRecord {
     /// live nodes (other than the initiator), i.e. a `get_peers` would have reached a node
     /// that stores the peers announced for this target.
     pub fn success(&self) -> bool {
+        // Under attack: the lookup reached an honest node holding the value.
+        if let Some(got) = self.values {
+            return got;
+        }
         self.outcome == Some(LookupOutcome::Completed) && self.found_others >= 1
     }
 }
@@ -323,11 +335,16 @@ struct Tracked {
     round_of: HashMap<u32, u32>,
     /// Round of each query in flight, by (destination, transaction id).
     pending: HashMap<(u32, u32), u32>,
+    /// An honest node answered with `values`.
+    got_values: bool,
 }
 
 /// The address of node `i`.
 pub fn addr_of(i: u32) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(0x0a00_0001 + i), 6881))
+    if i >= attack::ATTACKER_BASE {
+        return attack::attacker_addr(i - attack::ATTACKER_BASE);
+    }
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 | attack::scramble24(i + 1)), 6881))
 }
 
 /// The node at `addr`, if it is a simulated node's address.
@@ -335,9 +352,9 @@ pub fn index_of(addr: &SocketAddr) -> Option<u32> {
     match addr {
         SocketAddr::V4(v4) if v4.port() == 6881 => {
             let ip = u32::from(*v4.ip());
-            (ip > 0x0a00_0000 && ip < 0x0b00_0000).then(|| ip - 0x0a00_0001)
+            (ip > 0x0a00_0000 && ip < 0x0b00_0000).then(|| attack::unscramble24(ip) - 1)
         }
-        _ => None,
+        _ => attack::attacker_code(addr).map(|code| attack::ATTACKER_BASE + code),
     }
 }
 
@@ -395,12 +412,16 @@ pub struct Sim {
     kept: Option<Vec<(u32, Event)>>,
     /// Nodes running a command issued with [`Sim::command`]: churn does not take them away.
     pinned: std::collections::BTreeSet<u32>,
+    attackers: Option<attack::Attackers>,
 }
 
 impl Sim {
     /// Draws the population (ids, silent, read-only and other-k nodes) of `scenario`. Nothing
     /// runs until [`build`](Self::build).
-    pub fn new(scenario: Scenario) -> Sim {
+    pub fn new(mut scenario: Scenario) -> Sim {
+        if let Some(a) = scenario.attack {
+            attack::configure(&mut scenario.engine, a.defences);
+        }
         let mut build_rng = ChaCha8Rng::seed_from_u64(scenario.seed ^ 0xb0b0_0000_0000_0001);
         let net_rng = ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x11c0_0000_0000_0002);
         let work_rng = ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x3030_0000_0000_0003);
@@ -465,6 +486,7 @@ impl Sim {
             progress: None,
             kept: None,
             pinned: Default::default(),
+            attackers: attack::attackers_for(scenario.attack, n, scenario.seed),
             scenario,
         }
     }
@@ -608,6 +630,9 @@ impl Sim {
                 let far = own.with_bit(depth, !own.bit(depth));
                 let range = self.oracle.with_prefix(&far, depth + 1);
                 picked.clear();
+                // Attackers drawn into this bucket take their share of its k slots first.
+                let k = k - self.preseed_attackers(&mut ep, created, &far, depth + 1, range.len(), k);
+                let range = self.oracle.with_prefix(&far, depth + 1);
                 let eligible = |x: &([u8; 20], u32)| !self.nodes[x.1 as usize].read_only;
                 if range.len() <= 4 * k {
                     picked.extend(range.iter().filter(|x| eligible(x)).map(|x| x.1));
@@ -981,6 +1006,10 @@ impl Sim {
         let lost = chance(&mut self.net_rng, self.scenario.link.loss);
         let latency = self.scenario.link.latency.sample(&mut self.net_rng);
         let dup = chance(&mut self.net_rng, self.scenario.link.duplicate);
+        if let Some(code) = attack::attacker_code(&to) {
+            self.deliver_to_attacker(from, code, bytes, latency, lost);
+            return;
+        }
         let Some(dest) = index_of(&to).filter(|&d| (d as usize) < self.nodes.len()) else {
             self.stats.to_nobody += 1;
             return;
@@ -1020,7 +1049,9 @@ impl Sim {
         match e {
             Event::Query(q) => {
                 let count = self.scenario.answer_k.unwrap_or(ep.config().k);
-                (self.responder)(ep, &q, count);
+                if !self.answer_holder(i, ep, &q, count) {
+                    (self.responder)(ep, &q, count);
+                }
                 self.stats.answered += 1;
             }
             Event::LookupDone { op, closest, outcome, .. } => {
@@ -1034,7 +1065,11 @@ impl Sim {
                     let found_in = |truth: &[u32]| {
                         let hits = closest
                             .iter()
-                            .filter_map(|n| index_of(&n.node.addr).filter(|&j| self.nodes[j as usize].id == n.node.id))
+                            .filter_map(|n| {
+                                index_of(&n.node.addr).filter(|&j| {
+                                    (j as usize) < self.nodes.len() && self.nodes[j as usize].id == n.node.id
+                                })
+                            })
                             .filter(|j| *j != i && truth.contains(j))
                             .count();
                         (hits, truth.contains(&i))
@@ -1051,6 +1086,7 @@ impl Sim {
                     rec.found = found_others + usize::from(own);
                     rec.found8 = found8 + usize::from(own8);
                     rec.outcome = Some(outcome);
+                    rec.values = rec.values.map(|_| t.got_values);
                 }
             }
             other => {
@@ -1146,6 +1182,7 @@ impl Sim {
             rec.queries = t.queries;
             rec.replies = t.replies;
             rec.rounds = t.max_round;
+            rec.values = rec.values.map(|_| t.got_values);
         }
         self.records[first..].to_vec()
     }
@@ -1165,6 +1202,7 @@ impl Sim {
         let mut b = [0u8; 20];
         self.work_rng.fill_bytes(&mut b);
         let target = NodeId::from_array(b);
+        self.eclipse(&target);
         let now = self.now;
         let k = self.nodes[i as usize].k;
         let Some(ep) = self.nodes[i as usize].ep.as_mut() else { return };
@@ -1182,6 +1220,7 @@ impl Sim {
             found_others: 0,
             found8: 0,
             outcome: None,
+            values: self.attackers.as_ref().map(|_| false),
         };
         match ep.closest(now, target, Query::get_peers(&target)) {
             Ok(op) => {
@@ -1194,6 +1233,7 @@ impl Sim {
                     max_round: 0,
                     round_of: HashMap::new(),
                     pending: HashMap::new(),
+                    got_values: false,
                 };
                 self.tracked.insert(i, tracked);
             }
@@ -1228,6 +1268,9 @@ impl Sim {
         let Some(round) = t.pending.remove(&(from, u32::from_be_bytes(tid))) else { return };
         let Some(r) = msg.as_response() else { return };
         t.replies += 1;
+        if from < attack::ATTACKER_BASE && r.values().next().is_some() {
+            t.got_values = true;
+        }
         for node in r.nodes().into_iter().flatten() {
             if let Some(j) = index_of(&node.addr) {
                 t.round_of.entry(j).or_insert(round + 1);
@@ -1283,6 +1326,7 @@ impl Sim {
         for c in table.iter() {
             match index_of(&c.addr()) {
                 Some(j) if (j as usize) < self.nodes.len() && self.nodes[j as usize].id == *c.id() => {}
+                Some(j) if self.is_attacker(j, c.id()) => {}
                 _ => return Err(format!("node {i} holds {:?} at {}, which is no such node", c.id(), c.addr())),
             }
         }
