@@ -322,11 +322,13 @@ pub(crate) async fn serve(out: &Out, args: ServeArgs) -> Result<(), Failure> {
                         );
                         None
                     }
-                    Ok((Ok(_), _)) => Some(format!(
-                        "none of the {} answered ({}); the node waits to be found",
-                        count(asked, "bootstrap node", "bootstrap nodes"),
-                        list(&bootstrap)
-                    )),
+                    Ok((Ok(_), _)) => {
+                        let who = match asked {
+                            1 => "the bootstrap node did not answer".to_owned(),
+                            n => format!("none of the {n} bootstrap nodes answered"),
+                        };
+                        Some(format!("{who} ({}); the node waits to be found", list(&bootstrap)))
+                    }
                     Ok((Err(error), _)) => Some(error.to_string()),
                     Err(error) => Some(error.to_string()),
                 };
