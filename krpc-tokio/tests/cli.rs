@@ -343,6 +343,7 @@ fn bind_of_the_other_address_family_is_a_usage_error_that_says_so() {
         &["ping", "[::1]:6881", "--bind", "127.0.0.1:0"][..],
         &["find-node", id, "--bootstrap", "[::1]:6881", "--bind", "127.0.0.1:0"],
         &["find-node", id, "--bootstrap", "127.0.0.1:6881", "--bind", "[::1]:0"],
+        &["serve", "--bind", "[::1]:0", "--bootstrap", "127.0.0.1:6881", "--for", "1"],
     ] {
         let output = run(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));

@@ -262,10 +262,17 @@ pub(crate) async fn serve(out: &Out, args: ServeArgs) -> Result<(), Failure> {
         0 => RateLimit::OFF,
         queries => RateLimit { queries, reply_bytes_per_sec: args.reply_budget, ..RateLimit::default() },
     };
-    let config = Config { bootstrap: bootstrap.clone(), rate_limit, ..Config::dht() };
-    let rpc = Rpc::bind(args.bind.as_str(), config)
+    // The listening address first, so that bootstrap nodes it cannot reach (another address
+    // family) are a usage error that says so, not a send error at run time.
+    let bind = tokio::net::lookup_host(args.bind.as_str())
         .await
-        .map_err(|error| Failure::new(format!("cannot bind {}: {error}", args.bind)))?;
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| Failure::new(format!("cannot resolve --bind {}", args.bind)))?;
+    let bootstrap = reachable_from(out, bind, bootstrap)?;
+    let config = Config { bootstrap: bootstrap.clone(), rate_limit, ..Config::dht() };
+    let rpc =
+        Rpc::bind(bind, config).await.map_err(|error| Failure::new(format!("cannot bind {}: {error}", args.bind)))?;
     // SIGTERM (what `kill`, systemd and docker send) stops the node as Ctrl-C does: a last
     // statistics line and exit code 0. Registered before the `listening` line, so that a
     // supervisor that signals as soon as it sees that line is heard.
