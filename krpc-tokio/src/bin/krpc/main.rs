@@ -36,8 +36,8 @@ Examples:
   krpc ping 127.0.0.1:6881
   krpc get-peers INFOHASH --bootstrap dht.libtorrent.org:25401,router.bittorrent.com:6881
                                               the public DHT, through its routers
-  krpc serve --bind 0.0.0.0:6881 --bootstrap dht.libtorrent.org:25401,router.utorrent.com:6881,\
-dht.transmissionbt.com:6881
+  krpc serve --bind 0.0.0.0:6881 --bootstrap dht.libtorrent.org:25401,router.utorrent.com:6881
+                                              a node on the public DHT
 
 Public bootstrap routers (not contacted unless named): dht.libtorrent.org:25401,
 router.bittorrent.com:6881, router.utorrent.com:6881, dht.transmissionbt.com:6881.
