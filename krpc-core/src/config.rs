@@ -117,9 +117,19 @@ pub struct Config {
     pub restrict_local_ips: bool,
 }
 
-/// The three BitTorrent routers k-rpc bootstraps from, as host names for a driver to resolve.
-pub const DEFAULT_BOOTSTRAP: [&str; 3] =
-    ["router.bittorrent.com:6881", "router.utorrent.com:6881", "dht.transmissionbt.com:6881"];
+/// Public routers of the BitTorrent DHT, as host names for a driver to resolve: nothing
+/// contacts them unless they are passed on (e.g. to `Builder::bootstrap_hosts`).
+///
+/// `dht.libtorrent.org:25401` comes first: libtorrent and the Rust `mainline` crate use it.
+/// Then k-rpc's three routers; `router.bittorrent.com` and `router.utorrent.com` were reported
+/// offline in 2024. The list is long on purpose: a node needs one answer to join, and the
+/// routers come and go (this list was not checked from the network it was written on).
+pub const DEFAULT_BOOTSTRAP: [&str; 4] = [
+    "dht.libtorrent.org:25401",
+    "router.bittorrent.com:6881",
+    "router.utorrent.com:6881",
+    "dht.transmissionbt.com:6881",
+];
 
 impl Default for Config {
     fn default() -> Self {

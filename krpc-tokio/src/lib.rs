@@ -146,3 +146,10 @@ impl std::error::Error for Error {
         }
     }
 }
+
+/// The code blocks of the repository's README, compiled (and, unless marked `no_run`, run) as
+/// doc tests of this crate: `cargo test -p krpc-tokio --doc`. Only under `cfg(doctest)`, so
+/// that a build from the published package, which has no `../../README.md`, never reads it.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -258,3 +258,150 @@ fn serve_rate_limit_answers_n_queries_per_source_and_zero_turns_it_off() {
     let (_, lines) = open.wait();
     assert_eq!(lines.last().expect("a done line")["rate_limited"].as_u64(), Some(0));
 }
+
+/// A host name that fails to resolve without asking any DNS server: a label longer than
+/// DNS's 63 bytes is refused by the resolver before it sends anything.
+fn unresolvable() -> String {
+    format!("{}.invalid:6881", "x".repeat(64))
+}
+
+/// A loopback socket of the test's that never answers: a bootstrap node nobody hears from.
+#[allow(clippy::disallowed_methods)] // the test's own socket, on loopback
+fn silent() -> std::net::UdpSocket {
+    std::net::UdpSocket::bind("127.0.0.1:0").expect("bind on loopback")
+}
+
+/// Sends SIGTERM to a child process (with `kill`, so the test needs no libc).
+fn sigterm(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
+    assert!(status.success());
+}
+
+#[test]
+fn one_unresolvable_bootstrap_name_is_skipped_when_another_resolves() {
+    let seed = Server::start(&["--bind", "127.0.0.1:0", "--for", "5"]);
+    let both = format!("{},{}", unresolvable(), seed.addr);
+    let output = run(&["--json", "find-node", &seed.id, "--bootstrap", &both]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("cannot resolve"), "{}", stderr(&output));
+    assert_eq!(json_lines(&output).last().expect("a done line")["found"], true);
+
+    // `serve` starts too (Server::start asserts the `listening` line).
+    let other = Server::start(&["--bind", "127.0.0.1:0", "--for", "1", "--bootstrap", &both]);
+    assert!(other.wait().0.success());
+
+    // None resolves: a failure at run time.
+    let output = run(&["find-node", &seed.id, "--bootstrap", &unresolvable()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("cannot resolve"), "{}", stderr(&output));
+    assert!(seed.wait().0.success());
+}
+
+#[test]
+fn malformed_addresses_are_usage_errors_that_say_host_port() {
+    let id = "0123456789abcdef0123456789abcdef01234567";
+    for args in [
+        &["find-node", id, "--bootstrap", "127.0.0.1"][..],
+        &["find-node", id, "--bootstrap", "127.0.0.1:70000"],
+        &["find-node", id, "--bootstrap", "127.0.0.1:0"],
+        &["find-node", id, "--bootstrap", "::1:6881"],
+        &["find-node", id, "--bootstrap", "127.0.0.1:6881", "--bind", "127.0.0.1"],
+        &["serve", "--bind", "127.0.0.1"],
+        &["serve", "--bind", "127.0.0.1:6881", "--bootstrap", "127.0.0.1:0"],
+        &["ping", "127.0.0.1:0"],
+        &["ping", "localhost"],
+    ] {
+        let output = run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains("expected host:port"), "{args:?}: {}", stderr(&output));
+    }
+}
+
+#[test]
+fn announce_port_0_is_a_usage_error() {
+    let output =
+        run(&["announce", "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a", "--port", "0", "--bootstrap", "127.0.0.1:6881"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--port"), "{}", stderr(&output));
+}
+
+#[test]
+fn json_get_peers_that_finds_nothing_ends_with_one_error_line() {
+    let seed = Server::start(&["--bind", "127.0.0.1:0", "--for", "3"]);
+    let output = run(&["--json", "get-peers", "0000000000000000000000000000000000000001", "--bootstrap", &seed.addr]);
+    assert_eq!(output.status.code(), Some(1));
+    let lines = json_lines(&output);
+    let events: Vec<&str> = lines.iter().filter_map(|line| line["event"].as_str()).collect();
+    assert_eq!(events, ["error"], "{lines:?}");
+    assert!(seed.wait().0.success());
+}
+
+#[test]
+fn bind_of_the_other_address_family_is_a_usage_error_that_says_so() {
+    let id = "0123456789abcdef0123456789abcdef01234567";
+    for args in [
+        &["ping", "[::1]:6881", "--bind", "127.0.0.1:0"][..],
+        &["find-node", id, "--bootstrap", "[::1]:6881", "--bind", "127.0.0.1:0"],
+        &["find-node", id, "--bootstrap", "127.0.0.1:6881", "--bind", "[::1]:0"],
+        &["serve", "--bind", "[::1]:0", "--bootstrap", "127.0.0.1:6881", "--for", "1"],
+    ] {
+        let output = run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains("address family"), "{args:?}: {}", stderr(&output));
+    }
+}
+
+#[test]
+fn decode_of_bencode_text_says_to_use_stdin() {
+    let output = run(&["decode", std::str::from_utf8(PING).expect("ASCII")]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("bencode") && err.contains("krpc decode -"), "{err}");
+}
+
+#[test]
+fn help_shows_the_public_dht_the_exit_codes_and_the_swarm_range() {
+    let output = run(&["--help"]);
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("--bootstrap dht.libtorrent.org:25401"), "{help}");
+    assert!(help.contains("Exit codes: 0 success; 1 failure at run time") && help.contains("2 usage error"), "{help}");
+    let output = run(&["swarm", "--help"]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("3 to 10000"));
+}
+
+#[test]
+fn serve_stops_on_sigterm_with_a_last_stats_line_and_exit_0() {
+    let server = Server::start(&["--bind", "127.0.0.1:0", "--for", "60"]);
+    sigterm(&server.child);
+    let (status, lines) = server.wait();
+    assert_eq!(status.code(), Some(0), "{lines:?}");
+    assert_eq!(lines.last().expect("a done line")["event"], "done", "{lines:?}");
+}
+
+#[test]
+fn a_bootstrap_nobody_answers_is_reported_as_a_failure() {
+    let silent = silent();
+    let addr = silent.local_addr().expect("local address").to_string();
+    let mut server = Server::start(&["--bind", "127.0.0.1:0", "--for", "60", "--interval", "1", "--bootstrap", &addr]);
+    let outcome = loop {
+        let mut line = String::new();
+        assert!(server.lines.read_line(&mut line).expect("read a line") > 0, "serve ended first");
+        let line: Value = serde_json::from_str(&line).expect("a JSON line");
+        if line["event"] != "stats" {
+            break line;
+        }
+    };
+    assert_eq!(outcome["event"], "bootstrap_failed", "{outcome}");
+    assert!(
+        outcome["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("the bootstrap node did not answer") && m.contains(&addr))
+    );
+    sigterm(&server.child);
+    assert!(server.wait().0.success());
+
+    // A one-shot command says so and fails.
+    let output = run(&["find-node", "0123456789abcdef0123456789abcdef01234567", "--bootstrap", &addr]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("no reply from the bootstrap nodes"), "{}", stderr(&output));
+}

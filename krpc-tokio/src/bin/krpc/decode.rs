@@ -33,7 +33,22 @@ pub(crate) fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
 }
 
 pub(crate) fn parse_input(text: &str) -> Result<Input, String> {
-    if text == "-" { Ok(Input::Stdin) } else { parse_hex(text).map(Input::Hex) }
+    if text == "-" {
+        return Ok(Input::Stdin);
+    }
+    parse_hex(text).map(Input::Hex).map_err(|error| {
+        // Bencode text such as `d1:ad2:id20:...e` is the usual thing to paste: say how to
+        // give it (raw bytes on stdin), since a datagram is binary and rarely printable.
+        let bencode = matches!(text.as_bytes().first(), Some(b'd' | b'l')) && text.contains(':');
+        if bencode {
+            format!(
+                "{error}: this looks like bencode text, not hex; give the raw bytes on stdin: \
+                 printf '%s' '{text}' | krpc decode -"
+            )
+        } else {
+            error
+        }
+    })
 }
 
 pub(crate) fn run(out: &Out, input: Input) -> Result<(), Failure> {

@@ -28,9 +28,28 @@ use krpc_tokio::NodeId;
 
 use crate::out::{Failure, Out};
 
+/// The end of `krpc --help`: how to reach the public DHT, and the exit codes.
+const AFTER_HELP: &str = "\
+Examples:
+  krpc swarm --nodes 200                      a whole DHT on loopback (3 to 10000 nodes)
+  krpc serve --bind 127.0.0.1:6881            a node on loopback; Ctrl-C or SIGTERM stops it
+  krpc ping 127.0.0.1:6881
+  krpc get-peers INFOHASH --bootstrap dht.libtorrent.org:25401,router.bittorrent.com:6881
+                                              the public DHT, through its routers
+  krpc serve --bind 0.0.0.0:6881 --bootstrap dht.libtorrent.org:25401,router.utorrent.com:6881
+                                              a node on the public DHT
+
+Public bootstrap routers (not contacted unless named): dht.libtorrent.org:25401,
+router.bittorrent.com:6881, router.utorrent.com:6881, dht.transmissionbt.com:6881.
+Addresses are host:port, a.b.c.d:port or [v6]:port.
+
+Exit codes: 0 success; 1 failure at run time (no answer, nothing found, a socket or resolver
+error); 2 usage error (a bad option, address, id or port).
+See docs/cli.md.";
+
 /// A BitTorrent DHT (KRPC) node and tool.
 #[derive(Debug, Parser)]
-#[command(name = "krpc", version, max_term_width = 100)]
+#[command(name = "krpc", version, max_term_width = 100, after_help = AFTER_HELP)]
 struct Cli {
     /// Print one JSON object per line on stdout instead of text.
     #[arg(long, global = true)]
@@ -44,12 +63,14 @@ enum Command {
     /// Pings a node: prints its id and the round-trip time.
     Ping {
         /// The node: `host:port` or `[v6]:port`.
+        #[arg(value_parser = parse_remote)]
         addr: String,
         /// Local address to bind (default: port 0 on every interface of the node's family).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_bind)]
         bind: Option<SocketAddr>,
     },
-    /// Runs a DHT node until Ctrl-C (or `--for`), printing statistics every few seconds.
+    /// Runs a DHT node until Ctrl-C or SIGTERM (or `--for`), printing statistics every few
+    /// seconds.
     Serve(ServeArgs),
     /// Looks up the nodes closest to TARGET (a 40-digit hex id).
     FindNode {
@@ -72,9 +93,12 @@ enum Command {
         /// The info hash, 40 hex digits.
         #[arg(value_parser = parse_id)]
         info_hash: NodeId,
-        /// The port peers should connect to; without it, the nodes store the UDP source port
-        /// of this command (BEP 5 `implied_port`), useful only with a fixed `--bind`.
-        #[arg(long)]
+        /// The port peers should connect to, 1-65535; without it, the nodes store the UDP
+        /// source port of this command (BEP 5 `implied_port`), useful only with a fixed
+        /// `--bind`.
+        // Port 0 is refused here: a node answers it with a 203 error (nobody can connect to
+        // port 0), which the lookup would only report as "all queries failed".
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         port: Option<u16>,
         /// Announce as a seed (BEP 33).
         #[arg(long)]
@@ -97,22 +121,25 @@ enum Command {
 struct ClientArgs {
     /// Nodes to start from: `host:port` or `[v6]:port`, several after one flag, repeated, or
     /// comma-separated.
-    #[arg(long, required = true, num_args = 1.., value_delimiter = ',', value_name = "ADDR")]
+    /// A name that does not resolve is skipped if another one does. The public DHT:
+    /// `dht.libtorrent.org:25401`, `router.bittorrent.com:6881` (see `krpc --help`).
+    #[arg(long, required = true, num_args = 1.., value_delimiter = ',', value_name = "ADDR", value_parser = parse_remote)]
     bootstrap: Vec<String>,
-    /// Local address to bind (default: port 0 on every interface of the bootstrap nodes'
-    /// family).
-    #[arg(long)]
+    /// Local address to bind, `ip:port` (default: port 0 on every interface of the bootstrap
+    /// nodes' family).
+    #[arg(long, value_parser = parse_bind)]
     bind: Option<SocketAddr>,
 }
 
 /// Options of `serve`.
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Address to listen on, e.g. `127.0.0.1:6881` or `[::1]:6881`.
-    #[arg(long)]
+    /// Address to listen on, e.g. `127.0.0.1:6881` or `[::1]:6881` (port 0: any free port).
+    #[arg(long, value_parser = parse_local)]
     bind: String,
-    /// Nodes to join through: `host:port` or `[v6]:port` (none: wait to be found).
-    #[arg(long, num_args = 1.., value_delimiter = ',', value_name = "ADDR")]
+    /// Nodes to join through: `host:port` or `[v6]:port` (none: wait to be found). A name
+    /// that does not resolve is skipped if another one does.
+    #[arg(long, num_args = 1.., value_delimiter = ',', value_name = "ADDR", value_parser = parse_remote)]
     bootstrap: Vec<String>,
     /// Queries one source (an IP; an ip:port on loopback and private networks) may send in
     /// 10 seconds before it is ignored for a minute. 0 turns off every inbound limit, this one
@@ -137,6 +164,47 @@ fn parse_id(text: &str) -> Result<NodeId, String> {
         .ok()
         .filter(|id| id.len() == 20)
         .ok_or_else(|| format!("expected 40 hex digits (a 20-byte id), got {} bytes", bytes.len()))
+}
+
+/// What every address option accepts, for the usage errors.
+const EXPECTED_ADDR: &str = "expected host:port, a.b.c.d:port or [v6]:port";
+
+/// `host:port`, `a.b.c.d:port` or `[v6]:port`, with a port in 0-65535 (0 only if
+/// `port_zero`). The host is resolved later; this catches what can never work, as a usage
+/// error (exit code 2), before any socket is opened.
+fn parse_host_port(text: &str, port_zero: bool) -> Result<String, String> {
+    let Some((host, port)) = text.rsplit_once(':').filter(|(host, _)| !host.is_empty()) else {
+        return Err(format!("{EXPECTED_ADDR}, got {text:?} (no port)"));
+    };
+    if let Some(v6) = host.strip_prefix('[').and_then(|host| host.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().map_err(|_| format!("{EXPECTED_ADDR}, got {text:?} (not an IPv6 address)"))?;
+    } else if host.contains(':') {
+        return Err(format!("{EXPECTED_ADDR}, got {text:?} (an IPv6 address goes in brackets)"));
+    }
+    match port.parse::<u16>() {
+        Ok(0) if !port_zero => {
+            Err(format!("{EXPECTED_ADDR} with a port in 1-65535, got {text:?} (port 0 cannot be reached)"))
+        }
+        Ok(_) => Ok(text.to_owned()),
+        Err(_) => Err(format!("{EXPECTED_ADDR} with a port in 1-65535, got {text:?}")),
+    }
+}
+
+/// An address to send to: port 1-65535.
+fn parse_remote(text: &str) -> Result<String, String> {
+    parse_host_port(text, false)
+}
+
+/// An address to listen on: port 0 (any free port) allowed.
+fn parse_local(text: &str) -> Result<String, String> {
+    parse_host_port(text, true)
+}
+
+/// A local socket address, `ip:port` or `[v6]:port`.
+fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    parse_local(text)?
+        .parse()
+        .map_err(|_| format!("expected ip:port or [v6]:port (an address, not a name), got {text:?}"))
 }
 
 /// A positive number of seconds.

@@ -10,24 +10,71 @@ use tokio::time::Instant;
 use crate::out::{Failure, Out, Progress, count, done, millis, ms_since, stats};
 use crate::{ClientArgs, ServeArgs};
 
-/// Resolves `host:port` / `[v6]:port` names, each to all its addresses.
-async fn resolve(names: &[String]) -> Result<Vec<SocketAddr>, Failure> {
+/// Resolves `host:port` / `[v6]:port` names, each to all its addresses. A name that does not
+/// resolve is skipped with a note as long as another one does: a list of routers where one
+/// is gone (or mistyped) still works. None at all is a failure.
+async fn resolve(out: &Out, names: &[String]) -> Result<Vec<SocketAddr>, Failure> {
     let mut addrs = Vec::new();
+    let mut failed = Vec::new();
     for name in names {
-        let resolved: Vec<SocketAddr> = tokio::net::lookup_host(name.as_str())
-            .await
-            .map_err(|error| Failure::new(format!("cannot resolve {name}: {error}")))?
-            .collect();
-        if resolved.is_empty() {
-            return Err(Failure::new(format!("cannot resolve {name}: no address")));
-        }
-        for addr in resolved {
-            if !addrs.contains(&addr) {
-                addrs.push(addr);
+        match tokio::net::lookup_host(name.as_str()).await {
+            Ok(resolved) => {
+                let before = addrs.len();
+                for addr in resolved {
+                    if !addrs.contains(&addr) {
+                        addrs.push(addr);
+                    }
+                }
+                if addrs.len() == before {
+                    failed.push(format!("{name}: no address"));
+                }
             }
+            Err(error) => failed.push(format!("{name}: {error}")),
         }
     }
+    if addrs.is_empty() && !failed.is_empty() {
+        return Err(Failure::new(format!("cannot resolve {}", failed.join("; "))));
+    }
+    for failure in &failed {
+        out.note(&format!("cannot resolve {failure}; going on with the other addresses"));
+    }
     Ok(addrs)
+}
+
+/// Whether a socket bound to `local` can send to `peer`: the same family, or an IPv6
+/// wildcard socket, which reaches IPv4 peers through mapped addresses.
+fn reachable(local: SocketAddr, peer: SocketAddr) -> bool {
+    match (local, peer) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) | (SocketAddr::V6(_), SocketAddr::V6(_)) => true,
+        (SocketAddr::V6(local), SocketAddr::V4(_)) => local.ip().is_unspecified(),
+        (SocketAddr::V4(_), SocketAddr::V6(_)) => false,
+    }
+}
+
+/// Keeps the peers a socket on `bind` can reach; none is a usage error (exit code 2) that
+/// says why, rather than the socket's bare "cannot send" later.
+fn reachable_from(out: &Out, bind: SocketAddr, peers: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, Failure> {
+    let (ok, other): (Vec<_>, Vec<_>) = peers.into_iter().partition(|peer| reachable(bind, *peer));
+    if ok.is_empty() && !other.is_empty() {
+        return Err(Failure::usage(format!(
+            "--bind {bind} cannot reach {}: another address family; give a --bind of their family, or none",
+            list(&other)
+        )));
+    }
+    if !other.is_empty() {
+        out.note(&format!("--bind {bind} cannot reach {} (another address family); skipped", list(&other)));
+    }
+    Ok(ok)
+}
+
+/// `a, b, c`.
+fn list(addrs: &[SocketAddr]) -> String {
+    addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// The failure of a one-shot command whose bootstrap nodes all stayed silent.
+fn nobody_answered(command: &str, bootstrap: &[SocketAddr]) -> Failure {
+    Failure::new(format!("{command}: no node answered; no reply from the bootstrap nodes ({})", list(bootstrap)))
 }
 
 /// Port 0 on every interface of the family the peers need: IPv4 unless one of them is IPv6
@@ -42,21 +89,27 @@ fn any_addr(peers: &[SocketAddr]) -> SocketAddr {
 
 /// A short-lived node for one operation: the node layer (BEP 5 defaults) in read-only mode
 /// (BEP 43: the nodes we ask do not put us in their routing tables, since we leave at once).
-async fn client(bootstrap: Vec<SocketAddr>, bind: Option<SocketAddr>) -> Result<Rpc, Failure> {
+async fn client(out: &Out, bootstrap: Vec<SocketAddr>, bind: Option<SocketAddr>) -> Result<Rpc, Failure> {
     let bind = bind.unwrap_or_else(|| any_addr(&bootstrap));
+    let bootstrap = reachable_from(out, bind, bootstrap)?;
     let config = Config { bootstrap, read_only: true, ..Config::dht() };
     Rpc::bind(bind, config).await.map_err(|error| Failure::new(format!("cannot bind {bind}: {error}")))
 }
 
-async fn joined_client(args: &ClientArgs) -> Result<Rpc, Failure> {
-    let bootstrap = resolve(&args.bootstrap).await?;
-    client(bootstrap, args.bind).await
+/// The client and the bootstrap addresses it starts from.
+async fn joined_client(out: &Out, args: &ClientArgs) -> Result<(Rpc, Vec<SocketAddr>), Failure> {
+    let bootstrap = resolve(out, &args.bootstrap).await?;
+    let rpc = client(out, bootstrap, args.bind).await?;
+    let bootstrap = rpc.inspect(|endpoint| endpoint.config().bootstrap.clone()).await.unwrap_or_default();
+    Ok((rpc, bootstrap))
 }
 
 pub(crate) async fn ping(out: &Out, addr: &str, bind: Option<SocketAddr>) -> Result<(), Failure> {
-    let to = *resolve(&[addr.to_owned()]).await?.first().ok_or_else(|| Failure::new("no address"))?;
+    let resolved = resolve(out, &[addr.to_owned()]).await?;
+    let bind = bind.unwrap_or_else(|| any_addr(&resolved));
+    let to = *reachable_from(out, bind, resolved)?.first().ok_or_else(|| Failure::new("no address"))?;
     let started = Instant::now();
-    let rpc = client(Vec::new(), bind.or(Some(any_addr(&[to])))).await?;
+    let rpc = client(out, Vec::new(), Some(bind)).await?;
     let sent = Instant::now();
     let reply = rpc.ping(to).await.map_err(|error| Failure::new(format!("no reply from {to}: {error}")))?;
     let rtt = millis(sent.elapsed());
@@ -71,7 +124,7 @@ pub(crate) async fn ping(out: &Out, addr: &str, bind: Option<SocketAddr>) -> Res
 
 pub(crate) async fn find_node(out: &Out, target: NodeId, args: ClientArgs) -> Result<(), Failure> {
     let started = Instant::now();
-    let rpc = joined_client(&args).await?;
+    let (rpc, bootstrap) = joined_client(out, &args).await?;
     let progress = Progress::start(out, &rpc, "find_node", Some("nodes answered"));
     let mut lookup = rpc.find_node(target).await.map_err(|error| Failure::new(format!("find_node: {error}")))?;
     while lookup.next().await.is_some() {
@@ -80,7 +133,8 @@ pub(crate) async fn find_node(out: &Out, target: NodeId, args: ClientArgs) -> Re
     progress.finish().await;
     let summary = lookup.end().cloned().ok_or_else(|| Failure::new("find_node: the lookup did not end"))?;
     if summary.closest.is_empty() {
-        return Err(Failure::new("find_node: no node answered"));
+        rpc.shutdown().await;
+        return Err(nobody_answered("find_node", &bootstrap));
     }
     for found in &summary.closest {
         let (id, addr) = (found.node.id, found.node.addr);
@@ -104,7 +158,7 @@ pub(crate) async fn find_node(out: &Out, target: NodeId, args: ClientArgs) -> Re
 
 pub(crate) async fn get_peers(out: &Out, info_hash: NodeId, args: ClientArgs) -> Result<(), Failure> {
     let started = Instant::now();
-    let rpc = joined_client(&args).await?;
+    let (rpc, bootstrap) = joined_client(out, &args).await?;
     let progress = Progress::start(out, &rpc, "get_peers", Some("peers"));
     let mut peers = rpc.get_peers(info_hash).await.map_err(|error| Failure::new(format!("get_peers: {error}")))?;
     while let Some(peer) = peers.next().await {
@@ -117,13 +171,17 @@ pub(crate) async fn get_peers(out: &Out, info_hash: NodeId, args: ClientArgs) ->
     let tokens = summary.closest.iter().filter(|node| node.token.is_some()).count();
     let extra = json!({ "peers": found, "answered": summary.replies, "tokens": tokens });
     let text = format!("{} from {}", count(found, "peer", "peers"), count(summary.replies, "node", "nodes"));
-    done(out, "get-peers", &rpc, started, extra, Some(text)).await;
-    rpc.shutdown().await;
-    match (found, summary.replies) {
-        (0, 0) => Err(Failure::new("get_peers: no node answered")),
+    let outcome = match (found, summary.replies) {
+        (0, 0) => Err(nobody_answered("get_peers", &bootstrap)),
         (0, _) => Err(Failure::new(format!("no peers found for {info_hash}"))),
         _ => Ok(()),
+    };
+    // With --json the last line is either `done` or `error`, never both.
+    if outcome.is_ok() || !out.json() {
+        done(out, "get-peers", &rpc, started, extra, Some(text)).await;
     }
+    rpc.shutdown().await;
+    outcome
 }
 
 pub(crate) async fn announce(
@@ -134,11 +192,21 @@ pub(crate) async fn announce(
     args: ClientArgs,
 ) -> Result<(), Failure> {
     let started = Instant::now();
-    let rpc = joined_client(&args).await?;
+    let (rpc, bootstrap) = joined_client(out, &args).await?;
     let progress = Progress::start(out, &rpc, "announce", None);
     let result = rpc.announce(info_hash, port, seed).await;
     progress.finish().await;
-    let stored = result.map_err(|error| Failure::new(format!("announce: {error}")))?;
+    let stored = match result {
+        Ok(stored) => stored,
+        Err(_) if stats(&rpc).await.replies_in == 0 => {
+            rpc.shutdown().await;
+            return Err(nobody_answered("announce", &bootstrap));
+        }
+        Err(error) => {
+            rpc.shutdown().await;
+            return Err(Failure::new(format!("announce: {error}")));
+        }
+    };
     let port = port.unwrap_or(rpc.local_addr().port());
     let text = format!("{info_hash} announced on port {port}: stored by {}", count(stored, "node", "nodes"));
     done(out, "announce", &rpc, started, json!({ "stored": stored, "port": port }), Some(text)).await;
@@ -189,15 +257,36 @@ async fn serve_stats(out: &Out, rpc: &Rpc, started: Instant, event: &str) {
 
 pub(crate) async fn serve(out: &Out, args: ServeArgs) -> Result<(), Failure> {
     let started = Instant::now();
-    let bootstrap = resolve(&args.bootstrap).await?;
+    let bootstrap = resolve(out, &args.bootstrap).await?;
     let rate_limit = match args.rate_limit {
         0 => RateLimit::OFF,
         queries => RateLimit { queries, reply_bytes_per_sec: args.reply_budget, ..RateLimit::default() },
     };
-    let config = Config { bootstrap: bootstrap.clone(), rate_limit, ..Config::dht() };
-    let rpc = Rpc::bind(args.bind.as_str(), config)
+    // The listening address first, so that bootstrap nodes it cannot reach (another address
+    // family) are a usage error that says so, not a send error at run time.
+    let bind = tokio::net::lookup_host(args.bind.as_str())
         .await
-        .map_err(|error| Failure::new(format!("cannot bind {}: {error}", args.bind)))?;
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| Failure::new(format!("cannot resolve --bind {}", args.bind)))?;
+    let bootstrap = reachable_from(out, bind, bootstrap)?;
+    let config = Config { bootstrap: bootstrap.clone(), rate_limit, ..Config::dht() };
+    let rpc =
+        Rpc::bind(bind, config).await.map_err(|error| Failure::new(format!("cannot bind {}: {error}", args.bind)))?;
+    // SIGTERM (what `kill`, systemd and docker send) stops the node as Ctrl-C does: a last
+    // statistics line and exit code 0. Registered before the `listening` line, so that a
+    // supervisor that signals as soon as it sees that line is heard.
+    #[cfg(unix)]
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|error| Failure::new(format!("cannot handle SIGTERM: {error}")))?;
+    #[cfg(unix)]
+    let terminate = async move {
+        sigterm.recv().await;
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    let mut terminate = std::pin::pin!(terminate);
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     let (addr, id) = (rpc.local_addr(), rpc.id());
     out.emit(json!({ "event": "listening", "addr": addr.to_string(), "id": id.to_string() }), || {
         format!("listening on {addr} as {id}")
@@ -222,20 +311,39 @@ pub(crate) async fn serve(out: &Out, args: ServeArgs) -> Result<(), Failure> {
         }
     };
     let mut stop = std::pin::pin!(stop);
-    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    let asked = bootstrap.len();
     loop {
         tokio::select! {
             _ = &mut ctrl_c => break,
+            () = &mut terminate => break,
             () = &mut stop => break,
             joined = async { joining.as_mut().expect("guarded").await }, if joining.is_some() => {
                 joining = None;
-                match joined {
-                    Ok((Ok(summary), nodes)) => out.emit(
-                        json!({ "event": "bootstrapped", "answered": summary.replies, "nodes": nodes }),
-                        || format!("joined: {} answered, {nodes} in the routing table", count(summary.replies, "node", "nodes")),
-                    ),
-                    Ok((Err(error), _)) => out.note(&format!("bootstrap failed: {error}")),
-                    Err(error) => out.note(&format!("bootstrap failed: {error}")),
+                // A bootstrap nobody answered is a failure, said plainly; the node goes on
+                // running, since other nodes may still find it.
+                let failed = match joined {
+                    Ok((Ok(summary), nodes)) if summary.replies > 0 => {
+                        out.emit(
+                            json!({ "event": "bootstrapped", "answered": summary.replies, "nodes": nodes }),
+                            || format!("joined: {} answered, {nodes} in the routing table", count(summary.replies, "node", "nodes")),
+                        );
+                        None
+                    }
+                    Ok((Ok(_), _)) => {
+                        let who = match asked {
+                            1 => "the bootstrap node did not answer".to_owned(),
+                            n => format!("none of the {n} bootstrap nodes answered"),
+                        };
+                        Some(format!("{who} ({}); the node waits to be found", list(&bootstrap)))
+                    }
+                    Ok((Err(error), _)) => Some(error.to_string()),
+                    Err(error) => Some(error.to_string()),
+                };
+                if let Some(message) = failed {
+                    out.warn(
+                        json!({ "event": "bootstrap_failed", "message": message }),
+                        &format!("bootstrap failed: {message}"),
+                    );
                 }
             }
             _ = tick.tick() => serve_stats(out, &rpc, started, "stats").await,

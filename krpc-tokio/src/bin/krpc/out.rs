@@ -12,22 +12,30 @@ use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// Why a command failed (exit code 1): one line on stderr, and with `--json` an
-/// `{"event":"error"}` line on stdout.
+/// Why a command failed (exit code 1, or 2 for a usage error found after parsing): one line on
+/// stderr, and with `--json` an `{"event":"error"}` line on stdout.
 #[derive(Debug)]
 pub(crate) struct Failure {
     message: String,
     /// For decode errors: where in the datagram.
     offset: Option<usize>,
+    /// The exit code: 1 (failure at run time) or 2 (usage error).
+    code: u8,
 }
 
 impl Failure {
     pub(crate) fn new(message: impl Into<String>) -> Failure {
-        Failure { message: message.into(), offset: None }
+        Failure { message: message.into(), offset: None, code: 1 }
     }
 
     pub(crate) fn at(message: impl Into<String>, offset: usize) -> Failure {
-        Failure { message: message.into(), offset: Some(offset) }
+        Failure { message: message.into(), offset: Some(offset), code: 1 }
+    }
+
+    /// A usage error that only shows once the arguments are put together (exit code 2), e.g.
+    /// a `--bind` of one address family with nodes of the other.
+    pub(crate) fn usage(message: impl Into<String>) -> Failure {
+        Failure { message: message.into(), offset: None, code: 2 }
     }
 }
 
@@ -70,7 +78,16 @@ impl Out {
             println!("{event}");
         }
         eprintln!("krpc: {}", failure.message);
-        ExitCode::FAILURE
+        ExitCode::from(failure.code)
+    }
+
+    /// Something went wrong but the command goes on (`serve` whose bootstrap nobody answered):
+    /// with `--json`, `event` on stdout; always a `krpc: ` line on stderr.
+    pub(crate) fn warn(&self, event: Value, text: &str) {
+        if self.json {
+            println!("{event}");
+        }
+        eprintln!("krpc: {text}");
     }
 
     /// A note on stderr that is not a failure.

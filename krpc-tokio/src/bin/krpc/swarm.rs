@@ -17,7 +17,8 @@ use crate::out::{Failure, Out, millis, ms_since, stats};
 /// Options of `swarm`.
 #[derive(Debug, Args)]
 pub(crate) struct SwarmArgs {
-    /// Nodes to start, each on its own loopback address (127.0.0.1, 127.0.0.2, ...).
+    /// Nodes to start, 3 to 10000, each on its own loopback address (127.0.0.1, 127.0.0.2,
+    /// ...).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(3..=10_000))]
     nodes: u16,
     /// `get_peers` lookups to run, one after another, each from a random node.
