@@ -97,7 +97,10 @@ pub mod wire;
 
 pub use address::AddressPolicy;
 pub use config::{Config, ConfigError, DEFAULT_BOOTSTRAP};
-pub use endpoint::{CommandError, Endpoint, MAX_SAVED_NODES, STATE_VERSION, SavedState, StateError, Transmit};
+pub use endpoint::{
+    CommandError, Endpoint, MAX_SAVED_NODES, NodeStatus, STATE_VERSION, SavedState, StateError, Transmit,
+    estimate_dht_size,
+};
 pub use event::{
     Event, IncomingQuery, LookupNode, LookupOutcome, MAX_TRANSACTION_ID_LEN, OpId, PutOutcome, PutRejection,
     QueryError, Reply, ReplyTo,

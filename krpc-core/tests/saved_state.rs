@@ -84,3 +84,18 @@ fn a_broken_or_foreign_state_is_refused_with_a_clear_error() {
     assert_eq!(SavedState::decode(bad_nodes).unwrap_err(), StateError::Field("nodes"));
     assert!(StateError::Version(2).to_string().contains("version 2"));
 }
+
+#[test]
+fn status_reports_id_tables_and_a_size_estimate() {
+    let mut s = Script::new(dht());
+    assert_eq!(s.ep.status().dht_size_estimate, None, "an empty table says nothing");
+    s.insert(&[node(1), node(2), node(3)]);
+    s.insert(&[NodeInfo::new(id_with(&[0x55, 1]), sa("[2001:db8:1::7]:6881"))]);
+    let status = s.ep.status();
+    assert_eq!(status.id, s.id());
+    assert_eq!(status.table_sizes, [3, 1]);
+    assert_eq!(status.good_nodes, [3, 1], "they all just answered");
+    assert!(status.dht_size_estimate.is_some());
+    assert!(!status.read_only);
+    assert_eq!(status.external_address, [None, None]);
+}

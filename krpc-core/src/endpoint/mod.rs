@@ -14,6 +14,7 @@
 //! | `upkeep.rs` | [`SwapChecks`](upkeep::SwapChecks), [`AddressChecks`](upkeep::AddressChecks) | ping/swap checks of full buckets; claims on known ids; refresh |
 //! | `events.rs` | [`Events`](events::Events) | the capped event queue |
 //! | `state.rs` | — | saving and restoring the id and the tables' nodes |
+//! | `status.rs` | — | the operator's snapshot: id, external address, table sizes, DHT size estimate |
 //! | `timer.rs` | [`TimerTable`](timer::TimerTable) | one deadline per kind of timer |
 //!
 //! The orchestration is spread by direction: `inbound.rs` (the one datagram path),
@@ -31,8 +32,10 @@ mod outbound;
 mod results;
 mod rpc;
 mod state;
+mod status;
 
 pub use self::state::{MAX_SAVED_NODES, STATE_VERSION, SavedState, StateError};
+pub use self::status::{NodeStatus, estimate_dht_size};
 mod tables;
 mod timer;
 mod upkeep;
