@@ -48,7 +48,7 @@ async fn client(bootstrap: Vec<SocketAddr>, bind: Option<SocketAddr>) -> Result<
     Rpc::bind(bind, config).await.map_err(|error| Failure::new(format!("cannot bind {bind}: {error}")))
 }
 
-async fn joined_client(args: &ClientArgs) -> Result<Rpc, Failure> {
+pub(crate) async fn joined_client(args: &ClientArgs) -> Result<Rpc, Failure> {
     let bootstrap = resolve(&args.bootstrap).await?;
     client(bootstrap, args.bind).await
 }
