@@ -49,7 +49,9 @@ pub(crate) struct GetArgs {
     #[arg(long, value_name = "HEX", value_parser = parse_public_key)]
     public_key: Option<[u8; 32]>,
     /// The mutable item's salt.
-    #[arg(long, requires = "public_key", value_parser = parse_salt)]
+    // `conflicts_with`: with `requires = "public_key"` instead, clap 4.6 accepted
+    // `get TARGET --salt s` (seen in tests/cli_bep44.rs).
+    #[arg(long, conflicts_with = "target", value_parser = parse_salt)]
     salt: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
