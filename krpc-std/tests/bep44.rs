@@ -7,9 +7,7 @@ use std::ops::ControlFlow;
 
 use common::LOCAL;
 use krpc_std::ed25519_dalek::SigningKey;
-use krpc_std::{
-    CommandError, Config, Error, Krpc, LookupOutcome, MutableItem, NodeId, QueryError, immutable_target,
-};
+use krpc_std::{CommandError, Config, Error, Krpc, LookupOutcome, MutableItem, NodeId, QueryError, immutable_target};
 
 /// `n` BEP 5 nodes on 127.0.0.1: the first is the seed every other one bootstraps from.
 fn dht_network(n: usize) -> Vec<Krpc> {

@@ -261,7 +261,8 @@ impl Rpc {
         value: impl AsRef<[u8]>,
     ) -> Result<PutOutcome, Error> {
         let (salt, value) = (salt.as_ref().to_vec(), value.as_ref().to_vec());
-        let span = debug_span!("put_mutable_next", target = %MutableItem::target_of(&key.verifying_key().to_bytes(), &salt));
+        let span =
+            debug_span!("put_mutable_next", target = %MutableItem::target_of(&key.verifying_key().to_bytes(), &salt));
         self.put(span, Op::PutMutableNext { key: Box::new(key.clone()), salt, value }).await
     }
 

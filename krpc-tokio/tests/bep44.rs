@@ -2,9 +2,7 @@
 //! `Config::dht()` nodes on 127.0.0.1 (the same cases as krpc-std's tests/bep44.rs).
 
 use krpc_tokio::ed25519_dalek::SigningKey;
-use krpc_tokio::{
-    CommandError, Config, Error, LookupOutcome, MutableItem, NodeId, QueryError, Rpc, immutable_target,
-};
+use krpc_tokio::{CommandError, Config, Error, LookupOutcome, MutableItem, NodeId, QueryError, Rpc, immutable_target};
 
 /// `n` BEP 5 nodes on 127.0.0.1: the first is the seed every other one bootstraps from.
 async fn dht_network(n: usize) -> Vec<Rpc> {

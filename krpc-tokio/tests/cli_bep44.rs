@@ -83,7 +83,8 @@ fn put_then_get_immutable_and_mutable_items_through_served_nodes() {
     let seed_hex = "11".repeat(32);
     let public = hex(&SigningKey::from_bytes(&[0x11; 32]).verifying_key().to_bytes());
     for (value, seq) in [("first", 1), ("second", 2)] {
-        let output = run(&["--json", "put", value, "--secret-key", &seed_hex, "--salt", "s", "--bootstrap", &seed.addr]);
+        let output =
+            run(&["--json", "put", value, "--secret-key", &seed_hex, "--salt", "s", "--bootstrap", &seed.addr]);
         assert!(output.status.success(), "{}", stderr(&output));
         let done = json_lines(&output).pop().expect("a done line");
         assert_eq!((done["seq"].as_i64(), done["public_key"].as_str()), (Some(seq), Some(&*public)), "{done}");
@@ -99,8 +100,19 @@ fn put_then_get_immutable_and_mutable_items_through_served_nodes() {
     assert!(stderr(&output).contains("no item found"), "{}", stderr(&output));
 
     // An explicit older seq: every node holds seq 2 and refuses with 302; the caller sees it.
-    let output =
-        run(&["--json", "put", "old", "--secret-key", &seed_hex, "--salt", "s", "--seq", "1", "--bootstrap", &seed.addr]);
+    let output = run(&[
+        "--json",
+        "put",
+        "old",
+        "--secret-key",
+        &seed_hex,
+        "--salt",
+        "s",
+        "--seq",
+        "1",
+        "--bootstrap",
+        &seed.addr,
+    ]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let lines = json_lines(&output);
     let rejected: Vec<&Value> = lines.iter().filter(|l| l["event"] == "rejected").collect();
@@ -108,7 +120,8 @@ fn put_then_get_immutable_and_mutable_items_through_served_nodes() {
     assert_eq!(lines.last().expect("an error line")["event"], "error");
     assert!(stderr(&output).contains("302"), "{}", stderr(&output));
     // A cas that is not the current seq: 301.
-    let output = run(&["put", "new", "--secret-key", &seed_hex, "--salt", "s", "--cas", "1", "--bootstrap", &seed.addr]);
+    let output =
+        run(&["put", "new", "--secret-key", &seed_hex, "--salt", "s", "--cas", "1", "--bootstrap", &seed.addr]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("301"), "{}", stderr(&output));
 
@@ -140,10 +153,10 @@ fn put_and_get_usage_errors_exit_with_2() {
     for args in [
         &["put", "v", "--seq", "1", "--bootstrap", "127.0.0.1:6881"][..], // --seq needs --secret-key
         &["put", "v", "--secret-key", "1234", "--bootstrap", "127.0.0.1:6881"], // not 32 bytes
-        &["put", &long_value, "--bootstrap", "127.0.0.1:6881"],            // over 1000 bytes bencoded
+        &["put", &long_value, "--bootstrap", "127.0.0.1:6881"],           // over 1000 bytes bencoded
         &["put", "v", "--secret-key", &key, "--salt", &long_salt, "--bootstrap", "127.0.0.1:6881"],
         &["put", "v", "--secret-key", &key, "--seq", "-1", "--bootstrap", "127.0.0.1:6881"],
-        &["put", "v"], // --bootstrap is required
+        &["put", "v"],                             // --bootstrap is required
         &["get", "--bootstrap", "127.0.0.1:6881"], // neither a target nor a key
         &["get", "0123456789abcdef0123456789abcdef01234567", "--public-key", &key, "--bootstrap", "127.0.0.1:6881"],
         &["get", "0123", "--bootstrap", "127.0.0.1:6881"],

@@ -24,7 +24,7 @@ pub(crate) struct PutArgs {
     /// Store a mutable item signed with this ed25519 key: its 32-byte seed as 64 hex digits.
     /// Without it, the item is immutable and its target is the SHA-1 of the value.
     #[arg(long, value_name = "SEEDHEX", value_parser = parse_seed)]
-    secret_key: Option<SigningKey>,
+    secret_key: Option<Seed>,
     /// The mutable item's salt (at most 64 bytes): one key can store many items.
     #[arg(long, requires = "secret_key", value_parser = parse_salt)]
     salt: Option<String>,
@@ -71,11 +71,16 @@ fn parse_value(text: &str) -> Result<Bencoded, String> {
 
 fn parse_key_hex(text: &str) -> Result<[u8; 32], String> {
     let bytes = parse_hex(text)?;
-    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| format!("expected 64 hex digits (32 bytes), got {} bytes", bytes.len()))
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| format!("expected 64 hex digits (32 bytes), got {} bytes", bytes.len()))
 }
 
-fn parse_seed(text: &str) -> Result<SigningKey, String> {
-    parse_key_hex(text).map(|seed| SigningKey::from_bytes(&seed))
+/// An ed25519 seed (the key itself is built when used: it is several times larger).
+#[derive(Clone, Debug)]
+pub(crate) struct Seed([u8; 32]);
+
+fn parse_seed(text: &str) -> Result<Seed, String> {
+    parse_key_hex(text).map(Seed)
 }
 
 fn parse_public_key(text: &str) -> Result<[u8; 32], String> {
@@ -118,7 +123,8 @@ pub(crate) async fn put(out: &Out, args: PutArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let rpc = joined_client(&args.client).await?;
     let progress = Progress::start(out, &rpc, "put", None);
-    let result = match &args.secret_key {
+    let key = args.secret_key.as_ref().map(|seed| SigningKey::from_bytes(&seed.0));
+    let result = match &key {
         None => rpc.put_immutable(&args.value.0).await,
         Some(key) => put_mutable(&rpc, key, &args).await,
     };
@@ -128,7 +134,10 @@ pub(crate) async fn put(out: &Out, args: PutArgs) -> Result<(), Failure> {
         let message = String::from_utf8_lossy(&rejection.message);
         let (addr, code) = (rejection.from, rejection.code);
         if out.json() {
-            out.emit(json!({ "event": "rejected", "addr": addr.to_string(), "code": code, "message": message }), String::new);
+            out.emit(
+                json!({ "event": "rejected", "addr": addr.to_string(), "code": code, "message": message }),
+                String::new,
+            );
         } else {
             out.note(&format!("{addr} refused: {code} {message}"));
         }
@@ -136,7 +145,7 @@ pub(crate) async fn put(out: &Out, args: PutArgs) -> Result<(), Failure> {
     let target = outcome.target.to_string();
     let stored = count(outcome.stored, "node", "nodes");
     let mut extra = json!({ "target": target, "stored": outcome.stored, "rejected": outcome.errors.len() });
-    let text = match &args.secret_key {
+    let text = match &key {
         None => format!("{target} stored by {stored}"),
         Some(key) => {
             let public = hex(&key.verifying_key().to_bytes());
@@ -159,7 +168,8 @@ fn why(outcome: &PutOutcome) -> String {
             None => codes.push((rejection.code, 1)),
         }
     }
-    let parts: Vec<String> = codes.iter().map(|(code, n)| format!("{code} from {}", count(*n, "node", "nodes"))).collect();
+    let parts: Vec<String> =
+        codes.iter().map(|(code, n)| format!("{code} from {}", count(*n, "node", "nodes"))).collect();
     let hint = if codes.iter().any(|(code, _)| *code == 301 || *code == 302) {
         "; another writer was first: read the item and retry"
     } else {
@@ -179,9 +189,8 @@ async fn put_mutable(rpc: &Rpc, key: &SigningKey, args: &PutArgs) -> Result<PutO
             (current.map_or(1, |item| item.seq.saturating_add(1)), Some(cas))
         }
     };
-    let item = MutableItem::sign(key, salt, seq, &args.value.0).map_err(|error| {
-        Error::Refused(krpc_tokio::CommandError::InvalidItem(error))
-    })?;
+    let item = MutableItem::sign(key, salt, seq, &args.value.0)
+        .map_err(|error| Error::Refused(krpc_tokio::CommandError::InvalidItem(error)))?;
     rpc.put_mutable(item, cas).await
 }
 
