@@ -60,9 +60,9 @@ pub struct ItemSummary {
 
 impl ItemSummary {
     /// The summary a `get`'s last event ([`Event::GetItemDone`]) carries. A plain
-    /// [`Event::LookupDone`] (a lookup that had no node to ask ends before the engine knows
-    /// it as a `get`) is a completed lookup that found nothing; with any other event, or none
-    /// (the driver stopped first), an empty one with outcome `ShutDown`.
+    /// [`Event::LookupDone`] (not sent for a `get` today; accepted as the drivers' `announce`
+    /// accepts it) is a lookup that found nothing; with any other event, or none (the driver
+    /// stopped first), an empty one with outcome `ShutDown`.
     pub fn from_event(event: Option<Event>) -> ItemSummary {
         match event {
             Some(Event::GetItemDone { item, outcome, .. }) => ItemSummary { item, outcome },
@@ -80,9 +80,10 @@ impl ItemSummary {
     }
 }
 
-/// A put's result from its last event: the nodes' answers, the engine's error, or
-/// `NoNodes` when its lookup had no node to ask (reported as a plain lookup, before the
-/// engine knows it as a put).
+/// A put's result from its last event ([`Event::PutItemDone`]): the nodes' answers or the
+/// engine's error. A plain [`Event::LookupDone`] (not sent for a put today; accepted as the
+/// drivers' `announce` accepts it) means nothing was asked: `NoNodes`. Any other event, or
+/// none (the driver stopped first), is `ShutDown`.
 pub fn put_outcome(event: Option<Event>) -> Result<PutOutcome, QueryError> {
     match event {
         Some(Event::PutItemDone { result, .. }) => result,

@@ -268,9 +268,16 @@ impl Rpc {
 
     async fn put(&self, span: Span, op: Op) -> Result<PutOutcome, Error> {
         let (mut events, mut guard) = self.op(span, op).await?;
-        let event = events.recv().await;
-        guard.disarm();
-        put_outcome(event).map_err(Error::Query)
+        loop {
+            match events.recv().await {
+                // A put's lookup surfaces no item today; were it to, the end still follows.
+                Some(Event::ItemFound { .. }) => {}
+                event => {
+                    guard.disarm();
+                    return put_outcome(event).map_err(Error::Query);
+                }
+            }
+        }
     }
 
     /// Looks up an immutable item (BEP 44) by its target, SHA-1 of the bencoded value; a
