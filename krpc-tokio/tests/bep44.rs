@@ -135,3 +135,30 @@ async fn shutdown_ends_a_get_and_a_put_with_shut_down() {
     assert!(put.await.unwrap().unwrap_err().is_shut_down());
     assert!(node.get_immutable(NodeId::from_array([1; 20])).await.unwrap_err().is_shut_down());
 }
+
+#[tokio::test]
+#[allow(clippy::disallowed_methods)] // the test's own socket, on loopback
+async fn dropping_a_get_stream_or_future_stops_the_lookup() {
+    // A bootstrap node that never answers: the lookups would wait for it.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let config = Config { bootstrap: vec![silent.local_addr().unwrap()], ..Config::dht() };
+    let node = Rpc::bind("127.0.0.1:0", config).await.unwrap();
+    let operations = || node.inspect(|endpoint| endpoint.operations());
+
+    let items = node.get_mutable([1; 32], "", None).await.unwrap();
+    assert_eq!(operations().await.unwrap(), 1);
+    drop(items);
+    // The stop goes to the task before this inspection: commands are applied in order.
+    assert_eq!(operations().await.unwrap(), 0);
+
+    let get = tokio::spawn({
+        let node = node.clone();
+        async move { node.get_immutable(NodeId::from_array([2; 20])).await }
+    });
+    while operations().await.unwrap() == 0 {
+        tokio::task::yield_now().await;
+    }
+    get.abort();
+    assert!(get.await.unwrap_err().is_cancelled());
+    assert_eq!(operations().await.unwrap(), 0);
+}
