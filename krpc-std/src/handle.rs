@@ -7,11 +7,13 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle, ThreadId};
 
+use krpc_core::dht::bep44::ed25519_dalek::SigningKey;
+use krpc_core::dht::{Item, MutableItem};
 use krpc_core::routing::RoutingTable;
 use krpc_core::wire::Dictionary;
 use krpc_core::{
-    Endpoint, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId, NodeInfo, Peer, Query, QueryError, Reply,
-    ReplyTo,
+    Endpoint, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId, NodeInfo, Peer, PutOutcome, Query, QueryError,
+    Reply, ReplyTo,
 };
 
 use crate::error::SHUT_DOWN;
@@ -42,6 +44,52 @@ impl LookupSummary {
             Some(Event::LookupDone { replies, closest, outcome, .. }) => LookupSummary { replies, closest, outcome },
             _ => LookupSummary { replies: 0, closest: Vec::new(), outcome: LookupOutcome::ShutDown },
         }
+    }
+}
+
+/// How a BEP 44 `get` ended: the item found (for a mutable item, the one with the highest
+/// `seq`) and why the lookup ended. Both drivers return this type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemSummary {
+    /// The item, if a node had one that checked out (hash or signature, and `min_seq`).
+    pub item: Option<Item>,
+    /// `Completed` (also when an immutable item ended the lookup early); `Stopped` when the
+    /// caller stopped it; `ShutDown` when the driver stopped.
+    pub outcome: LookupOutcome,
+}
+
+impl ItemSummary {
+    /// The summary a `get`'s last event ([`Event::GetItemDone`]) carries. A plain
+    /// [`Event::LookupDone`] (not sent for a `get` today; accepted as the drivers' `announce`
+    /// accepts it) is a lookup that found nothing; with any other event, or none (the driver
+    /// stopped first), an empty one with outcome `ShutDown`.
+    pub fn from_event(event: Option<Event>) -> ItemSummary {
+        match event {
+            Some(Event::GetItemDone { item, outcome, .. }) => ItemSummary { item, outcome },
+            Some(Event::LookupDone { outcome, .. }) => ItemSummary { item: None, outcome },
+            _ => ItemSummary { item: None, outcome: LookupOutcome::ShutDown },
+        }
+    }
+
+    /// The mutable item found, if any.
+    pub fn mutable(self) -> Option<MutableItem> {
+        match self.item {
+            Some(Item::Mutable(item)) => Some(item),
+            _ => None,
+        }
+    }
+}
+
+/// A put's result from its last event ([`Event::PutItemDone`]): the nodes' answers or the
+/// engine's error. A plain [`Event::LookupDone`] (not sent for a put today; accepted as the
+/// drivers' `announce` accepts it) means nothing was asked: `NoNodes`. Any other event, or
+/// none (the driver stopped first), is `ShutDown`.
+pub fn put_outcome(event: Option<Event>) -> Result<PutOutcome, QueryError> {
+    match event {
+        Some(Event::PutItemDone { result, .. }) => result,
+        Some(Event::LookupDone { outcome: LookupOutcome::ShutDown, .. }) | None => Err(QueryError::ShutDown),
+        Some(Event::LookupDone { .. }) => Err(QueryError::NoNodes),
+        Some(_) => Err(QueryError::ShutDown),
     }
 }
 
@@ -227,6 +275,76 @@ impl Krpc {
         }
     }
 
+    /// Stores an immutable item (BEP 44): `value` is bencoded (the string `hello` is
+    /// `b"5:hello"`), at most 1000 bytes. The engine looks up SHA-1(`value`), then sends `put`
+    /// to the closest nodes that gave a write token. Returns what they said:
+    /// [`PutOutcome::stored`] counts the nodes that stored it, [`PutOutcome::errors`] lists
+    /// each refusal. [`QueryError::NoNodes`] when no node gave a token; an invalid value is
+    /// [`Error::Refused`] before anything is sent.
+    pub fn put_immutable(&self, value: &[u8]) -> Result<PutOutcome, Error> {
+        self.put(Op::PutImmutable(value.to_vec()))
+    }
+
+    /// Stores a signed mutable item (BEP 44; sign it with [`MutableItem::sign`]). With `cas`,
+    /// nodes holding another `seq` refuse it with 301. The result is `Ok` whenever some node
+    /// answered: a node holding a higher `seq` refuses with 302, listed in
+    /// [`PutOutcome::errors`] with its address; check [`PutOutcome::stored`]. Putting the same
+    /// item again republishes it (no private key needed).
+    pub fn put_mutable(&self, item: MutableItem, cas: Option<i64>) -> Result<PutOutcome, Error> {
+        self.put(Op::PutMutable { item, cas })
+    }
+
+    /// Read-modify-write of a mutable item (BEP 44): reads the highest `seq` on the nodes,
+    /// signs `value` with `seq + 1` (1 if none was found) and puts it with `cas` = the `seq`
+    /// read, so that a concurrent writer makes it fail with 301 instead of being overwritten.
+    /// [`PutOutcome::seq`] is the `seq` stored.
+    pub fn put_mutable_next(&self, key: &SigningKey, salt: &[u8], value: &[u8]) -> Result<PutOutcome, Error> {
+        self.put(Op::PutMutableNext { key: Box::new(key.clone()), salt: salt.to_vec(), value: value.to_vec() })
+    }
+
+    /// Looks up an immutable item (BEP 44) by its target, SHA-1 of the bencoded value; a
+    /// value is returned only if it hashes to `target`. `None` when no node had it.
+    pub fn get_immutable(&self, target: NodeId) -> Result<Option<Vec<u8>>, Error> {
+        let summary = self.get_item(Op::GetImmutable(target), |_| ControlFlow::Continue(()))?;
+        Ok(summary.item.map(|item| item.value().to_vec()))
+    }
+
+    /// Looks up the mutable item of `key` and `salt` (BEP 44), calling `on_item` on this
+    /// thread for each item a node sends whose signature verifies and whose `seq` is at least
+    /// `min_seq`, in no order of `seq`; `Break` stops the lookup. Returns the one with the
+    /// highest `seq` seen.
+    pub fn get_mutable(
+        &self,
+        key: [u8; 32],
+        salt: &[u8],
+        min_seq: Option<i64>,
+        mut on_item: impl FnMut(&MutableItem) -> ControlFlow<()>,
+    ) -> Result<Option<MutableItem>, Error> {
+        let on_event = |event: &Event| match event {
+            Event::ItemFound { item: Item::Mutable(item), .. } => on_item(item),
+            _ => ControlFlow::Continue(()),
+        };
+        let op = Op::GetMutable { key, salt: salt.to_vec(), min_seq };
+        Ok(self.get_item(op, on_event)?.mutable())
+    }
+
+    /// The mutable item of `key` and `salt` with the highest `seq` the nodes hold (mainline's
+    /// `get_mutable_most_recent`).
+    pub fn get_mutable_most_recent(&self, key: [u8; 32], salt: &[u8]) -> Result<Option<MutableItem>, Error> {
+        self.get_mutable(key, salt, None, |_| ControlFlow::Continue(()))
+    }
+
+    fn put(&self, op: Op) -> Result<PutOutcome, Error> {
+        Ok(put_outcome(Some(self.run_op(op, |_| ControlFlow::Continue(()))?))?)
+    }
+
+    fn get_item(&self, op: Op, on_event: impl FnMut(&Event) -> ControlFlow<()>) -> Result<ItemSummary, Error> {
+        match ItemSummary::from_event(Some(self.run_op(op, on_event)?)) {
+            summary if summary.outcome == LookupOutcome::ShutDown => Err(SHUT_DOWN),
+            summary => Ok(summary),
+        }
+    }
+
     /// Our public address per family, `[IPv4, IPv6]`, as voted by the `ip` fields of
     /// replies (BEP 42); `None` until enough nodes agree (and always without the node layer).
     pub fn external_address(&self) -> Result<[Option<IpAddr>; 2], Error> {
@@ -337,7 +455,7 @@ impl Krpc {
     }
 
     /// Starts a command and waits for its final event, passing the events before it
-    /// (`Reply`, `Peers`) to `on_event`; `Break` stops the command, and no call follows it.
+    /// (`Reply`, `Peers`, `ItemFound`) to `on_event`; `Break` stops the command, and no call follows it.
     fn run_op(&self, op: Op, mut on_event: impl FnMut(&Event) -> ControlFlow<()>) -> Result<Event, Error> {
         if thread::current().id() == self.shared.thread_id {
             return Err(Error::OnDriverThread);
@@ -347,7 +465,7 @@ impl Krpc {
         let mut stopped = false;
         loop {
             match receiver.recv() {
-                Ok(Ok(event @ (Event::Reply { op, .. } | Event::Peers { op, .. }))) => {
+                Ok(Ok(event @ (Event::Reply { op, .. } | Event::Peers { op, .. } | Event::ItemFound { op, .. }))) => {
                     if !stopped && on_event(&event).is_break() {
                         stopped = true;
                         // If the driver is already gone, the shut-down result follows anyway.

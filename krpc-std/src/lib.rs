@@ -92,7 +92,7 @@ mod worker;
 pub use builder::Builder;
 pub use driver::Driver;
 pub use error::Error;
-pub use handle::{Krpc, LookupSummary};
+pub use handle::{ItemSummary, Krpc, LookupSummary, put_outcome};
 pub use worker::Responder;
 
 /// The engine, for everything this crate does not re-export.
@@ -100,5 +100,9 @@ pub use krpc_core as core;
 pub use krpc_core::wire::Dictionary;
 pub use krpc_core::{
     CommandError, Config, DEFAULT_BOOTSTRAP, Endpoint, Event, IncomingQuery, Instant, LookupNode, LookupOutcome,
-    NodeId, NodeInfo, OpId, Peer, Query, QueryError, RateLimit, Reply, ReplyTo,
+    NodeId, NodeInfo, OpId, Peer, PutOutcome, PutRejection, Query, QueryError, RateLimit, Reply, ReplyTo,
 };
+// BEP 44 items: `MutableItem` (sign with `MutableItem::sign`), the `Item` a `get`
+// returns, and the `ed25519_dalek` crate whose `SigningKey` signs them.
+pub use krpc_core::dht::bep44::{ed25519_dalek, immutable_target};
+pub use krpc_core::dht::{Item, MutableItem};

@@ -6,6 +6,8 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use krpc_core::dht::MutableItem;
+use krpc_core::dht::bep44::ed25519_dalek::SigningKey;
 use krpc_core::wire::Dictionary;
 use krpc_core::{CommandError, Endpoint, Event, IncomingQuery, Instant, NodeId, NodeInfo, OpId, Peer, Query, ReplyTo};
 
@@ -55,6 +57,11 @@ pub(crate) enum Op {
     FindNode(NodeId),
     GetPeers(NodeId),
     Announce { info_hash: NodeId, port: Option<u16>, seed: bool },
+    PutImmutable(Vec<u8>),
+    PutMutable { item: MutableItem, cas: Option<i64> },
+    PutMutableNext { key: Box<SigningKey>, salt: Vec<u8>, value: Vec<u8> },
+    GetImmutable(NodeId),
+    GetMutable { key: [u8; 32], salt: Vec<u8>, min_seq: Option<i64> },
 }
 
 impl Op {
@@ -68,6 +75,11 @@ impl Op {
             Op::FindNode(target) => endpoint.find_node(now, target),
             Op::GetPeers(info_hash) => endpoint.get_peers(now, info_hash),
             Op::Announce { info_hash, port, seed } => endpoint.announce(now, info_hash, port, seed),
+            Op::PutImmutable(value) => endpoint.put_immutable(now, &value),
+            Op::PutMutable { item, cas } => endpoint.put_mutable(now, item, cas),
+            Op::PutMutableNext { key, salt, value } => endpoint.put_mutable_next(now, &key, &salt, &value),
+            Op::GetImmutable(target) => endpoint.get_immutable(now, target),
+            Op::GetMutable { key, salt, min_seq } => endpoint.get_mutable(now, key, &salt, min_seq),
         }
     }
 }
@@ -160,7 +172,7 @@ impl Worker {
             match event {
                 // A command's progress: to whoever waits for it (lookups the engine starts
                 // itself, such as bucket refreshes, are nobody's).
-                Event::Reply { op, .. } | Event::Peers { op, .. } => {
+                Event::Reply { op, .. } | Event::Peers { op, .. } | Event::ItemFound { op, .. } => {
                     if let Some(waiter) = self.waiters.get(&op) {
                         let _ = waiter.send(Ok(event));
                     }
@@ -168,7 +180,9 @@ impl Worker {
                 Event::QueryDone { op, .. }
                 | Event::QueryAllDone { op, .. }
                 | Event::LookupDone { op, .. }
-                | Event::AnnounceDone { op, .. } => {
+                | Event::AnnounceDone { op, .. }
+                | Event::GetItemDone { op, .. }
+                | Event::PutItemDone { op, .. } => {
                     if let Some(waiter) = self.waiters.remove(&op) {
                         let _ = waiter.send(Ok(event));
                     }

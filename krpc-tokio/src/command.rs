@@ -8,6 +8,8 @@
 use std::fmt;
 use std::ops::Deref;
 
+use krpc_core::dht::MutableItem;
+use krpc_core::dht::bep44::ed25519_dalek::SigningKey;
 use krpc_core::wire::Dictionary;
 use krpc_core::{CommandError, Endpoint, Event, IncomingQuery, Instant, NodeId, NodeInfo, OpId, Peer, Query, ReplyTo};
 use tokio::sync::{mpsc, oneshot};
@@ -86,6 +88,11 @@ pub(crate) enum Op {
     FindNode(NodeId),
     GetPeers(NodeId),
     Announce { info_hash: NodeId, port: Option<u16>, seed: bool },
+    PutImmutable(Vec<u8>),
+    PutMutable { item: MutableItem, cas: Option<i64> },
+    PutMutableNext { key: Box<SigningKey>, salt: Vec<u8>, value: Vec<u8> },
+    GetImmutable(NodeId),
+    GetMutable { key: [u8; 32], salt: Vec<u8>, min_seq: Option<i64> },
 }
 
 impl Op {
@@ -100,6 +107,11 @@ impl Op {
             Op::FindNode(target) => endpoint.find_node(now, target),
             Op::GetPeers(info_hash) => endpoint.get_peers(now, info_hash),
             Op::Announce { info_hash, port, seed } => endpoint.announce(now, info_hash, port, seed),
+            Op::PutImmutable(value) => endpoint.put_immutable(now, &value),
+            Op::PutMutable { item, cas } => endpoint.put_mutable(now, item, cas),
+            Op::PutMutableNext { key, salt, value } => endpoint.put_mutable_next(now, &key, &salt, &value),
+            Op::GetImmutable(target) => endpoint.get_immutable(now, target),
+            Op::GetMutable { key, salt, min_seq } => endpoint.get_mutable(now, key, &salt, min_seq),
         }
     }
 }

@@ -4,8 +4,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use krpc_core::dht::MutableItem;
+use krpc_core::dht::bep44::ed25519_dalek::SigningKey;
 use krpc_core::routing::RoutingTable;
-use krpc_core::{Endpoint, Event, LookupOutcome, NodeId, NodeInfo, Peer, Query, Reply};
+use krpc_core::{Endpoint, Event, LookupOutcome, NodeId, NodeInfo, Peer, PutOutcome, Query, Reply};
+use krpc_std::{ItemSummary, put_outcome};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
@@ -13,7 +16,7 @@ use tracing::{Span, debug_span};
 
 use crate::LookupSummary;
 use crate::command::{Command, Op, Request};
-use crate::stream::{GetPeers, Lookup, QueryAll, Replies, StopOnDrop, Subscription, query_all_end};
+use crate::stream::{GetMutable, GetPeers, Lookup, QueryAll, Replies, StopOnDrop, Subscription, query_all_end};
 use crate::{Error, SHUT_DOWN, task};
 
 #[derive(Debug)]
@@ -205,6 +208,134 @@ impl Rpc {
                 _ => return Err(SHUT_DOWN),
             }
         }
+    }
+
+    /// Stores an immutable item (BEP 44): `value` is bencoded (the string `hello` is
+    /// `b"5:hello"`), at most 1000 bytes. The engine looks up SHA-1(`value`), then sends `put`
+    /// to the closest nodes that gave a write token. Resolves with what they said:
+    /// [`PutOutcome::stored`] counts the nodes that stored it, [`PutOutcome::errors`] lists
+    /// each refusal. [`QueryError::NoNodes`](crate::QueryError::NoNodes) when no node gave a
+    /// token; an invalid value is [`Error::Refused`] before anything is sent. Dropping the
+    /// future stops the lookup phase; `put` queries already sent run to their end.
+    ///
+    /// # Example
+    /// ```
+    /// use krpc_tokio::{Config, Rpc, immutable_target};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let seed = Rpc::bind("127.0.0.1:0", Config::dht()).await?;
+    /// let config = Config { bootstrap: vec![seed.local_addr()], ..Config::dht() };
+    /// let (a, b) = (Rpc::bind("127.0.0.1:0", config.clone()).await?, Rpc::bind("127.0.0.1:0", config).await?);
+    /// let outcome = a.put_immutable(b"5:hello").await?;
+    /// assert!(outcome.stored >= 1); // the seed, at least
+    /// assert_eq!(outcome.target, immutable_target(b"5:hello"));
+    /// assert_eq!(b.get_immutable(outcome.target).await?.as_deref(), Some(&b"5:hello"[..]));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn put_immutable(&self, value: impl AsRef<[u8]>) -> Result<PutOutcome, Error> {
+        let value = value.as_ref().to_vec();
+        let span = debug_span!("put_immutable", len = value.len());
+        self.put(span, Op::PutImmutable(value)).await
+    }
+
+    /// Stores a signed mutable item (BEP 44; sign it with [`MutableItem::sign`]). With `cas`,
+    /// nodes holding another `seq` refuse it with 301. Resolves `Ok` whenever some node
+    /// answered: a node holding a higher `seq` refuses with 302, listed in
+    /// [`PutOutcome::errors`] with its address; check [`PutOutcome::stored`]. Putting the same
+    /// item again republishes it (no private key needed).
+    pub async fn put_mutable(&self, item: MutableItem, cas: Option<i64>) -> Result<PutOutcome, Error> {
+        let span = debug_span!("put_mutable", target = %item.target(), seq = item.seq, ?cas);
+        self.put(span, Op::PutMutable { item, cas }).await
+    }
+
+    /// Read-modify-write of a mutable item (BEP 44): reads the highest `seq` on the nodes,
+    /// signs `value` with `seq + 1` (1 if none was found) and puts it with `cas` = the `seq`
+    /// read, so that a concurrent writer makes it fail with 301 instead of being overwritten.
+    /// [`PutOutcome::seq`] is the `seq` stored.
+    pub async fn put_mutable_next(
+        &self,
+        key: &SigningKey,
+        salt: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<PutOutcome, Error> {
+        let (salt, value) = (salt.as_ref().to_vec(), value.as_ref().to_vec());
+        let span =
+            debug_span!("put_mutable_next", target = %MutableItem::target_of(&key.verifying_key().to_bytes(), &salt));
+        self.put(span, Op::PutMutableNext { key: Box::new(key.clone()), salt, value }).await
+    }
+
+    async fn put(&self, span: Span, op: Op) -> Result<PutOutcome, Error> {
+        let (mut events, mut guard) = self.op(span, op).await?;
+        loop {
+            match events.recv().await {
+                // A put's lookup surfaces no item today; were it to, the end still follows.
+                Some(Event::ItemFound { .. }) => {}
+                event => {
+                    guard.disarm();
+                    return put_outcome(event).map_err(Error::Query);
+                }
+            }
+        }
+    }
+
+    /// Looks up an immutable item (BEP 44) by its target, SHA-1 of the bencoded value; a
+    /// value is returned only if it hashes to `target`, and the first such ends the lookup.
+    /// `None` when no node had it. Dropping the future stops the lookup.
+    pub async fn get_immutable(&self, target: NodeId) -> Result<Option<Vec<u8>>, Error> {
+        let span = debug_span!("get_immutable", %target);
+        let (mut events, mut guard) = self.op(span, Op::GetImmutable(target)).await?;
+        loop {
+            match events.recv().await {
+                Some(Event::ItemFound { .. }) => {}
+                event => {
+                    guard.disarm();
+                    let summary = ItemSummary::from_event(event);
+                    if summary.outcome == LookupOutcome::ShutDown {
+                        return Err(SHUT_DOWN);
+                    }
+                    return Ok(summary.item.map(|item| item.value().to_vec()));
+                }
+            }
+        }
+    }
+
+    /// Looks up the mutable item of `key` and `salt` (BEP 44; the salt is the reader's, never
+    /// taken from a reply): the stream yields each item a node sends whose signature verifies
+    /// and whose `seq` is at least `min_seq`; [`GetMutable::end`] then holds the one with the
+    /// highest `seq`. Dropping the stream stops the lookup.
+    ///
+    /// # Example
+    /// ```
+    /// use krpc_tokio::ed25519_dalek::SigningKey;
+    /// use krpc_tokio::{Config, MutableItem, Rpc};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let seed = Rpc::bind("127.0.0.1:0", Config::dht()).await?;
+    /// let config = Config { bootstrap: vec![seed.local_addr()], ..Config::dht() };
+    /// let (a, b) = (Rpc::bind("127.0.0.1:0", config.clone()).await?, Rpc::bind("127.0.0.1:0", config).await?);
+    /// let key = SigningKey::from_bytes(&[7; 32]);
+    /// assert_eq!(a.put_mutable_next(&key, "salt", "5:hello").await?.seq, Some(1));
+    /// assert_eq!(a.put_mutable_next(&key, "salt", "5:world").await?.seq, Some(2));
+    ///
+    /// let public = key.verifying_key().to_bytes();
+    /// let latest: Option<MutableItem> = b.get_mutable(public, "salt", None).await?.most_recent().await;
+    /// assert_eq!(latest.map(|item| (item.seq, item.value)), Some((2, b"5:world".to_vec())));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_mutable(
+        &self,
+        key: [u8; 32],
+        salt: impl AsRef<[u8]>,
+        min_seq: Option<i64>,
+    ) -> Result<GetMutable, Error> {
+        let salt = salt.as_ref().to_vec();
+        let span = debug_span!("get_mutable", target = %MutableItem::target_of(&key, &salt), ?min_seq);
+        let (events, guard) = self.op(span, Op::GetMutable { key, salt, min_seq }).await?;
+        Ok(GetMutable::new(events, guard))
     }
 
     /// Our public address per family, `[IPv4, IPv6]`, as voted by the `ip` fields of

@@ -90,11 +90,17 @@ pub use handle::Rpc;
 pub use krpc_core as core;
 pub use krpc_core::{
     AddressPolicy, CommandError, Config, DEFAULT_BOOTSTRAP, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId,
-    NodeInfo, Peer, Query, QueryError, RateLimit, Reply, Token, wire,
+    NodeInfo, Peer, PutOutcome, PutRejection, Query, QueryError, RateLimit, Reply, Token, wire,
 };
+// BEP 44 items: `MutableItem` (sign with `MutableItem::sign`), the `Item` a get finds, and the
+// `ed25519_dalek` crate whose `SigningKey` signs them.
+pub use krpc_core::dht::bep44::{ed25519_dalek, immutable_target};
+pub use krpc_core::dht::{Item, MutableItem};
+/// How a BEP 44 get ended: the same type in both drivers.
+pub use krpc_std::ItemSummary;
 /// How a lookup ended: the same type in both drivers.
 pub use krpc_std::LookupSummary;
-pub use stream::{GetPeers, Lookup, QueryAll, Replies, Subscription};
+pub use stream::{GetMutable, GetPeers, Lookup, QueryAll, Replies, Subscription};
 
 /// Why a command failed.
 #[derive(Clone, Debug, PartialEq, Eq)]

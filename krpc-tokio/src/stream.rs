@@ -7,8 +7,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use futures_core::Stream;
+use krpc_core::dht::{Item, MutableItem};
 use krpc_core::{Event, QueryError, Reply};
-use krpc_std::LookupSummary;
+use krpc_std::{ItemSummary, LookupSummary};
 use tokio::sync::mpsc;
 
 use crate::command::{Command, Key};
@@ -108,7 +109,9 @@ impl<T> OpEvents<T> {
             return Poll::Ready(None);
         }
         match ready!(self.events.poll_recv(cx)) {
-            Some(event @ (Event::Reply { .. } | Event::Peers { .. })) => Poll::Ready(Some(event)),
+            Some(event @ (Event::Reply { .. } | Event::Peers { .. } | Event::ItemFound { .. })) => {
+                Poll::Ready(Some(event))
+            }
             last => {
                 self.end = Some((self.to_end)(last));
                 self.guard.disarm();
@@ -265,6 +268,71 @@ impl Stream for GetPeers {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SocketAddr>> {
         self.get_mut().poll_peer(cx)
+    }
+}
+
+/// The mutable items a running [`Rpc::get_mutable`](crate::Rpc::get_mutable) finds, as nodes
+/// answer (BEP 44): a [`Stream`] (also usable through [`next`](Self::next)) of items whose
+/// signature verified and whose `seq` is at least the minimum asked for, in no order of
+/// `seq`, a node's item each time. It ends with the lookup; [`end`](Self::end) then holds the
+/// [`ItemSummary`], whose item is the one with the highest `seq`
+/// ([`most_recent`](Self::most_recent) waits for it).
+///
+/// Dropping it before the end stops the lookup.
+#[derive(Debug)]
+pub struct GetMutable {
+    op: OpEvents<ItemSummary>,
+}
+
+impl GetMutable {
+    pub(crate) fn new(events: mpsc::UnboundedReceiver<Event>, guard: StopOnDrop) -> Self {
+        GetMutable { op: OpEvents { events, end: None, guard, to_end: ItemSummary::from_event } }
+    }
+
+    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<MutableItem>> {
+        loop {
+            match ready!(self.op.poll_event(cx)) {
+                Some(Event::ItemFound { item: Item::Mutable(item), .. }) => return Poll::Ready(Some(item)),
+                Some(_) => {}
+                None => return Poll::Ready(None),
+            }
+        }
+    }
+
+    /// The next item a node sent; `None` once the lookup has ended.
+    pub async fn next(&mut self) -> Option<MutableItem> {
+        poll_fn(|cx| self.poll_item(cx)).await
+    }
+
+    /// The lookup's summary, once the stream has ended.
+    pub fn end(&self) -> Option<&ItemSummary> {
+        self.op.end.as_ref()
+    }
+
+    /// Stops the lookup now: no further queries; the stream ends with
+    /// [`LookupOutcome::Stopped`](krpc_core::LookupOutcome::Stopped) and the best item so far.
+    pub fn stop(&mut self) {
+        self.op.guard.stop();
+    }
+
+    /// Skips the remaining items and returns the summary.
+    pub async fn finish(mut self) -> ItemSummary {
+        while self.next().await.is_some() {}
+        self.op.take_end()
+    }
+
+    /// Waits for the end of the lookup and returns the item with the highest `seq` (mainline's
+    /// `get_mutable_most_recent`).
+    pub async fn most_recent(self) -> Option<MutableItem> {
+        self.finish().await.mutable()
+    }
+}
+
+impl Stream for GetMutable {
+    type Item = MutableItem;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<MutableItem>> {
+        self.get_mut().poll_item(cx)
     }
 }
 

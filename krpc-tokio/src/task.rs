@@ -267,11 +267,13 @@ impl Task {
     fn deliver(&mut self, event: Event) {
         let (op, last) = match event {
             Event::Query(query) => return self.offer(query),
-            Event::Reply { op, .. } | Event::Peers { op, .. } => (op, false),
+            Event::Reply { op, .. } | Event::Peers { op, .. } | Event::ItemFound { op, .. } => (op, false),
             Event::QueryDone { op, .. }
             | Event::QueryAllDone { op, .. }
             | Event::LookupDone { op, .. }
-            | Event::AnnounceDone { op, .. } => (op, true),
+            | Event::AnnounceDone { op, .. }
+            | Event::GetItemDone { op, .. }
+            | Event::PutItemDone { op, .. } => (op, true),
             Event::IdChanged { id, .. } => {
                 self.id.send_replace(id);
                 return self.broadcast(event);

@@ -6,6 +6,8 @@
 //! cargo run -p krpc-tokio --features cli --bin krpc -- find-node TARGET --bootstrap 127.0.0.1:6881
 //! cargo run -p krpc-tokio --features cli --bin krpc -- get-peers INFOHASH --bootstrap 127.0.0.1:6881
 //! cargo run -p krpc-tokio --features cli --bin krpc -- announce INFOHASH --port 51413 --bootstrap 127.0.0.1:6881
+//! cargo run -p krpc-tokio --features cli --bin krpc -- put hello --bootstrap 127.0.0.1:6881
+//! cargo run -p krpc-tokio --features cli --bin krpc -- get TARGET --bootstrap 127.0.0.1:6881
 //! cargo run -p krpc-tokio --features cli --bin krpc -- decode 64313a...65
 //! cargo run --release -p krpc-tokio --features cli --bin krpc -- swarm --nodes 200 --lookups 50
 //! ```
@@ -16,6 +18,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool prints
 
 mod decode;
+mod items;
 mod net;
 mod out;
 mod swarm;
@@ -106,6 +109,12 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Stores VALUE on the nodes closest to its target (BEP 44): an immutable item, or with
+    /// `--secret-key` a signed mutable one. Prints the target and how many nodes stored it.
+    Put(items::PutArgs),
+    /// Reads a BEP 44 item: an immutable one by TARGET, or with `--public-key` (and
+    /// `--salt`) the most recent mutable one. Prints the value (hex if it is not UTF-8).
+    Get(items::GetArgs),
     /// Decodes one KRPC datagram: hex on the command line, or raw bytes on stdin with `-`.
     Decode {
         /// The datagram in hex (spaces allowed), or `-` to read raw bytes from stdin.
@@ -231,6 +240,8 @@ fn main() -> ExitCode {
             Command::Announce { info_hash, port, seed, client } => {
                 net::announce(&out, info_hash, port, seed, client).await
             }
+            Command::Put(args) => items::put(&out, args).await,
+            Command::Get(args) => items::get(&out, args).await,
             Command::Decode { input } => decode::run(&out, input),
             Command::Swarm(args) => swarm::run(&out, args).await,
         }

@@ -97,7 +97,7 @@ async fn client(out: &Out, bootstrap: Vec<SocketAddr>, bind: Option<SocketAddr>)
 }
 
 /// The client and the bootstrap addresses it starts from.
-async fn joined_client(out: &Out, args: &ClientArgs) -> Result<(Rpc, Vec<SocketAddr>), Failure> {
+pub(crate) async fn joined_client(out: &Out, args: &ClientArgs) -> Result<(Rpc, Vec<SocketAddr>), Failure> {
     let bootstrap = resolve(out, &args.bootstrap).await?;
     let rpc = client(out, bootstrap, args.bind).await?;
     let bootstrap = rpc.inspect(|endpoint| endpoint.config().bootstrap.clone()).await.unwrap_or_default();
