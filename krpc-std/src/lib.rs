@@ -86,6 +86,7 @@ mod clock;
 mod driver;
 mod error;
 mod handle;
+mod state;
 pub mod udp;
 mod worker;
 
@@ -93,6 +94,7 @@ pub use builder::Builder;
 pub use driver::Driver;
 pub use error::Error;
 pub use handle::{Krpc, LookupSummary};
+pub use state::{StateFileError, load_state_file, save_state_file, temp_path};
 pub use worker::Responder;
 
 /// The engine, for everything this crate does not re-export.
@@ -100,5 +102,5 @@ pub use krpc_core as core;
 pub use krpc_core::wire::Dictionary;
 pub use krpc_core::{
     CommandError, Config, DEFAULT_BOOTSTRAP, Endpoint, Event, IncomingQuery, Instant, LookupNode, LookupOutcome,
-    NodeId, NodeInfo, OpId, Peer, Query, QueryError, RateLimit, Reply, ReplyTo,
+    NodeId, NodeInfo, OpId, Peer, Query, QueryError, RateLimit, Reply, ReplyTo, SavedState, StateError,
 };

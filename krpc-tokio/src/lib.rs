@@ -90,10 +90,12 @@ pub use handle::Rpc;
 pub use krpc_core as core;
 pub use krpc_core::{
     AddressPolicy, CommandError, Config, DEFAULT_BOOTSTRAP, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId,
-    NodeInfo, Peer, Query, QueryError, RateLimit, Reply, Token, wire,
+    NodeInfo, Peer, Query, QueryError, RateLimit, Reply, SavedState, StateError, Token, wire,
 };
 /// How a lookup ended: the same type in both drivers.
 pub use krpc_std::LookupSummary;
+/// State files, the same functions in both drivers.
+pub use krpc_std::{StateFileError, load_state_file, save_state_file, temp_path};
 pub use stream::{GetPeers, Lookup, QueryAll, Replies, Subscription};
 
 /// Why a command failed.
