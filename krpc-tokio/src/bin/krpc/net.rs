@@ -282,8 +282,7 @@ pub(crate) async fn serve(out: &Out, args: ServeArgs) -> Result<(), Failure> {
     if let Some(state) = saved {
         builder = builder.state(state);
     }
-    let rpc =
-        builder.bind(bind).await.map_err(|error| Failure::new(format!("cannot bind {}: {error}", args.bind)))?;
+    let rpc = builder.bind(bind).await.map_err(|error| Failure::new(format!("cannot bind {}: {error}", args.bind)))?;
     // SIGTERM (what `kill`, systemd and docker send) stops the node as Ctrl-C does: a last
     // statistics line and exit code 0. Registered before the `listening` line, so that a
     // supervisor that signals as soon as it sees that line is heard.
