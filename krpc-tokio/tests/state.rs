@@ -142,3 +142,86 @@ async fn bootstrap_hosts_skip_a_name_that_does_not_resolve_if_another_does() {
     let error = Rpc::builder(Config::dht()).bootstrap_hosts([unresolvable()]).bind("127.0.0.1:0").await.unwrap_err();
     assert!(error.to_string().contains("resolving bootstrap host"), "{error}");
 }
+
+/// Milliseconds since `start`.
+fn ms(start: std::time::Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Starts with `make` and runs `get_peers(info_hash)` until it yields `peer`: the time from
+/// before the bind until then, in ms, and the node (kept running, so that the swarm holds
+/// no dead node that lookups would wait for).
+async fn time_to_useful<F, Fut>(info_hash: NodeId, peer: std::net::SocketAddr, make: F) -> (f64, Rpc)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Rpc>,
+{
+    let start = std::time::Instant::now();
+    let rpc = make().await;
+    let mut peers = rpc.get_peers(info_hash).await.unwrap();
+    let mut found = false;
+    while let Some(p) = peers.next().await {
+        if p == peer {
+            found = true;
+            break;
+        }
+    }
+    let elapsed = ms(start);
+    assert!(found, "the announced peer was not found");
+    (elapsed, rpc)
+}
+
+/// The measurement in docs/performance.md ("Restarting from a saved state"): time to the
+/// first useful result (a `get_peers` that finds an announced peer) for a node restarted
+/// from a saved state with no bootstrap host, against a fresh node joining through one
+/// bootstrap node. `cargo test -p krpc-tokio --test state -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; prints medians"]
+async fn measure_time_to_useful_from_a_saved_state_and_through_one_bootstrap_node() {
+    const NODES: usize = 64;
+    const RUNS: usize = 15;
+    let nodes = dht_network(NODES).await;
+    let info_hash = NodeId::from_array([0x3c; 20]);
+    assert!(nodes[NODES / 2].announce(info_hash, Some(7000), false).await.unwrap() >= 1);
+    let peer = std::net::SocketAddr::new(nodes[NODES / 2].local_addr().ip(), 7000);
+    let seed = nodes[0].local_addr();
+    let (mut fresh_join_first, mut fresh_direct, mut restored, mut running) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        // A node that was in the swarm: joined, saved its state, stopped; it restarts on the
+        // same address, as `krpc serve --bind ADDR --state FILE` does.
+        let before = Rpc::bind("127.0.0.1:0", Config { bootstrap: vec![seed], ..Config::dht() }).await.unwrap();
+        before.bootstrap().await.unwrap();
+        let state = before.save_state().await.unwrap();
+        let addr = before.local_addr();
+        before.shutdown().await;
+        let (ms, rpc) = time_to_useful(info_hash, peer, || async {
+            Rpc::builder(Config::dht()).state(state).bind(addr).await.unwrap()
+        })
+        .await;
+        restored.push(ms);
+        running.push(rpc);
+        let through_seed = || Config { bootstrap: vec![seed], ..Config::dht() };
+        let (ms, rpc) = time_to_useful(info_hash, peer, || async {
+            let rpc = Rpc::bind("127.0.0.1:0", through_seed()).await.unwrap();
+            rpc.bootstrap().await.unwrap();
+            rpc
+        })
+        .await;
+        fresh_join_first.push(ms);
+        running.push(rpc);
+        let (ms, rpc) =
+            time_to_useful(info_hash, peer, || async { Rpc::bind("127.0.0.1:0", through_seed()).await.unwrap() }).await;
+        fresh_direct.push(ms);
+        running.push(rpc);
+    }
+    println!("{NODES} nodes, {RUNS} runs each, median time to a get_peers that finds the peer:");
+    println!("  restored from a saved state, no bootstrap host: {:.2} ms", median(restored));
+    println!("  fresh, bootstrap() through one node, then get_peers: {:.2} ms", median(fresh_join_first));
+    println!("  fresh, get_peers at once through one bootstrap node: {:.2} ms", median(fresh_direct));
+}
