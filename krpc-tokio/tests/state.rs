@@ -154,9 +154,10 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// Starts with `make` and runs `get_peers(info_hash)` until it yields `peer`: the time from
-/// before the bind until then, in ms, and the node (kept running, so that the swarm holds
+/// before the bind until then, in ms, the queries the node had sent by then (its join
+/// included), and the node (kept running, so that the swarm holds
 /// no dead node that lookups would wait for).
-async fn time_to_useful<F, Fut>(info_hash: NodeId, peer: std::net::SocketAddr, make: F) -> (f64, Rpc)
+async fn time_to_useful<F, Fut>(info_hash: NodeId, peer: std::net::SocketAddr, make: F) -> (f64, f64, Rpc)
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Rpc>,
@@ -173,7 +174,8 @@ where
     }
     let elapsed = ms(start);
     assert!(found, "the announced peer was not found");
-    (elapsed, rpc)
+    let queries = rpc.inspect(|endpoint| endpoint.stats().queries_out).await.unwrap();
+    (elapsed, queries as f64, rpc)
 }
 
 /// The measurement in docs/performance.md ("Restarting from a saved state"): time to the
@@ -191,7 +193,7 @@ async fn measure_time_to_useful_from_a_saved_state_and_through_one_bootstrap_nod
     let peer = std::net::SocketAddr::new(nodes[NODES / 2].local_addr().ip(), 7000);
     let seed = nodes[0].local_addr();
     let (mut fresh_join_first, mut fresh_direct, mut restored, mut running) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()], [Vec::new(), Vec::new()], Vec::new());
     for _ in 0..RUNS {
         // A node that was in the swarm: joined, saved its state, stopped; it restarts on the
         // same address, as `krpc serve --bind ADDR --state FILE` does.
@@ -200,28 +202,35 @@ async fn measure_time_to_useful_from_a_saved_state_and_through_one_bootstrap_nod
         let state = before.save_state().await.unwrap();
         let addr = before.local_addr();
         before.shutdown().await;
-        let (ms, rpc) = time_to_useful(info_hash, peer, || async {
+        let (ms, queries, rpc) = time_to_useful(info_hash, peer, || async {
             Rpc::builder(Config::dht()).state(state).bind(addr).await.unwrap()
         })
         .await;
-        restored.push(ms);
+        restored[0].push(ms);
+        restored[1].push(queries);
         running.push(rpc);
         let through_seed = || Config { bootstrap: vec![seed], ..Config::dht() };
-        let (ms, rpc) = time_to_useful(info_hash, peer, || async {
+        let (ms, queries, rpc) = time_to_useful(info_hash, peer, || async {
             let rpc = Rpc::bind("127.0.0.1:0", through_seed()).await.unwrap();
             rpc.bootstrap().await.unwrap();
             rpc
         })
         .await;
-        fresh_join_first.push(ms);
+        fresh_join_first[0].push(ms);
+        fresh_join_first[1].push(queries);
         running.push(rpc);
-        let (ms, rpc) =
+        let (ms, queries, rpc) =
             time_to_useful(info_hash, peer, || async { Rpc::bind("127.0.0.1:0", through_seed()).await.unwrap() }).await;
-        fresh_direct.push(ms);
+        fresh_direct[0].push(ms);
+        fresh_direct[1].push(queries);
         running.push(rpc);
     }
-    println!("{NODES} nodes, {RUNS} runs each, median time to a get_peers that finds the peer:");
-    println!("  restored from a saved state, no bootstrap host: {:.2} ms", median(restored));
-    println!("  fresh, bootstrap() through one node, then get_peers: {:.2} ms", median(fresh_join_first));
-    println!("  fresh, get_peers at once through one bootstrap node: {:.2} ms", median(fresh_direct));
+    println!("{NODES} nodes, {RUNS} runs each, medians until a get_peers finds the peer:");
+    for (what, [times, queries]) in [
+        ("restored from a saved state, no bootstrap host", restored),
+        ("fresh, bootstrap() through one node, then get_peers", fresh_join_first),
+        ("fresh, get_peers at once through one bootstrap node", fresh_direct),
+    ] {
+        println!("  {what}: {:.2} ms, {} queries sent", median(times), median(queries));
+    }
 }
