@@ -2,6 +2,7 @@
 //! a node restarted from its state file rejoins with no bootstrap host, a broken file means
 //! a fresh start, and a failed save leaves the old file whole. Also `bootstrap_hosts` with a
 //! name that does not resolve.
+#![allow(clippy::disallowed_methods)] // the test waits on its own thread for the rejoin
 
 mod common;
 

@@ -144,6 +144,7 @@ async fn bootstrap_hosts_skip_a_name_that_does_not_resolve_if_another_does() {
 }
 
 /// Milliseconds since `start`.
+#[allow(clippy::disallowed_methods)] // a measurement reads the clock
 fn ms(start: std::time::Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1e3
 }
@@ -162,6 +163,7 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Rpc>,
 {
+    #[allow(clippy::disallowed_methods)] // a measurement reads the clock
     let start = std::time::Instant::now();
     let rpc = make().await;
     let mut peers = rpc.get_peers(info_hash).await.unwrap();
@@ -184,6 +186,7 @@ where
 /// bootstrap node. `cargo test -p krpc-tokio --test state -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; prints medians"]
+#[allow(clippy::print_stdout)] // the measurement's output
 async fn measure_time_to_useful_from_a_saved_state_and_through_one_bootstrap_node() {
     const NODES: usize = 64;
     const RUNS: usize = 15;
