@@ -12,7 +12,9 @@
 //!   loop once, and the [`Endpoint`] is at hand for commands and events.
 //!
 //! Both are set up by a [`Builder`]: configuration, socket (bound, or an existing one),
-//! bootstrap host names (resolved with `ToSocketAddrs`) and seed.
+//! bootstrap host names (resolved with `ToSocketAddrs`), seed, and a saved state to restart
+//! from ([`Builder::state_file`]; [`Krpc::save_state_file`] and [`save_state_file`] write one
+//! atomically).
 //!
 //! # Threading model
 //! One thread per [`Krpc`] owns the socket and the engine. Handles send it commands over a

@@ -12,6 +12,9 @@
 //! [`Rpc::announce`] drive its node-layer operations. Without it (k-rpc parity) every query but
 //! `ping` goes to [`Rpc::incoming`].
 //!
+//! - **Restarts**: [`Builder::state_file`] restarts a node from the state
+//!   [`Rpc::save_state_file`] wrote (atomically: temporary file, sync, rename); with saved
+//!   nodes and no bootstrap host it rejoins through them at once.
 //! - **Cancellation**: dropping a query future cancels the query; dropping a [`Replies`]
 //!   stream stops its lookup or `query_all`.
 //! - **Shutdown**: [`Rpc::shutdown`], or dropping the last `Rpc`, closes the engine: every
