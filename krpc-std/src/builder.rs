@@ -2,8 +2,9 @@
 
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::path::Path;
 
-use krpc_core::Config;
+use krpc_core::{Config, SavedState};
 
 use crate::{Driver, Error, Krpc};
 
@@ -46,12 +47,13 @@ pub struct Builder {
     config: Config,
     seed: Option<[u8; 32]>,
     hosts: Vec<String>,
+    state: Option<SavedState>,
 }
 
 impl Builder {
     /// A builder for a node with this configuration.
     pub fn new(config: Config) -> Builder {
-        Builder { config, seed: None, hosts: Vec::new() }
+        Builder { config, seed: None, hosts: Vec::new(), state: None }
     }
 
     /// A fixed seed for the engine's randomness (node id, transaction ids), for reproducible
@@ -61,10 +63,33 @@ impl Builder {
         self
     }
 
+    /// Restarts from a saved state ([`Krpc::save_state`]): the node keeps its id and starts
+    /// with the saved nodes, each questionable until it answers
+    /// ([`Endpoint::restore`](krpc_core::Endpoint::restore)). If the state holds nodes and
+    /// no bootstrap node is given, the node rejoins through them at once (a background
+    /// [`bootstrap`](Krpc::bootstrap)); with bootstrap nodes, call `bootstrap` as usual.
+    pub fn state(mut self, state: SavedState) -> Builder {
+        self.state = Some(state);
+        self
+    }
+
+    /// Restarts from a state file written by [`save_state_file`](crate::save_state_file)
+    /// (or [`Krpc::save_state_file`]), as [`state`](Self::state) does. The file is read
+    /// here. No file: a fresh start. A file that cannot be read or is not a state (garbage,
+    /// truncated, another format version): a fresh start too, with a warning-level
+    /// `tracing` event; use [`load_state_file`](crate::load_state_file) to see the error
+    /// yourself.
+    pub fn state_file(mut self, path: impl AsRef<Path>) -> Builder {
+        self.state = crate::state::load_or_warn(path.as_ref());
+        self
+    }
+
     /// Adds a bootstrap node as `host:port` (`router.bittorrent.com:6881`, `[::1]:6881`),
     /// resolved when the node starts; its addresses join `Config::bootstrap`. A host that
-    /// does not resolve fails the build, and so does one with no address the socket can
-    /// reach (an IPv4 socket keeps only IPv4 addresses).
+    /// does not resolve, or has no address the socket can reach (an IPv4 socket keeps only
+    /// IPv4 addresses), is skipped with a warning-level `tracing` event as long as another
+    /// one resolves: a list of routers where one is gone still works. When none does, the
+    /// build fails with [`Error::Resolve`] for the first.
     pub fn bootstrap_host(mut self, host: impl Into<String>) -> Builder {
         self.hosts.push(host.into());
         self
@@ -93,14 +118,28 @@ impl Builder {
 
     /// The [`Driver`] on an already bound socket, for a caller-driven loop.
     pub fn socket_driver(self, socket: UdpSocket) -> Result<Driver, Error> {
-        let Builder { mut config, seed, hosts } = self;
+        let Builder { mut config, seed, hosts, state } = self;
         let v4 = socket.local_addr()?.is_ipv4();
+        let mut first_error = None;
+        let mut resolved_any = false;
         for host in &hosts {
-            for addr in resolve(host, v4)? {
-                if !config.bootstrap.contains(&addr) {
-                    config.bootstrap.push(addr);
+            match resolve(host, v4) {
+                Ok(addrs) => {
+                    resolved_any = true;
+                    for addr in addrs {
+                        if !config.bootstrap.contains(&addr) {
+                            config.bootstrap.push(addr);
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "bootstrap host skipped");
+                    first_error.get_or_insert(error);
                 }
             }
+        }
+        if let (false, Some(error)) = (resolved_any, first_error) {
+            return Err(error);
         }
         let seed = match seed {
             Some(seed) => seed,
@@ -110,7 +149,7 @@ impl Builder {
                 seed
             }
         };
-        Driver::new(socket, config, seed)
+        Driver::new(socket, config, seed, state.as_ref())
     }
 }
 

@@ -4,7 +4,7 @@ use std::io::{self, ErrorKind};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use krpc_core::{Config, Endpoint, Instant};
+use krpc_core::{Config, Endpoint, Instant, SavedState};
 
 use crate::udp::{Inbox, MAX_BATCH, Outbox};
 use crate::{Error, clock::Clock};
@@ -60,9 +60,29 @@ pub struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(socket: UdpSocket, config: Config, seed: [u8; 32]) -> Result<Driver, Error> {
+    pub(crate) fn new(
+        socket: UdpSocket,
+        config: Config,
+        seed: [u8; 32],
+        state: Option<&SavedState>,
+    ) -> Result<Driver, Error> {
         let clock = Clock::start();
-        let endpoint = Endpoint::new(config, seed, clock.now()).map_err(Error::Config)?;
+        let now = clock.now();
+        let no_hosts = config.bootstrap.is_empty();
+        let mut endpoint = match state {
+            Some(state) => Endpoint::restore(config, seed, now, state),
+            None => Endpoint::new(config, seed, now),
+        }
+        .map_err(Error::Config)?;
+        // A restarted node with no bootstrap host rejoins through the nodes it saved, at
+        // once: nobody else would start it. With hosts, the application bootstraps as usual.
+        let restored: usize = endpoint.routing_tables().iter().map(|table| table.len()).sum();
+        if no_hosts && restored > 0 {
+            match endpoint.bootstrap(now) {
+                Ok(_) => tracing::debug!(restored, "rejoining through the saved nodes"),
+                Err(error) => tracing::debug!(%error, "cannot rejoin through the saved nodes"),
+            }
+        }
         // One byte longer than the engine accepts: a longer datagram is cut short, and the
         // engine drops it as too long.
         let max = endpoint.config().max_datagram_len;

@@ -13,7 +13,7 @@ use krpc_core::routing::RoutingTable;
 use krpc_core::wire::Dictionary;
 use krpc_core::{
     Endpoint, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId, NodeInfo, Peer, PutOutcome, Query, QueryError,
-    Reply, ReplyTo,
+    Reply, ReplyTo, SavedState,
 };
 
 use crate::error::SHUT_DOWN;
@@ -428,6 +428,21 @@ impl Krpc {
     /// such as the routing table, stats or configuration.
     pub fn inspect<R: Send + 'static>(&self, f: impl FnOnce(&Endpoint) -> R + Send + 'static) -> Result<R, Error> {
         self.call(|reply| Command::Inspect(Box::new(move |endpoint| drop(reply.send(f(endpoint))))))
+    }
+
+    /// Our id and the nodes of our routing tables, best first, to restart from
+    /// ([`Builder::state`](crate::Builder::state)).
+    pub fn save_state(&self) -> Result<SavedState, Error> {
+        self.inspect(Endpoint::save_state)
+    }
+
+    /// Writes [`save_state`](Self::save_state) to `path` with
+    /// [`save_state_file`](crate::save_state_file): to a temporary file, synced, then
+    /// renamed over `path`, which is never left half-written. The file is written on the
+    /// calling thread.
+    pub fn save_state_file(&self, path: impl AsRef<std::path::Path>) -> Result<(), Error> {
+        let state = self.save_state()?;
+        Ok(crate::save_state_file(path, &state)?)
     }
 
     /// Stops the driver: the engine is closed, every call still waiting (on any thread)

@@ -12,7 +12,9 @@
 //!   loop once, and the [`Endpoint`] is at hand for commands and events.
 //!
 //! Both are set up by a [`Builder`]: configuration, socket (bound, or an existing one),
-//! bootstrap host names (resolved with `ToSocketAddrs`) and seed.
+//! bootstrap host names (resolved with `ToSocketAddrs`), seed, and a saved state to restart
+//! from ([`Builder::state_file`]; [`Krpc::save_state_file`] and [`save_state_file`] write one
+//! atomically).
 //!
 //! # Threading model
 //! One thread per [`Krpc`] owns the socket and the engine. Handles send it commands over a
@@ -86,6 +88,7 @@ mod clock;
 mod driver;
 mod error;
 mod handle;
+mod state;
 pub mod udp;
 mod worker;
 
@@ -93,6 +96,7 @@ pub use builder::Builder;
 pub use driver::Driver;
 pub use error::Error;
 pub use handle::{ItemSummary, Krpc, LookupSummary, put_outcome};
+pub use state::{StateFileError, load_state_file, save_state_file, temp_path};
 pub use worker::Responder;
 
 /// The engine, for everything this crate does not re-export.
@@ -100,7 +104,8 @@ pub use krpc_core as core;
 pub use krpc_core::wire::Dictionary;
 pub use krpc_core::{
     CommandError, Config, DEFAULT_BOOTSTRAP, Endpoint, Event, IncomingQuery, Instant, LookupNode, LookupOutcome,
-    NodeId, NodeInfo, OpId, Peer, PutOutcome, PutRejection, Query, QueryError, RateLimit, Reply, ReplyTo,
+    NodeId, NodeInfo, OpId, Peer, PutOutcome, PutRejection, Query, QueryError, RateLimit, Reply, ReplyTo, SavedState,
+    StateError,
 };
 // BEP 44 items: `MutableItem` (sign with `MutableItem::sign`), the `Item` a `get`
 // returns, and the `ed25519_dalek` crate whose `SigningKey` signs them.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use krpc_core::dht::MutableItem;
 use krpc_core::dht::bep44::ed25519_dalek::SigningKey;
 use krpc_core::routing::RoutingTable;
-use krpc_core::{Endpoint, Event, LookupOutcome, NodeId, NodeInfo, Peer, PutOutcome, Query, Reply};
+use krpc_core::{Endpoint, Event, LookupOutcome, NodeId, NodeInfo, Peer, PutOutcome, Query, Reply, SavedState};
 use krpc_std::{ItemSummary, put_outcome};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -402,6 +402,24 @@ impl Rpc {
     /// Removes a node from the routing table; returns whether it was there.
     pub async fn remove_node(&self, id: NodeId) -> Result<bool, Error> {
         self.call(|reply| Command::RemoveNode { id, reply }).await
+    }
+
+    /// Our id and the nodes of our routing tables, best first, to restart from
+    /// ([`Builder::state`](crate::Builder::state)).
+    pub async fn save_state(&self) -> Result<SavedState, Error> {
+        self.inspect(Endpoint::save_state).await
+    }
+
+    /// Writes [`save_state`](Self::save_state) to `path` with
+    /// [`save_state_file`](crate::save_state_file): to a temporary file, synced, then
+    /// renamed over `path`, which is never left half-written. The file is written on
+    /// tokio's blocking pool. Fails with the driver's error if it has stopped.
+    pub async fn save_state_file(&self, path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
+        let state = self.save_state().await.map_err(std::io::Error::other)?;
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || krpc_std::save_state_file(path, &state))
+            .await
+            .map_err(std::io::Error::other)?
     }
 
     /// Stops the node, for every clone: each outstanding query, `query_all`, lookup and

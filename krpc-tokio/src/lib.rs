@@ -12,6 +12,9 @@
 //! [`Rpc::announce`] drive its node-layer operations. Without it (k-rpc parity) every query but
 //! `ping` goes to [`Rpc::incoming`].
 //!
+//! - **Restarts**: [`Builder::state_file`] restarts a node from the state
+//!   [`Rpc::save_state_file`] wrote (atomically: temporary file, sync, rename); with saved
+//!   nodes and no bootstrap host it rejoins through them at once.
 //! - **Cancellation**: dropping a query future cancels the query; dropping a [`Replies`]
 //!   stream stops its lookup or `query_all`.
 //! - **Shutdown**: [`Rpc::shutdown`], or dropping the last `Rpc`, closes the engine: every
@@ -90,7 +93,7 @@ pub use handle::Rpc;
 pub use krpc_core as core;
 pub use krpc_core::{
     AddressPolicy, CommandError, Config, DEFAULT_BOOTSTRAP, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId,
-    NodeInfo, Peer, PutOutcome, PutRejection, Query, QueryError, RateLimit, Reply, Token, wire,
+    NodeInfo, Peer, PutOutcome, PutRejection, Query, QueryError, RateLimit, Reply, SavedState, StateError, Token, wire,
 };
 // BEP 44 items: `MutableItem` (sign with `MutableItem::sign`), the `Item` a get finds, and the
 // `ed25519_dalek` crate whose `SigningKey` signs them.
@@ -100,6 +103,8 @@ pub use krpc_core::dht::{Item, MutableItem};
 pub use krpc_std::ItemSummary;
 /// How a lookup ended: the same type in both drivers.
 pub use krpc_std::LookupSummary;
+/// State files, the same functions in both drivers.
+pub use krpc_std::{StateFileError, load_state_file, save_state_file, temp_path};
 pub use stream::{GetMutable, GetPeers, Lookup, QueryAll, Replies, Subscription};
 
 /// Why a command failed.

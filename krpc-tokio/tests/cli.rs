@@ -405,3 +405,117 @@ fn a_bootstrap_nobody_answers_is_reported_as_a_failure() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("no reply from the bootstrap nodes"), "{}", stderr(&output));
 }
+
+/// `serve --json --state FILE` with stderr kept: stopped with SIGTERM once it listens, it
+/// must exit 0; returns its stdout lines (after `listening`) and stderr.
+fn serve_with_state_until_sigterm(file: &std::path::Path, extra: &[&str]) -> (Vec<Value>, String) {
+    let mut child = krpc()
+        .args(["--json", "serve", "--bind", "127.0.0.1:0", "--for", "60", "--state"])
+        .arg(file)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start krpc serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut first = String::new();
+    lines.read_line(&mut first).expect("read the listening line");
+    assert!(first.contains("\"listening\""), "{first}");
+    sigterm(&child);
+    let rest: Vec<Value> =
+        lines.lines().map(|line| serde_json::from_str(&line.expect("read a line")).expect("a JSON line")).collect();
+    let output = child.wait_with_output().expect("wait for krpc serve");
+    assert_eq!(output.status.code(), Some(0), "{rest:?} {}", stderr(&output));
+    (rest, stderr(&output))
+}
+
+/// A fresh directory of this test's own in the system's temporary directory.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("krpc-cli-state-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}
+
+#[test]
+fn serve_state_that_is_missing_or_unusable_is_a_warning_and_a_fresh_start() {
+    use krpc_tokio::{NodeId, NodeInfo, SavedState};
+    let dir = scratch("unusable");
+    let node = NodeInfo::new(NodeId::from_array([9; 20]), "127.0.0.1:9".parse().unwrap());
+    let good = SavedState { id: NodeId::from_array([7; 20]), nodes: vec![node] }.encode();
+    let foreign = String::from_utf8_lossy(&good).replace("7:versioni1e", "7:versioni2e").into_bytes();
+    assert_ne!(foreign, good, "the version field was found");
+    let cases: [(&str, Option<Vec<u8>>, &str); 4] = [
+        ("missing", None, "no such file"),
+        ("garbage", Some(b"\x00\x01 this is not bencode".to_vec()), "not a saved DHT state"),
+        ("foreign", Some(foreign), "version 2"),
+        ("truncated", Some(good[..good.len() - 5].to_vec()), "not a saved DHT state"),
+    ];
+    for (name, contents, why) in cases {
+        let file = dir.join(name);
+        if let Some(contents) = &contents {
+            std::fs::write(&file, contents).unwrap();
+        }
+        let (lines, stderr) = serve_with_state_until_sigterm(&file, &[]);
+        let warning = stderr.lines().find(|l| l.starts_with("krpc: warning: ")).unwrap_or_default();
+        assert!(warning.contains(why) && warning.contains("starting fresh"), "{name}: {stderr}");
+        assert!(lines.iter().any(|l| l["event"] == "warning"), "{name}: {lines:?}");
+        assert!(!lines.iter().any(|l| l["event"] == "restored"), "{name}: {lines:?}");
+        // At shutdown a complete state replaced it: a fresh id, not the one in the file.
+        let saved = SavedState::decode(&std::fs::read(&file).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_ne!(saved.id, NodeId::from_array([7; 20]), "{name}");
+        assert!(!krpc_tokio::temp_path(&file).exists(), "{name}");
+    }
+}
+
+#[test]
+fn serve_restarted_from_its_state_with_no_bootstrap_is_back_in_the_swarm() {
+    let dir = scratch("restart");
+    let file = dir.join("node.state");
+    let seed = Server::start(&["--bind", "127.0.0.1:0", "--for", "60"]);
+    let other = Server::start(&["--bind", "127.0.0.1:0", "--for", "60", "--bootstrap", &seed.addr]);
+    let file_arg = file.to_str().expect("a UTF-8 path");
+    let mut first =
+        Server::start(&["--bind", "127.0.0.1:0", "--for", "60", "--state", file_arg, "--bootstrap", &seed.addr]);
+    // No file yet (a warning), joined (the node's own report), then stopped: the state
+    // file is written at shutdown.
+    for expected in ["warning", "bootstrapped"] {
+        let mut line = String::new();
+        first.lines.read_line(&mut line).expect("read a line");
+        assert!(line.contains(&format!("\"event\":\"{expected}\"")), "{line}");
+    }
+    let info_hash = "0123456789abcdef0123456789abcdef01234567";
+    let output = run(&["announce", info_hash, "--port", "4321", "--bootstrap", &seed.addr]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    sigterm(&first.child);
+    assert!(first.wait().0.success());
+    let saved = krpc_tokio::load_state_file(&file).expect("a state file");
+    assert!(saved.nodes.len() >= 2, "{saved:?}");
+
+    // Another port, no --bootstrap: only the saved nodes.
+    let mut restarted = Server::start(&["--bind", "127.0.0.1:0", "--for", "60", "--state", file_arg]);
+    assert_eq!(restarted.id, saved.id.to_string(), "the id survives the restart");
+    let mut line = String::new();
+    restarted.lines.read_line(&mut line).expect("read a line");
+    let restored: Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(restored["event"], "restored", "{restored}");
+    assert!(restored["nodes"].as_u64().is_some_and(|n| n >= 2), "{restored}");
+
+    // A client that knows only the restarted node finds the announced peer through it.
+    let output = run(&["--json", "get-peers", info_hash, "--bootstrap", &restarted.addr]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = json_lines(&output);
+    assert!(lines.iter().any(|l| l["event"] == "peer" && l["addr"] == "127.0.0.1:4321"), "{lines:?}");
+
+    // It rejoined by itself: it sent queries, and nodes answered them.
+    sigterm(&restarted.child);
+    let (status, lines) = restarted.wait();
+    assert!(status.success());
+    let done = lines.last().expect("a done line");
+    assert!(done["replies"].as_u64().is_some_and(|n| n >= 1), "{done}");
+    for server in [seed, other] {
+        sigterm(&server.child);
+        assert!(server.wait().0.success());
+    }
+}

@@ -164,6 +164,12 @@ struct ServeArgs {
     /// Seconds between two statistics lines.
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS", value_parser = parse_seconds)]
     interval: f64,
+    /// Keeps the node's id and routing table in FILE across restarts: read at start (a
+    /// missing or unusable file: a warning and a fresh start), written every 5 minutes and
+    /// at shutdown, through a temporary file renamed over it. With saved nodes and no
+    /// `--bootstrap`, the node rejoins through them at once.
+    #[arg(long, value_name = "FILE")]
+    state: Option<std::path::PathBuf>,
 }
 
 /// A node id or info hash: 40 hex digits.

@@ -1,9 +1,10 @@
 //! The commands that talk to a network: `ping`, `find-node`, `get-peers`, `announce`, `serve`.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
-use krpc_tokio::{Config, NodeId, RateLimit, Rpc};
+use krpc_tokio::{Config, NodeId, RateLimit, Rpc, SavedState};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -271,8 +272,17 @@ pub(crate) async fn serve(out: &Out, args: ServeArgs) -> Result<(), Failure> {
         .ok_or_else(|| Failure::new(format!("cannot resolve --bind {}", args.bind)))?;
     let bootstrap = reachable_from(out, bind, bootstrap)?;
     let config = Config { bootstrap: bootstrap.clone(), rate_limit, ..Config::dht() };
-    let rpc =
-        Rpc::bind(bind, config).await.map_err(|error| Failure::new(format!("cannot bind {}: {error}", args.bind)))?;
+    let (saved, state_warning) = match args.state.as_deref().map(load_state) {
+        Some(Ok(state)) => (Some(state), None),
+        Some(Err(message)) => (None, Some(message)),
+        None => (None, None),
+    };
+    let restored = saved.as_ref().map_or(0, |state| state.nodes.len());
+    let mut builder = Rpc::builder(config);
+    if let Some(state) = saved {
+        builder = builder.state(state);
+    }
+    let rpc = builder.bind(bind).await.map_err(|error| Failure::new(format!("cannot bind {}: {error}", args.bind)))?;
     // SIGTERM (what `kill`, systemd and docker send) stops the node as Ctrl-C does: a last
     // statistics line and exit code 0. Registered before the `listening` line, so that a
     // supervisor that signals as soon as it sees that line is heard.
@@ -291,6 +301,19 @@ pub(crate) async fn serve(out: &Out, args: ServeArgs) -> Result<(), Failure> {
     out.emit(json!({ "event": "listening", "addr": addr.to_string(), "id": id.to_string() }), || {
         format!("listening on {addr} as {id}")
     });
+
+    // After the `listening` line, which stays the first line of --json output.
+    if let Some(message) = state_warning {
+        out.warn(json!({ "event": "warning", "message": message }), &format!("warning: {message}"));
+    }
+    if let (Some(path), true) = (&args.state, restored > 0) {
+        let nodes = rpc.inspect(|endpoint| endpoint.routing_tables().iter().map(|t| t.len()).sum::<usize>()).await;
+        let nodes = nodes.unwrap_or(0);
+        // With no --bootstrap the driver has already started rejoining through them.
+        out.emit(json!({ "event": "restored", "file": path.display().to_string(), "nodes": nodes }), || {
+            format!("restored {} from {}", count(nodes, "node", "nodes"), path.display())
+        });
+    }
 
     let mut joining = None;
     if !bootstrap.is_empty() {
@@ -312,8 +335,14 @@ pub(crate) async fn serve(out: &Out, args: ServeArgs) -> Result<(), Failure> {
     };
     let mut stop = std::pin::pin!(stop);
     let asked = bootstrap.len();
+    let mut save_tick = tokio::time::interval_at(started + SAVE_EVERY, SAVE_EVERY);
     loop {
         tokio::select! {
+            _ = save_tick.tick(), if args.state.is_some() => {
+                if let Some(path) = &args.state {
+                    save_state(out, &rpc, path).await;
+                }
+            }
             _ = &mut ctrl_c => break,
             () = &mut terminate => break,
             () = &mut stop => break,
@@ -349,7 +378,31 @@ pub(crate) async fn serve(out: &Out, args: ServeArgs) -> Result<(), Failure> {
             _ = tick.tick() => serve_stats(out, &rpc, started, "stats").await,
         }
     }
+    if let Some(path) = &args.state {
+        save_state(out, &rpc, path).await;
+    }
     serve_stats(out, &rpc, started, "done").await;
     rpc.shutdown().await;
     Ok(())
+}
+
+/// How often `serve --state` writes its state file (and once more at shutdown).
+const SAVE_EVERY: Duration = Duration::from_secs(300);
+
+/// Reads `serve --state`'s file. Anything but a usable state is a warning (the message
+/// returned) and a fresh start, never a failure: the file is replaced by a complete one at
+/// the next save.
+fn load_state(path: &Path) -> Result<SavedState, String> {
+    krpc_tokio::load_state_file(path).map_err(|error| {
+        let why = if error.is_missing() { "no such file".to_owned() } else { error.to_string() };
+        format!("state file {}: {why}; starting fresh", path.display())
+    })
+}
+
+/// Writes `serve --state`'s file; a failure is a warning (the old file is left whole).
+async fn save_state(out: &Out, rpc: &Rpc, path: &Path) {
+    if let Err(error) = rpc.save_state_file(path).await {
+        let message = format!("cannot save the state to {}: {error}; the previous file is kept", path.display());
+        out.warn(json!({ "event": "warning", "message": message }), &format!("warning: {message}"));
+    }
 }
