@@ -151,12 +151,18 @@ fn ping_gets_the_id_of_a_serving_node() {
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains(&server.id));
 
+    let server_id = server.id.clone();
     let (status, lines) = server.wait();
     assert!(status.success());
     assert!(lines.iter().any(|line| line["event"] == "stats"), "{lines:?}");
     let done = lines.last().expect("a done line");
     assert_eq!(done["event"], "done");
     assert!(done["queries_in"].as_u64().is_some_and(|n| n >= 2), "{done}");
+    // What an operator asks: the id, both tables, the external address, the DHT's size.
+    assert_eq!(done["id"], server_id.as_str(), "{done}");
+    assert!(done["nodes6"].as_u64().is_some() && done["good_nodes"].as_u64().is_some(), "{done}");
+    assert!(done["external_address"].as_array().is_some(), "{done}");
+    assert!(done.get("dht_size_estimate").is_some(), "{done}");
 }
 
 #[test]

@@ -218,9 +218,19 @@ pub(crate) async fn announce(
 /// `serve`'s statistics line.
 async fn serve_stats(out: &Out, rpc: &Rpc, started: Instant, event: &str) {
     let s = stats(rpc).await;
-    let nodes = rpc.inspect(|endpoint| endpoint.routing_table().len()).await.unwrap_or(0);
+    let status = rpc.inspect(|endpoint| endpoint.status()).await.ok();
+    let nodes = status.as_ref().map_or(0, |st| st.table_sizes[0]);
     let elapsed = ms_since(started);
     let mut line = json!({ "event": event });
+    // What an operator asks (issue 14): id, external address, both tables, the DHT's size.
+    if let (Some(st), Some(line)) = (status.as_ref(), line.as_object_mut()) {
+        line.insert("id".into(), st.id.to_string().into());
+        line.insert("nodes6".into(), st.table_sizes[1].into());
+        line.insert("good_nodes".into(), (st.good_nodes[0] + st.good_nodes[1]).into());
+        let ips: Vec<String> = st.external_address.iter().flatten().map(ToString::to_string).collect();
+        line.insert("external_address".into(), ips.into());
+        line.insert("dht_size_estimate".into(), st.dht_size_estimate.into());
+    }
     if event == "done" {
         line["command"] = "serve".into();
     }
