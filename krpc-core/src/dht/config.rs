@@ -51,7 +51,14 @@ pub struct DhtConfig {
     pub item_store: ItemStoreLimits,
     /// BEP 42: how node ids bound to IP addresses are treated.
     pub secure_id: SecureIdPolicy,
+    /// BEP 51: how long one sample of stored info-hashes is served before a new one is
+    /// drawn, announced to samplers as `interval`. Capped at 6 hours (the BEP: "Maximum value
+    /// is 21600 seconds"); libtorrent's default is the cap.
+    pub sample_interval: core::time::Duration,
 }
+
+/// BEP 51's cap on `interval`.
+pub const MAX_SAMPLE_INTERVAL: core::time::Duration = core::time::Duration::from_secs(21_600);
 
 impl Default for DhtConfig {
     fn default() -> Self {
@@ -64,6 +71,7 @@ impl Default for DhtConfig {
             max_reply_len: 1024,
             peer_store: PeerStoreLimits::default(),
             item_store: ItemStoreLimits::default(),
+            sample_interval: MAX_SAMPLE_INTERVAL,
             secure_id: SecureIdPolicy::default(),
         }
     }

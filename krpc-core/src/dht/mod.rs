@@ -48,7 +48,7 @@ pub mod security;
 pub mod token;
 
 pub use bep44::{Item, ItemError, MAX_SALT_LEN, MAX_VALUE_LEN, MutableItem};
-pub use config::{DhtConfig, UnknownMethods};
+pub use config::{DhtConfig, MAX_SAMPLE_INTERVAL, UnknownMethods};
 pub use external_address::{ExternalAddressVote, MAX_VOTERS, MIN_VOTES, VOTE_LIFETIME};
 pub use item_store::{ItemStore, ItemStoreLimits, PutRefused};
 pub use peer_store::{

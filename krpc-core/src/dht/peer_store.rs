@@ -390,6 +390,35 @@ impl PeerStore {
         out.len() - before
     }
 
+    /// BEP 51: up to `N` info-hashes with live peers, drawn uniformly at random (reservoir
+    /// sampling, in the map's seeded order), into `out`; returns how many info-hashes have
+    /// live peers (`num`). One pass over the store.
+    pub fn sample_hashes<R: rand_core::Rng + ?Sized, const N: usize>(
+        &self,
+        now: Instant,
+        rng: &mut R,
+        out: &mut ArrayVec<NodeId, N>,
+    ) -> usize {
+        let start = out.len();
+        let room = out.remaining_capacity();
+        let mut live = 0usize;
+        for (hash, swarm) in &self.swarms {
+            if !swarm.peers.iter().any(|p| p.is_live(now)) {
+                continue;
+            }
+            live += 1;
+            if live <= room {
+                out.push(*hash);
+            } else {
+                let j = (rng.next_u64() % live as u64) as usize;
+                if j < room {
+                    out[start + j] = *hash;
+                }
+            }
+        }
+        live
+    }
+
     /// Live seeds and non-seeds stored for `info_hash`, both families together.
     pub fn counts(&self, info_hash: &NodeId, now: Instant) -> SwarmCounts {
         let mut counts = SwarmCounts::default();

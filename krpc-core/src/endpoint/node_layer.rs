@@ -67,7 +67,16 @@ pub(crate) struct NodeLayer {
     items: ItemStore,
     /// Our public address per family, learned from the `ip` field of replies (BEP 42).
     votes: [ExternalAddressVote; 2],
+    /// BEP 51: the sample served until `sample_until`, and how many info-hashes it was drawn
+    /// from.
+    samples: ArrayVec<NodeId, MAX_SAMPLES>,
+    sample_num: usize,
+    sample_until: Option<Instant>,
 }
+
+/// BEP 51: most info-hashes in one `sample_infohashes` answer (as libtorrent); fewer when the
+/// reply budget is short.
+pub(crate) const MAX_SAMPLES: usize = 20;
 
 impl NodeLayer {
     pub(crate) fn new(config: DhtConfig, rng: &mut ChaCha12Rng, now: Instant) -> Box<Self> {
@@ -80,6 +89,9 @@ impl NodeLayer {
             peers,
             items,
             votes: [ExternalAddressVote::new(), ExternalAddressVote::new()],
+            samples: ArrayVec::new(),
+            sample_num: 0,
+            sample_until: None,
         })
     }
 
@@ -109,6 +121,12 @@ impl NodeLayer {
             b"announce_peer" => self.announce_peer(now, from, t, q),
             // BEP 44: "get" carries a target; its answer has a write token, the closest nodes
             // and the item when we hold it.
+            // BEP 51: "sample_infohashes" with a `target`, answered with a sample of stored
+            // info-hashes and the closest nodes.
+            b"sample_infohashes" => match q.args.target() {
+                Some(target) => Outbound::Samples { to: from, t: tid(t), target, want },
+                None => error(from, t, 203, b"sample_infohashes requires a.target"),
+            },
             b"get" => match q.args.target() {
                 Some(target) => Outbound::GetItem { to: from, t: tid(t), target, want, seq: q.args.seq() },
                 None => error(from, t, 203, b"get requires a.target"),
@@ -266,6 +284,53 @@ impl NodeLayer {
             && (drop_farthest(&mut nodes, !requester_v4) || drop_farthest(&mut nodes, requester_v4))
         {}
         framing.encode(buf, to, t, &find_node_entries(framing.id, &nodes, want))
+    }
+
+    /// Encodes a BEP 51 `sample_infohashes` answer, within `max_reply_len`: `interval`, `num`,
+    /// `samples` and the closest nodes. The sample is drawn again at most once per
+    /// `sample_interval` ("the subset refresh interval"), so repeated queries learn nothing
+    /// new before it passes. When the budget is short the farthest nodes go first, then
+    /// samples.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn encode_samples(
+        &mut self,
+        tables: &Tables,
+        now: Instant,
+        rng: &mut ChaCha12Rng,
+        framing: &Framing<'_>,
+        buf: &mut [u8],
+        to: SocketAddr,
+        t: &[u8],
+        target: &NodeId,
+        want: Want,
+    ) -> Result<usize, BufferTooSmall> {
+        let interval = self.config.sample_interval.min(crate::dht::MAX_SAMPLE_INTERVAL);
+        if self.sample_until.is_none_or(|until| now >= until) {
+            self.samples.clear();
+            self.sample_num = self.peers.sample_hashes(now, rng, &mut self.samples);
+            self.sample_until = Some(now + interval);
+        }
+        let remaining = self.sample_until.map_or(interval, |until| until.saturating_duration_since(now));
+        let interval_secs = remaining.as_secs().max(1) as i64;
+        let mut nodes = self.reply_nodes(tables, now, target, want);
+        let mut flat: ArrayVec<u8, { MAX_SAMPLES * 20 }> = ArrayVec::new();
+        for hash in &self.samples {
+            let _ = flat.try_extend_from_slice(hash.as_bytes());
+        }
+        let id_len = framing.id.len().max(1);
+        let num = self.sample_num as i64;
+        let budget = self.config.max_reply_len;
+        let requester_v4 = canonical_ip(to.ip()).is_ipv4();
+        let mut len = flat.len();
+        while framing.len(to, t, &sample_entries(framing.id, interval_secs, &nodes, want, num, &flat[..len])) > budget {
+            if !(drop_farthest(&mut nodes, !requester_v4) || drop_farthest(&mut nodes, requester_v4)) {
+                if len == 0 {
+                    break;
+                }
+                len -= id_len.min(len);
+            }
+        }
+        framing.encode(buf, to, t, &sample_entries(framing.id, interval_secs, &nodes, want, num, &flat[..len]))
     }
 
     /// Encodes a `get_peers` answer, within `max_reply_len`.
@@ -446,6 +511,28 @@ fn get_item_entries<'a>(id: &'a NodeId, nodes: &'a [NodeInfo], want: Want, token
         extra.push(Entry { key: b"nodes6", value: Insert::NodesV6(nodes), replace: true });
     }
     extra.push(Entry { key: b"token", value: Insert::Bytes(token), replace: true });
+    extra
+}
+
+/// The entries of a BEP 51 answer, in key order: our id, `interval`, `nodes` (and `nodes6`
+/// when wanted), `num`, `samples`.
+fn sample_entries<'a>(
+    id: &'a NodeId,
+    interval: i64,
+    nodes: &'a [NodeInfo],
+    want: Want,
+    num: i64,
+    samples: &'a [u8],
+) -> ArrayVec<Entry<'a>, 6> {
+    let mut extra = ArrayVec::new();
+    extra.push(Entry { key: b"id", value: Insert::Bytes(id.as_bytes()), replace: false });
+    extra.push(Entry { key: b"interval", value: Insert::Int(interval), replace: true });
+    extra.push(Entry { key: b"nodes", value: Insert::NodesV4(nodes), replace: true });
+    if want.n6 {
+        extra.push(Entry { key: b"nodes6", value: Insert::NodesV6(nodes), replace: true });
+    }
+    extra.push(Entry { key: b"num", value: Insert::Int(num), replace: true });
+    extra.push(Entry { key: b"samples", value: Insert::Bytes(samples), replace: true });
     extra
 }
 

@@ -180,6 +180,16 @@ impl Endpoint {
                     };
                     (*to, written, None)
                 }
+                Outbound::Samples { to, t, target, want } => {
+                    let framing = Framing { id: &id, version, send_ip: self.config.send_ip, empty };
+                    let written = match self.node.as_deref_mut() {
+                        Some(node) => {
+                            node.encode_samples(&self.tables, now, &mut self.rng, &framing, buf, *to, t, target, *want)
+                        }
+                        None => continue,
+                    };
+                    (*to, written, None)
+                }
                 Outbound::GetItem { to, t, target, want, seq } => {
                     let framing = Framing { id: &id, version, send_ip: self.config.send_ip, empty };
                     let written = match self.node.as_deref() {

@@ -114,6 +114,8 @@ pub(crate) enum Outbound {
     GetPeers { to: SocketAddr, t: Tid, info_hash: NodeId, want: Want, noseed: bool, scrape: bool },
     /// Node layer: a BEP 44 `get` answer, encoded from the table and item store when it leaves.
     GetItem { to: SocketAddr, t: Tid, target: NodeId, want: Want, seq: Option<i64> },
+    /// Node layer: a BEP 51 `sample_infohashes` answer, encoded when it leaves.
+    Samples { to: SocketAddr, t: Tid, target: NodeId, want: Want },
 }
 
 /// A ping the engine sends for its own bookkeeping.
