@@ -16,7 +16,7 @@
 //   {"cmd":"put_immutable","index":i,"data":hex}     dht.put({v}): v is the byte string `data`
 //   {"cmd":"put_mutable","index":i,"seed":hex,"data":hex,"salt":hex,"seq_number":n}
 //        dht.put({k, v, seq, salt, sign}) with the ed25519 key made from the 32-byte seed
-//   {"cmd":"get","index":i,"target":hex,"salt":hex|null}    dht.get(target, {salt})
+//   {"cmd":"get","index":i,"target":hex,"salt":hex|null}    dht.get(target, {salt, cache: false})
 //      replies: put: {error, target, n}; get: {error, found, v (hex when a byte string), seq_number, k}
 //   {"cmd":"tables"}                                 every node's routing table (ids, addresses)
 //   {"cmd":"exit"}
@@ -126,7 +126,8 @@ function handle (cmd) {
       return
     }
     case 'get': {
-      const opts = cmd.salt ? { salt: Buffer.from(cmd.salt, 'hex') } : {}
+      // `cache: false`: ask the network even when this node stores the item itself.
+      const opts = cmd.salt ? { salt: Buffer.from(cmd.salt, 'hex'), cache: false } : { cache: false }
       return dht.get(cmd.target, opts, (err, res) => {
         const v = res && res.v
         out({

@@ -9,6 +9,9 @@
 //!   `announce_peer` with the 4-byte token it gave us;
 //! - our decoder accepted every datagram libtorrent sent (quirks printed to the log).
 //!
+//! A second test (`libtorrent_bep44`) runs BEP 44 both ways: our put then libtorrent's get,
+//! libtorrent's put then our get, and libtorrent's put into a network of our nodes.
+//!
 //! Skipped when Python's `libtorrent` is missing (`tests/interop/setup.sh`), unless
 //! `KRPC_INTEROP_REQUIRED=1`.
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // a test: it logs what the peers sent, and owns the clock
@@ -381,7 +384,8 @@ fn libtorrent_bep44() {
     let seq = put["seq"].as_i64().unwrap();
     let before = stored_items(&net);
     assert!(before >= 2, "no node of ours stored libtorrent's mutable item ({before} items)");
-    let (got, _) = run_get(&mut net, 3, PHASE, |o| o.ep.get_mutable(o.now(), public, b"", None).unwrap(), || lone.poll());
+    let (got, _) =
+        run_get(&mut net, 3, PHASE, |o| o.ep.get_mutable(o.now(), public, b"", None).unwrap(), || lone.poll());
     let got = got.expect("our network holds libtorrent's mutable item");
     assert_eq!((got.seq(), got.value()), (Some(seq), &bstr(b"mutable, into krpc")[..]), "{got:?}");
     for n in &net {

@@ -15,8 +15,8 @@ use std::sync::mpsc::{Receiver, TryRecvError, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as StdInstant};
 
-use krpc_core::wire::{Body, Dict, Message, Value};
 use krpc_core::dht::Item;
+use krpc_core::wire::{Body, Dict, Message, Value};
 use krpc_core::{Config, Endpoint, Event, Instant, NodeId, OpId, PutOutcome, QueryError};
 use serde_json::{Value as Json, json};
 
