@@ -456,7 +456,15 @@ impl Watched {
             self.ep.handle_timeout(now);
             self.drain(now, true);
         }
-        assert!(self.pending.is_empty(), "commands never ended: {:?}", self.pending);
+        if !self.pending.is_empty() {
+            // When tracing, the journal shows what the engine did meanwhile (from the start).
+            let journal = self.journal.as_ref().map(|j| j[..j.len().min(60)].join("\n")).unwrap_or_default();
+            panic!(
+                "commands never ended: {:?} (at {now:?}, deadline {:?})\n{journal}",
+                self.pending,
+                self.ep.poll_timeout()
+            );
+        }
         now
     }
 
