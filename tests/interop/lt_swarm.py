@@ -19,6 +19,17 @@ Commands (one JSON object per line, each with a "seq" echoed in its reply):
   {"cmd":"announce","index":i,"info_hash":hex,"port":p}   ses.dht_announce(ih, port, 0)
   {"cmd":"get_peers","index":i,"info_hash":hex}     ses.dht_get_peers(ih); replies come as "peers"
   {"cmd":"live_nodes","index":i}                    the routing table (dht_live_nodes_alert)
+  {"cmd":"put_immutable","index":i,"value":hex}     ses.dht_put_immutable_item(bdecode(value))
+  {"cmd":"put_mutable","index":i,"secret":hex,"public":hex,"data":hex,"salt":hex}
+        ses.dht_put_mutable_item(secret, public, data, salt): libtorrent stores the byte string
+        `data` (bencoded by libtorrent) with seq = the seq it found + 1 and signs it with the
+        64-byte expanded secret key (its ed25519 format: clamped scalar, then nonce prefix)
+  {"cmd":"get_immutable","index":i,"target":hex}    ses.dht_get_immutable_item(target)
+  {"cmd":"get_mutable","index":i,"public":hex,"salt":hex}  ses.dht_get_mutable_item(key, salt)
+Item events (BEP 44; "item" is the value bencoded, hex, "" when nothing was found):
+  {"event":"put","index":i,"target":hex,"seq":n,"num_success":n}       a dht_put_alert
+  {"event":"immutable","index":i,"target":hex,"item":hex}              a dht_immutable_item_alert
+  {"event":"mutable","index":i,"key":hex,"salt":hex,"seq":n,"item":hex,"authoritative":b}
   {"cmd":"exit"}
 
 Every socket is bound to 127.0.0.1, and no bootstrap router, LSD, UPnP or NAT-PMP is used:
@@ -100,8 +111,30 @@ class Node:
                     ep = n.get("endpoint")
                     nodes.append({"id": str(n.get("nid")), "host": ep[0], "port": ep[1]})
                 out({"reply": "live_nodes", "seq": self.pending_live, "index": self.index, "nodes": nodes})
+            elif name == "dht_put_alert":
+                out({"event": "put", "index": self.index, "target": str(a.target), "seq": a.seq,
+                     "num_success": a.num_success})
+            elif name == "dht_immutable_item_alert":
+                out({"event": "immutable", "index": self.index, "target": str(a.target),
+                     "item": bencoded_hex(a.item)})
+            elif name == "dht_mutable_item_alert":
+                out({"event": "mutable", "index": self.index, "key": bytes(a.key).hex(),
+                     "salt": as_bytes(a.salt).hex(), "seq": a.seq, "item": bencoded_hex(a.item),
+                     "authoritative": bool(a.authoritative)})
             elif name in ("listen_failed_alert", "dht_error_alert", "udp_error_alert"):
                 out({"event": "error", "index": self.index, "message": a.message()})
+
+
+def as_bytes(x):
+    return x.encode("latin-1") if isinstance(x, str) else bytes(x)
+
+
+def bencoded_hex(item):
+    """An item's value, bencoded, in hex; "" for libtorrent's "not found" (an undefined entry)."""
+    if item is None:
+        return ""
+    data = lt.bencode(item)
+    return "" if data in (b"", b"0:") and not item else bytes(data).hex()
 
 
 def read_stdin(q):
@@ -168,6 +201,20 @@ def main():
                 n = nodes[cmd["index"]]
                 n.pending_live = seq
                 n.ses.dht_live_nodes(lt.sha1_hash(bytes.fromhex(n.id)))
+            elif c == "put_immutable":
+                target = nodes[cmd["index"]].ses.dht_put_immutable_item(lt.bdecode(bytes.fromhex(cmd["value"])))
+                out({"reply": "put_immutable", "seq": seq, "target": str(target)})
+            elif c == "put_mutable":
+                nodes[cmd["index"]].ses.dht_put_mutable_item(
+                    bytes.fromhex(cmd["secret"]), bytes.fromhex(cmd["public"]),
+                    bytes.fromhex(cmd["data"]), bytes.fromhex(cmd["salt"]))
+                out({"reply": "put_mutable", "seq": seq})
+            elif c == "get_immutable":
+                nodes[cmd["index"]].ses.dht_get_immutable_item(lt.sha1_hash(bytes.fromhex(cmd["target"])))
+                out({"reply": "get_immutable", "seq": seq})
+            elif c == "get_mutable":
+                nodes[cmd["index"]].ses.dht_get_mutable_item(bytes.fromhex(cmd["public"]), bytes.fromhex(cmd["salt"]))
+                out({"reply": "get_mutable", "seq": seq})
             else:
                 out({"reply": "unknown", "seq": seq, "cmd": c})
         for n in nodes:

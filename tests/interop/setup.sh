@@ -2,7 +2,8 @@
 # Installs the foreign KRPC implementations the interop tests (tests/tests/interop_*.rs) run
 # against; see docs/interop.md. Idempotent; safe to run on every CI run.
 #
-#   - bittorrent-dht 11.0.12 and k-rpc 5.1.0 from npm, into tests/interop/node_modules
+#   - bittorrent-dht 11.0.12, k-rpc 5.1.0 and sodium-universal 5.0.1 (the ed25519 `verify` and
+#     signing bittorrent-dht needs for BEP 44 mutable items) from npm, into tests/interop/node_modules
 #     (versions pinned in package.json, the whole tree in package-lock.json);
 #   - libtorrent 2.1.1 (C++ libtorrent with its Python bindings, a binary wheel) from PyPI.
 #
@@ -13,9 +14,9 @@ cd "$(dirname "$0")"
 
 python="${KRPC_INTEROP_PYTHON:-python3}"
 
-echo "== npm: bittorrent-dht, k-rpc (tests/interop/node_modules)"
+echo "== npm: bittorrent-dht, k-rpc, sodium-universal (tests/interop/node_modules)"
 npm ci --no-audit --no-fund
-node -e 'for (const p of ["bittorrent-dht", "k-rpc"]) console.log(p, require(`./node_modules/${p}/package.json`).version)'
+node -e 'for (const p of ["bittorrent-dht", "k-rpc", "sodium-universal"]) console.log(p, require(`./node_modules/${p}/package.json`).version)'
 
 echo "== pip: libtorrent"
 "$python" -m pip install --disable-pip-version-check --quiet libtorrent==2.1.1

@@ -11,7 +11,10 @@
 //! - the JS nodes we talked to have us in their tables: our queries carry a usable id;
 //! - our decoder accepted every datagram the JS nodes sent (quirks printed to the log).
 //!
-//! Skipped when Node.js or the npm packages are missing (`tests/interop/setup.sh`), unless
+//! A second test (`js_bittorrent_dht_bep44`) runs BEP 44 both ways: our put then a JS get, a
+//! JS put then our get, and a JS put into a network of our nodes.
+//!
+//! Skipped when Node.js or the npm packages (with `sodium-universal` for BEP 44) are missing (`tests/interop/setup.sh`), unless
 //! `KRPC_INTEROP_REQUIRED=1`.
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // a test: it logs what the peers sent, and owns the clock
 
@@ -178,4 +181,166 @@ fn js_bittorrent_dht_swarm() {
     assert!(ours.received.iter().all(|(from, _)| *from != our_addr), "our node queried itself");
     let warnings: Vec<_> = js.take_all(|v| v["event"] == "warning" || v["event"] == "error");
     eprintln!("JS warnings: {warnings:?}");
+}
+
+/// BEP 44 with bittorrent-dht (its `verify` from sodium-universal), both ways, immutable and
+/// mutable items:
+///
+/// - (a) our put, then a JS get: two JS nodes and our node know each other; we put (the puts
+///   reach the JS nodes: they are all we know), a JS node gets the items from the network;
+/// - (b) a JS put, then our get: our get finds and checks both items;
+/// - (c) a JS put lands in a network of our nodes: a lone JS node that knows only four of
+///   our nodes puts; those nodes store the items and one of them gets both back.
+#[test]
+fn js_bittorrent_dht_bep44() {
+    use interop_common::{bstr, our_network, run_get, run_put, stored_items};
+    use krpc_core::dht::bep44::ed25519_dalek::SigningKey;
+    use krpc_core::dht::bep44::immutable_target;
+    use krpc_core::dht::{Item, MutableItem};
+
+    if !should_run("interop_js_dht", interop_common::js_available(&["bittorrent-dht", "k-rpc", "sodium-universal"])) {
+        return;
+    }
+    let node = interop_common::node_bin();
+    let mut js = PeerProcess::spawn("bittorrent-dht BEP 44 pair", &node, &["js_dht_swarm.mjs", "2"]);
+    let ready = js.wait_for(PHASE, "the JS pair to be ready", |v| v["event"] == "ready");
+    let js_addrs: Vec<SocketAddr> = ready["nodes"].as_array().unwrap().iter().map(json_addr).collect();
+    let mut ours = vec![Ours::new(Config { bootstrap: js_addrs.clone(), ..Config::dht() }, 45)];
+    let our_hex = hex(ours[0].id().as_bytes());
+    let our_port = ours[0].addr().port();
+    for index in 0..2 {
+        js.send(json!({"cmd": "add_node", "index": index, "host": "127.0.0.1", "port": our_port}));
+        until(PHASE, "a JS node to add us", || {
+            ours[0].step(Duration::from_millis(10));
+            js.take(|v| v["event"] == "node" && v["index"] == json!(index) && v["id"] == json!(our_hex))
+        });
+    }
+    let now = ours[0].now();
+    let join = ours[0].ep.bootstrap(now).expect("bootstrap");
+    until(PHASE, "our bootstrap lookup", || {
+        ours[0].step(Duration::from_millis(10));
+        ours[0].take_event(|e| matches!(e, Event::LookupDone { op, .. } if *op == join))
+    });
+    assert_eq!(ours[0].ep.routing_table().len(), 2, "we know both JS nodes");
+
+    // (a) Our put, then a JS get.
+    let raw = b"krpc to bittorrent-dht";
+    let value = bstr(raw);
+    let put = run_put(&mut ours, 0, PHASE, |o| o.ep.put_immutable(o.now(), &value).unwrap(), || js.poll());
+    let put = put.expect("our immutable put");
+    eprintln!("our immutable put: {put:?}");
+    assert!(put.stored >= 1 && put.errors.is_empty(), "bittorrent-dht refused our put: {put:?}");
+    let target = immutable_target(&value);
+    let seq = js.send(json!({"cmd": "get", "index": 1, "target": hex(target.as_bytes()), "salt": null}));
+    let got = until(PHASE, "the JS get of our immutable item", || {
+        ours[0].step(Duration::from_millis(10));
+        js.reply(seq)
+    });
+    assert_eq!((&got["found"], &got["v"]), (&json!(true), &json!(hex(raw))), "JS get found our item: {got}");
+    let key = SigningKey::from_bytes(&[0x71; 32]);
+    let raw = b"signed by krpc";
+    let item = MutableItem::sign(&key, b"to js", 9, &bstr(raw)).unwrap();
+    let put = run_put(&mut ours, 0, PHASE, |o| o.ep.put_mutable(o.now(), item.clone(), None).unwrap(), || js.poll());
+    let put = put.expect("our mutable put");
+    eprintln!("our mutable put: {put:?}");
+    assert!(put.stored >= 1 && put.errors.is_empty(), "bittorrent-dht refused our put: {put:?}");
+    let seq =
+        js.send(json!({"cmd": "get", "index": 1, "target": hex(item.target().as_bytes()), "salt": hex(b"to js")}));
+    let got = until(PHASE, "the JS get of our mutable item", || {
+        ours[0].step(Duration::from_millis(10));
+        js.reply(seq)
+    });
+    assert_eq!(
+        (&got["found"], &got["v"], &got["seq_number"], &got["k"]),
+        (&json!(true), &json!(hex(raw)), &json!(9), &json!(hex(&item.key))),
+        "JS get found our item and verified its signature: {got}"
+    );
+
+    // (b) A JS put, then our get.
+    let raw = b"bittorrent-dht to krpc";
+    let seq = js.send(json!({"cmd": "put_immutable", "index": 0, "data": hex(raw)}));
+    let put = until(PHASE, "the JS immutable put", || {
+        ours[0].step(Duration::from_millis(10));
+        js.reply(seq)
+    });
+    eprintln!("JS immutable put: {put}");
+    assert!(put["error"].is_null() && put["n"].as_u64().unwrap() >= 1, "JS put stored nowhere: {put}");
+    let target = immutable_target(&bstr(raw));
+    assert_eq!(put["target"], json!(hex(target.as_bytes())));
+    let (got, from) = run_get(&mut ours, 0, PHASE, |o| o.ep.get_immutable(o.now(), target).unwrap(), || js.poll());
+    assert_eq!(got, Some(Item::Immutable { value: bstr(raw) }), "our get_immutable found the JS item");
+    assert!(from.iter().all(|a| js_addrs.contains(a)), "{from:?}");
+    let seed = [0x72; 32];
+    let public = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    let raw = b"signed by bittorrent-dht";
+    let seq = js.send(json!({"cmd": "put_mutable", "index": 0, "seed": hex(&seed), "data": hex(raw),
+        "salt": hex(b"from js"), "seq_number": 6}));
+    let put = until(PHASE, "the JS mutable put", || {
+        ours[0].step(Duration::from_millis(10));
+        js.reply(seq)
+    });
+    eprintln!("JS mutable put: {put}");
+    assert!(put["error"].is_null() && put["n"].as_u64().unwrap() >= 1, "JS put stored nowhere: {put}");
+    let (got, _) =
+        run_get(&mut ours, 0, PHASE, |o| o.ep.get_mutable(o.now(), public, b"from js", None).unwrap(), || js.poll());
+    let got = got.expect("our get_mutable found the JS item");
+    assert_eq!((got.seq(), got.value()), (Some(6), &bstr(raw)[..]), "{got:?}");
+    let stats = *ours[0].ep.stats();
+    assert_eq!(stats.malformed, 0, "our decoder refused datagrams from bittorrent-dht: {stats:?}");
+    drop(js);
+
+    // (c) A JS put lands in a network of our nodes.
+    let mut net = our_network(4, 90, PHASE);
+    let mut lone = PeerProcess::spawn("lone bittorrent-dht node", &node, &["js_dht_swarm.mjs", "1"]);
+    lone.wait_for(PHASE, "the lone JS node to be ready", |v| v["event"] == "ready");
+    for n in &net {
+        lone.send(json!({"cmd": "add_node", "index": 0, "host": "127.0.0.1", "port": n.addr().port()}));
+    }
+    // The JS node pings the nodes it is given and adds them when they answer; wait for that
+    // before putting (a lookup's node list is cached: a put into an empty table stays empty).
+    let our_hexes: Vec<String> = net.iter().map(|n| hex(n.id().as_bytes())).collect();
+    let mut added = BTreeSet::new();
+    until(PHASE, "the lone JS node to add our nodes", || {
+        interop_common::step_all(&mut net);
+        while let Some(v) = lone.take(|v| v["event"] == "node") {
+            added.insert(v["id"].as_str().unwrap().to_string());
+        }
+        our_hexes.iter().all(|h| added.contains(h)).then_some(())
+    });
+    let js_put = |net: &mut Vec<Ours>, lone: &mut PeerProcess, cmd: serde_json::Value| {
+        let seq = lone.send(cmd);
+        let put = until(PHASE, "the lone JS node's put", || {
+            interop_common::step_all(net);
+            lone.reply(seq)
+        });
+        eprintln!("lone JS node's put: {put}");
+        assert!(
+            put["error"].is_null() && put["n"].as_u64().unwrap() >= 1,
+            "the lone JS node's put stored nowhere: {put}"
+        );
+    };
+    let raw = b"into a krpc network";
+    js_put(&mut net, &mut lone, json!({"cmd": "put_immutable", "index": 0, "data": hex(raw)}));
+    assert!(stored_items(&net) >= 1, "no node of ours stored the JS item");
+    let target = immutable_target(&bstr(raw));
+    let (got, from) = run_get(&mut net, 3, PHASE, |o| o.ep.get_immutable(o.now(), target).unwrap(), || lone.poll());
+    assert_eq!(got, Some(Item::Immutable { value: bstr(raw) }), "our network holds the JS item");
+    eprintln!("our get_immutable found it at {from:?}");
+    let seed = [0x73; 32];
+    let public = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    let raw = b"mutable, into krpc";
+    js_put(
+        &mut net,
+        &mut lone,
+        json!({"cmd": "put_mutable", "index": 0, "seed": hex(&seed), "data": hex(raw), "salt": "", "seq_number": 1}),
+    );
+    let items = stored_items(&net);
+    assert!(items >= 2, "no node of ours stored the JS mutable item ({items} items)");
+    let (got, _) =
+        run_get(&mut net, 3, PHASE, |o| o.ep.get_mutable(o.now(), public, b"", None).unwrap(), || lone.poll());
+    let got = got.expect("our network holds the JS mutable item");
+    assert_eq!((got.seq(), got.value()), (Some(1), &bstr(raw)[..]), "{got:?}");
+    for n in &net {
+        assert_eq!(n.ep.stats().malformed, 0, "our decoder refused datagrams from bittorrent-dht");
+    }
 }

@@ -9,6 +9,9 @@
 //!   `announce_peer` with the 4-byte token it gave us;
 //! - our decoder accepted every datagram libtorrent sent (quirks printed to the log).
 //!
+//! A second test (`libtorrent_bep44`) runs BEP 44 both ways: our put then libtorrent's get,
+//! libtorrent's put then our get, and libtorrent's put into a network of our nodes.
+//!
 //! Skipped when Python's `libtorrent` is missing (`tests/interop/setup.sh`), unless
 //! `KRPC_INTEROP_REQUIRED=1`.
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // a test: it logs what the peers sent, and owns the clock
@@ -246,4 +249,146 @@ fn libtorrent_swarm() {
     assert_eq!(ours.id(), our_id);
     let errors: Vec<_> = lt.history.iter().filter(|v| v["event"] == "error").collect();
     assert!(errors.is_empty(), "libtorrent reported errors: {errors:?}");
+}
+
+/// BEP 44 with libtorrent, both ways, immutable and mutable items:
+///
+/// - (a) our put, then libtorrent's get: two libtorrent nodes and our node know each other;
+///   we put (the puts reach libtorrent: it is all we know), a libtorrent node gets the items;
+/// - (b) libtorrent's put, then our get: a libtorrent node puts (libtorrent signs the mutable
+///   item itself with the expanded key we give it); our get finds and checks both items;
+/// - (c) libtorrent's put lands in a network of our nodes: a lone libtorrent node that knows
+///   only four of our nodes puts; those nodes store the items and one of them gets both back.
+#[test]
+fn libtorrent_bep44() {
+    use interop_common::{bstr, libtorrent_keypair, our_network, run_get, run_put, stored_items};
+    use krpc_core::dht::bep44::ed25519_dalek::SigningKey;
+    use krpc_core::dht::bep44::immutable_target;
+    use krpc_core::dht::{Item, MutableItem};
+
+    if !should_run("interop_libtorrent", interop_common::libtorrent_available()) {
+        return;
+    }
+    let python = interop_common::python_bin();
+    let mut lt = PeerProcess::spawn("libtorrent BEP 44 pair", &python, &["lt_swarm.py", "2"]);
+    let ready = lt.wait_for(PHASE, "the libtorrent pair to be ready", |v| v["event"] == "ready");
+    let lt_addrs: Vec<SocketAddr> = ready["nodes"].as_array().unwrap().iter().map(json_addr).collect();
+    let mut ours = vec![Ours::new(Config { bootstrap: lt_addrs.clone(), ..Config::dht() }, 44)];
+    let our_addr = ours[0].addr();
+    lt.send(json!({"cmd": "add_node", "index": null, "host": "127.0.0.1", "port": our_addr.port()}));
+    let now = ours[0].now();
+    let join = ours[0].ep.bootstrap(now).expect("bootstrap");
+    until(PHASE, "our bootstrap lookup", || {
+        ours[0].step(Duration::from_millis(10));
+        ours[0].take_event(|e| matches!(e, Event::LookupDone { op, .. } if *op == join))
+    });
+    assert_eq!(ours[0].ep.routing_table().len(), 2, "we know both libtorrent nodes");
+
+    // (a) Our put, then libtorrent's get.
+    let value = bstr(b"krpc to libtorrent");
+    let put = run_put(&mut ours, 0, PHASE, |o| o.ep.put_immutable(o.now(), &value).unwrap(), || lt.poll());
+    let put = put.expect("our immutable put");
+    eprintln!("our immutable put: {put:?}");
+    assert!(put.stored >= 1 && put.errors.is_empty(), "libtorrent refused our put: {put:?}");
+    let target = immutable_target(&value);
+    lt.send(json!({"cmd": "get_immutable", "index": 1, "target": hex(target.as_bytes())}));
+    let got = until(PHASE, "libtorrent's get_immutable", || {
+        ours[0].step(Duration::from_millis(10));
+        lt.take(|v| v["event"] == "immutable" && v["index"] == 1)
+    });
+    assert_eq!(got["item"], json!(hex(&value)), "libtorrent's get_immutable found our item: {got}");
+    let key = SigningKey::from_bytes(&[0x61; 32]);
+    let item = MutableItem::sign(&key, b"to lt", 4, &bstr(b"signed by krpc")).unwrap();
+    let put = run_put(&mut ours, 0, PHASE, |o| o.ep.put_mutable(o.now(), item.clone(), None).unwrap(), || lt.poll());
+    let put = put.expect("our mutable put");
+    eprintln!("our mutable put: {put:?}");
+    assert!(put.stored >= 1 && put.errors.is_empty(), "libtorrent refused our put: {put:?}");
+    let pk = hex(&item.key);
+    lt.send(json!({"cmd": "get_mutable", "index": 1, "public": pk, "salt": hex(b"to lt")}));
+    // libtorrent reports items as they arrive, then once more at the end (`authoritative`).
+    let got = until(PHASE, "libtorrent's get_mutable", || {
+        ours[0].step(Duration::from_millis(10));
+        lt.take(|v| v["event"] == "mutable" && v["index"] == 1 && v["authoritative"] == true)
+    });
+    assert_eq!(
+        (&got["item"], &got["seq"]),
+        (&json!(hex(&item.value)), &json!(4)),
+        "libtorrent's get_mutable found our item: {got}"
+    );
+
+    // (b) libtorrent's put, then our get.
+    let value = bstr(b"libtorrent to krpc");
+    lt.send(json!({"cmd": "put_immutable", "index": 0, "value": hex(&value)}));
+    let put = until(PHASE, "libtorrent's put_immutable", || {
+        ours[0].step(Duration::from_millis(10));
+        lt.take(|v| v["event"] == "put" && v["index"] == 0)
+    });
+    eprintln!("libtorrent's immutable put: {put}");
+    assert!(put["num_success"].as_u64().unwrap() >= 1, "libtorrent's put stored nowhere: {put}");
+    let target = immutable_target(&value);
+    let (got, from) = run_get(&mut ours, 0, PHASE, |o| o.ep.get_immutable(o.now(), target).unwrap(), || lt.poll());
+    assert_eq!(got, Some(Item::Immutable { value: value.clone() }), "our get_immutable found libtorrent's item");
+    assert!(from.iter().all(|a| lt_addrs.contains(a)), "{from:?}");
+    let (secret, public) = libtorrent_keypair(&[0x62; 32]);
+    lt.send(json!({"cmd": "put_mutable", "index": 0, "secret": hex(&secret), "public": hex(&public),
+        "data": hex(b"signed by libtorrent"), "salt": hex(b"from lt")}));
+    let put = until(PHASE, "libtorrent's put_mutable", || {
+        ours[0].step(Duration::from_millis(10));
+        lt.take(|v| v["event"] == "put" && v["index"] == 0)
+    });
+    eprintln!("libtorrent's mutable put: {put}");
+    assert!(put["num_success"].as_u64().unwrap() >= 1, "libtorrent's put stored nowhere: {put}");
+    let (got, _) =
+        run_get(&mut ours, 0, PHASE, |o| o.ep.get_mutable(o.now(), public, b"from lt", None).unwrap(), || lt.poll());
+    let got = got.expect("our get_mutable found libtorrent's item");
+    // libtorrent bencodes the data itself, and starts at seq 1 (the seq it found, 0, plus one).
+    assert_eq!((got.seq(), got.value()), (Some(1), &bstr(b"signed by libtorrent")[..]), "{got:?}");
+    let stats = *ours[0].ep.stats();
+    assert_eq!(stats.malformed, 0, "our decoder refused datagrams from libtorrent: {stats:?}");
+    drop(lt);
+
+    // (c) libtorrent's put lands in a network of our nodes.
+    let mut net = our_network(4, 80, PHASE);
+    let mut lone = PeerProcess::spawn("lone libtorrent node", &python, &["lt_swarm.py", "1"]);
+    lone.wait_for(PHASE, "the lone libtorrent node to be ready", |v| v["event"] == "ready");
+    for n in &net {
+        lone.send(json!({"cmd": "add_node", "index": 0, "host": "127.0.0.1", "port": n.addr().port()}));
+    }
+    // libtorrent pings the nodes it is given before it uses them: put again (bounded) until
+    // a put reaches one of ours.
+    let lt_put = |net: &mut Vec<Ours>, lone: &mut PeerProcess, cmd: serde_json::Value| {
+        until(PHASE, "the lone libtorrent node's put to reach our nodes", || {
+            lone.send(cmd.clone());
+            let put = until(PHASE, "the lone libtorrent node's put", || {
+                interop_common::step_all(net);
+                lone.take(|v| v["event"] == "put")
+            });
+            eprintln!("lone libtorrent node's put: {put}");
+            (put["num_success"].as_u64().unwrap() >= 1).then_some(put)
+        })
+    };
+    let value = bstr(b"into a krpc network");
+    lt_put(&mut net, &mut lone, json!({"cmd": "put_immutable", "index": 0, "value": hex(&value)}));
+    assert!(stored_items(&net) >= 1, "no node of ours stored libtorrent's item");
+    let target = immutable_target(&value);
+    let (got, from) = run_get(&mut net, 3, PHASE, |o| o.ep.get_immutable(o.now(), target).unwrap(), || lone.poll());
+    assert_eq!(got, Some(Item::Immutable { value }), "our network holds libtorrent's item");
+    eprintln!("our get_immutable found it at {from:?}");
+    let (secret, public) = libtorrent_keypair(&[0x63; 32]);
+    let put = lt_put(
+        &mut net,
+        &mut lone,
+        json!({"cmd": "put_mutable", "index": 0, "secret": hex(&secret), "public": hex(&public),
+            "data": hex(b"mutable, into krpc"), "salt": ""}),
+    );
+    let seq = put["seq"].as_i64().unwrap();
+    let before = stored_items(&net);
+    assert!(before >= 2, "no node of ours stored libtorrent's mutable item ({before} items)");
+    let (got, _) =
+        run_get(&mut net, 3, PHASE, |o| o.ep.get_mutable(o.now(), public, b"", None).unwrap(), || lone.poll());
+    let got = got.expect("our network holds libtorrent's mutable item");
+    assert_eq!((got.seq(), got.value()), (Some(seq), &bstr(b"mutable, into krpc")[..]), "{got:?}");
+    for n in &net {
+        assert_eq!(n.ep.stats().malformed, 0, "our decoder refused datagrams from libtorrent");
+    }
 }

@@ -8,8 +8,113 @@ use core::time::Duration;
 
 use super::input::{Input, identity};
 use super::watch::{Final, Watched};
+use crate::dht::MutableItem;
+use crate::dht::bep44::ed25519_dalek::SigningKey;
+use crate::dht::bep44::{immutable_target, mutable_target};
 use crate::wire::{Dictionary, Entry, ErrorOut, Insert, QueryOut, ResponseOut};
 use crate::{Instant, NodeId, NodeInfo, Peer, Query, Token};
+
+// ---------------------------------------------------------------------------------------------
+// BEP 44 items: a few values, keys and salts shared by commands, queries and replies, so that
+// a `get` the endpoint sends can meet a reply carrying the item it asked for.
+
+/// Bencoded values the items are made of.
+const VALUES: [&[u8]; 4] = [b"5:hello", b"i42e", b"l4:spami-1ee", b"d1:ai1ee"];
+/// Salts (BEP 44: at most 64 bytes).
+const SALTS: [&[u8]; 3] = [b"", b"salt", b"s"];
+/// How many signing keys there are ([`key`]).
+const KEYS: usize = 2;
+
+/// Signing key number `i` (of [`KEYS`]).
+fn key(i: usize) -> SigningKey {
+    SigningKey::from_bytes(&[i as u8 + 1; 32])
+}
+
+/// A value for an item: mostly one of [`VALUES`]; sometimes a byte string from the input,
+/// bytes that are not bencode, one around BEP 44's 1000-byte limit, or deep nesting.
+fn item_value(input: &mut Input<'_>) -> Vec<u8> {
+    match input.below(10) {
+        0..=5 => VALUES[input.below(VALUES.len())].to_vec(),
+        6 => {
+            let raw = input.short_bytes(64);
+            let mut v = alloc::format!("{}:", raw.len()).into_bytes();
+            v.extend_from_slice(raw);
+            v
+        }
+        7 => input.short_bytes(40).to_vec(),
+        8 => {
+            let n = 990 + input.below(16);
+            let mut v = alloc::format!("{n}:").into_bytes();
+            v.resize(v.len() + n, b'x');
+            v
+        }
+        _ => {
+            let depth = 1 + input.below(80);
+            let mut v = vec![b'l'; depth];
+            v.resize(2 * depth, b'e');
+            v
+        }
+    }
+}
+
+/// A salt: mostly one of [`SALTS`]; sometimes input bytes, possibly over 64 of them.
+fn item_salt<'a>(input: &mut Input<'a>) -> &'a [u8] {
+    if input.below(8) == 0 { input.short_bytes(70) } else { SALTS[input.below(SALTS.len())] }
+}
+
+/// A sequence number: small, zero, the largest, or anything (negative ones are invalid).
+fn item_seq(input: &mut Input<'_>) -> i64 {
+    match input.below(6) {
+        0 => 0,
+        1..=3 => 1 + input.below(8) as i64,
+        4 => i64::MAX,
+        _ => input.u64() as i64,
+    }
+}
+
+/// A mutable item signed by one of the keys, for one of the salts; `target`, when given,
+/// picks the key and salt that hash to it if there are such.
+fn signed_item(input: &mut Input<'_>, target: Option<&NodeId>) -> Option<MutableItem> {
+    let mut pick = (input.below(KEYS), SALTS[input.below(SALTS.len())]);
+    if let Some(target) = target {
+        for k in 0..KEYS {
+            let pk = key(k).verifying_key().to_bytes();
+            if let Some(salt) = SALTS.iter().find(|s| mutable_target(&pk, s) == *target) {
+                pick = (k, salt);
+            }
+        }
+    }
+    let mut item = MutableItem::sign(&key(pick.0), pick.1, item_seq(input), &item_value(input)).ok()?;
+    if input.below(8) == 0 {
+        // A forged copy: the signature no longer matches.
+        item.signature[usize::from(input.u8() % 64)] ^= 1;
+    }
+    Some(item)
+}
+
+/// The item `target` names among the known ones: the immutable value hashing to it, else a
+/// signed mutable item.
+fn item_for(input: &mut Input<'_>, target: Option<&NodeId>) -> (Vec<u8>, Option<MutableItem>) {
+    if let Some(v) = VALUES.iter().find(|v| target.is_some_and(|t| immutable_target(v) == *t)) {
+        return (v.to_vec(), None);
+    }
+    match signed_item(input, target) {
+        Some(item) if input.below(8) != 0 => (item.value.clone(), Some(item)),
+        _ => (item_value(input), None),
+    }
+}
+
+/// A BEP 44 target: an item's, or one from the pool.
+fn item_target(input: &mut Input<'_>, pool: &Pool, own: &NodeId) -> NodeId {
+    match input.below(4) {
+        0 => immutable_target(VALUES[input.below(VALUES.len())]),
+        1 => {
+            let pk = key(input.below(KEYS)).verifying_key().to_bytes();
+            mutable_target(&pk, SALTS[input.below(SALTS.len())])
+        }
+        _ => pool.target(input, own),
+    }
+}
 
 /// Addresses peers use: private and public IPv4, IPv6, a v4-mapped alias of the first, the
 /// first's IP on another port, and three that can never be a node (port 0, multicast,
@@ -191,13 +296,26 @@ pub(crate) fn reply(input: &mut Input<'_>, w: &Watched, pool: &Pool) -> Option<(
             if !values.is_empty() {
                 extra.push(Entry { key: b"values", value: Insert::Peers(&values), replace: true });
             }
-            let dict = if input.below(4) == 0 {
+            let mut dict = if input.below(4) == 0 {
                 Dictionary::new()
                     .with_bytes("BFsd", input.short_bytes(300))
                     .with_int("interval", i64::from(input.u16()))
             } else {
                 Dictionary::new()
             };
+            if s.method == b"get" && input.below(3) != 0 {
+                // A BEP 44 answer: the item asked for (or another, or a forged one), sometimes
+                // only its `seq`, or a value that is not bencode.
+                let (value, mutable) = item_for(input, s.target.as_ref());
+                if let Some(item) = &mutable {
+                    dict.insert_bytes("k", item.key);
+                    dict.insert_bytes("sig", item.signature);
+                    dict.insert_int("seq", if input.below(16) == 0 { input.u64() as i64 } else { item.seq });
+                }
+                if input.below(8) != 0 && dict.insert_bencode("v", &value).is_err() {
+                    dict.insert_bytes("v", &value);
+                }
+            }
             encode(|buf| ResponseOut { transaction_id: &tid, values: &dict, extra: &extra, ip, version }.encode(buf))?
         }
         _ => {
@@ -219,21 +337,52 @@ pub(crate) fn reply(input: &mut Input<'_>, w: &Watched, pool: &Pool) -> Option<(
 pub(crate) fn query(input: &mut Input<'_>, w: &Watched, pool: &Pool) -> Option<(SocketAddr, Vec<u8>)> {
     let from = pool.addr(input, w);
     let own = *w.ep.id();
-    const METHODS: [&[u8]; 8] =
-        [b"ping", b"find_node", b"get_peers", b"announce_peer", b"vote", b"sample_infohashes", b"echo", b""];
+    const METHODS: [&[u8]; 10] = [
+        b"ping",
+        b"find_node",
+        b"get_peers",
+        b"announce_peer",
+        b"get",
+        b"put",
+        b"vote",
+        b"sample_infohashes",
+        b"echo",
+        b"",
+    ];
     let pick = input.below(METHODS.len() + 1);
     let method = if pick < METHODS.len() { METHODS[pick] } else { input.short_bytes(70) };
     let mut args = Dictionary::new();
     if input.below(8) != 0 {
         args.insert_bytes("id", pool.id(input, &own, &from).as_bytes());
     }
-    let target = pool.target(input, &own);
+    let target = if method == b"get" { item_target(input, pool, &own) } else { pool.target(input, &own) };
     match input.below(4) {
         0 => args.insert_bytes("target", target.as_bytes()),
         1 => {}
         _ => args.insert_bytes("info_hash", target.as_bytes()),
     }
-    if method == b"announce_peer" || input.below(8) == 0 {
+    if method == b"get" && input.below(3) == 0 {
+        args.insert_int("seq", item_seq(input));
+    }
+    if method == b"put" {
+        // BEP 44 put: a value, and for a mutable item `k`, `sig`, `seq`, maybe `salt` and `cas`.
+        let (value, mutable) = item_for(input, None);
+        if input.below(8) != 0 && args.insert_bencode("v", &value).is_err() {
+            args.insert_bytes("v", &value);
+        }
+        if let Some(item) = mutable {
+            args.insert_bytes("k", item.key);
+            args.insert_bytes("sig", item.signature);
+            args.insert_int("seq", item.seq);
+            if !item.salt.is_empty() || input.below(4) == 0 {
+                args.insert_bytes("salt", &item.salt);
+            }
+            if input.below(4) == 0 {
+                args.insert_int("cas", item_seq(input));
+            }
+        }
+    }
+    if method == b"announce_peer" || method == b"put" || input.below(8) == 0 {
         let token = match w.tokens.iter().rev().find(|(to, _)| *to == from) {
             Some((_, t)) if input.below(4) != 0 => t.clone(),
             _ => input.short_bytes(24).to_vec(),
@@ -433,12 +582,52 @@ pub(crate) fn command(input: &mut Input<'_>, w: &mut Watched, pool: &Pool, at: I
                 w.ep.fail_transmit(at, &t);
             }
         }
+        11 => bep44_command(input, w, pool, at),
         _ => w.ep.close(at),
     }
 }
 
 /// How many command kinds [`command`] knows (the last one, `close`, included).
-pub(crate) const COMMANDS: usize = 12;
+pub(crate) const COMMANDS: usize = 13;
+
+/// A BEP 44 command: a put (immutable, mutable, read-modify-write) or a get.
+fn bep44_command(input: &mut Input<'_>, w: &mut Watched, pool: &Pool, at: Instant) {
+    let own = *w.ep.id();
+    match input.below(5) {
+        0 => {
+            let value = item_value(input);
+            let r = w.ep.put_immutable(at, &value);
+            w.started(r, Final::PutItem);
+        }
+        1 => {
+            // Items that cannot be signed (negative seq, long salt, bad value) are refused
+            // by `MutableItem::sign` before the engine sees them.
+            let Some(item) = signed_item(input, None) else { return };
+            let cas = if input.below(4) == 0 { Some(item_seq(input)) } else { None };
+            let r = w.ep.put_mutable(at, item, cas);
+            w.started(r, Final::PutItem);
+        }
+        2 => {
+            let key = key(input.below(KEYS));
+            let salt = item_salt(input);
+            let value = item_value(input);
+            let r = w.ep.put_mutable_next(at, &key, salt, &value);
+            w.started(r, Final::PutItem);
+        }
+        3 => {
+            let target = item_target(input, pool, &own);
+            let r = w.ep.get_immutable(at, target);
+            w.started(r, Final::GetItem(target, None));
+        }
+        _ => {
+            let pk = key(input.below(KEYS)).verifying_key().to_bytes();
+            let salt = item_salt(input);
+            let min_seq = if input.bool() { Some(item_seq(input)) } else { None };
+            let r = w.ep.get_mutable(at, pk, salt, min_seq);
+            w.started(r, Final::GetItem(mutable_target(&pk, salt), Some((pk, min_seq))));
+        }
+    }
+}
 
 /// A clock step: small, medium or huge; rarely to the end of time.
 pub(crate) fn clock_step(input: &mut Input<'_>, clock: Instant) -> Instant {

@@ -34,6 +34,11 @@ pub(crate) enum Final {
     Lookup,
     /// `announce`: `AnnounceDone`.
     Announce,
+    /// `get_immutable` / `get_mutable` of this target: `GetItemDone`. For a mutable item,
+    /// the key and the minimum `seq` asked for.
+    GetItem(NodeId, Option<([u8; 32], Option<i64>)>),
+    /// `put_immutable`, `put_mutable`, `put_mutable_next`: `PutItemDone`.
+    PutItem,
 }
 
 impl Final {
@@ -48,6 +53,8 @@ pub(crate) struct SentQuery {
     pub(crate) to: SocketAddr,
     pub(crate) tid: Vec<u8>,
     pub(crate) method: Vec<u8>,
+    /// Its `target` argument (`find_node`, BEP 44 `get`), if any.
+    pub(crate) target: Option<NodeId>,
 }
 
 /// A datagram the endpoint sent.
@@ -157,7 +164,9 @@ impl Watched {
             }
             Err(e) => {
                 if self.ep.is_closed() {
-                    assert_eq!(e, CommandError::Closed, "a closed endpoint refuses with Closed");
+                    // An invalid item is refused before anything else is looked at.
+                    let invalid_item = matches!(e, CommandError::InvalidItem(_));
+                    assert!(e == CommandError::Closed || invalid_item, "a closed endpoint refuses with Closed: {e:?}");
                 }
             }
         }
@@ -198,8 +207,12 @@ impl Watched {
                     assert!(!is_never_valid(&t.destination), "query to {}", t.destination);
                     assert_eq!(msg.read_only, self.ep.config().read_only, "ro flag of our query");
                     assert_eq!(msg.transaction_id.len(), crate::transaction::TID_LEN, "our tids are four bytes");
-                    let sq =
-                        SentQuery { to: t.destination, tid: msg.transaction_id.to_vec(), method: q.method.to_vec() };
+                    let sq = SentQuery {
+                        to: t.destination,
+                        tid: msg.transaction_id.to_vec(),
+                        method: q.method.to_vec(),
+                        target: q.args.target(),
+                    };
                     push_ring(&mut self.sent, sq);
                 }
                 Body::Response(f) => {
@@ -315,9 +328,28 @@ impl Watched {
                     assert!(self.issued.contains(&op), "Reply for {op:?}, which no command returned");
                     let _ = (reply.message(), reply.values(), reply.id());
                 }
-                // The fuzzer issues no BEP 44 command: these never come, but are results.
-                Event::GetItemDone { .. } | Event::PutItemDone { .. } => results += 1,
-                Event::ItemFound { op, .. } => self.live(op, "ItemFound"),
+                Event::GetItemDone { op, item, .. } => {
+                    results += 1;
+                    if let Some(item) = &item {
+                        self.check_item(op, item);
+                    }
+                    self.finish(op, Final::GetItem(NodeId::from_array([0; 20]), None));
+                }
+                Event::PutItemDone { op, result } => {
+                    results += 1;
+                    if let Ok(outcome) = &result {
+                        // `Ok`: the put was sent, so some node stored it, refused it or
+                        // did not answer.
+                        let heard = outcome.stored + outcome.failed + outcome.errors.len();
+                        assert!(heard >= 1, "{op:?}: a put that reached no node succeeded: {outcome:?}");
+                    }
+                    self.finish(op, Final::PutItem);
+                }
+                Event::ItemFound { op, item, .. } => {
+                    self.live(op, "ItemFound");
+                    assert!(self.issued.contains(&op), "ItemFound for {op:?}, which no command returned");
+                    self.check_item(op, &item);
+                }
                 Event::Peers { op, peers, .. } => {
                     self.live(op, "Peers");
                     assert!(!peers.is_empty(), "Peers event without peers");
@@ -344,6 +376,30 @@ impl Watched {
             }
         }
         assert!(count <= cap.max(results), "{count} events queued (cap {cap}, {results} results)");
+    }
+
+    /// An item a `get` surfaced is the one asked for: an immutable value hashing to the
+    /// target; a mutable item of the key asked for, under the target, signed, and at least
+    /// the minimum `seq` (BEP 44: "the node receiving the response ... must verify the
+    /// signature").
+    fn check_item(&self, op: OpId, item: &crate::dht::Item) {
+        use crate::dht::Item;
+        use crate::dht::bep44::immutable_target;
+        let Some(Final::GetItem(target, spec)) = self.pending.get(&op).copied() else {
+            panic!("{op:?}: an item for an operation that is no pending get: {item:?}");
+        };
+        match (item, spec) {
+            (Item::Immutable { value }, None) => {
+                assert_eq!(immutable_target(value), target, "{op:?}: an immutable item under another target");
+            }
+            (Item::Mutable(m), Some((key, min_seq))) => {
+                assert!(m.verify(), "{op:?}: a mutable item whose signature does not verify: {m:?}");
+                assert_eq!(m.key, key, "{op:?}: a mutable item of another key");
+                assert_eq!(m.target(), target, "{op:?}: a mutable item under another target");
+                assert!(min_seq.is_none_or(|s| m.seq >= s), "{op:?}: seq {} below the minimum {min_seq:?}", m.seq);
+            }
+            _ => panic!("{op:?}: an item of the wrong kind: {item:?}"),
+        }
     }
 
     fn check_stats(&mut self) {
@@ -400,7 +456,15 @@ impl Watched {
             self.ep.handle_timeout(now);
             self.drain(now, true);
         }
-        assert!(self.pending.is_empty(), "commands never ended: {:?}", self.pending);
+        if !self.pending.is_empty() {
+            // When tracing, the journal shows what the engine did meanwhile (from the start).
+            let journal = self.journal.as_ref().map(|j| j[..j.len().min(60)].join("\n")).unwrap_or_default();
+            panic!(
+                "commands never ended: {:?} (at {now:?}, deadline {:?})\n{journal}",
+                self.pending,
+                self.ep.poll_timeout()
+            );
+        }
         now
     }
 

@@ -15,8 +15,9 @@ use std::sync::mpsc::{Receiver, TryRecvError, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as StdInstant};
 
+use krpc_core::dht::Item;
 use krpc_core::wire::{Body, Dict, Message, Value};
-use krpc_core::{Config, Endpoint, Event, Instant, NodeId};
+use krpc_core::{Config, Endpoint, Event, Instant, NodeId, OpId, PutOutcome, QueryError};
 use serde_json::{Value as Json, json};
 
 /// Set to `1` (CI does) to turn a missing peer into a failure instead of a skip.
@@ -471,4 +472,107 @@ pub(crate) fn report(peer: &str, obs: &BTreeMap<Observed, (usize, Vec<u8>)>) {
             printable(&example[..example.len().min(160)])
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// BEP 44 from our side: a network of our nodes, puts and gets run to their end.
+
+/// One turn of every node, each waiting at most 1 ms for a datagram.
+pub(crate) fn step_all(nodes: &mut [Ours]) {
+    for n in nodes {
+        n.step(Duration::from_millis(1));
+    }
+}
+
+/// `count` of our nodes (`Config::dht()`, seeds from `first_seed`) that know each other and
+/// nobody else: each pings the others (`add_node`) and we wait until every routing table holds
+/// the other `count - 1`.
+pub(crate) fn our_network(count: usize, first_seed: u8, limit: Duration) -> Vec<Ours> {
+    let mut net: Vec<Ours> = (0..count).map(|i| Ours::new(Config::dht(), first_seed.wrapping_add(i as u8))).collect();
+    let addrs: Vec<SocketAddr> = net.iter().map(Ours::addr).collect();
+    for n in &mut net {
+        let now = n.now();
+        let me = n.addr();
+        for a in addrs.iter().filter(|a| **a != me) {
+            n.ep.add_node(now, *a, None).expect("add_node");
+        }
+    }
+    until(limit, "our nodes to know each other", || {
+        step_all(&mut net);
+        net.iter().all(|n| n.ep.routing_table().len() + 1 >= count).then_some(())
+    });
+    net
+}
+
+/// Items our nodes store for others, summed.
+pub(crate) fn stored_items(nodes: &[Ours]) -> usize {
+    nodes.iter().map(|n| n.ep.stored_items().map_or(0, |(items, _)| items)).sum()
+}
+
+/// Starts a put on `nodes[who]` and steps every node (and `also`, say a foreign process's
+/// output) until its [`Event::PutItemDone`].
+pub(crate) fn run_put(
+    nodes: &mut [Ours],
+    who: usize,
+    limit: Duration,
+    start: impl FnOnce(&mut Ours) -> OpId,
+    mut also: impl FnMut(),
+) -> Result<PutOutcome, QueryError> {
+    let op = start(&mut nodes[who]);
+    until(limit, "our put", || {
+        step_all(nodes);
+        also();
+        match nodes[who].take_event(|e| matches!(e, Event::PutItemDone { op: o, .. } if *o == op)) {
+            Some(Event::PutItemDone { result, .. }) => Some(result),
+            _ => None,
+        }
+    })
+}
+
+/// Starts a get on `nodes[who]` and steps every node until its [`Event::GetItemDone`]: the
+/// item found (checked by the engine: hash or signature), and the nodes that sent one.
+pub(crate) fn run_get(
+    nodes: &mut [Ours],
+    who: usize,
+    limit: Duration,
+    start: impl FnOnce(&mut Ours) -> OpId,
+    mut also: impl FnMut(),
+) -> (Option<Item>, Vec<SocketAddr>) {
+    let op = start(&mut nodes[who]);
+    let mut sources = Vec::new();
+    let item = until(limit, "our get", || {
+        step_all(nodes);
+        also();
+        while let Some(Event::ItemFound { from, .. }) =
+            nodes[who].take_event(|e| matches!(e, Event::ItemFound { op: o, .. } if *o == op))
+        {
+            sources.push(from);
+        }
+        match nodes[who].take_event(|e| matches!(e, Event::GetItemDone { op: o, .. } if *o == op)) {
+            Some(Event::GetItemDone { item, .. }) => Some(item),
+            _ => None,
+        }
+    });
+    (item, sources)
+}
+
+/// The ed25519 key pair for `seed` in libtorrent's form: the 64-byte *expanded* secret key
+/// (SHA-512 of the seed, its first half clamped: the scalar, then the nonce prefix), which
+/// libtorrent's `dht_put_mutable_item` signs with, and the 32-byte public key.
+pub(crate) fn libtorrent_keypair(seed: &[u8; 32]) -> ([u8; 64], [u8; 32]) {
+    use krpc_core::dht::bep44::ed25519_dalek::{Digest, Sha512, SigningKey};
+    let mut expanded = [0u8; 64];
+    expanded.copy_from_slice(&Sha512::digest(seed));
+    // RFC 8032 5.1.5 (orlp/ed25519's `ed25519_create_keypair` does the same).
+    expanded[0] &= 248;
+    expanded[31] &= 127;
+    expanded[31] |= 64;
+    (expanded, SigningKey::from_bytes(seed).verifying_key().to_bytes())
+}
+
+/// A byte string, bencoded.
+pub(crate) fn bstr(raw: &[u8]) -> Vec<u8> {
+    let mut v = format!("{}:", raw.len()).into_bytes();
+    v.extend_from_slice(raw);
+    v
 }
