@@ -236,3 +236,25 @@ fn swap_refuses_a_candidate_that_can_never_be_a_node() {
     assert!(s.ep.swap(s.now, &dead.id, node(0x81, 9)));
     assert!(s.ep.routing_table().contains(&id(0x81)));
 }
+
+#[test]
+fn bep44_results_are_never_dropped_from_a_full_event_queue() {
+    // Fuzz finding: GetItemDone and PutItemDone were notices the event queue could drop, so a
+    // BEP 44 operation could end without its final event.
+    let mut s = Script::new(Config { max_queued_events: 2, bootstrap: vec![], ..Config::dht() });
+    let get = s.ep.get_immutable(s.now, id(0x42)).expect("a get starts, with nobody to ask");
+    let put = s.ep.put_immutable(s.now, b"5:hello").expect("a put starts");
+    // Fill the queue with notices: nodes entering the table.
+    for i in 1..=4u8 {
+        s.ep.insert_node(s.now, NodeInfo::new(id_with(&[0x80 | i, i]), SocketAddr::from(([10, 0, 0, i], 6881))));
+    }
+    s.advance(Duration::from_secs(10));
+    let events = s.events();
+    let ended = |op| {
+        events
+            .iter()
+            .any(|e| matches!(e, Event::GetItemDone { op: o, .. } | Event::PutItemDone { op: o, .. } if *o == op))
+    };
+    assert!(ended(get), "the get ended: {events:?}");
+    assert!(ended(put), "the put ended: {events:?}");
+}

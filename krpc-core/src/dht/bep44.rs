@@ -105,6 +105,16 @@ pub fn check_value(v: &[u8]) -> Result<(), ItemError> {
     if raw.len() != v.len() + 5 || &raw[4..raw.len() - 1] != v {
         return Err(ItemError::InvalidValue);
     }
+    // Our own decoder (and so every node of ours) must be able to read the `put` that
+    // carries it: `v` sits two levels deep in the query, under the decoder's depth limit
+    // (a fuzz finding: a value nested 15 deep made a `put` nobody would read).
+    let mut query = alloc::vec::Vec::with_capacity(v.len() + 40);
+    query.extend_from_slice(b"d1:ad1:v");
+    query.extend_from_slice(v);
+    query.extend_from_slice(b"e1:q3:put1:t4:tttt1:y1:qe");
+    if crate::wire::Message::decode(&query).is_err() {
+        return Err(ItemError::InvalidValue);
+    }
     Ok(())
 }
 
@@ -248,6 +258,7 @@ impl MutableItem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     fn hex<const N: usize>(s: &str) -> [u8; N] {
         let mut out = [0u8; N];
@@ -323,6 +334,11 @@ mod tests {
         big.truncate(1000);
         big[..4].copy_from_slice(b"996:");
         assert_eq!(check_value(&big), Ok(()), "exactly 1000 bytes");
+        // Fuzz finding: a value our own decoder cannot read inside a `put` (the query adds two
+        // levels around `v`, under the decoder's limit of 16).
+        let nested = |depth: usize| [vec![b'l'; depth], b"i1e".to_vec(), vec![b'e'; depth]].concat();
+        assert_eq!(check_value(&nested(14)), Ok(()), "14 levels fit");
+        assert_eq!(check_value(&nested(15)), Err(ItemError::InvalidValue), "15 levels do not");
         let key = SigningKey::from_bytes(&[3; 32]);
         assert_eq!(MutableItem::sign(&key, &[0; 65], 1, b"i1e"), Err(ItemError::SaltTooBig));
         assert!(MutableItem::sign(&key, &[0; 64], 1, b"i1e").is_ok());

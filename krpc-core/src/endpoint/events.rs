@@ -21,6 +21,8 @@ fn droppable(e: &Event) -> bool {
             | Event::QueryAllDone { .. }
             | Event::LookupDone { .. }
             | Event::AnnounceDone { .. }
+            | Event::GetItemDone { .. }
+            | Event::PutItemDone { .. }
             | Event::IdChanged { .. }
     )
 }
