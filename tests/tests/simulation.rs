@@ -247,6 +247,7 @@ fn bep44_items_put_then_read_from_random_nodes_with_loss_and_churn() {
         }
         let mut puts: Vec<OpId> = Vec::new();
         let mut events = Vec::new();
+        let sent_before_puts = sim.stats().sent;
         for item in &items {
             let i = sim.random_live_node().unwrap();
             let op = sim
@@ -277,7 +278,11 @@ fn bep44_items_put_then_read_from_random_nodes_with_loss_and_churn() {
             })
             .collect();
         assert_eq!(stored.len(), items.len(), "every put ended with an outcome");
+        // Every datagram all nodes sent while the puts ran (queries and answers, upkeep too),
+        // per put: an upper bound on what a put costs the network.
+        let per_put = (sim.stats().sent - sent_before_puts) as f64 / items.len() as f64;
         sim.unpin_all();
+        let sent_before_gets = sim.stats().sent;
 
         // Reads from random live nodes, one started every 100 ms.
         let mut gets: Vec<(OpId, u32, usize)> = Vec::new();
@@ -319,6 +324,10 @@ fn bep44_items_put_then_read_from_random_nodes_with_loss_and_churn() {
             }
         }
         let success = found as f64 / GETS as f64;
+        let per_get = (sim.stats().sent - sent_before_gets) as f64 / GETS as f64;
+        eprintln!(
+            "seed {seed}: datagrams sent per put {per_put:.1}, per get {per_get:.1} (queries and answers, all nodes)"
+        );
         let min_stored = stored.iter().min().copied().unwrap_or(0);
         let mean_stored = stored.iter().sum::<usize>() as f64 / stored.len() as f64;
         eprintln!(
