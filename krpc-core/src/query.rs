@@ -128,6 +128,12 @@ impl Query {
         Query::known(b"get_peers", Dictionary::new().with_bytes("info_hash", info_hash.as_bytes()))
     }
 
+    /// BEP 51 `sample_infohashes` toward `target` (the answer's `nodes` are the nodes closest
+    /// to it; its `samples` are the node's own).
+    pub fn sample_infohashes(target: &NodeId) -> Query {
+        Query::known(b"sample_infohashes", Dictionary::new().with_bytes("target", target.as_bytes()))
+    }
+
     fn known(method: &[u8], args: Dictionary) -> Query {
         let mut m = ArrayVec::new();
         // Only called with the short literal method names above.

@@ -525,3 +525,39 @@ fn serve_restarted_from_its_state_with_no_bootstrap_is_back_in_the_swarm() {
         assert!(server.wait().0.success());
     }
 }
+
+#[test]
+fn sample_prints_interval_num_and_the_announced_info_hashes() {
+    // BEP 51 against one served node that holds three announced info-hashes.
+    let server = Server::start(&["--bind", "127.0.0.1:0", "--for", "5"]);
+    let hashes = [
+        "1111111111111111111111111111111111111111",
+        "2222222222222222222222222222222222222222",
+        "3333333333333333333333333333333333333333",
+    ];
+    for hash in hashes {
+        let output = run(&["announce", hash, "--port", "4242", "--bootstrap", &server.addr]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let output = run(&["sample", &server.addr]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(&lines[..2], ["interval 21600", "num 3"], "{text}");
+    let mut sampled: Vec<&str> = lines[2..].to_vec();
+    sampled.sort();
+    assert_eq!(sampled, hashes, "{text}");
+
+    let output = run(&["--json", "sample", &server.addr]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = json_lines(&output);
+    assert_eq!(
+        (lines[0]["event"].as_str(), lines[0]["num"].as_u64(), lines[0]["samples"].as_u64()),
+        (Some("sample"), Some(3), Some(3))
+    );
+    assert_eq!(lines.iter().filter(|l| l["event"] == "infohash").count(), 3);
+    assert!(server.wait().0.success());
+
+    let output = run(&["sample", "127.0.0.1"]);
+    assert_eq!(output.status.code(), Some(2), "expected host:port");
+}

@@ -72,6 +72,16 @@ enum Command {
         #[arg(long, value_parser = parse_bind)]
         bind: Option<SocketAddr>,
     },
+    /// Asks one node for a BEP 51 sample of the info-hashes it stores: prints `interval`,
+    /// `num` and the samples as 40-hex lines.
+    Sample {
+        /// The node: `host:port` or `[v6]:port`.
+        #[arg(value_parser = parse_remote)]
+        addr: String,
+        /// Local address to bind (default: port 0 on every interface of the node's family).
+        #[arg(long, value_parser = parse_bind)]
+        bind: Option<SocketAddr>,
+    },
     /// Runs a DHT node until Ctrl-C or SIGTERM (or `--for`), printing statistics every few
     /// seconds.
     Serve(ServeArgs),
@@ -240,6 +250,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Ping { addr, bind } => net::ping(&out, &addr, bind).await,
+            Command::Sample { addr, bind } => net::sample(&out, &addr, bind).await,
             Command::Serve(args) => net::serve(&out, args).await,
             Command::FindNode { target, client } => net::find_node(&out, target, client).await,
             Command::GetPeers { info_hash, client } => net::get_peers(&out, info_hash, client).await,

@@ -123,6 +123,40 @@ pub(crate) async fn ping(out: &Out, addr: &str, bind: Option<SocketAddr>) -> Res
     Ok(())
 }
 
+/// BEP 51 against one node: `interval`, `num`, then one line per sampled info-hash.
+pub(crate) async fn sample(out: &Out, addr: &str, bind: Option<SocketAddr>) -> Result<(), Failure> {
+    let resolved = resolve(out, &[addr.to_owned()]).await?;
+    let bind = bind.unwrap_or_else(|| any_addr(&resolved));
+    let to = *reachable_from(out, bind, resolved)?.first().ok_or_else(|| Failure::new("no address"))?;
+    let started = Instant::now();
+    let rpc = client(out, Vec::new(), Some(bind)).await?;
+    // Any target will do: the samples are the node's own; the target only picks `nodes`.
+    let target = rpc.id();
+    let reply = rpc
+        .query(to, krpc_tokio::Query::sample_infohashes(&target))
+        .await
+        .map_err(|error| Failure::new(format!("no sample from {to}: {error}")))?;
+    let message = reply.message();
+    let Some(fields) = message.as_response() else {
+        rpc.shutdown().await;
+        return Err(Failure::new(format!("{to} sent no response")));
+    };
+    let (Some(interval), Some(num), Some(samples)) = (fields.interval(), fields.num(), fields.samples()) else {
+        rpc.shutdown().await;
+        return Err(Failure::new(format!("{to} does not support BEP 51 (no interval, num and samples in its answer)")));
+    };
+    let samples: Vec<String> = samples.map(|h| h.to_string()).collect();
+    out.emit(json!({ "event": "sample", "addr": to.to_string(), "interval": interval, "num": num, "samples": samples.len() }), || {
+        format!("interval {interval}\nnum {num}")
+    });
+    for hash in &samples {
+        out.emit(json!({ "event": "infohash", "infohash": hash }), || hash.clone());
+    }
+    done(out, "sample", &rpc, started, json!({}), None).await;
+    rpc.shutdown().await;
+    Ok(())
+}
+
 pub(crate) async fn find_node(out: &Out, target: NodeId, args: ClientArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let (rpc, bootstrap) = joined_client(out, &args).await?;
