@@ -328,6 +328,20 @@ pub enum Event {
         /// The peers (IPv4 and IPv6).
         peers: Vec<SocketAddr>,
     },
+    /// A BEP 33 `scrape` finished: the swarm's size estimated from the union of the bloom
+    /// filters (`BFsd`, `BFpe`) of every node that answered with them.
+    ScrapeDone {
+        /// The command.
+        op: OpId,
+        /// Estimated seeds (rounded).
+        seeds: u64,
+        /// Estimated peers that are not seeds (rounded).
+        peers: u64,
+        /// Answers that carried filters.
+        responses: usize,
+        /// How the lookup ended.
+        outcome: LookupOutcome,
+    },
     /// An `announce` finished: how many nodes stored us, or why none did.
     AnnounceDone {
         /// The command.

@@ -372,3 +372,43 @@ fn a_querier_draws_at_most_its_answer_and_one_ping_whatever_the_tid_lengths() {
         }
     }
 }
+
+#[test]
+fn a_scrape_unites_the_filters_of_the_nodes_that_hold_the_swarm() {
+    // BEP 33 from the client side: announces of 3 seeds and 5 peers, then a scrape from a
+    // node that holds nothing itself.
+    const N: usize = 30;
+    let mut net = Net::new(N, 11, |i| Config {
+        bootstrap: if i == 0 { vec![] } else { vec![net_addr(0)] },
+        address_policy: krpc_core::AddressPolicy::Any,
+        ..Config::dht()
+    });
+    for i in 1..N {
+        let now = net.now;
+        net.ep(i).bootstrap(now).unwrap();
+    }
+    net.run_for(Duration::from_secs(30));
+    let ih = NodeId::from_array([0x6b; 20]);
+    for (i, seed) in [(3, true), (4, true), (5, true), (6, false), (7, false), (8, false), (9, false), (10, false)] {
+        let now = net.now;
+        let op = net.ep(i).announce(now, ih, Some(6881), seed).unwrap();
+        net.run_until(Duration::from_secs(30), |n| {
+            n.events.iter().any(|(_, j, e)| *j == i && matches!(e, Event::AnnounceDone { op: o, .. } if *o == op))
+        });
+    }
+    let now = net.now;
+    let scrape = net.ep(17).scrape(now, ih).unwrap();
+    net.run_until(Duration::from_secs(30), |n| {
+        n.events.iter().any(|(_, i, e)| *i == 17 && matches!(e, Event::ScrapeDone { op, .. } if *op == scrape))
+    });
+    let done = net.events.iter().find_map(|(_, i, e)| match e {
+        Event::ScrapeDone { op, seeds, peers, responses, .. } if *i == 17 && *op == scrape => {
+            Some((*seeds, *peers, *responses))
+        }
+        _ => None,
+    });
+    let (seeds, peers, responses) = done.expect("the scrape ended");
+    assert!(responses >= 1, "nodes answered with filters");
+    // Each announcer is a distinct IP (the filters hash addresses): 3 seeds, 5 peers.
+    assert_eq!((seeds, peers), (3, 5), "estimated from the united filters");
+}

@@ -110,6 +110,16 @@ impl Endpoint {
         self.start_lookup(now, info_hash, Query::get_peers(&info_hash), false, false, LookupKind::GetPeers)
     }
 
+    /// BEP 33 scrape: a `get_peers` lookup with `scrape=1`; the `BFsd`/`BFpe` bloom filters of
+    /// every node that answers with them are united, and the end is [`Event::ScrapeDone`] with
+    /// the estimated seeds and peers (BEP 33's estimator on the union).
+    pub fn scrape(&mut self, now: Instant, info_hash: NodeId) -> Result<OpId, CommandError> {
+        let args = Dictionary::new().with_bytes("info_hash", info_hash.as_bytes()).with_int("scrape", 1);
+        let query = Query::new("get_peers", args).unwrap_or_else(|| Query::get_peers(&info_hash));
+        let kind = LookupKind::Scrape(super::ops::ScrapeFilters::new());
+        self.start_lookup(now, info_hash, query, false, false, kind)
+    }
+
     /// Announces that we have `info_hash` on `port` (`None`: the port the datagrams leave
     /// from, BEP 5's `implied_port`): a `get_peers` lookup, then `announce_peer` to the `k`
     /// closest nodes that gave a token (BEP 33: "Announce only to the K closest nodes that

@@ -21,6 +21,7 @@ fn droppable(e: &Event) -> bool {
             | Event::QueryAllDone { .. }
             | Event::LookupDone { .. }
             | Event::AnnounceDone { .. }
+            | Event::ScrapeDone { .. }
             | Event::GetItemDone { .. }
             | Event::PutItemDone { .. }
             | Event::IdChanged { .. }

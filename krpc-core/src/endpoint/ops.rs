@@ -21,7 +21,7 @@ use crate::wire::Dictionary;
 use crate::{NodeId, QueryError, Reply};
 
 /// What a lookup is for, which decides how it ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum LookupKind {
     /// `closest`, `populate`, `find_node`, table refresh: ends with [`Event::LookupDone`].
     Plain,
@@ -29,6 +29,44 @@ pub(crate) enum LookupKind {
     Join,
     /// `get_peers`: each reply's `values` become [`Event::Peers`].
     GetPeers,
+    /// BEP 33 `scrape`: a `get_peers` lookup with `scrape=1` whose answers' bloom filters are
+    /// united; ends with [`Event::ScrapeDone`].
+    Scrape(Box<ScrapeFilters>),
+}
+
+/// The union of the BEP 33 filters seen by a scrape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ScrapeFilters {
+    seeds: [u8; crate::dht::BLOOM_BYTES],
+    peers: [u8; crate::dht::BLOOM_BYTES],
+    responses: usize,
+}
+
+impl ScrapeFilters {
+    pub(crate) fn new() -> Box<ScrapeFilters> {
+        Box::new(ScrapeFilters {
+            seeds: [0; crate::dht::BLOOM_BYTES],
+            peers: [0; crate::dht::BLOOM_BYTES],
+            responses: 0,
+        })
+    }
+
+    /// BEP 33: the filters of several nodes are combined by OR-ing them; the union is the
+    /// filter of the union of their swarms, so a peer that several nodes know counts once.
+    fn add(&mut self, seeds: &[u8], peers: &[u8]) {
+        if seeds.len() != self.seeds.len() || peers.len() != self.peers.len() {
+            return;
+        }
+        self.seeds.iter_mut().zip(seeds).for_each(|(a, b)| *a |= b);
+        self.peers.iter_mut().zip(peers).for_each(|(a, b)| *a |= b);
+        self.responses += 1;
+    }
+
+    fn done(&self, op: OpId, outcome: LookupOutcome) -> Event {
+        let estimate = |f: &[u8; crate::dht::BLOOM_BYTES]| libm::round(crate::dht::bloom_estimate(f)).max(0.0) as u64;
+        let (seeds, peers) = if self.responses == 0 { (0, 0) } else { (estimate(&self.seeds), estimate(&self.peers)) };
+        Event::ScrapeDone { op, seeds, peers, responses: self.responses, outcome }
+    }
 }
 
 /// The state shared by `query_all` and an announce's second phase.
@@ -272,6 +310,13 @@ impl Operations {
         }
     }
 
+    /// A scrape's answer carried BEP 33 filters.
+    pub(crate) fn record_scrape(&mut self, op: OpId, seeds: &[u8], peers: &[u8]) {
+        if let Some(Op::Lookup { kind: LookupKind::Scrape(filters), .. }) = self.ops.get_mut(&op) {
+            filters.add(seeds, peers);
+        }
+    }
+
     /// Whether the lookup's replies carry peers for the caller (`get_peers`, announce).
     pub(crate) fn wants_peers(&self, op: OpId) -> bool {
         matches!(self.ops.get(&op), Some(Op::Lookup { kind: LookupKind::GetPeers, .. } | Op::Announce(_)))
@@ -336,6 +381,7 @@ impl Operations {
         self.lookup_order.retain(|o| *o != op);
         let completed = outcome == LookupOutcome::Completed;
         match self.ops.remove(&op)? {
+            Op::Lookup { kind: LookupKind::Scrape(filters), .. } => Some(LookupEnd::Report(filters.done(op, outcome))),
             Op::Lookup { lookup, kind } => {
                 let event =
                     Event::LookupDone { op, replies: lookup.replies(), closest: lookup.closest_responders(), outcome };

@@ -75,6 +75,9 @@ impl Endpoint {
                 self.push_event(Event::Peers { op, from, peers });
             }
         }
+        if let (Some(seeds), Some(peers)) = (f.bloom_seeds(), f.bloom_peers()) {
+            self.ops.record_scrape(op, seeds, peers);
+        }
         if report {
             let reply = Reply::new(from, Datagram::new(datagram, self.decoder));
             self.push_event(Event::Reply { op, reply });
