@@ -86,6 +86,8 @@
 mod builder;
 mod clock;
 mod driver;
+#[doc(hidden)]
+pub mod engine_op;
 mod error;
 mod handle;
 mod state;

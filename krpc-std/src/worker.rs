@@ -6,12 +6,11 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use krpc_core::dht::MutableItem;
-use krpc_core::dht::bep44::ed25519_dalek::SigningKey;
 use krpc_core::wire::Dictionary;
-use krpc_core::{CommandError, Endpoint, Event, IncomingQuery, Instant, NodeId, NodeInfo, OpId, Peer, Query, ReplyTo};
+use krpc_core::{CommandError, Endpoint, Event, IncomingQuery, NodeId, NodeInfo, OpId, ReplyTo};
 
 use crate::Driver;
+pub(crate) use crate::engine_op::{Answer, Op};
 
 /// How long the thread waits at most without news. Handles wake it at once with an empty
 /// datagram to its own socket; this bounds the delay should such a datagram ever be lost.
@@ -46,51 +45,6 @@ pub(crate) enum Command {
 
 /// Where a command's result goes.
 pub(crate) type Reply<T> = SyncSender<T>;
-
-/// An engine operation that reports through events.
-pub(crate) enum Op {
-    Query { peer: Peer, query: Query },
-    QueryAll { peers: Vec<Peer>, query: Query },
-    Closest { target: NodeId, query: Query },
-    Populate { target: NodeId, query: Query },
-    Bootstrap,
-    FindNode(NodeId),
-    GetPeers(NodeId),
-    Announce { info_hash: NodeId, port: Option<u16>, seed: bool },
-    PutImmutable(Vec<u8>),
-    PutMutable { item: MutableItem, cas: Option<i64> },
-    PutMutableNext { key: Box<SigningKey>, salt: Vec<u8>, value: Vec<u8> },
-    GetImmutable(NodeId),
-    GetMutable { key: [u8; 32], salt: Vec<u8>, min_seq: Option<i64> },
-}
-
-impl Op {
-    fn start(self, endpoint: &mut Endpoint, now: Instant) -> Result<OpId, CommandError> {
-        match self {
-            Op::Query { peer, query } => endpoint.query(now, peer, query),
-            Op::QueryAll { peers, query } => endpoint.query_all(now, peers, query),
-            Op::Closest { target, query } => endpoint.closest(now, target, query),
-            Op::Populate { target, query } => endpoint.populate(now, target, query),
-            Op::Bootstrap => endpoint.bootstrap(now),
-            Op::FindNode(target) => endpoint.find_node(now, target),
-            Op::GetPeers(info_hash) => endpoint.get_peers(now, info_hash),
-            Op::Announce { info_hash, port, seed } => endpoint.announce(now, info_hash, port, seed),
-            Op::PutImmutable(value) => endpoint.put_immutable(now, &value),
-            Op::PutMutable { item, cas } => endpoint.put_mutable(now, item, cas),
-            Op::PutMutableNext { key, salt, value } => endpoint.put_mutable_next(now, &key, &salt, &value),
-            Op::GetImmutable(target) => endpoint.get_immutable(now, target),
-            Op::GetMutable { key, salt, min_seq } => endpoint.get_mutable(now, key, &salt, min_seq),
-        }
-    }
-}
-
-/// An answer to an incoming query received through a channel.
-pub(crate) enum Answer {
-    /// `r` with these values and nodes (k-rpc `response`).
-    Values { values: Dictionary, nodes: Vec<NodeInfo> },
-    /// A KRPC error `[code, message]`.
-    Error { code: i64, message: Vec<u8> },
-}
 
 /// Where the events of one command go: its `Reply`s, then its final event (or the refusal).
 pub(crate) type OpSender = Sender<Result<Event, CommandError>>;
@@ -137,10 +91,7 @@ impl Worker {
                 let _ = reply.send(());
             }
             Command::Answer { to, answer, reply } => {
-                let _ = reply.send(match answer {
-                    Answer::Values { values, nodes } => endpoint.respond(&to, values, &nodes),
-                    Answer::Error { code, message } => endpoint.error(&to, code, &message),
-                });
+                let _ = reply.send(answer.send(endpoint, &to));
             }
             Command::Inspect(f) => f(endpoint),
             Command::Swap { dead, candidate, reply } => drop(reply.send(endpoint.swap(now, &dead, candidate))),

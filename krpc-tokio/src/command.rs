@@ -8,10 +8,8 @@
 use std::fmt;
 use std::ops::Deref;
 
-use krpc_core::dht::MutableItem;
-use krpc_core::dht::bep44::ed25519_dalek::SigningKey;
 use krpc_core::wire::Dictionary;
-use krpc_core::{CommandError, Endpoint, Event, IncomingQuery, Instant, NodeId, NodeInfo, OpId, Peer, Query, ReplyTo};
+use krpc_core::{CommandError, Endpoint, Event, IncomingQuery, NodeId, NodeInfo, ReplyTo};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Span;
 
@@ -77,63 +75,7 @@ impl fmt::Debug for Command {
     }
 }
 
-/// An engine operation that reports through events.
-#[derive(Debug)]
-pub(crate) enum Op {
-    Query { peer: Peer, query: Query },
-    QueryAll { peers: Vec<Peer>, query: Query },
-    Closest { target: NodeId, query: Query },
-    Populate { target: NodeId, query: Query },
-    Bootstrap,
-    FindNode(NodeId),
-    GetPeers(NodeId),
-    Announce { info_hash: NodeId, port: Option<u16>, seed: bool },
-    PutImmutable(Vec<u8>),
-    PutMutable { item: MutableItem, cas: Option<i64> },
-    PutMutableNext { key: Box<SigningKey>, salt: Vec<u8>, value: Vec<u8> },
-    GetImmutable(NodeId),
-    GetMutable { key: [u8; 32], salt: Vec<u8>, min_seq: Option<i64> },
-}
-
-impl Op {
-    /// Starts it on the engine.
-    pub(crate) fn start(self, endpoint: &mut Endpoint, now: Instant) -> Result<OpId, CommandError> {
-        match self {
-            Op::Query { peer, query } => endpoint.query(now, peer, query),
-            Op::QueryAll { peers, query } => endpoint.query_all(now, peers, query),
-            Op::Closest { target, query } => endpoint.closest(now, target, query),
-            Op::Populate { target, query } => endpoint.populate(now, target, query),
-            Op::Bootstrap => endpoint.bootstrap(now),
-            Op::FindNode(target) => endpoint.find_node(now, target),
-            Op::GetPeers(info_hash) => endpoint.get_peers(now, info_hash),
-            Op::Announce { info_hash, port, seed } => endpoint.announce(now, info_hash, port, seed),
-            Op::PutImmutable(value) => endpoint.put_immutable(now, &value),
-            Op::PutMutable { item, cas } => endpoint.put_mutable(now, item, cas),
-            Op::PutMutableNext { key, salt, value } => endpoint.put_mutable_next(now, &key, &salt, &value),
-            Op::GetImmutable(target) => endpoint.get_immutable(now, target),
-            Op::GetMutable { key, salt, min_seq } => endpoint.get_mutable(now, key, &salt, min_seq),
-        }
-    }
-}
-
-/// An answer to an incoming query.
-#[derive(Debug)]
-pub(crate) enum Answer {
-    /// `r` with these values and nodes (k-rpc `response`).
-    Values { values: Dictionary, nodes: Vec<NodeInfo> },
-    /// A KRPC error `[code, message]`.
-    Error { code: i64, message: Vec<u8> },
-}
-
-impl Answer {
-    /// Queues it on the engine.
-    pub(crate) fn send(self, endpoint: &mut Endpoint, to: &ReplyTo) -> Result<(), CommandError> {
-        match self {
-            Answer::Values { values, nodes } => endpoint.respond(to, values, &nodes),
-            Answer::Error { code, message } => endpoint.error(to, code, &message),
-        }
-    }
-}
+pub(crate) use krpc_std::engine_op::{Answer, Op};
 
 /// A query another node sent us, with what it takes to answer it (k-rpc's `query` event).
 /// It dereferences to the [`IncomingQuery`]: `method()`, `args()`, `from()`, `sender_id()`.
