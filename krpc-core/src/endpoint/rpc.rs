@@ -310,21 +310,18 @@ impl Rpc {
             self.verify.push_back((ping, source, subnet));
             return VerifyQueued::Queued;
         }
-        let count = |net: &SubnetKey| self.verify.iter().filter(|(_, _, n)| n == net).count();
+        // Counted on a sorted copy of the subnets: O(n log n) for each stranger that finds the
+        // queue full, which a flood of spoofed sources makes the common case.
+        let mut nets: ArrayVec<SubnetKey, MAX_QUEUED_VERIFICATIONS> = self.verify.iter().map(|(_, _, n)| *n).collect();
+        nets.sort_unstable();
+        let count = |net: &SubnetKey| nets.partition_point(|n| n <= net) - nets.partition_point(|n| n < net);
         let own = count(&subnet);
-        // The most crowded subnet; ties go to the one queued last.
-        let crowded =
-            self.verify.iter().map(|(_, _, n)| (count(n), *n)).fold(None, |best: Option<(usize, SubnetKey)>, c| {
-                match best {
-                    Some(b) if b.0 > c.0 => Some(b),
-                    _ => Some(c),
-                }
-            });
-        match crowded {
-            Some((most, net)) if most > own + 1 || (most > own && net != subnet) => {
-                if let Some(i) = self.verify.iter().rposition(|(_, _, n)| *n == net) {
-                    self.verify.remove(i);
-                }
+        let most = nets.chunk_by(|a, b| a == b).map(<[SubnetKey]>::len).max().unwrap_or(0);
+        // The newest entry of the most crowded subnet (of the last queued, on a tie) makes room,
+        // if that subnet holds more entries than the newcomer's.
+        match self.verify.iter().rposition(|(_, _, n)| count(n) == most) {
+            Some(i) if most > own => {
+                self.verify.remove(i);
                 self.verify.push_back((ping, source, subnet));
                 VerifyQueued::Displaced
             }
