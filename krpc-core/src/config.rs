@@ -115,6 +115,15 @@ pub struct Config {
     /// [`restrict_search_ips`](Self::restrict_search_ips) to loopback and private addresses
     /// too. Off by default: test swarms and LANs put many nodes in one subnet.
     pub restrict_local_ips: bool,
+    /// How many disjoint paths a lookup follows (S/Kademlia, Baumgart and Mies 2007), 1 to 4.
+    /// The nodes of the routing table that seed a lookup are dealt to the paths in turn; a
+    /// node named in an answer joins the path of the node that named it, unless a path
+    /// already has it; each path ends by the Kademlia rule (its k nearest candidates have
+    /// answered), and the lookup when all have. With attackers on many subnets, which the
+    /// diversity rules cannot tell from honest nodes, a path that meets an attacker can be led
+    /// astray, but the others still reach the honest nodes nearest the target. Each path
+    /// costs about as many queries as a one-path lookup. Default 1.
+    pub lookup_disjoint_paths: usize,
 }
 
 /// Public routers of the BitTorrent DHT, as host names for a driver to resolve: nothing
@@ -163,6 +172,7 @@ impl Default for Config {
             restrict_routing_ips: true,
             restrict_search_ips: true,
             restrict_local_ips: false,
+            lookup_disjoint_paths: 1,
         }
     }
 }
@@ -187,6 +197,8 @@ pub enum ConfigError {
     /// A bootstrap address can never be a DHT node: port 0, or an unspecified, broadcast,
     /// multicast or `0.0.0.0/8` IP.
     BootstrapAddress,
+    /// `lookup_disjoint_paths` is 0 or above 4.
+    DisjointPaths,
 }
 
 impl fmt::Display for ConfigError {
@@ -200,6 +212,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Timeout => f.write_str("timeout and lookup_soft_timeout must be positive"),
             ConfigError::Cap(name) => write!(f, "{name} is too small"),
             ConfigError::BootstrapAddress => f.write_str("bootstrap addresses need a port and a unicast IP"),
+            ConfigError::DisjointPaths => f.write_str("lookup_disjoint_paths must be 1..=4"),
         }
     }
 }
@@ -264,6 +277,9 @@ impl Config {
         }
         if self.max_lookup_candidates < self.k {
             return Err(ConfigError::Cap("max_lookup_candidates"));
+        }
+        if self.lookup_disjoint_paths == 0 || self.lookup_disjoint_paths > crate::lookup::MAX_PATHS {
+            return Err(ConfigError::DisjointPaths);
         }
         if let Some(d) = &self.dht {
             if d.reply_nodes == 0 || d.reply_nodes > MAX_K / 2 {

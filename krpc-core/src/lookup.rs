@@ -19,6 +19,9 @@
 
 use alloc::vec::Vec;
 use core::net::SocketAddr;
+
+/// The most disjoint paths one lookup can run ([`Params::paths`]).
+pub(crate) const MAX_PATHS: usize = 4;
 use core::time::Duration;
 
 use crate::event::LookupNode;
@@ -51,11 +54,14 @@ struct Candidate {
     open: u8,
     /// Its latest try is past the soft timeout: it holds no α slot.
     slow: bool,
+    /// The disjoint path it belongs to: the path of the node that named it first (seeds are
+    /// dealt to the paths in turn). Always 0 with one path.
+    path: u8,
 }
 
 impl Candidate {
-    fn fresh(id: Option<NodeId>, addr: SocketAddr) -> Candidate {
-        Candidate { id, addr, state: CandidateState::Fresh, token: None, tries: 0, open: 0, slow: false }
+    fn fresh(id: Option<NodeId>, addr: SocketAddr, path: u8) -> Candidate {
+        Candidate { id, addr, state: CandidateState::Fresh, token: None, tries: 0, open: 0, slow: false, path }
     }
 
     /// Whether it still keeps the lookup from ending: not failed, and not an unanswered last
@@ -88,6 +94,13 @@ pub(crate) struct Lookup {
     in_flight: usize,
     /// Candidates holding an α slot: asked, and their latest try not slow.
     active: usize,
+    /// `in_flight` and `active` per disjoint path.
+    path_in_flight: [usize; MAX_PATHS],
+    path_active: [usize; MAX_PATHS],
+    /// How many disjoint paths (1 to [`MAX_PATHS`]).
+    paths: u8,
+    /// The path the next seed is dealt to.
+    next_path: u8,
     replies: usize,
     queries_sent: usize,
     k: usize,
@@ -163,6 +176,8 @@ pub(crate) struct Params {
     /// addresses included only when `restrict_local`.
     pub(crate) restrict_ips: bool,
     pub(crate) restrict_local: bool,
+    /// Disjoint paths (`lookup_disjoint_paths`), 1 to [`MAX_PATHS`].
+    pub(crate) paths: u8,
 }
 
 impl Params {
@@ -174,6 +189,7 @@ impl Params {
             retries: config.lookup_retries,
             restrict_ips: config.restrict_search_ips,
             restrict_local: config.restrict_local_ips,
+            paths: config.lookup_disjoint_paths.clamp(1, MAX_PATHS) as u8,
         }
     }
 }
@@ -229,7 +245,7 @@ impl Lookup {
     }
 
     pub(crate) fn new(target: NodeId, query: Query, background: bool, report_replies: bool, params: Params) -> Lookup {
-        let Params { k, alpha, max_candidates, retries, restrict_ips, restrict_local } = params;
+        let Params { k, alpha, max_candidates, retries, restrict_ips, restrict_local, paths } = params;
         Lookup {
             target,
             query,
@@ -238,6 +254,10 @@ impl Lookup {
             candidates: Vec::new(),
             in_flight: 0,
             active: 0,
+            path_in_flight: [0; MAX_PATHS],
+            path_active: [0; MAX_PATHS],
+            paths: paths.clamp(1, MAX_PATHS as u8),
+            next_path: 0,
             replies: 0,
             queries_sent: 0,
             k,
@@ -253,18 +273,41 @@ impl Lookup {
         self.candidates.iter().position(|c| same_endpoint(&c.addr, addr) || (id.is_some() && c.id.as_ref() == id))
     }
 
+    /// The path the next seed goes to: seeds are dealt to the paths in turn.
+    fn deal_path(&mut self) -> u8 {
+        let p = self.next_path;
+        self.next_path = (p + 1) % self.paths;
+        p
+    }
+
     /// Adds a bootstrap node (no id): asked before any id-bearing candidate.
     pub(crate) fn add_seed_addr(&mut self, addr: SocketAddr) {
         if self.position_of(None, &addr).is_none() && self.candidates.len() < self.max_candidates {
             let at = self.candidates.iter().take_while(|c| c.id.is_none()).count();
-            self.candidates.insert(at, Candidate::fresh(None, addr));
+            let path = self.deal_path();
+            self.candidates.insert(at, Candidate::fresh(None, addr, path));
         }
     }
 
-    /// Adds a node learned from the routing table or from a reply's `nodes`. Duplicates (same
-    /// id or same address) are ignored; when full, the farthest candidate with no query open
-    /// makes room, or the new one is dropped if it is the farthest.
+    /// Adds a node from the routing table (a seed of the lookup), dealt to the next path.
     pub(crate) fn add_node(&mut self, node: NodeInfo) {
+        if self.position_of(Some(&node.id), &node.addr).is_some() {
+            return;
+        }
+        let path = self.deal_path();
+        self.add_on_path(node, path);
+    }
+
+    /// Adds a node named in a reply of a candidate on `path` (see [`Lookup::on_reply`]).
+    pub(crate) fn add_learned(&mut self, node: NodeInfo, path: u8) {
+        self.add_on_path(node, path.min(self.paths - 1));
+    }
+
+    /// Adds a node on `path`. Duplicates (same id or same address) are ignored, whatever
+    /// their path: a node belongs to one path only, which is what keeps the paths disjoint
+    /// (S/Kademlia). When full, the farthest candidate with no query open makes room, or the
+    /// new one is dropped if it is the farthest.
+    fn add_on_path(&mut self, node: NodeInfo, path: u8) {
         if self.position_of(Some(&node.id), &node.addr).is_some() {
             return;
         }
@@ -304,46 +347,74 @@ impl Lookup {
                 _ => return,
             }
         }
-        self.candidates.insert(at, Candidate::fresh(Some(node.id), node.addr));
+        self.candidates.insert(at, Candidate::fresh(Some(node.id), node.addr, path));
     }
 
     /// The next action, given that `may_send` more queries can leave now.
+    ///
+    /// Each path is a lookup of its own over its own candidates: it is complete when its k
+    /// nearest candidates still in the running have answered (or when it has nothing left to
+    /// ask and nothing in flight that could change that), and the lookup is complete when
+    /// every path is. With one path this is the plain Kademlia rule.
     pub(crate) fn step(&mut self, may_send: bool) -> Step {
         // Bootstrap nodes first, within α; then the nearest fresh candidate among the k
         // nearest that are still in the running.
-        let mut window = 0;
-        let mut all_replied = true;
-        let mut pick = None;
+        let paths = usize::from(self.paths);
+        let mut window = [0usize; MAX_PATHS];
+        let mut all_replied = [true; MAX_PATHS];
+        let mut pick: [Option<usize>; MAX_PATHS] = [None; MAX_PATHS];
+        let mut full = 0;
         let retries = self.retries;
         for (i, c) in self.candidates.iter().enumerate() {
+            let p = usize::from(c.path);
             if c.id.is_none() {
-                if c.state == CandidateState::Fresh && pick.is_none() {
-                    pick = Some(i);
+                if c.state == CandidateState::Fresh && pick[p].is_none() {
+                    pick[p] = Some(i);
                 }
                 if c.pending(retries) {
-                    all_replied = false;
+                    all_replied[p] = false;
                 }
                 continue;
             }
-            if c.out(retries) {
+            if c.out(retries) || window[p] == self.k {
                 continue;
             }
-            if window == self.k {
+            window[p] += 1;
+            if window[p] == self.k {
+                full += 1;
+            }
+            if c.pending(retries) {
+                all_replied[p] = false;
+            }
+            if c.state == CandidateState::Fresh && pick[p].is_none() {
+                pick[p] = Some(i);
+            }
+            if full == paths {
                 break;
             }
-            window += 1;
-            if c.pending(retries) {
-                all_replied = false;
+        }
+        // The path to query next: of those not complete with a candidate to ask and a free
+        // α slot, the one with the fewest queries out (the lowest on a tie).
+        let mut next: Option<usize> = None;
+        let mut busy = false;
+        for p in 0..paths {
+            if window[p] == self.k && all_replied[p] {
+                continue;
             }
-            if c.state == CandidateState::Fresh && pick.is_none() {
-                pick = Some(i);
+            match pick[p] {
+                Some(_) if may_send && self.path_active[p] < self.alpha => {
+                    next = Some(next.map_or(p, |q| if self.path_active[p] < self.path_active[q] { p } else { q }));
+                }
+                Some(_) => busy = true,
+                // Only slow queries left: wait for their answers or timeouts, unless none of
+                // them can change the result any more.
+                None if self.path_in_flight[p] > 0 && (!all_replied[p] || window[p] < self.k) => busy = true,
+                None => {}
             }
         }
-        if window == self.k && all_replied {
-            return Step::Done;
-        }
-        match pick {
-            Some(i) if may_send && self.active < self.alpha => {
+        match next {
+            Some(p) => {
+                let i = pick[p].unwrap_or_default();
                 let c = &mut self.candidates[i];
                 c.state = CandidateState::InFlight;
                 c.tries = c.tries.saturating_add(1);
@@ -351,13 +422,12 @@ impl Lookup {
                 c.slow = false;
                 self.active += 1;
                 self.in_flight += 1;
+                self.path_active[p] += 1;
+                self.path_in_flight[p] += 1;
                 self.queries_sent += 1;
                 Step::Query(i)
             }
-            Some(_) => Step::Wait,
-            // Only slow queries left: wait for their answers or timeouts, unless none of them
-            // can change the result any more.
-            None if self.in_flight > 0 && (!all_replied || window < self.k) => Step::Wait,
+            None if busy => Step::Wait,
             None => Step::Done,
         }
     }
@@ -370,6 +440,7 @@ impl Lookup {
     /// Closes one open query of the candidate at index `i`; returns whether it was the last.
     fn close_one(&mut self, i: usize) -> bool {
         self.in_flight -= 1;
+        self.path_in_flight[usize::from(self.candidates[i].path)] -= 1;
         let c = &mut self.candidates[i];
         c.open -= 1;
         c.open == 0
@@ -381,16 +452,20 @@ impl Lookup {
         if c.state == CandidateState::InFlight && !c.slow {
             c.slow = true;
             self.active -= 1;
+            self.path_active[usize::from(c.path)] -= 1;
         }
     }
 
-    /// Records an answer from the candidate at `addr` (to any of its tries).
-    pub(crate) fn on_reply(&mut self, addr: &SocketAddr, id: Option<NodeId>, token: Option<Token>) {
-        let Some(i) = self.in_flight_at(addr) else { return };
+    /// Records an answer from the candidate at `addr` (to any of its tries). Returns the
+    /// path the nodes named in the answer go on (pass it to [`Lookup::add_learned`]), `None`
+    /// when the answer is not this lookup's to use.
+    pub(crate) fn on_reply(&mut self, addr: &SocketAddr, id: Option<NodeId>, token: Option<Token>) -> Option<u8> {
+        let i = self.in_flight_at(addr)?;
         self.close_one(i);
+        let path = self.candidates[i].path;
         if self.candidates[i].state == CandidateState::Replied {
             // A second try answered too.
-            return;
+            return Some(path);
         }
         self.release(i);
         let mut c = self.candidates.remove(i);
@@ -407,7 +482,7 @@ impl Lookup {
                 Some(id) if !self.candidates.iter().any(|o| o.id == Some(id)) => c.id = Some(id),
                 _ => {
                     self.candidates.insert(0, c);
-                    return;
+                    return Some(path);
                 }
             }
         }
@@ -422,6 +497,7 @@ impl Lookup {
             None => seeds,
         };
         self.candidates.insert(at, c);
+        Some(path)
     }
 
     /// Records a failure (error, wrong id, send failure) of the candidate at `addr`: it is out.
@@ -494,8 +570,79 @@ mod tests {
             Query::ping(),
             false,
             true,
-            Params { k, alpha, max_candidates: max, retries: 0, restrict_ips: false, restrict_local: false },
+            Params { k, alpha, max_candidates: max, retries: 0, restrict_ips: false, restrict_local: false, paths: 1 },
         )
+    }
+
+    fn lookup_with_paths(k: usize, alpha: usize, paths: u8) -> Lookup {
+        Lookup::new(
+            id(0),
+            Query::ping(),
+            false,
+            true,
+            Params { k, alpha, max_candidates: 32, retries: 0, restrict_ips: false, restrict_local: false, paths },
+        )
+    }
+
+    /// Answers the query `step` asks for, with `named` learned from it; returns its id byte.
+    fn answer(l: &mut Lookup, named: &[u8]) -> u8 {
+        let Step::Query(i) = l.step(true) else { panic!("expected a query") };
+        let (addr, id) = l.candidate(i);
+        let path = l.on_reply(&addr, id, None).expect("an answer to an open query");
+        for &b in named {
+            l.add_learned(node(b), path);
+        }
+        id.unwrap().as_bytes()[0]
+    }
+
+    #[test]
+    fn disjoint_paths_deal_the_seeds_and_keep_what_they_learn_to_themselves() {
+        let mut l = lookup_with_paths(1, 1, 2);
+        for b in [10, 20] {
+            l.add_node(node(b));
+        }
+        let path_of = |l: &Lookup, b: u8| l.candidates.iter().find(|c| c.id == Some(id(b))).unwrap().path;
+        assert_eq!((path_of(&l, 10), path_of(&l, 20)), (0, 1), "seeds dealt in turn");
+        // Path 0 (10) answers first and names 3 and 20: 3 joins path 0; 20 stays on path 1,
+        // which had it first.
+        assert_eq!(answer(&mut l, &[3, 20]), 10);
+        assert_eq!(path_of(&l, 3), 0);
+        assert_eq!(path_of(&l, 20), 1);
+        // Path 0 converges on 3 (k = 1); path 1 asks 20, which names 3 and 4: 3 stays on path
+        // 0, 4 joins path 1.
+        assert_eq!(answer(&mut l, &[]), 3);
+        assert_eq!(answer(&mut l, &[3, 4]), 20);
+        assert_eq!(path_of(&l, 3), 0, "a path cannot take over a node another path found first");
+        assert_eq!(path_of(&l, 4), 1);
+        assert_eq!(answer(&mut l, &[]), 4);
+        assert!(matches!(l.step(true), Step::Done));
+    }
+
+    #[test]
+    fn a_lookup_on_two_paths_ends_only_when_both_have_converged() {
+        // k = 1: a path is complete when its nearest live candidate has answered.
+        let mut l = lookup_with_paths(1, 1, 2);
+        for b in [10, 20] {
+            l.add_node(node(b));
+        }
+        assert_eq!(answer(&mut l, &[1]), 10); // path 0 learns 1, nearer than everything
+        assert_eq!(answer(&mut l, &[]), 1);
+        // One path would stop here: its nearest candidate has answered. Path 1 has not
+        // converged yet, so 20 is still asked.
+        assert_eq!(answer(&mut l, &[]), 20);
+        assert!(matches!(l.step(true), Step::Done));
+        let closest = l.closest_responders();
+        assert_eq!(closest[0].node, node(1));
+    }
+
+    #[test]
+    fn one_path_behaves_as_plain_kademlia() {
+        let mut l = lookup_with_paths(1, 1, 1);
+        for b in [10, 20] {
+            l.add_node(node(b));
+        }
+        assert_eq!(answer(&mut l, &[]), 10);
+        assert!(matches!(l.step(true), Step::Done), "the nearest candidate answered: done, 20 never asked");
     }
 
     #[test]
@@ -574,7 +721,7 @@ mod tests {
             Query::ping(),
             false,
             true,
-            Params { k, alpha, max_candidates: 10, retries, restrict_ips: false, restrict_local: false },
+            Params { k, alpha, max_candidates: 10, retries, restrict_ips: false, restrict_local: false, paths: 1 },
         )
     }
 
@@ -689,8 +836,15 @@ mod tests {
 
     #[test]
     fn one_candidate_per_subnet_the_nearer_one_while_neither_is_asked() {
-        let params =
-            Params { k: 8, alpha: 3, max_candidates: 64, retries: 0, restrict_ips: true, restrict_local: false };
+        let params = Params {
+            k: 8,
+            alpha: 3,
+            max_candidates: 64,
+            retries: 0,
+            restrict_ips: true,
+            restrict_local: false,
+            paths: 1,
+        };
         let mut l = Lookup::new(id(0), Query::ping(), false, true, params);
         let at = |b: u8, host: [u8; 4]| NodeInfo::new(id(b), SocketAddr::from((host, 6881)));
         l.add_node(at(9, [66, 6, 6, 1]));

@@ -489,7 +489,15 @@ mod tests {
             Query::get_peers(&target),
             false,
             false,
-            Params { k: 8, alpha: 3, max_candidates: 64, retries: 0, restrict_ips: true, restrict_local: false },
+            Params {
+                k: 8,
+                alpha: 3,
+                max_candidates: 64,
+                retries: 0,
+                restrict_ips: true,
+                restrict_local: false,
+                paths: 1,
+            },
         )
     }
 

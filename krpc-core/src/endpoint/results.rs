@@ -56,7 +56,7 @@ impl Endpoint {
         // A bootstrap entry that turns out to be ourselves is no responder (k-rpc excludes its
         // own id from the lookup too).
         let rid = rid.filter(|id| *id != own);
-        lookup.on_reply(&from, rid, f.token().and_then(Token::new));
+        let path = lookup.on_reply(&from, rid, f.token().and_then(Token::new)).unwrap_or(0);
         for node in f.nodes().into_iter().flatten().chain(f.nodes6().into_iter().flatten()) {
             if node.id == own {
                 continue;
@@ -65,7 +65,7 @@ impl Endpoint {
                 filtered += 1;
                 continue;
             }
-            lookup.add_node(node);
+            lookup.add_learned(node, path);
         }
         let report = lookup.reports_replies();
         self.stats.nodes_filtered += filtered;

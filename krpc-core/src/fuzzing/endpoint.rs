@@ -44,6 +44,9 @@ pub(crate) fn read_config(input: &mut Input<'_>, bootstrap_pool: &[core::net::So
         c.max_queued_events = 1 + input.below(16);
         c.bucket_refresh = Duration::from_secs(30 + input.below(1200) as u64);
     }
+    // Bits 2–3 of `flags` were unused: taking the path count from them leaves the meaning of
+    // every committed corpus input as it was.
+    c.lookup_disjoint_paths = 1 + usize::from((flags >> 2) & 3);
     let knobs = input.u8();
     c.answer_pings = knobs & 1 == 0;
     c.auto_ping_swap = knobs & 2 == 0;

@@ -94,6 +94,9 @@ struct Args {
     /// Times a lookup re-asks a candidate that timed out (default: the engine's default).
     #[arg(long)]
     retries: Option<u8>,
+    /// Disjoint paths per lookup (`lookup_disjoint_paths`, 1–4; default: the engine's default).
+    #[arg(long)]
+    disjoint_paths: Option<usize>,
     /// Soft timeout in ms after which a silent candidate frees its α slot; 0 disables
     /// (default: the engine's default).
     #[arg(long)]
@@ -277,6 +280,9 @@ fn main() {
     if let Some(r) = args.retries {
         engine.lookup_retries = r;
     }
+    if let Some(d) = args.disjoint_paths {
+        engine.lookup_disjoint_paths = d;
+    }
     if let Some(ms) = args.soft_timeout_ms {
         engine.lookup_soft_timeout = (ms > 0).then(|| Duration::from_millis(ms));
     }
@@ -381,6 +387,7 @@ fn main() {
             ("concurrency".into(), args.concurrency.to_string()),
             ("alpha".into(), alpha.to_string()),
             ("retries".into(), engine.lookup_retries.to_string()),
+            ("disjoint_paths".into(), engine.lookup_disjoint_paths.to_string()),
             ("soft_timeout_ms".into(), engine.lookup_soft_timeout.map_or("0".into(), |d| d.as_millis().to_string())),
             ("adaptive_soft_timeout".into(), engine.lookup_adaptive_soft_timeout.to_string()),
             ("loss".into(), args.loss.to_string()),
