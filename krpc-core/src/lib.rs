@@ -72,7 +72,9 @@
 #![deny(missing_docs)]
 
 extern crate alloc;
-#[cfg(test)]
+// The fuzz harness runs only where std exists (cargo-fuzz, the tests); it keeps its signing
+// keys in a process-wide cache, which needs std's `OnceLock`.
+#[cfg(any(test, feature = "fuzzing"))]
 extern crate std;
 
 mod address;

@@ -26,8 +26,18 @@ const SALTS: [&[u8]; 3] = [b"", b"salt", b"s"];
 const KEYS: usize = 2;
 
 /// Signing key number `i` (of [`KEYS`]).
-fn key(i: usize) -> SigningKey {
-    SigningKey::from_bytes(&[i as u8 + 1; 32])
+///
+/// Deriving a key's public half is a scalar multiplication, which made up about a third of an
+/// `endpoint` input's instructions when it was done at every use; the keys are derived once
+/// per process instead.
+fn key(i: usize) -> &'static SigningKey {
+    static KEYS_CACHE: std::sync::OnceLock<[SigningKey; KEYS]> = std::sync::OnceLock::new();
+    &KEYS_CACHE.get_or_init(|| core::array::from_fn(|i| SigningKey::from_bytes(&[i as u8 + 1; 32])))[i]
+}
+
+/// The public key of signing key `i`.
+fn public_key(i: usize) -> [u8; 32] {
+    key(i).verifying_key().to_bytes()
 }
 
 /// A value for an item: mostly one of [`VALUES`]; sometimes a byte string from the input,
@@ -78,13 +88,13 @@ fn signed_item(input: &mut Input<'_>, target: Option<&NodeId>) -> Option<Mutable
     let mut pick = (input.below(KEYS), SALTS[input.below(SALTS.len())]);
     if let Some(target) = target {
         for k in 0..KEYS {
-            let pk = key(k).verifying_key().to_bytes();
+            let pk = public_key(k);
             if let Some(salt) = SALTS.iter().find(|s| mutable_target(&pk, s) == *target) {
                 pick = (k, salt);
             }
         }
     }
-    let mut item = MutableItem::sign(&key(pick.0), pick.1, item_seq(input), &item_value(input)).ok()?;
+    let mut item = MutableItem::sign(key(pick.0), pick.1, item_seq(input), &item_value(input)).ok()?;
     if input.below(8) == 0 {
         // A forged copy: the signature no longer matches.
         item.signature[usize::from(input.u8() % 64)] ^= 1;
@@ -109,7 +119,7 @@ fn item_target(input: &mut Input<'_>, pool: &Pool, own: &NodeId) -> NodeId {
     match input.below(4) {
         0 => immutable_target(VALUES[input.below(VALUES.len())]),
         1 => {
-            let pk = key(input.below(KEYS)).verifying_key().to_bytes();
+            let pk = public_key(input.below(KEYS));
             mutable_target(&pk, SALTS[input.below(SALTS.len())])
         }
         _ => pool.target(input, own),
@@ -226,10 +236,15 @@ pub(crate) fn near(own: &NodeId, input: &mut Input<'_>) -> NodeId {
 }
 
 pub(crate) fn encode(f: impl FnOnce(&mut [u8]) -> Result<usize, crate::wire::BufferTooSmall>) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 8192];
-    let len = f(&mut buf).ok()?;
-    buf.truncate(len);
-    Some(buf)
+    // One scratch buffer per thread: zeroing a fresh 8 KiB for every crafted message was a
+    // sixth of an `endpoint` input's instructions.
+    std::thread_local! {
+        static SCRATCH: core::cell::RefCell<Vec<u8>> = core::cell::RefCell::new(vec![0u8; 8192]);
+    }
+    SCRATCH.with_borrow_mut(|buf| {
+        let len = f(buf).ok()?;
+        Some(buf[..len].to_vec())
+    })
 }
 
 /// Peers for a `values` list: any addresses, both families.
@@ -611,7 +626,7 @@ fn bep44_command(input: &mut Input<'_>, w: &mut Watched, pool: &Pool, at: Instan
             let key = key(input.below(KEYS));
             let salt = item_salt(input);
             let value = item_value(input);
-            let r = w.ep.put_mutable_next(at, &key, salt, &value);
+            let r = w.ep.put_mutable_next(at, key, salt, &value);
             w.started(r, Final::PutItem);
         }
         3 => {
@@ -620,7 +635,7 @@ fn bep44_command(input: &mut Input<'_>, w: &mut Watched, pool: &Pool, at: Instan
             w.started(r, Final::GetItem(target, None));
         }
         _ => {
-            let pk = key(input.below(KEYS)).verifying_key().to_bytes();
+            let pk = public_key(input.below(KEYS));
             let salt = item_salt(input);
             let min_seq = if input.bool() { Some(item_seq(input)) } else { None };
             let r = w.ep.get_mutable(at, pk, salt, min_seq);

@@ -185,10 +185,12 @@ impl Harness {
         check_table(&self.table, &self.local, self.local.len());
         assert_eq!(self.table.len(), self.model.len(), "the table and the model hold different counts");
         // `iter()` walks the buckets in order, each least recently seen first.
-        let mut want: Vec<(usize, u64, Contact)> =
-            self.model.iter().map(|m| (self.bucket_of(&m.contact.node.id), m.stamp, m.contact)).collect();
-        want.sort_by_key(|&(bucket, stamp, _)| (bucket, stamp));
-        for (got, (bucket, _, want)) in self.table.iter().zip(&want) {
+        // Sorted by index, not by value: moving whole contacts around was most of the sort.
+        let mut want: Vec<(usize, u64, usize)> =
+            self.model.iter().enumerate().map(|(i, m)| (self.bucket_of(&m.contact.node.id), m.stamp, i)).collect();
+        want.sort_unstable();
+        for (got, &(bucket, _, i)) in self.table.iter().zip(&want) {
+            let want = &self.model[i].contact;
             assert_eq!(got, want, "bucket {bucket} differs from the model (order: least recently seen first)");
         }
     }
@@ -271,7 +273,8 @@ pub fn check_routing(data: &[u8]) {
     let mut steps = 0;
     while !input.is_empty() && steps < MAX_STEPS {
         steps += 1;
-        match input.below(12) {
+        let op = input.below(12);
+        match op {
             0..=2 => {
                 let id = read_id(&mut input, &h, &ids);
                 let addr = read_addr(&mut input);
@@ -366,6 +369,13 @@ pub fn check_routing(data: &[u8]) {
                 };
             }
         }
-        h.compare();
+        // The full comparison sorts the whole model, which was a third of an input's cost when
+        // it ran after every step. The queries (7, 8, 10) and clock steps (11) take `&self` and
+        // cannot change the table, so it runs after the calls that can (0–6, and 9, which may
+        // mark a bucket refreshed) and once more at the end.
+        if matches!(op, 0..=6 | 9) {
+            h.compare();
+        }
     }
+    h.compare();
 }
