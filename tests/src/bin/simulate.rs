@@ -14,6 +14,7 @@ use clap::{Parser, ValueEnum};
 use krpc_core::{Config, Endpoint, Instant};
 use krpc_tests::sim::attack::{self, Attack, AttackKind, ReflectedQuery};
 use krpc_tests::sim::link::{Latency, Link};
+use krpc_tests::sim::profile::PairDelays;
 use krpc_tests::sim::report::{Report, Summary};
 use krpc_tests::sim::svg::{self, Series};
 use krpc_tests::sim::{Build, OtherK, Partition, Scenario, Sim};
@@ -136,6 +137,15 @@ struct Args {
     /// `fixed:MS`.
     #[arg(long, default_value = "internet")]
     latency: String,
+    /// Inputs drawn from measurements of the real DHT: `mainline` gives every pair of nodes
+    /// its own round trip (RIPE Atlas country pairs, p50 177 ms, p90 310 ms) and every node
+    /// an access delay, replacing `--latency` (see docs/simulation.md, "Realism").
+    #[arg(long, value_enum)]
+    profile: Option<Profile>,
+    /// The lookup settings of the nodes: `krpc` (this engine's defaults), or a stock client's
+    /// for contrast: `libtorrent` (α 5, soft timeout 1 s fixed, timeout 15 s, no retries).
+    #[arg(long, value_enum, default_value_t = Client::Krpc)]
+    client: Client,
     /// Lookups started per second of virtual time (Poisson arrivals).
     #[arg(long, default_value_t = 20.0)]
     rate: f64,
@@ -190,6 +200,21 @@ struct Args {
     /// configuration) receiving queries spoofed with a victim's address.
     #[arg(long)]
     reflection: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Profile {
+    /// Per-pair round trips and per-node access delays as measured on the Internet.
+    Mainline,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Client {
+    /// This engine's lookup defaults (or the flags given).
+    Krpc,
+    /// libtorrent's traversal: `dht_search_branching` 5, a short timeout of 1 s that frees
+    /// the slot, a full timeout of 15 s, no resends.
+    Libtorrent,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -289,6 +314,15 @@ fn main() {
     if args.fixed_soft_timeout {
         engine.lookup_adaptive_soft_timeout = false;
     }
+    if args.client == Client::Libtorrent {
+        // libtorrent's traversal_algorithm and rpc_manager (RC_2_1): 5 outstanding queries,
+        // a slot freed after 1 s without an answer, given up on after 15 s, never resent.
+        engine.lookup_parallelism = Some(5);
+        engine.lookup_soft_timeout = Some(Duration::from_secs(1));
+        engine.lookup_adaptive_soft_timeout = false;
+        engine.timeout = Duration::from_secs(15);
+        engine.lookup_retries = 0;
+    }
     if let Err(e) = engine.validate() {
         fail(&format!("invalid engine configuration: {e}"));
     }
@@ -323,7 +357,12 @@ fn main() {
         nodes: args.nodes,
         engine: engine.clone(),
         build,
-        link: Link { latency, loss: args.loss, duplicate: args.duplicate },
+        link: Link {
+            latency,
+            loss: args.loss,
+            duplicate: args.duplicate,
+            pairs: args.profile.map(|Profile::Mainline| PairDelays::mainline(args.seed)),
+        },
         dead: args.dead,
         read_only: args.read_only,
         other_k,
@@ -394,6 +433,8 @@ fn main() {
             ("dead".into(), args.dead.to_string()),
             ("churn_per_min".into(), args.churn.to_string()),
             ("latency".into(), args.latency.clone()),
+            ("profile".into(), args.profile.map_or("none".into(), |_| "mainline".into())),
+            ("client".into(), format!("{:?}", args.client).to_lowercase()),
             ("attack".into(), attack_name(attack)),
             ("defences".into(), attack.map_or("null".into(), |a| if a.defences { "on".into() } else { "off".into() })),
         ],

@@ -94,11 +94,25 @@ pub struct Link {
     pub loss: f64,
     /// Chance that a delivered datagram arrives a second time, with its own latency.
     pub duplicate: f64,
+    /// Delays per pair of nodes (`--profile mainline`): when set, they replace `latency` for
+    /// datagrams between two simulated nodes.
+    pub pairs: Option<super::profile::PairDelays>,
 }
 
 impl Default for Link {
     fn default() -> Self {
-        Link { latency: Latency::INTERNET, loss: 0.0, duplicate: 0.0 }
+        Link { latency: Latency::INTERNET, loss: 0.0, duplicate: 0.0, pairs: None }
+    }
+}
+
+impl Link {
+    /// The one-way delay of one datagram from node `from` to node `to` (`None`: not a
+    /// simulated node, e.g. an attacker).
+    pub fn delay(&self, from: u32, to: Option<u32>, rng: &mut impl Rng) -> Duration {
+        match (self.pairs, to) {
+            (Some(p), Some(to)) => p.one_way(from, to, rng),
+            _ => self.latency.sample(rng),
+        }
     }
 }
 

@@ -34,6 +34,7 @@ pub mod answer;
 pub mod attack;
 pub mod link;
 pub mod oracle;
+pub mod profile;
 pub mod report;
 pub mod svg;
 
@@ -1004,7 +1005,7 @@ impl Sim {
         h = fnv(h, &to.port().to_be_bytes());
         self.trace = fnv(h, bytes);
         let lost = chance(&mut self.net_rng, self.scenario.link.loss);
-        let latency = self.scenario.link.latency.sample(&mut self.net_rng);
+        let latency = self.scenario.link.delay(from, index_of(&to), &mut self.net_rng);
         let dup = chance(&mut self.net_rng, self.scenario.link.duplicate);
         if let Some(code) = attack::attacker_code(&to) {
             self.deliver_to_attacker(from, code, bytes, latency, lost);
@@ -1025,7 +1026,7 @@ impl Sim {
         self.enqueue(self.now + latency, from, dest, bytes);
         if dup {
             self.stats.duplicated += 1;
-            let again = self.scenario.link.latency.sample(&mut self.net_rng);
+            let again = self.scenario.link.delay(from, Some(dest), &mut self.net_rng);
             self.enqueue(self.now + again, from, dest, bytes);
         }
     }

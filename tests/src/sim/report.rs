@@ -34,6 +34,8 @@ pub struct Summary {
     pub time_median_ms: f64,
     /// 90th percentile of that time.
     pub time_p90_ms: f64,
+    /// 99th percentile of that time.
+    pub time_p99_ms: f64,
     /// Mean recall of the true k closest live nodes (unfinished lookups count 0).
     pub recall_mean: f64,
     /// Mean recall of the true 8 closest live nodes.
@@ -67,6 +69,7 @@ impl Summary {
             rounds_p90: quantile(&rounds, 0.9),
             time_median_ms: quantile(&times, 0.5),
             time_p90_ms: quantile(&times, 0.9),
+            time_p99_ms: quantile(&times, 0.99),
             recall_mean: records.iter().map(LookupRecord::recall).sum::<f64>() / n as f64,
             recall8_mean: records.iter().map(LookupRecord::recall8).sum::<f64>() / n as f64,
             exact_rate: records.iter().filter(|r| r.found == r.k).count() as f64 / n as f64,
@@ -123,6 +126,7 @@ impl Report {
             ("rounds_p90", s.rounds_p90.to_string()),
             ("time_median_ms", format!("{:.0}", s.time_median_ms)),
             ("time_p90_ms", format!("{:.0}", s.time_p90_ms)),
+            ("time_p99_ms", format!("{:.0}", s.time_p99_ms)),
             ("recall_mean", format!("{:.4}", s.recall_mean)),
             ("recall8_mean", format!("{:.4}", s.recall8_mean)),
             ("exact_rate", format!("{:.4}", s.exact_rate)),
