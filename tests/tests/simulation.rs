@@ -69,7 +69,8 @@ fn the_mainline_profile_is_deterministic_and_slower_than_its_fastest_pairs() {
     use krpc_tests::sim::profile::PairDelays;
     let with = |seed: u64, pairs: Option<PairDelays>| {
         let _guard = SeedGuard(seed);
-        let scenario = Scenario { link: Link { pairs, ..Link::default() }, churn_per_minute: 0.0, ..busy(seed) };
+        let scenario =
+            Scenario { link: Link { pairs, ..Link::default() }, churn_per_minute: 0.0, holders: true, ..busy(seed) };
         let (sim, summary) = run(scenario, 30);
         (sim.trace_hash(), summary)
     };
@@ -82,6 +83,11 @@ fn the_mainline_profile_is_deterministic_and_slower_than_its_fastest_pairs() {
     // Measured (seed 5, 300 joined nodes): median lookup 786 ms with the profile (round trips
     // of about 220 ms) against 670 ms with `Latency::INTERNET` (about 160 ms).
     assert!(summary.time_median_ms > plain_summary.time_median_ms, "{summary:?} vs {plain_summary:?}");
+    // The holders answer with values, which come before the lookup completes.
+    assert!(
+        summary.values_time_median_ms > 0.0 && summary.values_time_median_ms < summary.time_median_ms,
+        "{summary:?}"
+    );
 }
 
 #[test]

@@ -146,6 +146,10 @@ struct Args {
     /// for contrast: `libtorrent` (α 5, soft timeout 1 s fixed, timeout 15 s, no retries).
     #[arg(long, value_enum, default_value_t = Client::Krpc)]
     client: Client,
+    /// The k nodes nearest each target hold a value (as after an announce) and the output
+    /// gives the time to the first `values` (`values_time_*`). On with `--profile`.
+    #[arg(long)]
+    holders: bool,
     /// Lookups started per second of virtual time (Poisson arrivals).
     #[arg(long, default_value_t = 20.0)]
     rate: f64,
@@ -372,6 +376,7 @@ fn main() {
         invariant_every: 100_000,
         invariant_sample: 100,
         attack,
+        holders: args.holders || args.profile.is_some(),
     };
 
     let idle = idle_engine_bytes(&Config { id: None, ..engine.clone() });

@@ -391,7 +391,7 @@ impl Sim {
     /// honest nodes nearest to is answered with a peer (the value), the rest as usual. Returns
     /// false when the query is not one it answers here.
     pub(super) fn answer_holder(&self, i: u32, ep: &mut Endpoint, q: &IncomingQuery, count: usize) -> bool {
-        if self.attackers.is_none() || q.method() != b"get_peers" {
+        if (self.attackers.is_none() && !self.scenario.holders) || q.method() != b"get_peers" {
             return false;
         }
         let Some(hash) = q.args().info_hash() else { return false };

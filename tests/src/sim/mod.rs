@@ -133,6 +133,10 @@ pub struct Scenario {
     pub invariant_sample: usize,
     /// Sybil or eclipse attackers, if any (see [`attack`]); needs [`Build::Preseed`].
     pub attack: Option<attack::Attack>,
+    /// The k nodes nearest each lookup target hold a value: they answer its `get_peers` with
+    /// one peer, as after an announce, and each lookup records when the first `values`
+    /// arrived ([`LookupRecord::values_after`]). Always so in attack runs.
+    pub holders: bool,
 }
 
 impl Default for Scenario {
@@ -152,6 +156,7 @@ impl Default for Scenario {
             invariant_every: 50_000,
             invariant_sample: 200,
             attack: None,
+            holders: false,
         }
     }
 }
@@ -230,8 +235,12 @@ pub struct LookupRecord {
     pub found8: usize,
     /// How it ended, `None` if it never did.
     pub outcome: Option<LookupOutcome>,
-    /// In an attack run, whether an honest node answered with `values`; `None` otherwise.
+    /// In an attack run or with [`Scenario::holders`], whether an honest node answered with
+    /// `values`; `None` otherwise.
     pub values: Option<bool>,
+    /// How long after its start the first `values` arrived (what a `get_peers` caller waits
+    /// for its first peers), if they did.
+    pub values_after: Option<Duration>,
 }
 
 impl LookupRecord {
@@ -338,6 +347,8 @@ struct Tracked {
     pending: HashMap<(u32, u32), u32>,
     /// An honest node answered with `values`.
     got_values: bool,
+    /// When the first `values` arrived.
+    first_values: Option<Instant>,
 }
 
 /// The address of node `i`.
@@ -828,7 +839,7 @@ impl Sim {
         match self.nodes[to as usize].ep.as_mut() {
             Some(ep) => {
                 if self.tracked.contains_key(&to) {
-                    Self::tap_in(&mut self.tracked, to, p.from, &bytes);
+                    Self::tap_in(&mut self.tracked, to, p.from, &bytes, self.now);
                 }
                 ep.handle_datagram(now, from, &bytes);
                 self.touch(to);
@@ -1088,6 +1099,7 @@ impl Sim {
                     rec.found8 = found8 + usize::from(own8);
                     rec.outcome = Some(outcome);
                     rec.values = rec.values.map(|_| t.got_values);
+                    rec.values_after = t.first_values.map(|at| at - rec.started);
                 }
             }
             other => {
@@ -1184,6 +1196,7 @@ impl Sim {
             rec.replies = t.replies;
             rec.rounds = t.max_round;
             rec.values = rec.values.map(|_| t.got_values);
+            rec.values_after = t.first_values.map(|at| at - rec.started);
         }
         self.records[first..].to_vec()
     }
@@ -1221,7 +1234,8 @@ impl Sim {
             found_others: 0,
             found8: 0,
             outcome: None,
-            values: self.attackers.as_ref().map(|_| false),
+            values: (self.attackers.is_some() || self.scenario.holders).then_some(false),
+            values_after: None,
         };
         match ep.closest(now, target, Query::get_peers(&target)) {
             Ok(op) => {
@@ -1235,6 +1249,7 @@ impl Sim {
                     round_of: HashMap::new(),
                     pending: HashMap::new(),
                     got_values: false,
+                    first_values: None,
                 };
                 self.tracked.insert(i, tracked);
             }
@@ -1262,7 +1277,7 @@ impl Sim {
 
     /// Attributes a datagram the initiator of a measured lookup receives: an answer to one of
     /// its queries teaches it candidates one round later than the query.
-    fn tap_in(tracked: &mut BTreeMap<u32, Tracked>, i: u32, from: u32, bytes: &[u8]) {
+    fn tap_in(tracked: &mut BTreeMap<u32, Tracked>, i: u32, from: u32, bytes: &[u8], now: Instant) {
         let Some(t) = tracked.get_mut(&i) else { return };
         let Ok(msg) = Message::decode(bytes) else { return };
         let Ok(tid) = <[u8; 4]>::try_from(msg.transaction_id) else { return };
@@ -1271,6 +1286,7 @@ impl Sim {
         t.replies += 1;
         if from < attack::ATTACKER_BASE && r.values().next().is_some() {
             t.got_values = true;
+            t.first_values.get_or_insert(now);
         }
         for node in r.nodes().into_iter().flatten() {
             if let Some(j) = index_of(&node.addr) {

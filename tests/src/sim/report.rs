@@ -36,6 +36,13 @@ pub struct Summary {
     pub time_p90_ms: f64,
     /// 99th percentile of that time.
     pub time_p99_ms: f64,
+    /// Median time until the first `values` (runs with holders; 0 otherwise), of the lookups
+    /// that got them.
+    pub values_time_median_ms: f64,
+    /// 90th percentile of that time.
+    pub values_time_p90_ms: f64,
+    /// 99th percentile of that time.
+    pub values_time_p99_ms: f64,
     /// Mean recall of the true k closest live nodes (unfinished lookups count 0).
     pub recall_mean: f64,
     /// Mean recall of the true 8 closest live nodes.
@@ -56,6 +63,9 @@ impl Summary {
         let mut queries: Vec<u32> = records.iter().map(|r| r.queries).collect();
         let mut rounds: Vec<u32> = records.iter().map(|r| r.rounds).collect();
         let mut times: Vec<f64> = records.iter().filter_map(|r| r.duration).map(|d| d.as_secs_f64() * 1e3).collect();
+        let mut values_times: Vec<f64> =
+            records.iter().filter_map(|r| r.values_after).map(|d| d.as_secs_f64() * 1e3).collect();
+        values_times.sort_by(f64::total_cmp);
         queries.sort_unstable();
         rounds.sort_unstable();
         times.sort_by(f64::total_cmp);
@@ -70,6 +80,9 @@ impl Summary {
             time_median_ms: quantile(&times, 0.5),
             time_p90_ms: quantile(&times, 0.9),
             time_p99_ms: quantile(&times, 0.99),
+            values_time_median_ms: quantile(&values_times, 0.5),
+            values_time_p90_ms: quantile(&values_times, 0.9),
+            values_time_p99_ms: quantile(&values_times, 0.99),
             recall_mean: records.iter().map(LookupRecord::recall).sum::<f64>() / n as f64,
             recall8_mean: records.iter().map(LookupRecord::recall8).sum::<f64>() / n as f64,
             exact_rate: records.iter().filter(|r| r.found == r.k).count() as f64 / n as f64,
@@ -127,6 +140,9 @@ impl Report {
             ("time_median_ms", format!("{:.0}", s.time_median_ms)),
             ("time_p90_ms", format!("{:.0}", s.time_p90_ms)),
             ("time_p99_ms", format!("{:.0}", s.time_p99_ms)),
+            ("values_time_median_ms", format!("{:.0}", s.values_time_median_ms)),
+            ("values_time_p90_ms", format!("{:.0}", s.values_time_p90_ms)),
+            ("values_time_p99_ms", format!("{:.0}", s.values_time_p99_ms)),
             ("recall_mean", format!("{:.4}", s.recall_mean)),
             ("recall8_mean", format!("{:.4}", s.recall8_mean)),
             ("exact_rate", format!("{:.4}", s.exact_rate)),
