@@ -270,6 +270,22 @@ fn duplicates_are_reported_once_and_learned_nodes_are_asked_in_turn() {
 }
 
 #[test]
+fn an_answer_from_the_ipv4_mapped_form_of_the_address_asked_counts() {
+    let a = NodeInfo::new(id_with(&[0x10]), sa("10.0.0.1:6881"));
+    let mut s = scripted(&[a]);
+    let op = s.ep.crawl(s.now, CrawlConfig::default()).unwrap();
+    let q = one_crawl_query(&mut s);
+    let values = Dictionary::new().with_bytes("samples", [4u8; 20]).with_int("interval", 600);
+    let bytes = support::response_bytes(&q.tid(), Some(&a.id), &values, &[]);
+    s.deliver(sa("[::ffff:10.0.0.1]:6881"), &bytes);
+    let (found, end) = events_of(&mut s);
+    assert_eq!(found, vec![vec![NodeId::from_array([4; 20])]]);
+    assert!(end.is_none(), "a waits for its interval");
+    let stats = s.ep.crawl_stats(op).unwrap();
+    assert_eq!((stats.replies, stats.nodes_visited, stats.nodes_known), (1, 1, 1));
+}
+
+#[test]
 fn malformed_and_hostile_answers_are_dropped_and_the_crawl_ends_when_no_one_is_left() {
     let nodes: Vec<NodeInfo> =
         (1..=4u8).map(|i| NodeInfo::new(id_with(&[i * 0x30]), SocketAddr::from(([10, 0, 0, i], 6881)))).collect();
