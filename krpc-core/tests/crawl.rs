@@ -248,8 +248,10 @@ fn duplicates_are_reported_once_and_learned_nodes_are_asked_in_turn() {
     let (found, end) = events_of(&mut s);
     assert_eq!(found, vec![vec![NodeId::from_array(h(1)), NodeId::from_array(h(2))]], "the repeat is dropped");
     assert!(end.is_none());
-    // The rate cap (20 a second) spaces the next query by 50 ms.
+    // The rate cap (20 a second) spaces the next query by 50 ms, and the engine asks to be
+    // woken then (its timer table), not at the query timeout or the maintenance tick.
     assert!(crawl_sent(&mut s).is_empty());
+    assert_eq!(s.ep.poll_timeout(), Some(s.now + Duration::from_millis(50)));
     s.advance(Duration::from_millis(50));
     let q = one_crawl_query(&mut s);
     assert_eq!(q.to, b.addr, "the node learned from the answer");
