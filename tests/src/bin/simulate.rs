@@ -589,6 +589,7 @@ fn run_crawls(args: &Args) {
             latency: parse_latency(&args.latency).unwrap_or_else(|e| fail(&e)),
             loss: args.loss,
             duplicate: args.duplicate,
+            pairs: args.profile.map(|Profile::Mainline| PairDelays::mainline(args.seed)),
         };
         let scenario =
             Scenario { seed: args.seed, nodes: args.nodes, engine, link, dead: args.dead, ..Scenario::default() };
