@@ -25,6 +25,8 @@ pub enum Op {
     GetPeers(NodeId),
     /// [`Endpoint::announce`].
     Announce { info_hash: NodeId, port: Option<u16>, seed: bool },
+    /// [`Endpoint::scrape`].
+    Scrape(NodeId),
     /// [`Endpoint::put_immutable`].
     PutImmutable(Vec<u8>),
     /// [`Endpoint::put_mutable`].
@@ -49,6 +51,7 @@ impl Op {
             Op::FindNode(target) => endpoint.find_node(now, target),
             Op::GetPeers(info_hash) => endpoint.get_peers(now, info_hash),
             Op::Announce { info_hash, port, seed } => endpoint.announce(now, info_hash, port, seed),
+            Op::Scrape(info_hash) => endpoint.scrape(now, info_hash),
             Op::PutImmutable(value) => endpoint.put_immutable(now, &value),
             Op::PutMutable { item, cas } => endpoint.put_mutable(now, item, cas),
             Op::PutMutableNext { key, salt, value } => endpoint.put_mutable_next(now, &key, &salt, &value),

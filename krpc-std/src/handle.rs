@@ -80,6 +80,33 @@ impl ItemSummary {
     }
 }
 
+/// A BEP 33 scrape's result: the swarm's size estimated from the bloom filters of the nodes
+/// closest to the info hash. Both drivers return this type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scrape {
+    /// Estimated seeds (`BFsd`), rounded. Peers are counted by IP address (BEP 33 hashes the
+    /// address only), so peers behind one address count once.
+    pub seeds: u64,
+    /// Estimated peers that are not seeds (`BFpe`), rounded.
+    pub peers: u64,
+    /// How many nodes answered with filters; 0 means no estimate (both counts are then 0).
+    pub responses: usize,
+}
+
+impl Scrape {
+    /// The result a scrape's last event ([`Event::ScrapeDone`]) carries; a scrape the caller
+    /// stopped keeps what it had. With any other event, or none (the driver stopped first),
+    /// [`QueryError::ShutDown`].
+    pub fn from_event(event: Option<Event>) -> Result<Scrape, QueryError> {
+        match event {
+            Some(Event::ScrapeDone { seeds, peers, responses, outcome, .. }) if outcome != LookupOutcome::ShutDown => {
+                Ok(Scrape { seeds, peers, responses })
+            }
+            _ => Err(QueryError::ShutDown),
+        }
+    }
+}
+
 /// A put's result from its last event ([`Event::PutItemDone`]): the nodes' answers or the
 /// engine's error. A plain [`Event::LookupDone`] (not sent for a put today; accepted as the
 /// drivers' `announce` accepts it) means nothing was asked: `NoNodes`. Any other event, or
@@ -273,6 +300,14 @@ impl Krpc {
             Event::LookupDone { .. } => Err(Error::Query(QueryError::NoNodes)),
             _ => Err(SHUT_DOWN),
         }
+    }
+
+    /// Estimates the swarm of `info_hash` (BEP 33 scrape): a `get_peers` lookup with
+    /// `scrape=1` that unites the seed and peer bloom filters of every node that answers with
+    /// them. Blocks until the lookup ends.
+    pub fn scrape(&self, info_hash: NodeId) -> Result<Scrape, Error> {
+        let end = self.run_op(Op::Scrape(info_hash), |_| ControlFlow::Continue(()))?;
+        Ok(Scrape::from_event(Some(end))?)
     }
 
     /// Stores an immutable item (BEP 44): `value` is bencoded (the string `hello` is

@@ -97,7 +97,7 @@ mod worker;
 pub use builder::Builder;
 pub use driver::Driver;
 pub use error::Error;
-pub use handle::{ItemSummary, Krpc, LookupSummary, put_outcome};
+pub use handle::{ItemSummary, Krpc, LookupSummary, Scrape, put_outcome};
 pub use state::{StateFileError, load_state_file, save_state_file, temp_path};
 pub use worker::Responder;
 

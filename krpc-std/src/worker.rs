@@ -132,6 +132,7 @@ impl Worker {
                 | Event::QueryAllDone { op, .. }
                 | Event::LookupDone { op, .. }
                 | Event::AnnounceDone { op, .. }
+                | Event::ScrapeDone { op, .. }
                 | Event::GetItemDone { op, .. }
                 | Event::PutItemDone { op, .. } => {
                     if let Some(waiter) = self.waiters.remove(&op) {

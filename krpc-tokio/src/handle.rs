@@ -8,7 +8,7 @@ use krpc_core::dht::MutableItem;
 use krpc_core::dht::bep44::ed25519_dalek::SigningKey;
 use krpc_core::routing::RoutingTable;
 use krpc_core::{Endpoint, Event, LookupOutcome, NodeId, NodeInfo, Peer, PutOutcome, Query, Reply, SavedState};
-use krpc_std::{ItemSummary, put_outcome};
+use krpc_std::{ItemSummary, Scrape, put_outcome};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
@@ -208,6 +208,17 @@ impl Rpc {
                 _ => return Err(SHUT_DOWN),
             }
         }
+    }
+
+    /// Estimates the swarm of `info_hash` (BEP 33 scrape): a `get_peers` lookup with
+    /// `scrape=1` that unites the seed and peer bloom filters of every node that answers with
+    /// them. Resolves when the lookup ends; dropping the future stops it.
+    pub async fn scrape(&self, info_hash: NodeId) -> Result<Scrape, Error> {
+        let span = debug_span!("scrape", %info_hash);
+        let (mut events, mut guard) = self.op(span, Op::Scrape(info_hash)).await?;
+        let event = events.recv().await;
+        guard.disarm();
+        Scrape::from_event(event).map_err(Error::Query)
     }
 
     /// Stores an immutable item (BEP 44): `value` is bencoded (the string `hello` is

@@ -103,6 +103,8 @@ pub use krpc_core::dht::{Item, MutableItem};
 pub use krpc_std::ItemSummary;
 /// How a lookup ended: the same type in both drivers.
 pub use krpc_std::LookupSummary;
+/// A BEP 33 scrape's estimate: the same type in both drivers.
+pub use krpc_std::Scrape;
 /// State files, the same functions in both drivers.
 pub use krpc_std::{StateFileError, load_state_file, save_state_file, temp_path};
 pub use stream::{GetMutable, GetPeers, Lookup, QueryAll, Replies, Subscription};

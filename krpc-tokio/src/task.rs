@@ -272,6 +272,7 @@ impl Task {
             | Event::QueryAllDone { op, .. }
             | Event::LookupDone { op, .. }
             | Event::AnnounceDone { op, .. }
+            | Event::ScrapeDone { op, .. }
             | Event::GetItemDone { op, .. }
             | Event::PutItemDone { op, .. } => (op, true),
             Event::IdChanged { id, .. } => {
