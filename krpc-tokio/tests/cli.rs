@@ -561,3 +561,53 @@ fn sample_prints_interval_num_and_the_announced_info_hashes() {
     let output = run(&["sample", "127.0.0.1"]);
     assert_eq!(output.status.code(), Some(2), "expected host:port");
 }
+
+#[test]
+fn scrape_estimates_the_seeds_and_peers_announced_from_distinct_addresses() {
+    let seed = Server::start(&["--bind", "127.0.0.1:0", "--for", "60"]);
+    let other = Server::start(&["--bind", "127.0.0.1:0", "--for", "60", "--bootstrap", &seed.addr]);
+    let info_hash = "3333333333333333333333333333333333333333";
+    // BEP 33 counts peers by IP address: each announce comes from a loopback address of its own.
+    for (bind, seeding) in [("127.0.0.11:0", true), ("127.0.0.12:0", true), ("127.0.0.21:0", false)] {
+        let mut args = vec!["announce", info_hash, "--port", "4242", "--bind", bind, "--bootstrap", &seed.addr];
+        if seeding {
+            args.push("--seed");
+        }
+        let output = run(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+
+    let output = run(&["scrape", info_hash, "--bootstrap", &other.addr]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(&lines[..2], ["seeds 2", "peers 1"], "{text}");
+
+    let output = run(&["--json", "scrape", info_hash, "--bootstrap", &other.addr]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = json_lines(&output);
+    assert_eq!(
+        (lines[0]["event"].as_str(), lines[0]["seeds"].as_u64(), lines[0]["peers"].as_u64()),
+        (Some("scrape"), Some(2), Some(1))
+    );
+    assert!(lines[0]["responses"].as_u64().is_some_and(|n| n >= 1), "{}", lines[0]);
+    assert_eq!(lines.last().expect("a done line")["event"], "done");
+
+    // An info hash nobody announced: no filters, zero estimates, still a success.
+    let output = run(&["--json", "scrape", "0000000000000000000000000000000000000002", "--bootstrap", &seed.addr]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = json_lines(&output);
+    assert_eq!((lines[0]["seeds"].as_u64(), lines[0]["peers"].as_u64()), (Some(0), Some(0)), "{}", lines[0]);
+    sigterm(&seed.child);
+    sigterm(&other.child);
+    assert!(seed.wait().0.success() && other.wait().0.success());
+
+    // A bootstrap node that never answers: exit 1, saying so.
+    let silent = silent();
+    let addr = silent.local_addr().expect("local address").to_string();
+    let output = run(&["scrape", info_hash, "--bootstrap", &addr]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("no reply from the bootstrap nodes"), "{}", stderr(&output));
+    // Not an info hash: a usage error.
+    assert_eq!(run(&["scrape", "33", "--bootstrap", "127.0.0.1:6881"]).status.code(), Some(2));
+}

@@ -18,6 +18,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool prints
 
 mod decode;
+mod discover;
 mod items;
 mod net;
 mod out;
@@ -81,6 +82,15 @@ enum Command {
         /// Local address to bind (default: port 0 on every interface of the node's family).
         #[arg(long, value_parser = parse_bind)]
         bind: Option<SocketAddr>,
+    },
+    /// Estimates the seeds and peers of INFOHASH (BEP 33 scrape): prints `seeds N` and
+    /// `peers N`.
+    Scrape {
+        /// The info hash, 40 hex digits.
+        #[arg(value_parser = parse_id)]
+        info_hash: NodeId,
+        #[command(flatten)]
+        start: discover::StartArgs,
     },
     /// Runs a DHT node until Ctrl-C or SIGTERM (or `--for`), printing statistics every few
     /// seconds.
@@ -251,6 +261,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Ping { addr, bind } => net::ping(&out, &addr, bind).await,
             Command::Sample { addr, bind } => net::sample(&out, &addr, bind).await,
+            Command::Scrape { info_hash, start } => discover::scrape(&out, info_hash, start).await,
             Command::Serve(args) => net::serve(&out, args).await,
             Command::FindNode { target, client } => net::find_node(&out, target, client).await,
             Command::GetPeers { info_hash, client } => net::get_peers(&out, info_hash, client).await,
