@@ -378,6 +378,26 @@ pub enum Event {
         /// The outcome.
         result: Result<PutOutcome, QueryError>,
     },
+    /// Info-hashes a crawl ([`Endpoint::crawl`](crate::Endpoint::crawl)) had not seen before,
+    /// from one node's BEP 51 `samples` (never empty). A notice: when the application does not
+    /// drain the queue it may be dropped (counted in `events_dropped`), while
+    /// [`Endpoint::crawl_stats`](crate::Endpoint::crawl_stats) keeps counting.
+    CrawlFound {
+        /// The crawl.
+        op: OpId,
+        /// The node that sent the samples.
+        from: NodeInfo,
+        /// The new info-hashes, in the order of the answer.
+        info_hashes: Vec<NodeId>,
+    },
+    /// A crawl ended: its cap of unique info-hashes was reached, it was stopped or cancelled,
+    /// the endpoint closed, or no node was left to ask now or later.
+    CrawlDone {
+        /// The crawl.
+        op: OpId,
+        /// What it did.
+        stats: crate::CrawlStats,
+    },
     /// Our node id changed to one bound to our public address (BEP 42), as learned by vote
     /// from the `ip` field of replies. The routing table was rebuilt around it.
     IdChanged {

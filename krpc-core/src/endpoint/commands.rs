@@ -269,6 +269,70 @@ impl Endpoint {
         self.start_get(now, mutable_target(&key, salt), spec)
     }
 
+    /// Crawls the DHT for info-hashes with BEP 51 `sample_infohashes`: the id space is walked
+    /// with spread targets (a bit-reversed counter: halves, quarters, eighths, ...), each query
+    /// going to the node nearest its target among those known, so that the `nodes` of the
+    /// answers fill every region. Nodes come from both routing tables (and the bootstrap
+    /// nodes while the tables cannot fill a bucket), then from the answers.
+    ///
+    /// - Each node is asked again only once its `interval` has passed (BEP 51: "the number of
+    ///   seconds the querying node should wait before querying the node again"), clamped to
+    ///   [`MIN_CRAWL_INTERVAL`](crate::MIN_CRAWL_INTERVAL)..=[`MAX_CRAWL_INTERVAL`](crate::MAX_CRAWL_INTERVAL).
+    ///   Nodes that fail, or answer without `samples` (no BEP 51: their `nodes` are still
+    ///   used), are not asked again.
+    /// - At most `rate` queries a second and `concurrency` in flight.
+    /// - New info-hashes stream as [`Event::CrawlFound`]; at most `max_info_hashes` are kept
+    ///   for deduplication, and reaching it ends the crawl.
+    ///
+    /// The end is [`Event::CrawlDone`] with [`CrawlStats`](crate::CrawlStats): when the cap
+    /// is reached, when [`stop`](Self::stop)ped (or cancelled, or the endpoint closes), or
+    /// when no node is left to ask, now or after an interval. A crawl does not end while
+    /// nodes wait for their interval: stop it when it has run long enough.
+    ///
+    /// A crawl is a client operation: it needs no node layer, and runs the same in k-rpc
+    /// parity mode ([`Config::default`](crate::Config::default)) and with
+    /// [`read_only`](crate::Config::read_only) (its queries then carry `ro=1`). Refused with
+    /// [`CommandError::InvalidConfig`] for a zero cap, rate or concurrency, with
+    /// [`CommandError::NoNodes`] when there is no node to start from, and with
+    /// [`CommandError::TooManyLookups`] when `max_lookups` lookups and crawls run.
+    pub fn crawl(&mut self, now: Instant, config: crate::CrawlConfig) -> Result<OpId, CommandError> {
+        self.advance(now);
+        self.check_open()?;
+        if config.rate == 0 || config.concurrency == 0 || config.max_nodes == 0 || config.max_info_hashes == 0 {
+            return Err(CommandError::InvalidConfig);
+        }
+        if self.ops.lookups() + self.ops.crawl_ids().len() >= self.config.max_lookups {
+            return Err(CommandError::TooManyLookups);
+        }
+        let own = self.id;
+        let seeds: Vec<NodeInfo> = self
+            .tables
+            .v4()
+            .iter()
+            .chain(self.tables.v6().iter())
+            .map(|c| c.node)
+            .filter(|n| n.id != own && !is_never_valid(&n.addr))
+            .collect();
+        let bootstrap: Vec<SocketAddr> = if seeds.len() < self.config.k {
+            self.config.bootstrap.iter().copied().filter(|a| !is_never_valid(a)).collect()
+        } else {
+            Vec::new()
+        };
+        if seeds.is_empty() && bootstrap.is_empty() {
+            return Err(CommandError::NoNodes);
+        }
+        let crawl = super::crawl::Crawl::new(config, self.config.id_len, self.now, seeds, bootstrap);
+        let op = self.ops.start_crawl(crawl);
+        self.finish_input();
+        Ok(op)
+    }
+
+    /// What the crawl `op` has done so far; `None` once it ended (its
+    /// [`Event::CrawlDone`] has the final numbers) or for another kind of operation.
+    pub fn crawl_stats(&self, op: OpId) -> Option<crate::CrawlStats> {
+        self.ops.crawl(op).map(super::crawl::Crawl::stats)
+    }
+
     fn start_get(&mut self, now: Instant, target: NodeId, spec: ItemSpec) -> Result<OpId, CommandError> {
         let lookup = self.new_lookup(now, target, spec.query(&target), false, false)?;
         let op = self.ops.start_get_item(GetItem { spec, lookup, best: None });

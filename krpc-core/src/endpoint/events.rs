@@ -24,6 +24,7 @@ fn droppable(e: &Event) -> bool {
             | Event::ScrapeDone { .. }
             | Event::GetItemDone { .. }
             | Event::PutItemDone { .. }
+            | Event::CrawlDone { .. }
             | Event::IdChanged { .. }
     )
 }

@@ -8,7 +8,7 @@
 //! | file | part | owns |
 //! |---|---|---|
 //! | `rpc.rs` | [`Rpc`](rpc::Rpc) | queries in flight, slots, waiting queues, admission, the outbound queue |
-//! | `ops.rs` | [`Operations`](ops::Operations) | `query`, `query_all`, lookups, announce, BEP 44 get/put (state in `items.rs`) |
+//! | `ops.rs` | [`Operations`](ops::Operations) | `query`, `query_all`, lookups, announce, BEP 44 get/put (state in `items.rs`), BEP 51 crawls (state in `crawl.rs`) |
 //! | `tables.rs` | [`Tables`](tables::Tables) | the two BEP 32 routing tables |
 //! | `node_layer.rs` | [`NodeLayer`](node_layer::NodeLayer) | tokens, peer store, BEP 42 votes |
 //! | `upkeep.rs` | [`SwapChecks`](upkeep::SwapChecks), [`AddressChecks`](upkeep::AddressChecks) | ping/swap checks of full buckets; claims on known ids; refresh |
@@ -23,6 +23,7 @@
 //! `upkeep.rs` (timeouts, refresh, ping/swap).
 
 mod commands;
+mod crawl;
 mod events;
 mod inbound;
 mod items;
@@ -34,6 +35,7 @@ mod rpc;
 mod state;
 mod status;
 
+pub use self::crawl::{CrawlConfig, CrawlStats, MAX_CRAWL_INTERVAL, MAX_SAMPLES_PER_REPLY, MIN_CRAWL_INTERVAL};
 pub use self::state::{MAX_SAVED_NODES, STATE_VERSION, SavedState, StateError};
 pub use self::status::{NodeStatus, estimate_dht_size};
 mod tables;
@@ -103,6 +105,9 @@ pub enum CommandError {
     /// A BEP 44 item the nodes would refuse (value too big or not canonical bencode, salt
     /// too long, negative `seq`, a signature that does not verify).
     InvalidItem(crate::dht::ItemError),
+    /// A command's configuration is unusable (a [`CrawlConfig`] with a zero `rate`,
+    /// `concurrency`, `max_nodes` or `max_info_hashes`).
+    InvalidConfig,
 }
 
 impl core::fmt::Display for CommandError {
@@ -117,6 +122,7 @@ impl core::fmt::Display for CommandError {
             CommandError::WrongIdLength => "id length differs from the configured one",
             CommandError::UnknownOperation => "no such operation",
             CommandError::InvalidItem(_) => "invalid BEP 44 item",
+            CommandError::InvalidConfig => "invalid command configuration",
         })
     }
 }
@@ -363,6 +369,8 @@ impl Endpoint {
         self.timers.set(Timer::QueryTimeout, self.rpc.next_query_deadline());
         self.timers.set(Timer::SoftTimeout, self.rpc.next_soft_deadline());
         self.timers.set(Timer::NodeLayer, self.node.as_ref().map(|n| n.next_deadline()));
+        let slots_free = self.rpc.app_in_flight() < self.config.concurrency;
+        self.timers.set(Timer::Crawl, self.ops.crawls().filter_map(|c| c.deadline(slots_free)).min());
     }
 
     /// Time does not go backwards inside the engine.

@@ -12,6 +12,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use arrayvec::ArrayVec;
 
+use super::crawl::Crawl;
 use super::items::{GetItem, PutItem, PutPhase};
 use crate::event::{Event, LookupNode, LookupOutcome, OpId};
 use crate::lookup::Lookup;
@@ -161,6 +162,8 @@ pub(crate) enum Op {
     GetItem(Box<GetItem>),
     /// BEP 44 put: a `get` lookup collecting tokens, then `put` queries, under one id.
     PutItem(Box<PutItem>),
+    /// BEP 51 crawl: `sample_infohashes` queries over the whole id space (`crawl.rs`).
+    Crawl(Box<Crawl>),
 }
 
 /// How a lookup ended, for the orchestrator.
@@ -222,6 +225,49 @@ impl Operations {
 
     pub(crate) fn start_put_item(&mut self, put: PutItem) -> OpId {
         self.insert(Op::PutItem(Box::new(put)))
+    }
+
+    pub(crate) fn start_crawl(&mut self, crawl: Crawl) -> OpId {
+        self.insert(Op::Crawl(Box::new(crawl)))
+    }
+
+    /// The crawl `op`, if it runs.
+    pub(crate) fn crawl(&self, op: OpId) -> Option<&Crawl> {
+        match self.ops.get(&op)? {
+            Op::Crawl(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn crawl_mut(&mut self, op: OpId) -> Option<&mut Crawl> {
+        match self.ops.get_mut(&op)? {
+            Op::Crawl(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Running crawls, in start order.
+    pub(crate) fn crawl_ids(&self) -> Vec<OpId> {
+        self.ops.iter().filter(|(_, op)| matches!(op, Op::Crawl(_))).map(|(id, _)| *id).collect()
+    }
+
+    /// Running crawls, in start order.
+    pub(crate) fn crawls(&self) -> impl Iterator<Item = &Crawl> {
+        self.ops.values().filter_map(|op| match op {
+            Op::Crawl(c) => Some(&**c),
+            _ => None,
+        })
+    }
+
+    /// Ends a crawl: its final event.
+    pub(crate) fn finish_crawl(&mut self, op: OpId) -> Option<Event> {
+        match self.ops.remove(&op)? {
+            Op::Crawl(c) => Some(c.done_event(op)),
+            other => {
+                self.ops.insert(op, other);
+                None
+            }
+        }
     }
 
     /// An announce or put moves to its second phase: `peers` queries under the same id.
@@ -322,8 +368,8 @@ impl Operations {
         matches!(self.ops.get(&op), Some(Op::Lookup { kind: LookupKind::GetPeers, .. } | Op::Announce(_)))
     }
 
-    /// The query a transaction carries, if its operation still runs.
-    pub(crate) fn query_of(&self, purpose: Purpose) -> Option<&Query> {
+    /// The query a transaction to `addr` carries, if its operation still runs.
+    pub(crate) fn query_of(&self, purpose: Purpose, addr: &core::net::SocketAddr) -> Option<&Query> {
         match purpose {
             Purpose::Op(op) => match self.ops.get(&op)? {
                 Op::Query { query } => Some(query),
@@ -336,6 +382,7 @@ impl Operations {
                     PutPhase::Store(store) => Some(&store.query),
                     PutPhase::Lookup(_) => None,
                 },
+                Op::Crawl(c) => c.query_for(addr),
                 Op::Lookup { .. } | Op::GetItem(_) => None,
             },
             Purpose::Lookup(op) => self.lookup(op).map(Lookup::query),
@@ -463,6 +510,7 @@ impl Operations {
                     return None;
                 }
             },
+            Op::Crawl(c) => c.done_event(op),
             lookup @ (Op::Lookup { .. } | Op::GetItem(_)) => {
                 self.ops.insert(op, lookup);
                 return None;
@@ -472,7 +520,9 @@ impl Operations {
 
     /// Heap bytes held, for memory accounting.
     pub(crate) fn memory_footprint(&self) -> usize {
-        self.lookup_order.capacity() * 8 + self.ops.len() * (core::mem::size_of::<Op>() + 32)
+        self.lookup_order.capacity() * 8
+            + self.ops.len() * (core::mem::size_of::<Op>() + 32)
+            + self.crawls().map(Crawl::memory_footprint).sum::<usize>()
     }
 }
 
@@ -508,7 +558,9 @@ mod tests {
         assert_eq!(peers.len(), 1);
         assert_eq!(ops.lookups(), 0, "out of the lookup phase");
         ops.begin_store(op, peers.len());
-        let query = ops.query_of(Purpose::Op(op)).expect("the store queries run under the announce's id");
+        let query = ops
+            .query_of(Purpose::Op(op), &"10.0.0.1:1".parse().unwrap())
+            .expect("the store queries run under the announce's id");
         assert_eq!(query.method(), b"announce_peer");
         let events = ops.on_query_result(op, node.addr, Err(QueryError::Timeout));
         assert!(matches!(&events[..], [Event::AnnounceDone { op: o, result: Err(QueryError::AllFailed) }] if *o == op));
@@ -542,7 +594,9 @@ mod tests {
         assert_eq!(peers.len(), 2);
         assert!(peers.iter().all(|p| p.token.is_some()), "put goes to token holders, with their tokens");
         ops.begin_store(op, peers.len());
-        let query = ops.query_of(Purpose::Op(op)).expect("the put queries run under the same id");
+        let query = ops
+            .query_of(Purpose::Op(op), &"10.0.0.1:1".parse().unwrap())
+            .expect("the put queries run under the same id");
         assert_eq!(query.method(), b"put");
         assert_eq!(query.args().get(b"v").and_then(|v| v.as_bytes()), Some(&b"hello"[..]));
         let e302 = QueryError::Remote { code: 302, message: b"seq".to_vec() };

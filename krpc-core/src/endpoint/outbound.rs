@@ -38,6 +38,7 @@ impl Endpoint {
                 self.kick_lookup(op);
             }
         }
+        self.kick_crawls();
         // Upkeep first, in slots of its own: verifying strangers never holds it up.
         while self.rpc.maintenance_in_flight() < INTERNAL_EXTRA_SLOTS {
             let Some(ping) = self.rpc.pop_internal() else { break };
@@ -65,6 +66,19 @@ impl Endpoint {
         // with a slot free were queued during this pass: the next phase of an operation
         // whose lookup just ended.
         !self.rpc.waiting_is_empty() && self.rpc.app_in_flight() < cap
+    }
+
+    /// Crawls send after foreground lookups, each within its own concurrency and rate cap
+    /// and the endpoint's `concurrency`.
+    fn kick_crawls(&mut self) {
+        let now = self.now;
+        for op in self.ops.crawl_ids() {
+            while self.rpc.app_in_flight() < self.config.concurrency {
+                let Some(crawl) = self.ops.crawl_mut(op) else { break };
+                let Some((addr, id)) = crawl.next_query(now, &mut self.rng) else { break };
+                self.rpc.start(&mut self.rng, addr, id, None, Purpose::Op(op));
+            }
+        }
     }
 
     fn kick_lookup(&mut self, op: OpId) {
@@ -108,7 +122,7 @@ impl Endpoint {
                         Purpose::Check | Purpose::Verify | Purpose::VerifyQuerier | Purpose::AddressCheck => {
                             &self.ping_query
                         }
-                        purpose => match self.ops.query_of(purpose) {
+                        purpose => match self.ops.query_of(purpose, &tx.addr) {
                             Some(query) => query,
                             None => continue,
                         },

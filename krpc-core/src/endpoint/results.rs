@@ -26,6 +26,10 @@ impl Endpoint {
         now: Instant,
     ) {
         match tx.purpose {
+            Purpose::Op(op) if self.ops.crawl(op).is_some() => match (result, fields) {
+                (Ok(id), Some(f)) => self.crawl_reply(op, from, id, &f),
+                _ => self.crawl_failure(op, from),
+            },
             Purpose::Op(op) => {
                 let result = result.map(|_| Reply::new(from, Datagram::new(datagram, self.decoder)));
                 self.query_result(op, from, result);
@@ -102,6 +106,7 @@ impl Endpoint {
             }
         }
         match tx.purpose {
+            Purpose::Op(op) if self.ops.crawl(op).is_some() => self.crawl_failure(op, tx.addr),
             Purpose::Op(op) => self.query_result(op, tx.addr, Err(error)),
             Purpose::Lookup(op) => {
                 if let Some(lookup) = self.ops.lookup_mut(op) {
@@ -117,6 +122,38 @@ impl Endpoint {
             Purpose::Check => self.check_result(&tx, false, now),
             Purpose::AddressCheck => self.address_check_result(&tx, false, now),
             Purpose::Verify | Purpose::VerifyQuerier | Purpose::Detached => {}
+        }
+    }
+
+    /// An answer to a crawl's `sample_infohashes`.
+    fn crawl_reply(&mut self, op: OpId, from: SocketAddr, id: Option<NodeId>, f: &Fields<'_>) {
+        let (own, policy, now) = (self.id, self.policy, self.now);
+        let Some(crawl) = self.ops.crawl_mut(op) else { return };
+        // A bootstrap entry that turns out to be ourselves is no node to crawl.
+        let id = id.filter(|id| *id != own);
+        let may_query = |addr: &SocketAddr, id: &NodeId| *id != own && may_query_learned(addr, policy);
+        let outcome = crawl.on_reply(op, now, from, id, f, may_query);
+        self.stats.nodes_filtered += outcome.filtered;
+        if let Some(found) = outcome.found {
+            self.push_event(found);
+        }
+        if outcome.done {
+            self.finish_crawl(op);
+        }
+    }
+
+    /// A crawl's query failed.
+    fn crawl_failure(&mut self, op: OpId, from: SocketAddr) {
+        if self.ops.crawl_mut(op).is_some_and(|c| c.on_failure(&from)) {
+            self.finish_crawl(op);
+        }
+    }
+
+    /// Ends a crawl and reports it; its queries in flight reach nobody.
+    fn finish_crawl(&mut self, op: OpId) {
+        if let Some(event) = self.ops.finish_crawl(op) {
+            self.rpc.detach(op);
+            self.push_event(event);
         }
     }
 

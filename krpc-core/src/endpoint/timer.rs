@@ -19,12 +19,15 @@ pub(crate) enum Timer {
     Maintenance = 2,
     /// Write-token rotation and peer-store expiry (owner: the node layer).
     NodeLayer = 3,
+    /// The next query a crawl's rate cap allows, or the end of the soonest interval it waits
+    /// for (owner: the crawls in the operations part).
+    Crawl = 4,
 }
 
 /// One optional deadline per [`Timer`].
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct TimerTable {
-    deadlines: [Option<Instant>; 4],
+    deadlines: [Option<Instant>; 5],
 }
 
 impl TimerTable {

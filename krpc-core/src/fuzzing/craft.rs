@@ -303,6 +303,18 @@ pub(crate) fn reply(input: &mut Input<'_>, w: &Watched, pool: &Pool) -> Option<(
             } else {
                 Dictionary::new()
             };
+            if s.method == b"sample_infohashes" && input.below(4) != 0 {
+                // A BEP 51 answer: samples (sometimes with a partial hash), a hostile interval.
+                let n = input.below(30) * pool.id_len + usize::from(input.below(8) == 0);
+                dict.insert_bytes("samples", input.bytes(n));
+                let interval = match input.below(4) {
+                    0 => -1,
+                    1 => i64::MAX,
+                    _ => i64::from(input.u16()),
+                };
+                dict.insert_int("interval", interval);
+                dict.insert_int("num", input.u64() as i64);
+            }
             if s.method == b"get" && input.below(3) != 0 {
                 // A BEP 44 answer: the item asked for (or another, or a forged one), sometimes
                 // only its `seq`, or a value that is not bencode.
@@ -583,12 +595,30 @@ pub(crate) fn command(input: &mut Input<'_>, w: &mut Watched, pool: &Pool, at: I
             }
         }
         11 => bep44_command(input, w, pool, at),
+        12 => {
+            // BEP 51 crawl, with small caps so that it ends within the harness's patience,
+            // or a look at a running crawl's numbers.
+            if !w.ops.is_empty() && input.below(4) == 0 {
+                let op = w.ops[input.below(w.ops.len())];
+                if let Some(stats) = w.ep.crawl_stats(op) {
+                    w.check_crawl_stats(op, &stats);
+                }
+            } else {
+                let mut config = crate::CrawlConfig::new();
+                config.max_info_hashes = input.below(40);
+                config.max_nodes = input.below(40);
+                config.rate = input.below(1_200) as u32;
+                config.concurrency = input.below(10);
+                let r = w.ep.crawl(at, config.clone());
+                w.started(r, Final::Crawl(config.max_info_hashes as u64, config.max_nodes));
+            }
+        }
         _ => w.ep.close(at),
     }
 }
 
 /// How many command kinds [`command`] knows (the last one, `close`, included).
-pub(crate) const COMMANDS: usize = 13;
+pub(crate) const COMMANDS: usize = 14;
 
 /// A BEP 44 command: a put (immutable, mutable, read-modify-write) or a get.
 fn bep44_command(input: &mut Input<'_>, w: &mut Watched, pool: &Pool, at: Instant) {

@@ -39,6 +39,8 @@ pub(crate) enum Final {
     GetItem(NodeId, Option<([u8; 32], Option<i64>)>),
     /// `put_immutable`, `put_mutable`, `put_mutable_next`: `PutItemDone`.
     PutItem,
+    /// `crawl` with these caps (`max_info_hashes`, `max_nodes`): `CrawlDone`.
+    Crawl(u64, usize),
 }
 
 impl Final {
@@ -98,6 +100,8 @@ pub(crate) struct Watched {
     /// Recent transmits (for `fail_transmit`).
     pub(crate) transmits: Vec<Transmit>,
     stats: Stats,
+    /// Info-hashes each running crawl reported so far.
+    crawl_seen: BTreeMap<OpId, BTreeSet<NodeId>>,
     /// A description of everything that happened, when tracing.
     pub(crate) journal: Option<Vec<String>>,
     /// The application called `respond` or `error` since the last drain (its answers may be
@@ -122,6 +126,7 @@ impl Watched {
             tokens: Vec::new(),
             transmits: Vec::new(),
             stats,
+            crawl_seen: BTreeMap::new(),
             journal: None,
             app_replied: false,
         }
@@ -356,6 +361,24 @@ impl Watched {
                     assert!(self.issued.contains(&op), "ItemFound for {op:?}, which no command returned");
                     self.check_item(op, &item);
                 }
+                Event::CrawlFound { op, info_hashes, from } => {
+                    self.live(op, "CrawlFound");
+                    assert!(!info_hashes.is_empty(), "CrawlFound without info-hashes");
+                    assert!(!is_never_valid(&from.addr), "CrawlFound from {}", from.addr);
+                    let fresh = self.crawl_seen.entry(op).or_default();
+                    for hash in info_hashes {
+                        assert!(fresh.insert(hash), "{op:?}: info-hash {hash:?} reported twice");
+                    }
+                    if let Some(Final::Crawl(cap, _)) = self.pending.get(&op).copied() {
+                        assert!(fresh.len() as u64 <= cap, "{op:?}: more info-hashes than its cap {cap}");
+                    }
+                }
+                Event::CrawlDone { op, stats } => {
+                    results += 1;
+                    self.check_crawl_stats(op, &stats);
+                    self.crawl_seen.remove(&op);
+                    self.finish(op, Final::Crawl(0, 0));
+                }
                 Event::Peers { op, peers, .. } => {
                     self.live(op, "Peers");
                     assert!(!peers.is_empty(), "Peers event without peers");
@@ -382,6 +405,21 @@ impl Watched {
             }
         }
         assert!(count <= cap.max(results), "{count} events queued (cap {cap}, {results} results)");
+    }
+
+    /// A crawl's numbers agree with each other and with its caps.
+    pub(crate) fn check_crawl_stats(&self, op: OpId, stats: &crate::CrawlStats) {
+        if let Some(Final::Crawl(max_hashes, max_nodes)) = self.pending.get(&op).copied() {
+            assert!(stats.unique_info_hashes <= max_hashes, "{op:?}: {stats:?} beyond its cap {max_hashes}");
+            assert!(stats.nodes_known <= max_nodes, "{op:?}: {stats:?} knows more than {max_nodes} nodes");
+        }
+        assert!(stats.replies <= stats.queries, "{op:?}: more replies than queries: {stats:?}");
+        assert!(stats.nodes_visited <= stats.replies, "{op:?}: {stats:?}");
+        assert!(stats.unique_info_hashes <= stats.samples, "{op:?}: {stats:?}");
+        if let Some(seen) = self.crawl_seen.get(&op) {
+            // Events may be dropped, never invented.
+            assert!(seen.len() as u64 <= stats.unique_info_hashes, "{op:?}: {} reported, {stats:?}", seen.len());
+        }
     }
 
     /// An item a `get` surfaced is the one asked for: an immutable value hashing to the
