@@ -12,13 +12,13 @@ use krpc_core::dht::{Item, MutableItem};
 use krpc_core::routing::RoutingTable;
 use krpc_core::wire::Dictionary;
 use krpc_core::{
-    Endpoint, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId, NodeInfo, Peer, PutOutcome, Query, QueryError,
-    Reply, ReplyTo, SavedState,
+    CrawlConfig, Endpoint, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId, NodeInfo, Peer, PutOutcome, Query,
+    QueryError, Reply, ReplyTo, SavedState,
 };
 
 use crate::error::SHUT_DOWN;
 use crate::worker::{self, Answer, Command, Op, Reply as WorkerReply, Responder, Sink};
-use crate::{Driver, Error};
+use crate::{Crawl, Driver, Error};
 
 /// How many incoming queries or routing events wait for a slow receiver before new ones are
 /// dropped.
@@ -310,6 +310,30 @@ impl Krpc {
         Ok(Scrape::from_event(Some(end))?)
     }
 
+    /// Crawls the DHT for the info-hashes its nodes store (BEP 51): `sample_infohashes` to
+    /// nodes spread over the id space, each asked again only after the `interval` it gave,
+    /// at most `config.rate` queries a second. The [`Crawl`] iterator yields each info-hash
+    /// once, as nodes answer; [`Crawl::stats`] counts nodes visited and queries. It ends when
+    /// `config.max_info_hashes` have been found or no node is left to ask, which on a live DHT
+    /// is never: [`Crawl::stop`] it, or drop it. Refused ([`Error::Refused`]) for a zero cap,
+    /// rate or concurrency; [`QueryError::NoNodes`] when the node knows no node to start from.
+    pub fn crawl(&self, config: CrawlConfig) -> Result<Crawl, Error> {
+        if thread::current().id() == self.shared.thread_id {
+            return Err(Error::OnDriverThread);
+        }
+        let (events, receiver) = mpsc::channel();
+        let (started, id) = mpsc::sync_channel(1);
+        self.send(Command::Start { op: Op::Crawl(config), events, started: Some(started) })?;
+        match id.recv() {
+            Ok(id) => Ok(Crawl::new(self.clone(), id, receiver)),
+            // Refused: the refusal is on the events channel.
+            Err(_) => match receiver.recv() {
+                Ok(Err(refusal)) => Err(refusal.into()),
+                _ => Err(SHUT_DOWN),
+            },
+        }
+    }
+
     /// Stores an immutable item (BEP 44): `value` is bencoded (the string `hello` is
     /// `b"5:hello"`), at most 1000 bytes. The engine looks up SHA-1(`value`), then sends `put`
     /// to the closest nodes that gave a write token. Returns what they said:
@@ -488,7 +512,7 @@ impl Krpc {
         self.shared.shutdown();
     }
 
-    fn send(&self, command: Command) -> Result<(), Error> {
+    pub(crate) fn send(&self, command: Command) -> Result<(), Error> {
         self.shared.commands.send(command).map_err(|_| SHUT_DOWN)?;
         self.shared.wake();
         Ok(())
@@ -511,7 +535,7 @@ impl Krpc {
             return Err(Error::OnDriverThread);
         }
         let (sender, receiver) = mpsc::channel();
-        self.send(Command::Start { op, events: sender })?;
+        self.send(Command::Start { op, events: sender, started: None })?;
         let mut stopped = false;
         loop {
             match receiver.recv() {

@@ -92,8 +92,9 @@ pub use command::Request;
 pub use handle::Rpc;
 pub use krpc_core as core;
 pub use krpc_core::{
-    AddressPolicy, CommandError, Config, DEFAULT_BOOTSTRAP, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId,
-    NodeInfo, Peer, PutOutcome, PutRejection, Query, QueryError, RateLimit, Reply, SavedState, StateError, Token, wire,
+    AddressPolicy, CommandError, Config, CrawlConfig, CrawlStats, DEFAULT_BOOTSTRAP, Event, IncomingQuery, LookupNode,
+    LookupOutcome, NodeId, NodeInfo, Peer, PutOutcome, PutRejection, Query, QueryError, RateLimit, Reply, SavedState,
+    StateError, Token, wire,
 };
 // BEP 44 items: `MutableItem` (sign with `MutableItem::sign`), the `Item` a get finds, and the
 // `ed25519_dalek` crate whose `SigningKey` signs them.
@@ -107,7 +108,7 @@ pub use krpc_std::LookupSummary;
 pub use krpc_std::Scrape;
 /// State files, the same functions in both drivers.
 pub use krpc_std::{StateFileError, load_state_file, save_state_file, temp_path};
-pub use stream::{GetMutable, GetPeers, Lookup, QueryAll, Replies, Subscription};
+pub use stream::{Crawl, GetMutable, GetPeers, Lookup, QueryAll, Replies, Subscription};
 
 /// Why a command failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
