@@ -83,6 +83,9 @@ enum Command {
         #[arg(long, value_parser = parse_bind)]
         bind: Option<SocketAddr>,
     },
+    /// Crawls the DHT for the info-hashes its nodes store (BEP 51 `sample_infohashes`),
+    /// printing each once as a 40-hex line; progress every second on stderr.
+    Crawl(discover::CrawlArgs),
     /// Estimates the seeds and peers of INFOHASH (BEP 33 scrape): prints `seeds N` and
     /// `peers N`.
     Scrape {
@@ -261,6 +264,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Ping { addr, bind } => net::ping(&out, &addr, bind).await,
             Command::Sample { addr, bind } => net::sample(&out, &addr, bind).await,
+            Command::Crawl(args) => discover::crawl(&out, args).await,
             Command::Scrape { info_hash, start } => discover::scrape(&out, info_hash, start).await,
             Command::Serve(args) => net::serve(&out, args).await,
             Command::FindNode { target, client } => net::find_node(&out, target, client).await,
