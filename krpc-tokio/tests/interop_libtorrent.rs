@@ -1,14 +1,17 @@
 //! The `krpc` command-line tool against C++ libtorrent (the `libtorrent` 2.1 Python bindings,
 //! `tests/interop/lt_swarm.py`): six libtorrent DHT nodes, each on a loopback address of its
 //! own (127.0.0.30 to .35: BEP 33 counts peers by IP address), and one `krpc serve` node on
-//! 127.0.0.1 that they know.
+//! 127.0.0.1, started once the announces are done, that joins through them.
 //!
 //! Every libtorrent node announces the same info hash S (nodes 0 to 2 as seeds, 3 to 5 not)
 //! and an info hash of its own H_i. Once every node's BEP 51 sample (asked by libtorrent
 //! itself) holds all seven:
 //!
 //! - `krpc sample` against a libtorrent node prints its `num` and exactly those info hashes;
-//! - `krpc scrape S` estimates 3 seeds and 3 peers from libtorrent's `BFsd`/`BFpe` filters.
+//! - `krpc scrape S` estimates 3 seeds and 3 peers from libtorrent's `BFsd`/`BFpe` filters;
+//! - `krpc crawl --max 7`, started from our `serve` node (which holds none of them: its
+//!   sample is empty), finds all seven, each once: from libtorrent's `sample_infohashes`
+//!   answers, reached through the nodes our node lists.
 //!
 //! Here rather than in `tests/tests/interop_libtorrent.rs` because it runs the binary
 //! (`CARGO_BIN_EXE_krpc` is only given to the tests of the binary's own package); the helpers
@@ -63,6 +66,7 @@ struct Serve {
 }
 
 impl Serve {
+    /// Starts it and waits until it has joined through `bootstrap` (its `bootstrapped` line).
     fn start(bootstrap: SocketAddr) -> Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_krpc"))
             .args(["--json", "serve", "--bind", "127.0.0.1:0", "--for", "600", "--bootstrap"])
@@ -72,10 +76,20 @@ impl Serve {
             .stderr(Stdio::null())
             .spawn()
             .expect("start krpc serve");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut first).expect("the listening line");
-        let listening: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first:?}"));
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let mut next = || -> Value {
+            let line = lines.next().expect("krpc serve ended").expect("a line");
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+        };
+        let listening = next();
         let addr = listening["addr"].as_str().expect("addr").parse().expect("an address");
+        loop {
+            let line = next();
+            assert_ne!(line["event"], "bootstrap_failed", "{line}");
+            if line["event"] == "bootstrapped" {
+                break;
+            }
+        }
         Serve { child, addr }
     }
 }
@@ -102,7 +116,7 @@ fn expected() -> BTreeSet<String> {
 }
 
 #[test]
-fn krpc_sample_and_scrape_against_libtorrent() {
+fn krpc_sample_scrape_and_crawl_against_libtorrent() {
     if !should_run("interop_libtorrent (krpc CLI)", libtorrent_available()) {
         return;
     }
@@ -115,9 +129,6 @@ fn krpc_sample_and_scrape_against_libtorrent() {
     let nodes: Vec<SocketAddr> = ready["nodes"].as_array().unwrap().iter().map(json_addr).collect();
     assert_eq!(nodes.len(), NODES);
     eprintln!("libtorrent {} nodes: {nodes:?}", ready["version"]);
-    let ours = Serve::start(nodes[0]);
-    lt.send(json!({"cmd": "add_node", "index": null, "host": "127.0.0.1", "port": ours.addr.port()}));
-    eprintln!("krpc serve: {}", ours.addr);
 
     // Announce, then wait until each node's sample (libtorrent asking libtorrent; samples are
     // drawn afresh for every query, see lt_swarm.py) holds all seven info hashes.
@@ -170,6 +181,26 @@ fn krpc_sample_and_scrape_against_libtorrent() {
         "{scrape}"
     );
     assert!(scrape["responses"].as_u64().is_some_and(|n| n >= 1), "{scrape}");
+
+    // (c) `krpc crawl` from our node, started now: it holds nothing (its sample is empty), so
+    // what the crawl finds comes from libtorrent. --duration only bounds a failing run: --max
+    // 7 ends it once all seven are found.
+    let ours = Serve::start(nodes[0]);
+    eprintln!("krpc serve: {}", ours.addr);
+    let output = krpc(&["sample", &ours.addr.to_string()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).lines().nth(1), Some("num 0"), "{}", stdout(&output));
+    let output = krpc(&["--json", "crawl", "--bootstrap", &ours.addr.to_string(), "--max", "7", "--duration", "60"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines: Vec<Value> = stdout(&output).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let found: Vec<String> =
+        lines.iter().filter(|l| l["event"] == "infohash").map(|l| l["infohash"].as_str().unwrap().to_owned()).collect();
+    eprintln!("krpc crawl: {found:?}\n{}", stderr(&output));
+    assert_eq!(found.len(), NODES + 1, "each info hash once: {found:?}");
+    assert_eq!(found.into_iter().collect::<BTreeSet<_>>(), expected());
+    let done = lines.last().expect("a done line");
+    assert_eq!((done["event"].as_str(), done["infohashes"].as_u64()), (Some("done"), Some(NODES as u64 + 1)), "{done}");
+    assert!(done["nodes_visited"].as_u64().is_some_and(|n| n >= 2), "ours and libtorrent: {done}");
 
     let errors: Vec<_> = lt.history.iter().filter(|v| v["event"] == "error").collect();
     assert!(errors.is_empty(), "libtorrent reported errors: {errors:?}");
