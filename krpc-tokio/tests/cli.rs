@@ -371,6 +371,7 @@ fn help_shows_the_public_dht_the_exit_codes_and_the_swarm_range() {
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(help.contains("--bootstrap dht.libtorrent.org:25401"), "{help}");
     assert!(help.contains("Exit codes: 0 success; 1 failure at run time") && help.contains("2 usage error"), "{help}");
+    assert!(help.contains("except by\ncrawl and scrape"), "the two commands with a default bootstrap: {help}");
     let output = run(&["swarm", "--help"]);
     assert!(String::from_utf8_lossy(&output.stdout).contains("3 to 10000"));
 }

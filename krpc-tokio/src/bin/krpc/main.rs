@@ -8,6 +8,8 @@
 //! cargo run -p krpc-tokio --features cli --bin krpc -- announce INFOHASH --port 51413 --bootstrap 127.0.0.1:6881
 //! cargo run -p krpc-tokio --features cli --bin krpc -- put hello --bootstrap 127.0.0.1:6881
 //! cargo run -p krpc-tokio --features cli --bin krpc -- get TARGET --bootstrap 127.0.0.1:6881
+//! cargo run -p krpc-tokio --features cli --bin krpc -- scrape INFOHASH --bootstrap 127.0.0.1:6881
+//! cargo run -p krpc-tokio --features cli --bin krpc -- crawl --bootstrap 127.0.0.1:6881 --duration 10
 //! cargo run -p krpc-tokio --features cli --bin krpc -- decode 64313a...65
 //! cargo run --release -p krpc-tokio --features cli --bin krpc -- swarm --nodes 200 --lookups 50
 //! ```
@@ -42,9 +44,12 @@ Examples:
                                               the public DHT, through its routers
   krpc serve --bind 0.0.0.0:6881 --bootstrap dht.libtorrent.org:25401,router.utorrent.com:6881
                                               a node on the public DHT
+  krpc crawl --duration 60 > infohashes.txt   BEP 51: the public DHT's info-hashes for a minute
+  krpc scrape INFOHASH                        BEP 33: estimated seeds and peers
 
-Public bootstrap routers (not contacted unless named): dht.libtorrent.org:25401,
-router.bittorrent.com:6881, router.utorrent.com:6881, dht.transmissionbt.com:6881.
+Public bootstrap routers: dht.libtorrent.org:25401, router.bittorrent.com:6881,
+router.utorrent.com:6881, dht.transmissionbt.com:6881. Contacted only when named, except by
+crawl and scrape, which start from them when no --bootstrap is given.
 Addresses are host:port, a.b.c.d:port or [v6]:port.
 
 Exit codes: 0 success; 1 failure at run time (no answer, nothing found, a socket or resolver
