@@ -131,6 +131,11 @@ impl Net<'_> {
     /// Delivers everything, in order and without loss, and lets timers fire, until no
     /// command is left running.
     fn settle(&mut self) {
+        // A crawl among nodes that answer never ends by itself (they are asked again after
+        // their interval): its caller ends it, as an application would.
+        for n in self.nodes.iter_mut() {
+            n.stop_crawls();
+        }
         for _ in 0..SETTLE_STEPS {
             if self.pending() == 0 {
                 return;

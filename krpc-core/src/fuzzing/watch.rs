@@ -407,6 +407,16 @@ impl Watched {
         assert!(count <= cap.max(results), "{count} events queued (cap {cap}, {results} results)");
     }
 
+    /// Stops every crawl still running (the end of a run where nodes keep answering); the
+    /// caller drains.
+    pub(crate) fn stop_crawls(&mut self) {
+        let crawls: Vec<OpId> =
+            self.pending.iter().filter(|(_, f)| matches!(f, Final::Crawl(..))).map(|(op, _)| *op).collect();
+        for op in crawls {
+            let _ = self.ep.stop(op);
+        }
+    }
+
     /// A crawl's numbers agree with each other and with its caps.
     pub(crate) fn check_crawl_stats(&self, op: OpId, stats: &crate::CrawlStats) {
         if let Some(Final::Crawl(max_hashes, max_nodes)) = self.pending.get(&op).copied() {

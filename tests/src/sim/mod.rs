@@ -32,6 +32,7 @@
 
 pub mod answer;
 pub mod attack;
+pub mod crawl;
 pub mod link;
 pub mod oracle;
 pub mod report;
@@ -413,6 +414,8 @@ pub struct Sim {
     /// Nodes running a command issued with [`Sim::command`]: churn does not take them away.
     pinned: std::collections::BTreeSet<u32>,
     attackers: Option<attack::Attackers>,
+    /// The info-hashes each node holds, once placed for a crawl ([`crawl`]).
+    samples: Option<Vec<Vec<NodeId>>>,
 }
 
 impl Sim {
@@ -487,6 +490,7 @@ impl Sim {
             kept: None,
             pinned: Default::default(),
             attackers: attack::attackers_for(scenario.attack, n, scenario.seed),
+            samples: None,
             scenario,
         }
     }
@@ -1049,7 +1053,7 @@ impl Sim {
         match e {
             Event::Query(q) => {
                 let count = self.scenario.answer_k.unwrap_or(ep.config().k);
-                if !self.answer_holder(i, ep, &q, count) {
+                if !self.answer_holder(i, ep, &q, count) && !self.answer_samples(i, ep, &q, count) {
                     (self.responder)(ep, &q, count);
                 }
                 self.stats.answered += 1;
