@@ -2,9 +2,9 @@
 //!
 //! One task owns the socket and the [`Endpoint`](krpc_core::Endpoint); [`Rpc`] is a cheap,
 //! cloneable handle that sends it commands over a channel. Results come back as futures
-//! ([`Rpc::query`], [`Rpc::populate`], [`Rpc::announce`]) or streams ([`Rpc::closest`],
-//! [`Rpc::query_all`], [`Rpc::find_node`], [`Rpc::get_peers`], [`Rpc::incoming`],
-//! [`Rpc::events`]). No task is spawned per query. All protocol rules live in the engine; this
+//! ([`Rpc::query`], [`Rpc::populate`], [`Rpc::announce`], [`Rpc::scrape`]) or streams
+//! ([`Rpc::closest`], [`Rpc::query_all`], [`Rpc::find_node`], [`Rpc::get_peers`],
+//! [`Rpc::crawl`], [`Rpc::incoming`], [`Rpc::events`]). No task is spawned per query. All protocol rules live in the engine; this
 //! crate only moves datagrams and time.
 //!
 //! With [`Config::dht`] the engine is a BEP 5 node: it answers `find_node`, `get_peers` and
