@@ -16,7 +16,8 @@ use crate::Krpc;
 /// A crawl ends when its cap of info-hashes is reached or no node is left to ask, which may
 /// be never: stop it with [`stop`](Self::stop), or drop it, which stops it too. To do
 /// something else now and then (a progress line), wait with
-/// [`next_timeout`](Self::next_timeout).
+/// [`next_timeout`](Self::next_timeout). It holds a [`Krpc`] handle: the driver runs at least as
+/// long as the crawl.
 ///
 /// # Example
 /// ```
