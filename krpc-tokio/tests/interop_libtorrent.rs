@@ -185,6 +185,9 @@ fn krpc_sample_scrape_and_crawl_against_libtorrent() {
     // (c) `krpc crawl` from our node, started now: it holds nothing (its sample is empty), so
     // what the crawl finds comes from libtorrent. --duration only bounds a failing run: --max
     // 7 ends it once all seven are found.
+    // The last announces (lookups, then `announce_peer`) take milliseconds on loopback; 5 s
+    // after them none is still looking for nodes to store on, so none can reach our node.
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(last_announce.elapsed()));
     let ours = Serve::start(nodes[0]);
     eprintln!("krpc serve: {}", ours.addr);
     let output = krpc(&["sample", &ours.addr.to_string()]);
