@@ -248,8 +248,10 @@ fn duplicates_are_reported_once_and_learned_nodes_are_asked_in_turn() {
     let (found, end) = events_of(&mut s);
     assert_eq!(found, vec![vec![NodeId::from_array(h(1)), NodeId::from_array(h(2))]], "the repeat is dropped");
     assert!(end.is_none());
-    // The rate cap (20 a second) spaces the next query by 50 ms.
+    // The rate cap (20 a second) spaces the next query by 50 ms, and the engine asks to be
+    // woken then (its timer table), not at the query timeout or the maintenance tick.
     assert!(crawl_sent(&mut s).is_empty());
+    assert_eq!(s.ep.poll_timeout(), Some(s.now + Duration::from_millis(50)));
     s.advance(Duration::from_millis(50));
     let q = one_crawl_query(&mut s);
     assert_eq!(q.to, b.addr, "the node learned from the answer");
@@ -267,6 +269,22 @@ fn duplicates_are_reported_once_and_learned_nodes_are_asked_in_turn() {
     s.advance(Duration::from_millis(1));
     let q = one_crawl_query(&mut s);
     assert_eq!(q.to, a.addr, "asked again after its interval");
+}
+
+#[test]
+fn an_answer_from_the_ipv4_mapped_form_of_the_address_asked_counts() {
+    let a = NodeInfo::new(id_with(&[0x10]), sa("10.0.0.1:6881"));
+    let mut s = scripted(&[a]);
+    let op = s.ep.crawl(s.now, CrawlConfig::default()).unwrap();
+    let q = one_crawl_query(&mut s);
+    let values = Dictionary::new().with_bytes("samples", [4u8; 20]).with_int("interval", 600);
+    let bytes = support::response_bytes(&q.tid(), Some(&a.id), &values, &[]);
+    s.deliver(sa("[::ffff:10.0.0.1]:6881"), &bytes);
+    let (found, end) = events_of(&mut s);
+    assert_eq!(found, vec![vec![NodeId::from_array([4; 20])]]);
+    assert!(end.is_none(), "a waits for its interval");
+    let stats = s.ep.crawl_stats(op).unwrap();
+    assert_eq!((stats.replies, stats.nodes_visited, stats.nodes_known), (1, 1, 1));
 }
 
 #[test]

@@ -34,6 +34,8 @@ fn the_engine_crawl_finds_almost_everything_and_more_per_query_than_a_naive_craw
         let _guard = SeedGuard(seed);
         let engine = crawl(seed, Crawler::Engine);
         let naive = crawl(seed, Crawler::Naive);
+        let again = crawl(seed, Crawler::Engine);
+        assert_eq!(again.points, engine.points, "a run is a function of its seed");
         // 60 s at 20 a second, both ends included: at most 1,201 queries (the rate cap), and
         // nearly that many.
         assert!(engine.queries <= 1_201 && engine.queries >= 1_100, "{engine:?}");

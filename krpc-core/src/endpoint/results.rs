@@ -26,9 +26,11 @@ impl Endpoint {
         now: Instant,
     ) {
         match tx.purpose {
+            // The crawl knows the node by the address it asked, which a dual-stack socket may
+            // report in another form (`::ffff:a.b.c.d`) for the answer.
             Purpose::Op(op) if self.ops.crawl(op).is_some() => match (result, fields) {
-                (Ok(id), Some(f)) => self.crawl_reply(op, from, id, &f),
-                _ => self.crawl_failure(op, from),
+                (Ok(id), Some(f)) => self.crawl_reply(op, tx.addr, id, &f),
+                _ => self.crawl_failure(op, tx.addr),
             },
             Purpose::Op(op) => {
                 let result = result.map(|_| Reply::new(from, Datagram::new(datagram, self.decoder)));

@@ -187,6 +187,26 @@ struct Args {
     /// configuration) receiving queries spoofed with a victim's address.
     #[arg(long)]
     reflection: Option<usize>,
+    /// Instead of lookups: place `--info-hashes` in the network and crawl it with the engine's
+    /// BEP 51 crawl (see `docs/performance.md`, "BEP 51 crawl").
+    #[arg(long)]
+    crawl: bool,
+    /// Instead of lookups: crawl with a naive crawler (random targets, nodes asked again);
+    /// with `--crawl`, both run, each on its own copy of the same network.
+    #[arg(long)]
+    crawl_naive: bool,
+    /// Info-hashes placed for a crawl, each at its k closest nodes.
+    #[arg(long, default_value_t = 10_000)]
+    info_hashes: usize,
+    /// Crawl queries per second.
+    #[arg(long, default_value_t = 20)]
+    crawl_rate: u32,
+    /// Crawl queries in flight.
+    #[arg(long, default_value_t = 8)]
+    crawl_concurrency: usize,
+    /// Virtual seconds a crawl runs.
+    #[arg(long, default_value_t = 3600.0)]
+    crawl_seconds: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -259,6 +279,10 @@ fn main() {
     let args = Args::parse();
     if let Some(reflectors) = args.reflection {
         run_reflection(reflectors, args.seed, args.json);
+        return;
+    }
+    if args.crawl || args.crawl_naive {
+        run_crawls(&args);
         return;
     }
     #[allow(clippy::disallowed_methods)] // wall time of the run, reported; the simulation never reads a clock
@@ -479,6 +503,110 @@ fn run_reflection(reflectors: usize, seed: u64, json: bool) {
                     r.factor()
                 );
             }
+        }
+    }
+}
+
+/// The crawl mode: for each crawler asked for, a fresh pre-seeded network of `--nodes` (the
+/// same one: same seed), `--info-hashes` placed, one crawl from a random node; one JSON object
+/// (or table row) per crawler, and with `--svg` the discovery curves of all.
+fn run_crawls(args: &Args) {
+    use krpc_tests::sim::crawl::{CrawlPlan, Crawler, run_crawl};
+    let mut crawlers = Vec::new();
+    if args.crawl {
+        crawlers.push(Crawler::Engine);
+    }
+    if args.crawl_naive {
+        crawlers.push(Crawler::Naive);
+    }
+    let mut curves = Vec::new();
+    for crawler in crawlers {
+        #[allow(clippy::disallowed_methods)] // wall time of the run, reported only
+        let wall = std::time::Instant::now();
+        // No bucket refresh during the crawl: 100,000 nodes refreshing would be most of the
+        // traffic, and none of it is the crawl's.
+        let engine = Config {
+            k: args.k,
+            concurrency: args.concurrency,
+            timeout: Duration::from_millis(args.timeout_ms),
+            bucket_refresh: Duration::from_secs(86_400),
+            ..Config::default()
+        };
+        let link = Link {
+            latency: parse_latency(&args.latency).unwrap_or_else(|e| fail(&e)),
+            loss: args.loss,
+            duplicate: args.duplicate,
+        };
+        let scenario =
+            Scenario { seed: args.seed, nodes: args.nodes, engine, link, dead: args.dead, ..Scenario::default() };
+        let mut sim = Sim::new(scenario);
+        eprintln!("[simulate] building {} nodes for the {crawler:?} crawl", args.nodes);
+        sim.build();
+        let placed = sim.place_info_hashes(args.info_hashes);
+        let from = sim.random_live_node().unwrap_or_else(|| fail("no live node to crawl from"));
+        let plan = CrawlPlan {
+            crawler,
+            rate: args.crawl_rate,
+            concurrency: args.crawl_concurrency,
+            duration: Duration::from_secs_f64(args.crawl_seconds),
+            sample_every: Duration::from_secs(10),
+        };
+        eprintln!("[simulate] crawling for {} s at {} queries/s", args.crawl_seconds, args.crawl_rate);
+        let run = run_crawl(&mut sim, from, &placed, plan);
+        let name = match crawler {
+            Crawler::Engine => "engine",
+            Crawler::Naive => "naive",
+        };
+        let at = |share: f64| run.reached(share).map(|p| (p.seconds, p.queries));
+        let (t50, t90, t99) = (at(0.5), at(0.9), at(0.99));
+        let json = serde_json::json!({
+            "crawler": name,
+            "nodes": args.nodes,
+            "info_hashes": run.placed,
+            "seed": args.seed,
+            "rate": args.crawl_rate,
+            "concurrency": args.crawl_concurrency,
+            "seconds": args.crawl_seconds,
+            "queries": run.queries,
+            "replies": run.replies,
+            "nodes_visited": run.nodes_visited,
+            "repeats": run.repeats,
+            "found": run.found,
+            "share": run.share(),
+            "share50_s": t50.map(|p| p.0), "share50_queries": t50.map(|p| p.1),
+            "share90_s": t90.map(|p| p.0), "share90_queries": t90.map(|p| p.1),
+            "share99_s": t99.map(|p| p.0), "share99_queries": t99.map(|p| p.1),
+            "points": run.points.iter().map(|p| [p.seconds, p.queries as f64, p.found as f64]).collect::<Vec<_>>(),
+            "trace_hash": format!("{:016x}", sim.trace_hash()),
+            "wall_s": wall.elapsed().as_secs_f64(),
+        });
+        if args.json {
+            println!("{json}");
+        } else {
+            let show =
+                |p: Option<(f64, u64)>| p.map_or("never".to_string(), |(s, q)| format!("{s:.0} s / {q} queries"));
+            println!(
+                "{name}: {} of {} info-hashes ({:.1}%) with {} queries ({} answers, {} nodes); 50%: {}; 90%: {}; 99%: {}",
+                run.found,
+                run.placed,
+                run.share() * 100.0,
+                run.queries,
+                run.replies,
+                run.nodes_visited,
+                show(t50),
+                show(t90),
+                show(t99)
+            );
+        }
+        let label = format!("{name} crawler, {} queries/s", args.crawl_rate);
+        let points = run.points.iter().map(|p| (p.queries as f64, p.found as f64 / run.placed.max(1) as f64)).collect();
+        curves.push(svg::Curve { label, points });
+    }
+    if let Some(path) = &args.svg {
+        let title = format!("BEP 51 crawl: {} info-hashes on {} nodes", args.info_hashes, args.nodes);
+        let plot = svg::lines(&title, "queries sent", "share of info-hashes found", &curves);
+        if let Err(e) = std::fs::write(path, plot) {
+            fail(&format!("cannot write {path}: {e}"));
         }
     }
 }

@@ -73,7 +73,7 @@ pub struct CrawlPoint {
 /// What one crawl did.
 #[derive(Clone, Debug, Default)]
 pub struct CrawlRun {
-    /// The discovery curve, one point per `sample_every`.
+    /// The discovery curve: the start, then one point per `sample_every`.
     pub points: Vec<CrawlPoint>,
     /// Info-hashes placed.
     pub placed: usize,
@@ -176,6 +176,7 @@ pub fn run_crawl(sim: &mut Sim, crawler: u32, placed: &[NodeId], plan: CrawlPlan
     let start = sim.now();
     let end = start + plan.duration;
     let mut next_point = start + plan.sample_every;
+    run.points.push(CrawlPoint { seconds: 0.0, queries: 0, found: 0 });
     let (mut op, mut naive) = (None, None);
     match plan.crawler {
         Crawler::Engine => {

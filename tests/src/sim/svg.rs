@@ -1,4 +1,5 @@
-//! A dependency-free SVG plot of empirical CDFs (for `docs/`).
+//! Dependency-free SVG plots for `docs/`: empirical CDFs ([`cdf`]) and share curves
+//! ([`lines`]).
 
 use std::fmt::Write as _;
 
@@ -127,6 +128,101 @@ pub fn cdf(title: &str, x_label: &str, series: &[Series]) -> String {
     out
 }
 
+/// One curve of a line plot: a label and its points, in x order.
+#[derive(Clone, Debug)]
+pub struct Curve {
+    /// Legend text.
+    pub label: String,
+    /// `(x, y)` points.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Line plot of `curves`: x from 0 to the largest x, y from 0 to 1 (a share).
+pub fn lines(title: &str, x_label: &str, y_label: &str, curves: &[Curve]) -> String {
+    let legend = 18.0 * curves.len() as f64 + 8.0;
+    let (w, h) = (760.0, 440.0 + legend);
+    let (left, right, top, bottom) = (60.0, 20.0, 40.0, 50.0 + legend);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let x_max = curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)).fold(1.0f64, f64::max);
+    let step = tick_step(x_max);
+    let x_max = (x_max / step).ceil() * step;
+    let x = |v: f64| left + v / x_max * pw;
+    let y = |p: f64| top + (1.0 - p.clamp(0.0, 1.0)) * ph;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(out, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ =
+        writeln!(out, r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#, w / 2.0, escape(title));
+    let mut t = 0.0;
+    while t <= x_max + 1e-9 {
+        let _ = writeln!(
+            out,
+            r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#ddd"/><text x="{0:.1}" y="{3}" text-anchor="middle">{4}</text>"##,
+            x(t),
+            top,
+            top + ph,
+            top + ph + 16.0,
+            t
+        );
+        t += step;
+    }
+    for i in 0..=10 {
+        let p = f64::from(i) / 10.0;
+        let _ = writeln!(
+            out,
+            r##"<line x1="{0}" y1="{1:.1}" x2="{2}" y2="{1:.1}" stroke="#ddd"/><text x="{3}" y="{4:.1}" text-anchor="end">{5:.1}</text>"##,
+            left,
+            y(p),
+            left + pw,
+            left - 6.0,
+            y(p) + 4.0,
+            p
+        );
+    }
+    let _ = writeln!(out, r#"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="black"/>"#);
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        left + pw / 2.0,
+        top + ph + 38.0,
+        escape(x_label)
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"#,
+        top + ph / 2.0,
+        top + ph / 2.0,
+        escape(y_label)
+    );
+    for (n, c) in curves.iter().enumerate() {
+        let color = COLORS[n % COLORS.len()];
+        // At most ~400 points per curve: the file stays small.
+        let stride = c.points.len().div_ceil(400).max(1);
+        let mut path = String::new();
+        for (i, &(px, py)) in c.points.iter().enumerate() {
+            if i % stride != 0 && i + 1 != c.points.len() {
+                continue;
+            }
+            let _ = write!(path, "{}{:.1},{:.1}", if path.is_empty() { "M" } else { " L" }, x(px), y(py));
+        }
+        let _ = writeln!(out, r#"<path d="{path}" fill="none" stroke="{color}" stroke-width="2"/>"#);
+        let ly = top + ph + 62.0 + 18.0 * n as f64;
+        let _ = writeln!(
+            out,
+            r#"<line x1="{left}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}">{}</text>"#,
+            left + 24.0,
+            left + 30.0,
+            ly + 4.0,
+            escape(&c.label)
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +241,14 @@ mod tests {
         assert!(s.trim_end().ends_with("</svg>"));
         assert_eq!(s.matches("<path").count(), 2);
         assert!(s.contains("a &lt;b&gt;"));
+    }
+
+    #[test]
+    fn a_line_plot_has_a_path_per_curve_from_its_first_point() {
+        let curve = |label: &str| Curve { label: label.into(), points: vec![(0.0, 0.0), (50.0, 0.5), (100.0, 1.0)] };
+        let s = lines("t", "queries", "share", &[curve("a"), curve("b & c")]);
+        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
+        assert_eq!(s.matches("<path d=\"M").count(), 2);
+        assert!(s.contains("b &amp; c"));
     }
 }
