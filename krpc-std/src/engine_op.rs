@@ -4,7 +4,7 @@
 use krpc_core::dht::MutableItem;
 use krpc_core::dht::bep44::ed25519_dalek::SigningKey;
 use krpc_core::wire::Dictionary;
-use krpc_core::{CommandError, Endpoint, Instant, NodeId, NodeInfo, OpId, Peer, Query, ReplyTo};
+use krpc_core::{CommandError, CrawlConfig, Endpoint, Instant, NodeId, NodeInfo, OpId, Peer, Query, ReplyTo};
 
 /// An engine operation that reports through events.
 #[derive(Debug)]
@@ -25,6 +25,10 @@ pub enum Op {
     GetPeers(NodeId),
     /// [`Endpoint::announce`].
     Announce { info_hash: NodeId, port: Option<u16>, seed: bool },
+    /// [`Endpoint::scrape`].
+    Scrape(NodeId),
+    /// [`Endpoint::crawl`].
+    Crawl(CrawlConfig),
     /// [`Endpoint::put_immutable`].
     PutImmutable(Vec<u8>),
     /// [`Endpoint::put_mutable`].
@@ -49,6 +53,8 @@ impl Op {
             Op::FindNode(target) => endpoint.find_node(now, target),
             Op::GetPeers(info_hash) => endpoint.get_peers(now, info_hash),
             Op::Announce { info_hash, port, seed } => endpoint.announce(now, info_hash, port, seed),
+            Op::Scrape(info_hash) => endpoint.scrape(now, info_hash),
+            Op::Crawl(config) => endpoint.crawl(now, config),
             Op::PutImmutable(value) => endpoint.put_immutable(now, &value),
             Op::PutMutable { item, cas } => endpoint.put_mutable(now, item, cas),
             Op::PutMutableNext { key, salt, value } => endpoint.put_mutable_next(now, &key, &salt, &value),

@@ -12,13 +12,13 @@ use krpc_core::dht::{Item, MutableItem};
 use krpc_core::routing::RoutingTable;
 use krpc_core::wire::Dictionary;
 use krpc_core::{
-    Endpoint, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId, NodeInfo, Peer, PutOutcome, Query, QueryError,
-    Reply, ReplyTo, SavedState,
+    CrawlConfig, Endpoint, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId, NodeInfo, Peer, PutOutcome, Query,
+    QueryError, Reply, ReplyTo, SavedState,
 };
 
 use crate::error::SHUT_DOWN;
 use crate::worker::{self, Answer, Command, Op, Reply as WorkerReply, Responder, Sink};
-use crate::{Driver, Error};
+use crate::{Crawl, Driver, Error};
 
 /// How many incoming queries or routing events wait for a slow receiver before new ones are
 /// dropped.
@@ -76,6 +76,33 @@ impl ItemSummary {
         match self.item {
             Some(Item::Mutable(item)) => Some(item),
             _ => None,
+        }
+    }
+}
+
+/// A BEP 33 scrape's result: the swarm's size estimated from the bloom filters of the nodes
+/// closest to the info hash. Both drivers return this type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scrape {
+    /// Estimated seeds (`BFsd`), rounded. Peers are counted by IP address (BEP 33 hashes the
+    /// address only), so peers behind one address count once.
+    pub seeds: u64,
+    /// Estimated peers that are not seeds (`BFpe`), rounded.
+    pub peers: u64,
+    /// How many nodes answered with filters; 0 means no estimate (both counts are then 0).
+    pub responses: usize,
+}
+
+impl Scrape {
+    /// The result a scrape's last event ([`Event::ScrapeDone`]) carries; a scrape the caller
+    /// stopped keeps what it had. With any other event, or none (the driver stopped first),
+    /// [`QueryError::ShutDown`].
+    pub fn from_event(event: Option<Event>) -> Result<Scrape, QueryError> {
+        match event {
+            Some(Event::ScrapeDone { seeds, peers, responses, outcome, .. }) if outcome != LookupOutcome::ShutDown => {
+                Ok(Scrape { seeds, peers, responses })
+            }
+            _ => Err(QueryError::ShutDown),
         }
     }
 }
@@ -275,6 +302,38 @@ impl Krpc {
         }
     }
 
+    /// Estimates the swarm of `info_hash` (BEP 33 scrape): a `get_peers` lookup with
+    /// `scrape=1` that unites the seed and peer bloom filters of every node that answers with
+    /// them. Blocks until the lookup ends.
+    pub fn scrape(&self, info_hash: NodeId) -> Result<Scrape, Error> {
+        let end = self.run_op(Op::Scrape(info_hash), |_| ControlFlow::Continue(()))?;
+        Ok(Scrape::from_event(Some(end))?)
+    }
+
+    /// Crawls the DHT for the info-hashes its nodes store (BEP 51): `sample_infohashes` to
+    /// nodes spread over the id space, each asked again only after the `interval` it gave,
+    /// at most `config.rate` queries a second. The [`Crawl`] iterator yields each info-hash
+    /// once, as nodes answer; [`Crawl::stats`] counts nodes visited and queries. It ends when
+    /// `config.max_info_hashes` have been found or no node is left to ask, which on a live DHT
+    /// is never: [`Crawl::stop`] it, or drop it. Refused ([`Error::Refused`]) for a zero cap,
+    /// rate or concurrency; [`QueryError::NoNodes`] when the node knows no node to start from.
+    pub fn crawl(&self, config: CrawlConfig) -> Result<Crawl, Error> {
+        if thread::current().id() == self.shared.thread_id {
+            return Err(Error::OnDriverThread);
+        }
+        let (events, receiver) = mpsc::channel();
+        let (started, id) = mpsc::sync_channel(1);
+        self.send(Command::Start { op: Op::Crawl(config), events, started: Some(started) })?;
+        match id.recv() {
+            Ok(id) => Ok(Crawl::new(self.clone(), id, receiver)),
+            // Refused: the refusal is on the events channel.
+            Err(_) => match receiver.recv() {
+                Ok(Err(refusal)) => Err(refusal.into()),
+                _ => Err(SHUT_DOWN),
+            },
+        }
+    }
+
     /// Stores an immutable item (BEP 44): `value` is bencoded (the string `hello` is
     /// `b"5:hello"`), at most 1000 bytes. The engine looks up SHA-1(`value`), then sends `put`
     /// to the closest nodes that gave a write token. Returns what they said:
@@ -453,7 +512,7 @@ impl Krpc {
         self.shared.shutdown();
     }
 
-    fn send(&self, command: Command) -> Result<(), Error> {
+    pub(crate) fn send(&self, command: Command) -> Result<(), Error> {
         self.shared.commands.send(command).map_err(|_| SHUT_DOWN)?;
         self.shared.wake();
         Ok(())
@@ -476,7 +535,7 @@ impl Krpc {
             return Err(Error::OnDriverThread);
         }
         let (sender, receiver) = mpsc::channel();
-        self.send(Command::Start { op, events: sender })?;
+        self.send(Command::Start { op, events: sender, started: None })?;
         let mut stopped = false;
         loop {
             match receiver.recv() {

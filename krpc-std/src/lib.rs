@@ -85,6 +85,7 @@
 
 mod builder;
 mod clock;
+mod crawl;
 mod driver;
 #[doc(hidden)]
 pub mod engine_op;
@@ -95,9 +96,10 @@ pub mod udp;
 mod worker;
 
 pub use builder::Builder;
+pub use crawl::Crawl;
 pub use driver::Driver;
 pub use error::Error;
-pub use handle::{ItemSummary, Krpc, LookupSummary, put_outcome};
+pub use handle::{ItemSummary, Krpc, LookupSummary, Scrape, put_outcome};
 pub use state::{StateFileError, load_state_file, save_state_file, temp_path};
 pub use worker::Responder;
 
@@ -105,9 +107,9 @@ pub use worker::Responder;
 pub use krpc_core as core;
 pub use krpc_core::wire::Dictionary;
 pub use krpc_core::{
-    CommandError, Config, DEFAULT_BOOTSTRAP, Endpoint, Event, IncomingQuery, Instant, LookupNode, LookupOutcome,
-    NodeId, NodeInfo, OpId, Peer, PutOutcome, PutRejection, Query, QueryError, RateLimit, Reply, ReplyTo, SavedState,
-    StateError,
+    CommandError, Config, CrawlConfig, CrawlStats, DEFAULT_BOOTSTRAP, Endpoint, Event, IncomingQuery, Instant,
+    LookupNode, LookupOutcome, NodeId, NodeInfo, OpId, Peer, PutOutcome, PutRejection, Query, QueryError, RateLimit,
+    Reply, ReplyTo, SavedState, StateError,
 };
 // BEP 44 items: `MutableItem` (sign with `MutableItem::sign`), the `Item` a `get`
 // returns, and the `ed25519_dalek` crate whose `SigningKey` signs them.

@@ -19,8 +19,9 @@ const WAKE_CAP: Duration = Duration::from_millis(100);
 /// One order from a handle, matched on the driver's thread. Each carries its own reply
 /// channel, if it has a result; the worker owns everything else.
 pub(crate) enum Command {
-    /// Starts an engine operation; its events (or the refusal) go to `events`.
-    Start { op: Op, events: OpSender },
+    /// Starts an engine operation; its events (or the refusal) go to `events`, and its id to
+    /// `started` if given.
+    Start { op: Op, events: OpSender, started: Option<Reply<OpId>> },
     /// Stops an operation if it still runs.
     Stop(OpId),
     /// Incoming queries go there from now on.
@@ -77,8 +78,13 @@ impl Worker {
         let now = self.driver.now();
         let endpoint = &mut self.driver.endpoint;
         match command {
-            Command::Start { op, events } => match op.start(endpoint, now) {
-                Ok(op) => drop(self.waiters.insert(op, events)),
+            Command::Start { op, events, started } => match op.start(endpoint, now) {
+                Ok(op) => {
+                    self.waiters.insert(op, events);
+                    if let Some(started) = started {
+                        let _ = started.send(op);
+                    }
+                }
                 Err(refusal) => drop(events.send(Err(refusal))),
             },
             Command::Stop(op) => drop(endpoint.stop(op)),
@@ -123,7 +129,10 @@ impl Worker {
             match event {
                 // A command's progress: to whoever waits for it (lookups the engine starts
                 // itself, such as bucket refreshes, are nobody's).
-                Event::Reply { op, .. } | Event::Peers { op, .. } | Event::ItemFound { op, .. } => {
+                Event::Reply { op, .. }
+                | Event::Peers { op, .. }
+                | Event::ItemFound { op, .. }
+                | Event::CrawlFound { op, .. } => {
                     if let Some(waiter) = self.waiters.get(&op) {
                         let _ = waiter.send(Ok(event));
                     }
@@ -132,6 +141,8 @@ impl Worker {
                 | Event::QueryAllDone { op, .. }
                 | Event::LookupDone { op, .. }
                 | Event::AnnounceDone { op, .. }
+                | Event::ScrapeDone { op, .. }
+                | Event::CrawlDone { op, .. }
                 | Event::GetItemDone { op, .. }
                 | Event::PutItemDone { op, .. } => {
                     if let Some(waiter) = self.waiters.remove(&op) {

@@ -9,7 +9,7 @@ use std::fmt;
 use std::ops::Deref;
 
 use krpc_core::wire::Dictionary;
-use krpc_core::{CommandError, Endpoint, Event, IncomingQuery, NodeId, NodeInfo, ReplyTo};
+use krpc_core::{CommandError, Endpoint, Event, IncomingQuery, NodeId, NodeInfo, OpId, ReplyTo};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Span;
 
@@ -22,13 +22,14 @@ pub(crate) type Key = u64;
 /// One order to the task. Each carries its own reply channel, if it has a result; the task
 /// owns everything else.
 pub(crate) enum Command {
-    /// Starts an engine operation: its events go to `events`, whether it started to `started`.
+    /// Starts an engine operation: its events go to `events`, its id (or the refusal) to
+    /// `started`.
     Start {
         key: Key,
         op: Op,
         span: Span,
         events: mpsc::UnboundedSender<Event>,
-        started: Reply<Result<(), CommandError>>,
+        started: Reply<Result<OpId, CommandError>>,
     },
     /// Stops (or cancels) an operation if it still runs.
     Stop(Key),

@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use krpc_core::dht::MutableItem;
 use krpc_core::dht::bep44::ed25519_dalek::SigningKey;
 use krpc_core::routing::RoutingTable;
-use krpc_core::{Endpoint, Event, LookupOutcome, NodeId, NodeInfo, Peer, PutOutcome, Query, Reply, SavedState};
-use krpc_std::{ItemSummary, put_outcome};
+use krpc_core::{
+    CrawlConfig, Endpoint, Event, LookupOutcome, NodeId, NodeInfo, OpId, Peer, PutOutcome, Query, Reply, SavedState,
+};
+use krpc_std::{ItemSummary, Scrape, put_outcome};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant as TokioInstant;
@@ -16,7 +18,7 @@ use tracing::{Span, debug_span};
 
 use crate::LookupSummary;
 use crate::command::{Command, Op, Request};
-use crate::stream::{GetMutable, GetPeers, Lookup, QueryAll, Replies, StopOnDrop, Subscription, query_all_end};
+use crate::stream::{Crawl, GetMutable, GetPeers, Lookup, QueryAll, Replies, StopOnDrop, Subscription, query_all_end};
 use crate::{Error, SHUT_DOWN, task};
 
 #[derive(Debug)]
@@ -97,11 +99,21 @@ impl Rpc {
     /// Starts an engine operation whose events arrive on the returned channel; the guard
     /// stops it when dropped.
     async fn op(&self, span: Span, op: Op) -> Result<(mpsc::UnboundedReceiver<Event>, StopOnDrop), Error> {
+        let (receiver, guard, _) = self.op_with_id(span, op).await?;
+        Ok((receiver, guard))
+    }
+
+    /// [`op`](Self::op), with the engine's id of the operation.
+    async fn op_with_id(
+        &self,
+        span: Span,
+        op: Op,
+    ) -> Result<(mpsc::UnboundedReceiver<Event>, StopOnDrop, OpId), Error> {
         let (events, receiver) = mpsc::unbounded_channel();
         let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
         let guard = StopOnDrop::new(key, self.shared.commands.downgrade());
-        self.call(|started| Command::Start { key, op, span, events, started }).await??;
-        Ok((receiver, guard))
+        let id = self.call(|started| Command::Start { key, op, span, events, started }).await??;
+        Ok((receiver, guard, id))
     }
 
     /// Sends `query` to one peer (k-rpc `query`). Dropping the future cancels the query.
@@ -208,6 +220,31 @@ impl Rpc {
                 _ => return Err(SHUT_DOWN),
             }
         }
+    }
+
+    /// Estimates the swarm of `info_hash` (BEP 33 scrape): a `get_peers` lookup with
+    /// `scrape=1` that unites the seed and peer bloom filters of every node that answers with
+    /// them. Resolves when the lookup ends; dropping the future stops it.
+    pub async fn scrape(&self, info_hash: NodeId) -> Result<Scrape, Error> {
+        let span = debug_span!("scrape", %info_hash);
+        let (mut events, mut guard) = self.op(span, Op::Scrape(info_hash)).await?;
+        let event = events.recv().await;
+        guard.disarm();
+        Scrape::from_event(event).map_err(Error::Query)
+    }
+
+    /// Crawls the DHT for the info-hashes its nodes store (BEP 51): `sample_infohashes` to
+    /// nodes spread over the id space, each asked again only after the `interval` it gave,
+    /// at most `config.rate` queries a second. The stream yields each info-hash once, as
+    /// nodes answer; [`Crawl::stats`] counts nodes visited and queries. It ends when
+    /// `config.max_info_hashes` have been found or no node is left to ask, which on a live DHT
+    /// is never: [`Crawl::stop`] it, or drop it. Refused ([`Error::Refused`]) for a zero cap,
+    /// rate or concurrency; [`QueryError::NoNodes`](crate::QueryError::NoNodes) when the node
+    /// knows no node to start from.
+    pub async fn crawl(&self, config: CrawlConfig) -> Result<Crawl, Error> {
+        let span = debug_span!("crawl", rate = config.rate, max = config.max_info_hashes);
+        let (events, guard, id) = self.op_with_id(span, Op::Crawl(config)).await?;
+        Ok(Crawl::new(events, guard, id, self.shared.commands.downgrade()))
     }
 
     /// Stores an immutable item (BEP 44): `value` is bencoded (the string `hello` is

@@ -2,9 +2,9 @@
 //!
 //! One task owns the socket and the [`Endpoint`](krpc_core::Endpoint); [`Rpc`] is a cheap,
 //! cloneable handle that sends it commands over a channel. Results come back as futures
-//! ([`Rpc::query`], [`Rpc::populate`], [`Rpc::announce`]) or streams ([`Rpc::closest`],
-//! [`Rpc::query_all`], [`Rpc::find_node`], [`Rpc::get_peers`], [`Rpc::incoming`],
-//! [`Rpc::events`]). No task is spawned per query. All protocol rules live in the engine; this
+//! ([`Rpc::query`], [`Rpc::populate`], [`Rpc::announce`], [`Rpc::scrape`]) or streams
+//! ([`Rpc::closest`], [`Rpc::query_all`], [`Rpc::find_node`], [`Rpc::get_peers`],
+//! [`Rpc::crawl`], [`Rpc::incoming`], [`Rpc::events`]). No task is spawned per query. All protocol rules live in the engine; this
 //! crate only moves datagrams and time.
 //!
 //! With [`Config::dht`] the engine is a BEP 5 node: it answers `find_node`, `get_peers` and
@@ -92,8 +92,9 @@ pub use command::Request;
 pub use handle::Rpc;
 pub use krpc_core as core;
 pub use krpc_core::{
-    AddressPolicy, CommandError, Config, DEFAULT_BOOTSTRAP, Event, IncomingQuery, LookupNode, LookupOutcome, NodeId,
-    NodeInfo, Peer, PutOutcome, PutRejection, Query, QueryError, RateLimit, Reply, SavedState, StateError, Token, wire,
+    AddressPolicy, CommandError, Config, CrawlConfig, CrawlStats, DEFAULT_BOOTSTRAP, Event, IncomingQuery, LookupNode,
+    LookupOutcome, NodeId, NodeInfo, Peer, PutOutcome, PutRejection, Query, QueryError, RateLimit, Reply, SavedState,
+    StateError, Token, wire,
 };
 // BEP 44 items: `MutableItem` (sign with `MutableItem::sign`), the `Item` a get finds, and the
 // `ed25519_dalek` crate whose `SigningKey` signs them.
@@ -103,9 +104,11 @@ pub use krpc_core::dht::{Item, MutableItem};
 pub use krpc_std::ItemSummary;
 /// How a lookup ended: the same type in both drivers.
 pub use krpc_std::LookupSummary;
+/// A BEP 33 scrape's estimate: the same type in both drivers.
+pub use krpc_std::Scrape;
 /// State files, the same functions in both drivers.
 pub use krpc_std::{StateFileError, load_state_file, save_state_file, temp_path};
-pub use stream::{GetMutable, GetPeers, Lookup, QueryAll, Replies, Subscription};
+pub use stream::{Crawl, GetMutable, GetPeers, Lookup, QueryAll, Replies, Subscription};
 
 /// Why a command failed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 
 use futures_core::Stream;
 use krpc_core::dht::{Item, MutableItem};
-use krpc_core::{Event, QueryError, Reply};
+use krpc_core::{CrawlStats, Event, NodeId, OpId, QueryError, Reply};
 use krpc_std::{ItemSummary, LookupSummary};
 use tokio::sync::mpsc;
 
@@ -109,9 +109,10 @@ impl<T> OpEvents<T> {
             return Poll::Ready(None);
         }
         match ready!(self.events.poll_recv(cx)) {
-            Some(event @ (Event::Reply { .. } | Event::Peers { .. } | Event::ItemFound { .. })) => {
-                Poll::Ready(Some(event))
-            }
+            Some(
+                event
+                @ (Event::Reply { .. } | Event::Peers { .. } | Event::ItemFound { .. } | Event::CrawlFound { .. }),
+            ) => Poll::Ready(Some(event)),
             last => {
                 self.end = Some((self.to_end)(last));
                 self.guard.disarm();
@@ -333,6 +334,135 @@ impl Stream for GetMutable {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<MutableItem>> {
         self.get_mut().poll_item(cx)
+    }
+}
+
+/// A running [`Rpc::crawl`](crate::Rpc::crawl) (BEP 51): the info-hashes the crawl finds, each
+/// once, as nodes answer, as a [`Stream`] (also usable through [`next`](Self::next)) that ends
+/// with the crawl. [`end`](Self::end) then holds its final [`CrawlStats`];
+/// [`stats`](Self::stats) reads them while it runs.
+///
+/// A crawl ends when its cap of info-hashes is reached or no node is left to ask, which may
+/// be never: stop it with [`stop`](Self::stop), or drop it, which stops it too.
+///
+/// # Example
+/// ```
+/// use krpc_tokio::{Config, CrawlConfig, NodeId, Rpc};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let seed = Rpc::bind("127.0.0.1:0", Config::dht()).await?;
+/// let config = Config { bootstrap: vec![seed.local_addr()], ..Config::dht() };
+/// let peer = Rpc::bind("127.0.0.1:0", config.clone()).await?;
+/// let info_hash = NodeId::from_array([0x51; 20]);
+/// peer.announce(info_hash, Some(6881), false).await?; // the seed stores it
+///
+/// let crawler = Rpc::bind("127.0.0.1:0", config).await?;
+/// let mut crawl = crawler.crawl(CrawlConfig::default().with_max_info_hashes(1)).await?;
+/// assert_eq!(crawl.next().await, Some(info_hash));
+/// assert_eq!(crawl.next().await, None); // the cap of 1 was reached
+/// assert_eq!(crawl.end().unwrap().as_ref().unwrap().unique_info_hashes, 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Crawl {
+    op: OpEvents<Option<CrawlStats>>,
+    id: OpId,
+    commands: mpsc::WeakUnboundedSender<Command>,
+    found: VecDeque<NodeId>,
+    count: usize,
+}
+
+/// A crawl's final numbers from its last event; `None` when the driver stopped first.
+fn crawl_end(event: Option<Event>) -> Option<CrawlStats> {
+    match event {
+        Some(Event::CrawlDone { stats, .. }) => Some(stats),
+        _ => None,
+    }
+}
+
+impl Crawl {
+    pub(crate) fn new(
+        events: mpsc::UnboundedReceiver<Event>,
+        guard: StopOnDrop,
+        id: OpId,
+        commands: mpsc::WeakUnboundedSender<Command>,
+    ) -> Self {
+        let op = OpEvents { events, end: None, guard, to_end: crawl_end };
+        Crawl { op, id, commands, found: VecDeque::new(), count: 0 }
+    }
+
+    fn poll_info_hash(&mut self, cx: &mut Context<'_>) -> Poll<Option<NodeId>> {
+        loop {
+            if let Some(info_hash) = self.found.pop_front() {
+                return Poll::Ready(Some(info_hash));
+            }
+            match ready!(self.op.poll_event(cx)) {
+                // The engine reports each info-hash once per crawl.
+                Some(Event::CrawlFound { info_hashes, .. }) => {
+                    self.count += info_hashes.len();
+                    self.found.extend(info_hashes);
+                }
+                Some(_) => {}
+                None => return Poll::Ready(None),
+            }
+        }
+    }
+
+    /// The next info-hash not seen before; `None` once the crawl has ended.
+    pub async fn next(&mut self) -> Option<NodeId> {
+        poll_fn(|cx| self.poll_info_hash(cx)).await
+    }
+
+    /// How many distinct info-hashes have arrived so far (some may still wait to be taken).
+    pub fn found(&self) -> usize {
+        self.count
+    }
+
+    /// What the crawl has done so far: queries, replies, nodes visited, unique info-hashes
+    /// (the engine's count, ahead of what [`next`](Self::next) has handed out). Once the crawl
+    /// has ended, its final numbers; `None` when the driver has stopped.
+    pub async fn stats(&self) -> Option<CrawlStats> {
+        if let Some(end) = &self.op.end {
+            return end.clone();
+        }
+        let commands = self.commands.upgrade()?;
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let id = self.id;
+        let inspect = move |endpoint: &krpc_core::Endpoint| drop(sender.send(endpoint.crawl_stats(id)));
+        commands.send(Command::Inspect(Box::new(inspect))).ok()?;
+        // `None` from the engine: the crawl ended and its last event is on its way.
+        receiver.await.ok().flatten()
+    }
+
+    /// The final numbers, once the stream has ended (`Some(None)` when the driver stopped
+    /// first).
+    pub fn end(&self) -> Option<&Option<CrawlStats>> {
+        self.op.end.as_ref()
+    }
+
+    /// Stops the crawl now: no further queries; the stream ends after the info-hashes already
+    /// received.
+    pub fn stop(&mut self) {
+        self.op.guard.stop();
+    }
+
+    /// Collects the remaining info-hashes and returns them with the final numbers.
+    pub async fn finish(mut self) -> (Vec<NodeId>, Option<CrawlStats>) {
+        let mut found = Vec::new();
+        while let Some(info_hash) = self.next().await {
+            found.push(info_hash);
+        }
+        (found, self.op.take_end())
+    }
+}
+
+impl Stream for Crawl {
+    type Item = NodeId;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<NodeId>> {
+        self.get_mut().poll_info_hash(cx)
     }
 }
 

@@ -248,12 +248,12 @@ impl Task {
         op: Op,
         span: Span,
         events: mpsc::UnboundedSender<Event>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<OpId, CommandError> {
         let op = op.start(&mut self.endpoint, now).inspect_err(|error| debug!(parent: &span, %error, "refused"))?;
         debug!(parent: &span, op = op.get(), "started");
         self.keys.insert(key, op);
         self.ops.insert(op, Running { key, events, span });
-        Ok(())
+        Ok(op)
     }
 
     /// Stops (or cancels) a command if it still runs.
@@ -267,11 +267,16 @@ impl Task {
     fn deliver(&mut self, event: Event) {
         let (op, last) = match event {
             Event::Query(query) => return self.offer(query),
-            Event::Reply { op, .. } | Event::Peers { op, .. } | Event::ItemFound { op, .. } => (op, false),
+            Event::Reply { op, .. }
+            | Event::Peers { op, .. }
+            | Event::ItemFound { op, .. }
+            | Event::CrawlFound { op, .. } => (op, false),
             Event::QueryDone { op, .. }
             | Event::QueryAllDone { op, .. }
             | Event::LookupDone { op, .. }
             | Event::AnnounceDone { op, .. }
+            | Event::ScrapeDone { op, .. }
+            | Event::CrawlDone { op, .. }
             | Event::GetItemDone { op, .. }
             | Event::PutItemDone { op, .. } => (op, true),
             Event::IdChanged { id, .. } => {

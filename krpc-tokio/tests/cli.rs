@@ -371,6 +371,7 @@ fn help_shows_the_public_dht_the_exit_codes_and_the_swarm_range() {
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(help.contains("--bootstrap dht.libtorrent.org:25401"), "{help}");
     assert!(help.contains("Exit codes: 0 success; 1 failure at run time") && help.contains("2 usage error"), "{help}");
+    assert!(help.contains("except by\ncrawl and scrape"), "the two commands with a default bootstrap: {help}");
     let output = run(&["swarm", "--help"]);
     assert!(String::from_utf8_lossy(&output.stdout).contains("3 to 10000"));
 }
@@ -560,4 +561,125 @@ fn sample_prints_interval_num_and_the_announced_info_hashes() {
 
     let output = run(&["sample", "127.0.0.1"]);
     assert_eq!(output.status.code(), Some(2), "expected host:port");
+}
+
+#[test]
+fn scrape_estimates_the_seeds_and_peers_announced_from_distinct_addresses() {
+    let seed = Server::start(&["--bind", "127.0.0.1:0", "--for", "60"]);
+    let other = Server::start(&["--bind", "127.0.0.1:0", "--for", "60", "--bootstrap", &seed.addr]);
+    let info_hash = "3333333333333333333333333333333333333333";
+    // BEP 33 counts peers by IP address: each announce comes from a loopback address of its own.
+    for (bind, seeding) in [("127.0.0.11:0", true), ("127.0.0.12:0", true), ("127.0.0.21:0", false)] {
+        let mut args = vec!["announce", info_hash, "--port", "4242", "--bind", bind, "--bootstrap", &seed.addr];
+        if seeding {
+            args.push("--seed");
+        }
+        let output = run(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+
+    let output = run(&["scrape", info_hash, "--bootstrap", &other.addr]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(&lines[..2], ["seeds 2", "peers 1"], "{text}");
+
+    let output = run(&["--json", "scrape", info_hash, "--bootstrap", &other.addr]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = json_lines(&output);
+    assert_eq!(
+        (lines[0]["event"].as_str(), lines[0]["seeds"].as_u64(), lines[0]["peers"].as_u64()),
+        (Some("scrape"), Some(2), Some(1))
+    );
+    assert!(lines[0]["responses"].as_u64().is_some_and(|n| n >= 1), "{}", lines[0]);
+    assert_eq!(lines.last().expect("a done line")["event"], "done");
+
+    // An info hash nobody announced: no filters, zero estimates, still a success.
+    let output = run(&["--json", "scrape", "0000000000000000000000000000000000000002", "--bootstrap", &seed.addr]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = json_lines(&output);
+    assert_eq!((lines[0]["seeds"].as_u64(), lines[0]["peers"].as_u64()), (Some(0), Some(0)), "{}", lines[0]);
+    sigterm(&seed.child);
+    sigterm(&other.child);
+    assert!(seed.wait().0.success() && other.wait().0.success());
+
+    // A bootstrap node that never answers: exit 1, saying so.
+    let silent = silent();
+    let addr = silent.local_addr().expect("local address").to_string();
+    let output = run(&["scrape", info_hash, "--bootstrap", &addr]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("no reply from the bootstrap nodes"), "{}", stderr(&output));
+    // Not an info hash: a usage error.
+    assert_eq!(run(&["scrape", "33", "--bootstrap", "127.0.0.1:6881"]).status.code(), Some(2));
+}
+
+#[test]
+fn crawl_prints_every_announced_info_hash_once() {
+    let seed = Server::start(&["--bind", "127.0.0.1:0", "--for", "60"]);
+    let other = Server::start(&["--bind", "127.0.0.1:0", "--for", "60", "--bootstrap", &seed.addr]);
+    let mut hashes = vec![
+        "1111111111111111111111111111111111111111",
+        "2222222222222222222222222222222222222222",
+        "3333333333333333333333333333333333333333",
+    ];
+    for hash in &hashes {
+        let output = run(&["announce", hash, "--port", "4242", "--bootstrap", &seed.addr]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+
+    // --max: the crawl ends by itself once it has found that many.
+    let output = run(&["crawl", "--bootstrap", &seed.addr, "--max", "3"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let mut found: Vec<&str> = text.lines().collect();
+    found.sort();
+    assert_eq!(found, hashes, "{text}");
+    let err = stderr(&output);
+    assert!(err.contains("crawl done") && err.contains("unique info-hashes 3"), "{err}");
+
+    // Until SIGTERM: progress lines on stderr, every info-hash once on stdout, then the
+    // summary and exit 0.
+    let mut child = krpc()
+        .args(["--json", "crawl", "--bootstrap", &other.addr, "--rate", "50"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start krpc crawl");
+    let mut errors = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut line = String::new();
+    while !line.contains("nodes visited") {
+        line.clear();
+        assert!(errors.read_line(&mut line).expect("read stderr") > 0, "crawl ended before a progress line");
+    }
+    assert!(line.starts_with("krpc: crawl ") && line.contains("unique info-hashes") && line.contains("queries/s"));
+    sigterm(&child);
+    let output = child.wait_with_output().expect("wait for krpc crawl");
+    assert_eq!(output.status.code(), Some(0));
+    let lines = json_lines(&output);
+    let mut found: Vec<&str> =
+        lines.iter().filter(|l| l["event"] == "infohash").filter_map(|l| l["infohash"].as_str()).collect();
+    found.sort();
+    hashes.sort();
+    assert_eq!(found, hashes, "{lines:?}");
+    let done = lines.last().expect("a done line");
+    assert_eq!((done["event"].as_str(), done["infohashes"].as_u64()), (Some("done"), Some(3)), "{done}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut errors, &mut rest).expect("read stderr");
+    assert!(rest.contains("crawl done"), "{rest}");
+
+    sigterm(&seed.child);
+    sigterm(&other.child);
+    assert!(seed.wait().0.success() && other.wait().0.success());
+
+    // Nobody answers: exit 1, saying so.
+    let silent = silent();
+    let addr = silent.local_addr().expect("local address").to_string();
+    let output = run(&["crawl", "--bootstrap", &addr, "--duration", "30"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("no reply from the bootstrap nodes"), "{}", stderr(&output));
+
+    for args in [&["crawl", "--max", "0"][..], &["crawl", "--rate", "0"], &["crawl", "--duration", "-1"]] {
+        assert_eq!(run(args).status.code(), Some(2), "{args:?}");
+    }
 }

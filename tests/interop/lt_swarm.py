@@ -2,21 +2,28 @@
 """A few libtorrent DHT nodes on 127.0.0.1, driven by JSON lines on stdin, reporting JSON lines
 on stdout. Used by tests/tests/interop_libtorrent.rs.
 
-    python3 lt_swarm.py [COUNT [READ_ONLY]]
+    python3 lt_swarm.py [COUNT [READ_ONLY [FIRST_HOST]]]
 
 COUNT nodes (default 3), then READ_ONLY more (default 0) in BEP 43 read-only mode
-(`dht_read_only`): they query with `ro=1` and answer nothing.
+(`dht_read_only`): they query with `ro=1` and answer nothing. Every node listens on 127.0.0.1,
+or with FIRST_HOST (2-200) node i on 127.0.0.(FIRST_HOST + i): BEP 33 counts the peers of a
+swarm by IP address, so a scrape test needs announces from addresses of their own.
 
 Output (one JSON object per line):
   {"event":"ready","version":V,"nodes":[{"index","host","port","id","read_only"}]}
   {"event":"peers","index":i,"info_hash":hex,"peers":[[host,port],...]}  a dht_get_peers_reply_alert
+  {"event":"samples","index":i,"host","port","interval":s,"num":n,"samples":[hex,...],"nodes":n}
+        a dht_sample_infohashes_alert (interval in seconds, num = num_infohashes)
   {"event":"log","index":i,"message":...}        dht_log/dht_pkt lines naming a watched address
   {"reply":CMD,"seq":N,...}                      the answer to a command
 
 Commands (one JSON object per line, each with a "seq" echoed in its reply):
   {"cmd":"add_node","index":i|null,"host","port"}   ses.add_dht_node((host, port)); null: every node
   {"cmd":"watch","host","port"}                     forward log lines and packets naming host:port
-  {"cmd":"announce","index":i,"info_hash":hex,"port":p}   ses.dht_announce(ih, port, 0)
+  {"cmd":"announce","index":i,"info_hash":hex,"port":p,"seed":b}   ses.dht_announce(ih, port, flags):
+        flags 1 (libtorrent's dht::announce::seed) when "seed" is true (BEP 33), else 0
+  {"cmd":"sample","index":i,"host","port","target":hex}   ses.dht_sample_infohashes((host, port), target)
+        (BEP 51); the answer comes as a "samples" event
   {"cmd":"get_peers","index":i,"info_hash":hex}     ses.dht_get_peers(ih); replies come as "peers"
   {"cmd":"live_nodes","index":i}                    the routing table (dht_live_nodes_alert)
   {"cmd":"put_immutable","index":i,"value":hex}     ses.dht_put_immutable_item(bdecode(value))
@@ -32,7 +39,7 @@ Item events (BEP 44; "item" is the value bencoded, hex, "" when nothing was foun
   {"event":"mutable","index":i,"key":hex,"salt":hex,"seq":n,"item":hex,"authoritative":b}
   {"cmd":"exit"}
 
-Every socket is bound to 127.0.0.1, and no bootstrap router, LSD, UPnP or NAT-PMP is used:
+Every socket is bound to a loopback address, and no bootstrap router, LSD, UPnP or NAT-PMP is used:
 nothing leaves the machine.
 """
 
@@ -66,6 +73,10 @@ SETTINGS = {
     "dht_upload_rate_limit": 10000000,
     # BEP 42 is not enforced by default (dht_enforce_node_id = False) and loopback is exempt.
     "dht_enforce_node_id": False,
+    # BEP 51: libtorrent draws a node's sample once per interval (default 21600 s) and hands out
+    # the same one until then; 0 draws it afresh for every query, so that a sample taken after
+    # the announces of a test holds them all.
+    "dht_sample_infohashes_interval": 0,
     "alert_mask": lt.alert_category.dht | lt.alert_category.dht_operation | lt.alert_category.dht_log
     | lt.alert_category.error | lt.alert_category.status,
 }
@@ -79,10 +90,11 @@ def out(obj):
 
 
 class Node:
-    def __init__(self, index, read_only=False):
+    def __init__(self, index, read_only=False, host="127.0.0.1"):
         self.index = index
         self.read_only = read_only
-        self.ses = lt.session(dict(SETTINGS, dht_read_only=read_only))
+        self.host = host
+        self.ses = lt.session(dict(SETTINGS, dht_read_only=read_only, listen_interfaces="%s:0" % host))
         self.port = None
         self.id = None
         self.pending_live = None
@@ -105,6 +117,11 @@ class Node:
             elif name == "dht_get_peers_reply_alert":
                 out({"event": "peers", "index": self.index, "info_hash": str(a.info_hash),
                      "peers": [[h, p] for (h, p) in a.peers()]})
+            elif name == "dht_sample_infohashes_alert":
+                host, port = a.endpoint
+                out({"event": "samples", "index": self.index, "host": host, "port": port,
+                     "interval": int(a.interval.total_seconds()), "num": a.num_infohashes,
+                     "samples": [str(h) for h in a.samples], "nodes": a.num_nodes})
             elif name == "dht_live_nodes_alert":
                 nodes = []
                 for n in a.nodes:
@@ -148,7 +165,9 @@ def read_stdin(q):
 def main():
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     read_only = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-    nodes = [Node(i, i >= count) for i in range(count + read_only)]
+    first_host = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    host = (lambda i: "127.0.0.%d" % (first_host + i)) if first_host else (lambda i: "127.0.0.1")
+    nodes = [Node(i, i >= count, host(i)) for i in range(count + read_only)]
     watched = []
     deadline = time.time() + 20
     while time.time() < deadline and any(n.id is None or n.ses.listen_port() == 0 for n in nodes):
@@ -161,9 +180,9 @@ def main():
     for n in nodes:
         for m in nodes:
             if n is not m:
-                n.ses.add_dht_node(("127.0.0.1", m.port))
+                n.ses.add_dht_node((m.host, m.port))
     out({"event": "ready", "version": lt.__version__,
-         "nodes": [{"index": n.index, "host": "127.0.0.1", "port": n.port, "id": n.id, "read_only": n.read_only}
+         "nodes": [{"index": n.index, "host": n.host, "port": n.port, "id": n.id, "read_only": n.read_only}
                    for n in nodes]})
 
     commands = queue.Queue()
@@ -191,12 +210,17 @@ def main():
                 out({"reply": "watch", "seq": seq})
             elif c == "announce":
                 ih = lt.sha1_hash(bytes.fromhex(cmd["info_hash"]))
-                nodes[cmd["index"]].ses.dht_announce(ih, cmd["port"], 0)
+                flags = 1 if cmd.get("seed") else 0  # libtorrent's dht::announce::seed = 0_bit
+                nodes[cmd["index"]].ses.dht_announce(ih, cmd["port"], flags)
                 out({"reply": "announce", "seq": seq})
             elif c == "get_peers":
                 ih = lt.sha1_hash(bytes.fromhex(cmd["info_hash"]))
                 nodes[cmd["index"]].ses.dht_get_peers(ih)
                 out({"reply": "get_peers", "seq": seq})
+            elif c == "sample":
+                target = lt.sha1_hash(bytes.fromhex(cmd["target"]))
+                nodes[cmd["index"]].ses.dht_sample_infohashes((cmd["host"], cmd["port"]), target)
+                out({"reply": "sample", "seq": seq})
             elif c == "live_nodes":
                 n = nodes[cmd["index"]]
                 n.pending_live = seq

@@ -392,3 +392,67 @@ fn libtorrent_bep44() {
         assert_eq!(n.ep.stats().malformed, 0, "our decoder refused datagrams from libtorrent");
     }
 }
+
+/// BEP 51 the other way: libtorrent's `dht_sample_infohashes` against our node. Two libtorrent
+/// nodes and ours know each other; libtorrent node 0 announces three info hashes, which reach
+/// our node (its `announce_peer` queries are in what we received); then libtorrent node 1
+/// samples our node and gets exactly those three, `num` 3 and our `interval` (21600 s, the
+/// sample having just been drawn).
+#[test]
+fn libtorrent_samples_our_node() {
+    use krpc_core::wire::{Body, Message};
+
+    if !should_run("interop_libtorrent", interop_common::libtorrent_available()) {
+        return;
+    }
+    let python = interop_common::python_bin();
+    let mut lt = PeerProcess::spawn("libtorrent BEP 51 pair", &python, &["lt_swarm.py", "2"]);
+    let ready = lt.wait_for(PHASE, "the libtorrent pair to be ready", |v| v["event"] == "ready");
+    let lt_addrs: Vec<SocketAddr> = ready["nodes"].as_array().unwrap().iter().map(json_addr).collect();
+    let mut ours = Ours::new(Config { bootstrap: lt_addrs.clone(), ..Config::dht() }, 51);
+    let our_addr = ours.addr();
+    lt.send(json!({"cmd": "add_node", "index": null, "host": "127.0.0.1", "port": our_addr.port()}));
+    let now = ours.now();
+    let join = ours.ep.bootstrap(now).expect("bootstrap");
+    until(PHASE, "our bootstrap lookup", || {
+        ours.step(Duration::from_millis(10));
+        ours.take_event(|e| matches!(e, Event::LookupDone { op, .. } if *op == join))
+    });
+
+    let hashes: BTreeSet<NodeId> = [0x51, 0x52, 0x53].map(|b| NodeId::from_array([b; 20])).into();
+    // The info hashes libtorrent announced to us so far (its announce_peer queries).
+    let announced_to_us = |ours: &Ours| -> BTreeSet<NodeId> {
+        let queries = ours.received.iter().filter_map(|(_, bytes)| match Message::decode(bytes).ok()?.body {
+            Body::Query(q) if q.method == b"announce_peer" => q.args.info_hash(),
+            _ => None,
+        });
+        queries.collect()
+    };
+    // libtorrent announces once it knows us; announcing again is harmless (stored once).
+    let mut last_announce: Option<StdInstant> = None;
+    until(PHASE, "libtorrent's announces to reach our node", || {
+        ours.step(Duration::from_millis(10));
+        lt.poll();
+        if last_announce.is_none_or(|t| t.elapsed() > Duration::from_secs(3)) {
+            for (i, hash) in hashes.iter().enumerate() {
+                lt.send(json!({"cmd": "announce", "index": 0, "info_hash": hex(hash.as_bytes()), "port": 7301 + i}));
+            }
+            last_announce = Some(StdInstant::now());
+        }
+        hashes.is_subset(&announced_to_us(&ours)).then_some(())
+    });
+
+    let target = hex(&[0x50; 20]);
+    lt.send(json!({"cmd": "sample", "index": 1, "host": "127.0.0.1", "port": our_addr.port(), "target": target}));
+    let sample = until(PHASE, "libtorrent's sample of our node", || {
+        ours.step(Duration::from_millis(10));
+        lt.take(|v| v["event"] == "samples" && v["port"] == json!(our_addr.port()))
+    });
+    eprintln!("libtorrent's sample of our node: {sample}");
+    let samples: BTreeSet<NodeId> = sample["samples"].as_array().unwrap().iter().map(json_id).collect();
+    assert_eq!(samples, hashes, "{sample}");
+    assert_eq!(sample["num"], 3, "{sample}");
+    assert_eq!(sample["interval"], 21600, "{sample}");
+    assert!(sample["nodes"].as_u64().is_some_and(|n| n >= 1), "our answer carries nodes: {sample}");
+    assert_eq!(ours.ep.stats().malformed, 0, "our decoder refused datagrams from libtorrent");
+}

@@ -28,9 +28,11 @@ pub(crate) fn required() -> bool {
     std::env::var(REQUIRED_VAR).is_ok_and(|v| v == "1")
 }
 
-/// `tests/interop`: the helper scripts and, once `setup.sh` ran, `node_modules`.
+/// `tests/interop`: the helper scripts and, once `setup.sh` ran, `node_modules`. Found through
+/// the workspace root, so that krpc-tokio's CLI interop test (`krpc-tokio/tests/interop_libtorrent.rs`),
+/// which includes this module by path, finds it too.
 pub(crate) fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("interop")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop")
 }
 
 /// The Node.js binary (`KRPC_INTEROP_NODE` overrides `node`).

@@ -8,6 +8,8 @@
 //! cargo run -p krpc-tokio --features cli --bin krpc -- announce INFOHASH --port 51413 --bootstrap 127.0.0.1:6881
 //! cargo run -p krpc-tokio --features cli --bin krpc -- put hello --bootstrap 127.0.0.1:6881
 //! cargo run -p krpc-tokio --features cli --bin krpc -- get TARGET --bootstrap 127.0.0.1:6881
+//! cargo run -p krpc-tokio --features cli --bin krpc -- scrape INFOHASH --bootstrap 127.0.0.1:6881
+//! cargo run -p krpc-tokio --features cli --bin krpc -- crawl --bootstrap 127.0.0.1:6881 --duration 10
 //! cargo run -p krpc-tokio --features cli --bin krpc -- decode 64313a...65
 //! cargo run --release -p krpc-tokio --features cli --bin krpc -- swarm --nodes 200 --lookups 50
 //! ```
@@ -18,6 +20,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool prints
 
 mod decode;
+mod discover;
 mod items;
 mod net;
 mod out;
@@ -41,9 +44,12 @@ Examples:
                                               the public DHT, through its routers
   krpc serve --bind 0.0.0.0:6881 --bootstrap dht.libtorrent.org:25401,router.utorrent.com:6881
                                               a node on the public DHT
+  krpc crawl --duration 60 > infohashes.txt   BEP 51: the public DHT's info-hashes for a minute
+  krpc scrape INFOHASH                        BEP 33: estimated seeds and peers
 
-Public bootstrap routers (not contacted unless named): dht.libtorrent.org:25401,
-router.bittorrent.com:6881, router.utorrent.com:6881, dht.transmissionbt.com:6881.
+Public bootstrap routers: dht.libtorrent.org:25401, router.bittorrent.com:6881,
+router.utorrent.com:6881, dht.transmissionbt.com:6881. Contacted only when named, except by
+crawl and scrape, which start from them when no --bootstrap is given.
 Addresses are host:port, a.b.c.d:port or [v6]:port.
 
 Exit codes: 0 success; 1 failure at run time (no answer, nothing found, a socket or resolver
@@ -81,6 +87,18 @@ enum Command {
         /// Local address to bind (default: port 0 on every interface of the node's family).
         #[arg(long, value_parser = parse_bind)]
         bind: Option<SocketAddr>,
+    },
+    /// Crawls the DHT for the info-hashes its nodes store (BEP 51 `sample_infohashes`),
+    /// printing each once as a 40-hex line; progress every second on stderr.
+    Crawl(discover::CrawlArgs),
+    /// Estimates the seeds and peers of INFOHASH (BEP 33 scrape): prints `seeds N` and
+    /// `peers N`.
+    Scrape {
+        /// The info hash, 40 hex digits.
+        #[arg(value_parser = parse_id)]
+        info_hash: NodeId,
+        #[command(flatten)]
+        start: discover::StartArgs,
     },
     /// Runs a DHT node until Ctrl-C or SIGTERM (or `--for`), printing statistics every few
     /// seconds.
@@ -251,6 +269,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Ping { addr, bind } => net::ping(&out, &addr, bind).await,
             Command::Sample { addr, bind } => net::sample(&out, &addr, bind).await,
+            Command::Crawl(args) => discover::crawl(&out, args).await,
+            Command::Scrape { info_hash, start } => discover::scrape(&out, info_hash, start).await,
             Command::Serve(args) => net::serve(&out, args).await,
             Command::FindNode { target, client } => net::find_node(&out, target, client).await,
             Command::GetPeers { info_hash, client } => net::get_peers(&out, info_hash, client).await,

@@ -14,7 +14,7 @@ use crate::{ClientArgs, ServeArgs};
 /// Resolves `host:port` / `[v6]:port` names, each to all its addresses. A name that does not
 /// resolve is skipped with a note as long as another one does: a list of routers where one
 /// is gone (or mistyped) still works. None at all is a failure.
-async fn resolve(out: &Out, names: &[String]) -> Result<Vec<SocketAddr>, Failure> {
+pub(crate) async fn resolve(out: &Out, names: &[String]) -> Result<Vec<SocketAddr>, Failure> {
     let mut addrs = Vec::new();
     let mut failed = Vec::new();
     for name in names {
@@ -74,7 +74,7 @@ fn list(addrs: &[SocketAddr]) -> String {
 }
 
 /// The failure of a one-shot command whose bootstrap nodes all stayed silent.
-fn nobody_answered(command: &str, bootstrap: &[SocketAddr]) -> Failure {
+pub(crate) fn nobody_answered(command: &str, bootstrap: &[SocketAddr]) -> Failure {
     Failure::new(format!("{command}: no node answered; no reply from the bootstrap nodes ({})", list(bootstrap)))
 }
 
@@ -90,7 +90,7 @@ fn any_addr(peers: &[SocketAddr]) -> SocketAddr {
 
 /// A short-lived node for one operation: the node layer (BEP 5 defaults) in read-only mode
 /// (BEP 43: the nodes we ask do not put us in their routing tables, since we leave at once).
-async fn client(out: &Out, bootstrap: Vec<SocketAddr>, bind: Option<SocketAddr>) -> Result<Rpc, Failure> {
+pub(crate) async fn client(out: &Out, bootstrap: Vec<SocketAddr>, bind: Option<SocketAddr>) -> Result<Rpc, Failure> {
     let bind = bind.unwrap_or_else(|| any_addr(&bootstrap));
     let bootstrap = reachable_from(out, bind, bootstrap)?;
     let config = Config { bootstrap, read_only: true, ..Config::dht() };
