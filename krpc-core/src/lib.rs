@@ -98,8 +98,8 @@ pub mod wire;
 pub use address::AddressPolicy;
 pub use config::{Config, ConfigError, DEFAULT_BOOTSTRAP};
 pub use endpoint::{
-    CommandError, Endpoint, MAX_SAVED_NODES, NodeStatus, STATE_VERSION, SavedState, StateError, Transmit,
-    estimate_dht_size,
+    CommandError, Endpoint, MAX_SAVED_NODES, NodeStatus, Reachability, STATE_VERSION, SavedState, StateError, Transmit,
+    estimate_dht_size, reachability,
 };
 pub use event::{
     Event, IncomingQuery, LookupNode, LookupOutcome, MAX_TRANSACTION_ID_LEN, OpId, PutOutcome, PutRejection,

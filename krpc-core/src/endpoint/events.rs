@@ -25,6 +25,7 @@ fn droppable(e: &Event) -> bool {
             | Event::GetItemDone { .. }
             | Event::PutItemDone { .. }
             | Event::IdChanged { .. }
+            | Event::ModeChanged { .. }
     )
 }
 

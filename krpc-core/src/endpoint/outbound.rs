@@ -105,9 +105,11 @@ impl Endpoint {
                 Outbound::Query(r) => {
                     let Some(tx) = self.rpc.tx(*r) else { continue };
                     let query = match tx.purpose {
-                        Purpose::Check | Purpose::Verify | Purpose::VerifyQuerier | Purpose::AddressCheck => {
-                            &self.ping_query
-                        }
+                        Purpose::Check
+                        | Purpose::Verify
+                        | Purpose::VerifyQuerier
+                        | Purpose::AddressCheck
+                        | Purpose::Probe => &self.ping_query,
                         purpose => match self.ops.query_of(purpose) {
                             Some(query) => query,
                             None => continue,
@@ -124,7 +126,8 @@ impl Endpoint {
                         method: query.method(),
                         args: query.args(),
                         extra: &extra,
-                        read_only: self.config.read_only,
+                        // A probe is the one query a read-only node sends without `ro=1`.
+                        read_only: self.read_only && tx.purpose != Purpose::Probe,
                         version,
                     };
                     (tx.addr, out.encode(buf), Some(*r))
@@ -203,6 +206,11 @@ impl Endpoint {
             };
             match written {
                 Ok(len) => {
+                    // A NAT lets in what comes from where we send: remembered, so that only
+                    // queries from elsewhere count as proof of reachability.
+                    if let Some(reach) = self.reach.as_mut() {
+                        reach.sent_to(&to, now);
+                    }
                     match tx {
                         Some(r) => {
                             self.rpc.mark_sent(r, now);

@@ -3,6 +3,7 @@
 
 use alloc::vec::Vec;
 
+use super::reachability::{PROBE_FANOUT, Reachability};
 use super::rpc::InternalPing;
 use super::tables::is_v6;
 use super::timer::Timer;
@@ -140,6 +141,8 @@ impl Endpoint {
     }
 
     fn maintain(&mut self, now: Instant) {
+        self.update_mode(now);
+        self.probe(now);
         if self.tables.is_empty() {
             if !self.config.bootstrap.is_empty() && self.ops.lookups() == 0 {
                 let _ = self.bootstrap(now);
@@ -156,6 +159,59 @@ impl Endpoint {
             for bucket in stale {
                 self.refresh_bucket(v6, bucket, now);
             }
+        }
+    }
+
+    /// Adaptive read-only mode: read-only until reachable with a confirmed external address,
+    /// read-only again once firewalled (see [`reachability`](super::reachability)).
+    pub(super) fn update_mode(&mut self, now: Instant) {
+        if !self.config.adaptive_read_only || self.config.read_only {
+            return;
+        }
+        // The vote settled: our id is final (BEP 42 may change it when it does), and a full
+        // node should know the address others see.
+        let confirmed = self.external_address().iter().any(Option::is_some);
+        let Some(reach) = self.reach.as_mut() else { return };
+        let state = reach.state(now);
+        if self.read_only && state == Reachability::Reachable && confirmed {
+            self.read_only = false;
+            reach.findable(now);
+            self.push_event(Event::ModeChanged { read_only: false });
+            // A join as a full node: the nodes near our id hear from us without `ro=1`, verify
+            // us and add us.
+            let id = self.id;
+            let _ = self.start_lookup(now, id, Query::find_node(&id), true, false, super::ops::LookupKind::Plain);
+        } else if !self.read_only && state == Reachability::Firewalled {
+            self.read_only = true;
+            reach.retry_later(now);
+            self.push_event(Event::ModeChanged { read_only: true });
+        }
+    }
+
+    /// The probe of a read-only node in adaptive mode: pings without `ro=1` to the nodes of
+    /// our table nearest our id, which add us and hand us out.
+    fn probe(&mut self, now: Instant) {
+        if !self.read_only || !self.config.adaptive_read_only || self.config.read_only {
+            return;
+        }
+        if !self.reach.as_ref().is_some_and(|r| r.probe_due(now)) {
+            return;
+        }
+        let (v4, v6) = (self.tables.v4(), self.tables.v6());
+        let table = if v4.len() >= v6.len() { v4 } else { v6 };
+        let nearest = table.closest(&self.id, PROBE_FANOUT);
+        if nearest.is_empty() {
+            return;
+        }
+        let mut probed = arrayvec::ArrayVec::<core::net::SocketAddr, PROBE_FANOUT>::new();
+        for node in nearest.iter().take(PROBE_FANOUT) {
+            let ping = InternalPing { addr: node.addr, expect: Some(node.id), purpose: Purpose::Probe };
+            if self.rpc.queue_internal(ping) {
+                probed.push(node.addr);
+            }
+        }
+        if let Some(reach) = self.reach.as_mut() {
+            reach.probed(probed, now);
         }
     }
 
