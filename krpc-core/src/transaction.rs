@@ -40,9 +40,6 @@ pub(crate) enum Purpose {
     /// A ping to a table entry whose id another address claims: the claim wins only if this
     /// goes unanswered.
     AddressCheck,
-    /// A ping without `ro=1` from a read-only node in adaptive mode, so that the node pinged
-    /// adds us and hands us out: the unsolicited queries that follow prove reachability.
-    Probe,
     /// The operation ended (stopped lookup, cancelled op); the reply still feeds the routing
     /// table but reaches nobody.
     Detached,
@@ -52,10 +49,7 @@ impl Purpose {
     /// A ping the engine sends on its own (verification, ping/swap check): it runs in slots
     /// of its own, beside the application's `concurrency`.
     pub(crate) fn is_internal(self) -> bool {
-        matches!(
-            self,
-            Purpose::Check | Purpose::Verify | Purpose::VerifyQuerier | Purpose::AddressCheck | Purpose::Probe
-        )
+        matches!(self, Purpose::Check | Purpose::Verify | Purpose::VerifyQuerier | Purpose::AddressCheck)
     }
 }
 

@@ -6,7 +6,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use krpc_core::reachability::{CONTACT_MEMORY, FIREWALLED_AFTER, PROBE_ANSWER_WINDOW, PROBE_FANOUT, REACHABLE_FOR};
+use krpc_core::reachability::{CONTACT_MEMORY, FIREWALLED_AFTER, PROBE_ANSWER_WINDOW, PROBE_INTERVAL, REACHABLE_FOR};
 use krpc_core::wire::{Dictionary, Entry, Insert, ResponseOut};
 use krpc_core::{Config, Event, NodeId, NodeInfo, Peer, Query, Reachability};
 use support::{Script, id, id_with, query_bytes, sa};
@@ -115,7 +115,7 @@ fn a_query_from_our_own_external_address_proves_nothing() {
 }
 
 #[test]
-fn the_probe_pings_the_nearest_nodes_without_ro_and_answers_only_their_pings_back() {
+fn the_probe_looks_up_our_id_without_ro_and_answers_only_the_pings_of_the_nodes_it_asked() {
     let mut s = Script::new(adaptive());
     let table: Vec<NodeInfo> =
         (1..=8u8).map(|i| NodeInfo::new(id_with(&[0x42, i]), SocketAddr::from(([10, 1, 0, i], 6881)))).collect();
@@ -123,25 +123,37 @@ fn the_probe_pings_the_nearest_nodes_without_ro_and_answers_only_their_pings_bac
     let _ = s.sent();
     s.advance(Duration::from_secs(60));
     let probes: Vec<_> = s.sent().into_iter().filter(|m| m.is_query()).collect();
-    assert_eq!(probes.len(), PROBE_FANOUT, "{probes:#?}");
+    assert!(!probes.is_empty(), "the first maintenance tick probes");
     for p in &probes {
-        assert_eq!(p.method(), b"ping");
+        assert_eq!(p.method(), b"find_node");
+        assert_eq!(p.message().as_query().and_then(|q| q.args.target()), Some(id(0x42)), "a lookup of our own id");
         assert!(!p.message().read_only, "a probe goes without ro=1");
     }
-    // A probed node verifies us: answered.
+    // A node the probe asked verifies us: answered.
     let probed = probes[0].to;
     s.deliver(probed, &query_bytes(b"v1", "ping", &Dictionary::new(), Some(&id(0x77)), false));
     let pong = s.sent().into_iter().find(|m| m.to == probed && !m.is_query());
     assert!(pong.is_some(), "the probed node's ping back is answered");
-    // Anybody else's ping is not (BEP 43).
+    // Its other queries are not, nor anybody else's ping (BEP 43).
+    assert!(find_node_from(&mut s, &probed.to_string(), b"v2").is_none());
     let other = sa("10.1.0.99:6881");
-    s.deliver(other, &query_bytes(b"v2", "ping", &Dictionary::new(), Some(&id(0x78)), false));
+    s.deliver(other, &query_bytes(b"v3", "ping", &Dictionary::new(), Some(&id(0x78)), false));
     assert!(s.sent().iter().all(|m| m.to != other));
-    // Nor the probed node's, once the window closed.
+    // Nor the probed node's ping once the window closed.
     s.wait(PROBE_ANSWER_WINDOW);
-    s.deliver(probed, &query_bytes(b"v3", "ping", &Dictionary::new(), Some(&id(0x77)), false));
+    s.deliver(probed, &query_bytes(b"v4", "ping", &Dictionary::new(), Some(&id(0x77)), false));
     assert!(s.sent().iter().all(|m| m.to != probed));
     assert!(s.ep.is_read_only());
+    // The next probe comes PROBE_INTERVAL after the first; other lookups carry ro=1.
+    s.ep.find_node(s.now, id(0x10)).unwrap();
+    let lookup: Vec<_> = s.sent().into_iter().filter(|m| m.is_query()).collect();
+    assert!(!lookup.is_empty() && lookup.iter().all(|m| m.message().read_only), "{lookup:#?}");
+    let mut unmarked = 0;
+    for _ in 0..(PROBE_INTERVAL.as_secs() / 60) {
+        s.advance(Duration::from_secs(60));
+        unmarked += s.sent().iter().filter(|m| m.is_query() && !m.message().read_only).count();
+    }
+    assert!(unmarked > 0, "a second probe");
 }
 
 #[test]

@@ -243,7 +243,7 @@ impl Endpoint {
         let node = config.dht.clone().map(|d| NodeLayer::new(d, &mut rng, now));
         let rpc = Rpc::new(&config, &mut rng, now);
         let read_only = config.read_only || (config.adaptive_read_only && node.is_some());
-        let reach = node.is_some().then(|| reachability::Tracker::new(&mut rng, now, !read_only));
+        let reach = node.is_some().then(|| reachability::Tracker::new(&rng, now, !read_only));
         let mut timers = TimerTable::default();
         timers.set(Timer::Maintenance, Some(now + MAINTENANCE_INTERVAL));
         timers.set(Timer::NodeLayer, node.as_ref().map(|n| n.next_deadline()));

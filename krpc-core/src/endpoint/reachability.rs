@@ -29,13 +29,16 @@
 //! # The probe
 //! A read-only node is in nobody's table, so it cannot hear from strangers. In adaptive mode it
 //! probes: every [`PROBE_INTERVAL`] while reachability is unknown (every [`PROBE_RETRY`] once
-//! firewalled) it pings the [`PROBE_FANOUT`] nodes of its table nearest its id *without*
-//! `ro=1`, and answers the pings those nodes send back to verify it (and only those, for
-//! [`PROBE_ANSWER_WINDOW`]). They add it to their tables and hand it out in answers near its
-//! id; the nodes that then query it have never heard from it, so a reachable node soon gets
-//! unsolicited queries and a NATed one does not. The cost is bounded: a NATed node sits in at
-//! most [`PROBE_FANOUT`] tables per probe, as good for at most BEP 5's 15 minutes after the
-//! probe, and once firewalled it probes once an hour.
+//! firewalled) it looks up its own id *without* `ro=1`, as a joining full node does, and
+//! answers the pings that the nodes it asked send back to verify it (only those, for
+//! [`PROBE_ANSWER_WINDOW`] after asking each; every other query stays unanswered, BEP 43).
+//! The nodes near its id that have room add it and hand it out in answers near its id; the
+//! nodes that then query it have never heard from it, so a reachable node soon gets
+//! unsolicited queries and a NATed one does not. A first probe that only reached the nodes of
+//! a sparse table is followed by others as the network around the id fills with full nodes.
+//! The cost is bounded: a NATed node enters the tables of the few nodes nearest its id with
+//! room, stays good there for at most BEP 5's 15 minutes after the probe (it answers their
+//! later queries never), and once firewalled probes once an hour.
 
 use alloc::boxed::Box;
 use core::hash::Hasher;
@@ -82,11 +85,11 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// ... and this often once it is firewalled (in case a port was opened meanwhile).
 pub const PROBE_RETRY: Duration = Duration::from_secs(60 * 60);
 
-/// Nodes pinged without `ro=1` per probe: the nearest to our id in our table.
-pub const PROBE_FANOUT: usize = 4;
-
-/// A probed node's verification ping is answered this long after the probe.
+/// A node the probe asked may verify us with a ping for this long after it was asked.
 pub const PROBE_ANSWER_WINDOW: Duration = Duration::from_secs(60);
+
+/// The probe's most recent destinations whose pings are answered (a lookup asks about 10-20).
+const MAX_PROBED: usize = 32;
 
 /// Bits per generation of the contact filter (a power of two).
 const FILTER_BITS: usize = 8192;
@@ -111,8 +114,13 @@ impl core::fmt::Debug for RecentContacts {
 }
 
 impl RecentContacts {
-    fn new(rng: &mut ChaCha12Rng, now: Instant) -> Self {
-        RecentContacts { generations: [[0; WORDS]; 2], current: 0, started: now, key: (rng.next_u64(), rng.next_u64()) }
+    /// The key comes from a stream of its own of the endpoint's RNG (the same seed, another
+    /// ChaCha stream), so that every other random choice of the endpoint is what it was
+    /// before reachability was tracked: traces of seeded runs do not change.
+    fn new(rng: &ChaCha12Rng, now: Instant) -> Self {
+        let mut own = rng.clone();
+        own.set_stream(u64::from_be_bytes(*b"reachbl\0"));
+        RecentContacts { generations: [[0; WORDS]; 2], current: 0, started: now, key: (own.next_u64(), own.next_u64()) }
     }
 
     fn bits(&self, ip: IpAddr) -> [usize; 2] {
@@ -165,22 +173,21 @@ pub(crate) struct Tracker {
     last_unsolicited: Option<Instant>,
     /// Since when others could find us: the first probe, or the start as a full node.
     findable_since: Option<Instant>,
-    next_probe: Instant,
-    /// The nodes of the last probe, whose verification pings a read-only node answers.
-    probed: ArrayVec<SocketAddr, PROBE_FANOUT>,
-    probed_at: Option<Instant>,
+    /// The last probe, or when a full node went back to read-only.
+    last_probe: Option<Instant>,
+    /// The nodes the probe asked, and when: their verification pings are answered.
+    probed: ArrayVec<(SocketAddr, Instant), MAX_PROBED>,
 }
 
 impl Tracker {
     /// `findable`: we start as a full node (others may add us from the first query).
-    pub(crate) fn new(rng: &mut ChaCha12Rng, now: Instant, findable: bool) -> Self {
+    pub(crate) fn new(rng: &ChaCha12Rng, now: Instant, findable: bool) -> Self {
         Tracker {
             contacts: Box::new(RecentContacts::new(rng, now)),
             last_unsolicited: None,
             findable_since: findable.then_some(now),
-            next_probe: now,
+            last_probe: None,
             probed: ArrayVec::new(),
-            probed_at: None,
         }
     }
 
@@ -213,30 +220,37 @@ impl Tracker {
         self.findable_since.get_or_insert(now);
     }
 
-    /// Whether a probe is due.
+    /// Whether a probe is due: [`PROBE_INTERVAL`] after the last, [`PROBE_RETRY`] once
+    /// firewalled.
     pub(crate) fn probe_due(&self, now: Instant) -> bool {
-        now >= self.next_probe
+        let wait = if self.state(now) == Reachability::Firewalled { PROBE_RETRY } else { PROBE_INTERVAL };
+        self.last_probe.is_none_or(|t| now.saturating_duration_since(t) >= wait)
     }
 
-    /// A probe went to `nodes`; schedules the next one.
-    pub(crate) fn probed(&mut self, nodes: impl IntoIterator<Item = SocketAddr>, now: Instant) {
-        self.probed.clear();
-        self.probed.extend(nodes.into_iter().take(PROBE_FANOUT));
-        self.probed_at = Some(now);
+    /// A probe started: from now on others may find us.
+    pub(crate) fn probe_started(&mut self, now: Instant) {
+        self.last_probe = Some(now);
         self.findable(now);
-        let wait = if self.state(now) == Reachability::Firewalled { PROBE_RETRY } else { PROBE_INTERVAL };
-        self.next_probe = now + wait;
+    }
+
+    /// The probe asked `to` (a query without `ro=1`).
+    pub(crate) fn probe_sent(&mut self, to: SocketAddr, now: Instant) {
+        if self.probed.is_full() {
+            self.probed.remove(0);
+        }
+        self.probed.push((to, now));
     }
 
     /// Back to read-only: the next probe is a retry.
     pub(crate) fn retry_later(&mut self, now: Instant) {
-        self.next_probe = now + PROBE_RETRY;
+        self.last_probe = Some(now);
     }
 
-    /// Is `from` a node of the last probe, asking within [`PROBE_ANSWER_WINDOW`]?
+    /// Did the probe ask `from` within [`PROBE_ANSWER_WINDOW`]?
     pub(crate) fn was_probed(&self, from: &SocketAddr, now: Instant) -> bool {
-        self.probed_at.is_some_and(|t| now.saturating_duration_since(t) < PROBE_ANSWER_WINDOW)
-            && self.probed.iter().any(|p| crate::transaction::same_endpoint(p, from))
+        self.probed.iter().any(|(p, t)| {
+            crate::transaction::same_endpoint(p, from) && now.saturating_duration_since(*t) < PROBE_ANSWER_WINDOW
+        })
     }
 
     pub(crate) fn memory_footprint(&self) -> usize {
@@ -259,8 +273,8 @@ mod tests {
 
     #[test]
     fn contacts_are_remembered_for_the_memory_and_forgotten_after_twice_that() {
-        let mut rng = ChaCha12Rng::from_seed([1; 32]);
-        let mut c = RecentContacts::new(&mut rng, at(0));
+        let rng = ChaCha12Rng::from_seed([1; 32]);
+        let mut c = RecentContacts::new(&rng, at(0));
         c.record(ip(1), at(0));
         assert!(c.contains(ip(1), at(0)));
         assert!(!c.contains(ip(2), at(0)), "never contacted");
@@ -273,8 +287,8 @@ mod tests {
 
     #[test]
     fn the_filter_is_not_saturated_by_a_thousand_contacts() {
-        let mut rng = ChaCha12Rng::from_seed([2; 32]);
-        let mut c = RecentContacts::new(&mut rng, at(0));
+        let rng = ChaCha12Rng::from_seed([2; 32]);
+        let mut c = RecentContacts::new(&rng, at(0));
         for i in 0..1000 {
             c.record(ip(i), at(0));
         }
@@ -286,18 +300,23 @@ mod tests {
 
     #[test]
     fn reachable_after_an_unsolicited_query_firewalled_after_silence() {
-        let mut rng = ChaCha12Rng::from_seed([3; 32]);
-        let mut t = Tracker::new(&mut rng, at(0), false);
+        let rng = ChaCha12Rng::from_seed([3; 32]);
+        let mut t = Tracker::new(&rng, at(0), false);
         assert_eq!(t.state(at(0)), Reachability::Unknown);
         assert_eq!(t.state(at(10_000)), Reachability::Unknown, "never findable: never firewalled");
         let probed: SocketAddr = "10.0.0.1:6881".parse().unwrap();
         t.sent_to(&probed, at(0));
-        t.probed([probed], at(0));
+        t.probe_started(at(0));
+        t.probe_sent(probed, at(0));
+        assert!(!t.probe_due(at(PROBE_INTERVAL.as_secs() - 1)));
+        assert!(t.probe_due(at(PROBE_INTERVAL.as_secs())));
         assert!(t.was_probed(&probed, at(1)));
         assert!(!t.was_probed(&probed, at(PROBE_ANSWER_WINDOW.as_secs())), "the window closed");
         assert!(!t.query_from(&probed, at(1)), "the probed node's ping back proves nothing");
         assert_eq!(t.state(at(1)), Reachability::Unknown);
         assert_eq!(t.state(at(FIREWALLED_AFTER.as_secs())), Reachability::Firewalled);
+        assert!(!t.probe_due(at(FIREWALLED_AFTER.as_secs())), "firewalled: the next probe is an hour after the last");
+        assert!(t.probe_due(at(PROBE_RETRY.as_secs())));
         let stranger: SocketAddr = "10.0.0.2:6881".parse().unwrap();
         assert!(t.query_from(&stranger, at(FIREWALLED_AFTER.as_secs())));
         assert_eq!(t.state(at(FIREWALLED_AFTER.as_secs())), Reachability::Reachable);

@@ -33,7 +33,7 @@ impl Endpoint {
             Purpose::Lookup(op) => self.lookup_reply(op, result, from, datagram, fields),
             Purpose::Check => self.check_result(&tx, result.is_ok(), now),
             Purpose::AddressCheck => self.address_check_result(&tx, result.is_ok(), now),
-            Purpose::Verify | Purpose::VerifyQuerier | Purpose::Probe | Purpose::Detached => {}
+            Purpose::Verify | Purpose::VerifyQuerier | Purpose::Detached => {}
         }
     }
 
@@ -116,7 +116,7 @@ impl Endpoint {
             }
             Purpose::Check => self.check_result(&tx, false, now),
             Purpose::AddressCheck => self.address_check_result(&tx, false, now),
-            Purpose::Verify | Purpose::VerifyQuerier | Purpose::Probe | Purpose::Detached => {}
+            Purpose::Verify | Purpose::VerifyQuerier | Purpose::Detached => {}
         }
     }
 

@@ -3,7 +3,7 @@
 
 use alloc::vec::Vec;
 
-use super::reachability::{PROBE_FANOUT, Reachability};
+use super::reachability::Reachability;
 use super::rpc::InternalPing;
 use super::tables::is_v6;
 use super::timer::Timer;
@@ -188,30 +188,21 @@ impl Endpoint {
         }
     }
 
-    /// The probe of a read-only node in adaptive mode: pings without `ro=1` to the nodes of
-    /// our table nearest our id, which add us and hand us out.
+    /// The probe of a read-only node in adaptive mode: a lookup of our own id without `ro=1`,
+    /// as a joining full node does. The nodes near our id that have room verify us and add
+    /// us, and then hand us out to strangers.
     fn probe(&mut self, now: Instant) {
-        if !self.read_only || !self.config.adaptive_read_only || self.config.read_only {
+        if !self.read_only || !self.config.adaptive_read_only || self.config.read_only || self.tables.is_empty() {
             return;
         }
         if !self.reach.as_ref().is_some_and(|r| r.probe_due(now)) {
             return;
         }
-        let (v4, v6) = (self.tables.v4(), self.tables.v6());
-        let table = if v4.len() >= v6.len() { v4 } else { v6 };
-        let nearest = table.closest(&self.id, PROBE_FANOUT);
-        if nearest.is_empty() {
-            return;
-        }
-        let mut probed = arrayvec::ArrayVec::<core::net::SocketAddr, PROBE_FANOUT>::new();
-        for node in nearest.iter().take(PROBE_FANOUT) {
-            let ping = InternalPing { addr: node.addr, expect: Some(node.id), purpose: Purpose::Probe };
-            if self.rpc.queue_internal(ping) {
-                probed.push(node.addr);
+        let id = self.id;
+        if self.start_lookup(now, id, Query::find_node(&id), true, false, super::ops::LookupKind::Probe).is_ok() {
+            if let Some(reach) = self.reach.as_mut() {
+                reach.probe_started(now);
             }
-        }
-        if let Some(reach) = self.reach.as_mut() {
-            reach.probed(probed, now);
         }
     }
 

@@ -205,9 +205,9 @@ impl Watched {
                 Body::Query(q) => {
                     queries += 1;
                     assert!(!is_never_valid(&t.destination), "query to {}", t.destination);
-                    // A read-only node's queries carry `ro=1`, but for the pings of an
-                    // adaptive node's probe.
-                    let probe = self.ep.config().adaptive_read_only && q.method == b"ping";
+                    // A read-only node's queries carry `ro=1`, but for the probe of an adaptive
+                    // node (a `find_node` lookup).
+                    let probe = self.ep.config().adaptive_read_only && q.method == b"find_node";
                     assert!(msg.read_only == self.ep.is_read_only() || probe, "ro flag of our query");
                     assert!(!msg.read_only || self.ep.is_read_only(), "ro=1 from a full node");
                     assert_eq!(msg.transaction_id.len(), crate::transaction::TID_LEN, "our tids are four bytes");

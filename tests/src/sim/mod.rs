@@ -33,6 +33,7 @@
 pub mod answer;
 pub mod attack;
 pub mod link;
+pub mod nat;
 pub mod oracle;
 pub mod report;
 pub mod svg;
@@ -132,6 +133,8 @@ pub struct Scenario {
     pub invariant_sample: usize,
     /// Sybil or eclipse attackers, if any (see [`attack`]); needs [`Build::Preseed`].
     pub attack: Option<attack::Attack>,
+    /// Share of the nodes behind an address-restricted NAT (see [`nat`]).
+    pub nat: f64,
 }
 
 impl Default for Scenario {
@@ -151,6 +154,7 @@ impl Default for Scenario {
             invariant_every: 50_000,
             invariant_sample: 200,
             attack: None,
+            nat: 0.0,
         }
     }
 }
@@ -413,6 +417,7 @@ pub struct Sim {
     /// Nodes running a command issued with [`Sim::command`]: churn does not take them away.
     pinned: std::collections::BTreeSet<u32>,
     attackers: Option<attack::Attackers>,
+    nats: nat::Nats,
 }
 
 impl Sim {
@@ -487,6 +492,7 @@ impl Sim {
             kept: None,
             pinned: Default::default(),
             attackers: attack::attackers_for(scenario.attack, n, scenario.seed),
+            nats: nat::Nats::new(&scenario),
             scenario,
         }
     }
@@ -545,7 +551,21 @@ impl Sim {
     /// Whether node `i` answers queries now (the oracle's notion of live).
     fn answers(&self, i: u32) -> bool {
         let n = &self.nodes[i as usize];
-        n.status == Status::Alive && !n.read_only
+        // Adaptive nodes answer once they left read-only mode; NATed ones answer strangers never.
+        n.status == Status::Alive
+            && !n.read_only
+            && !self.nats.is_behind(i)
+            && n.ep.as_deref().is_none_or(|ep| !ep.is_read_only())
+    }
+
+    /// Running nodes in BEP 43 read-only mode right now (adaptive ones included).
+    pub fn read_only_nodes(&self) -> usize {
+        self.nodes.iter().filter_map(|n| n.ep.as_deref()).filter(|ep| ep.is_read_only()).count()
+    }
+
+    /// Who is behind a NAT (see [`nat`]).
+    pub fn nats(&self) -> &nat::Nats {
+        &self.nats
     }
 
     /// The true `k` closest nodes that answer queries, nearest first.
@@ -555,14 +575,16 @@ impl Sim {
 
     fn endpoint_config(&self, i: u32, bootstrap: Vec<SocketAddr>) -> Config {
         let n = &self.nodes[i as usize];
-        Config {
+        let mut config = Config {
             id: Some(n.id),
             k: n.k,
             read_only: n.read_only || self.scenario.engine.read_only,
             bootstrap,
             address_policy: AddressPolicy::Any,
             ..self.scenario.engine.clone()
-        }
+        };
+        self.nats.configure(i, &self.scenario, &mut config);
+        config
     }
 
     fn create_endpoint(&mut self, i: u32, bootstrap: Vec<SocketAddr>, created: Instant) {
@@ -820,6 +842,10 @@ impl Sim {
     fn deliver(&mut self, p: Packet) {
         // The slot is freed only once its buffer is back: answers sent while handling this
         // datagram must not reuse it.
+        if !self.nats.admits(p.to, p.from, self.now) {
+            self.free_payloads.push(p.slot);
+            return;
+        }
         let bytes = std::mem::take(&mut self.payloads[p.slot as usize]);
         let to = p.to;
         let now = self.now;
@@ -1014,6 +1040,8 @@ impl Sim {
             self.stats.to_nobody += 1;
             return;
         };
+        // The NAT sees the datagram leave, whatever the link does with it next.
+        self.nats.sent(from, dest, self.now);
         if lost {
             self.stats.lost += 1;
             return;
