@@ -195,6 +195,10 @@ struct Args {
     /// read-only until they see that they are reachable (seeds are full nodes).
     #[arg(long)]
     adaptive: bool,
+    /// Nodes run the engine's node layer (`Config::dht()`'s) instead of the simulator's
+    /// responder; implied by `--adaptive`.
+    #[arg(long)]
+    dht: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -279,8 +283,8 @@ fn main() {
         bucket_refresh: Duration::from_secs_f64(args.bucket_refresh_s),
         ..Config::default()
     };
-    if args.adaptive {
-        engine = Config { adaptive_read_only: true, dht: Config::dht().dht, ..engine };
+    if args.adaptive || args.dht {
+        engine = Config { adaptive_read_only: args.adaptive, dht: Config::dht().dht, ..engine };
     }
     if let Some(a) = args.alpha {
         engine.lookup_parallelism = Some(a);
