@@ -138,8 +138,10 @@ impl Endpoint {
     /// permission of ours. Our own external address (hairpinning) and addresses lookups may
     /// not query (a LAN neighbour on the public DHT) prove nothing about the internet.
     fn note_query_source(&mut self, now: Instant, from: SocketAddr) {
-        let ours = self.external_address().contains(&Some(crate::wire::canonical_ip(from.ip())));
-        if ours || !crate::address::may_query_learned(&from, self.policy) {
+        if self.reach.is_none() || !crate::address::may_query_learned(&from, self.policy) {
+            return;
+        }
+        if self.external_address().contains(&Some(crate::wire::canonical_ip(from.ip()))) {
             return;
         }
         let Some(reach) = self.reach.as_mut() else { return };
