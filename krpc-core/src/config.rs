@@ -75,7 +75,25 @@ pub struct Config {
     /// (BEP 5's good-node rule; k-rpc inserted them unverified, weakness W16).
     pub verify_queriers: bool,
     /// BEP 43 read-only mode: `ro=1` in every query, incoming queries are not answered.
+    ///
+    /// The rule (issue 14): a node that does not answer the node-layer queries (`find_node`,
+    /// `get_peers`, ...) must send `ro=1`, or others add it to their tables and route lookups
+    /// into silence. With the node layer ([`dht`](Self::dht)) the engine answers them; without
+    /// it (k-rpc parity, [`Config::default`]) the application is assumed to answer the
+    /// [`Event::Query`](crate::Event::Query)s it gets, as bittorrent-dht does on top of k-rpc:
+    /// an application that does not must set this.
     pub read_only: bool,
+    /// Adaptive read-only mode (mainline's adaptive mode): start read-only (BEP 43) and become
+    /// a full node once the node sees that it is reachable: an unsolicited query arrived (from
+    /// an address we had not sent to for at least
+    /// [`CONTACT_MEMORY`](crate::reachability::CONTACT_MEMORY)) and our external address is
+    /// confirmed (BEP 42 vote). While read-only the node probes now and then; a full node that
+    /// turns [`Firewalled`](crate::Reachability::Firewalled) goes back to read-only. Each switch
+    /// is an [`Event::ModeChanged`](crate::Event::ModeChanged). See
+    /// [`reachability`](crate::reachability). Needs the node layer ([`dht`](Self::dht)); no
+    /// effect without it, nor when [`read_only`](Self::read_only) is set (always read-only).
+    /// Off in [`Config::default`] and [`Config::dht`], on in [`Config::adaptive`].
+    pub adaptive_read_only: bool,
     /// `v`, our client version, sent in every message (`None`: omitted).
     pub version: Option<[u8; 4]>,
     /// Put the querier's address in every response as `ip` (BEP 42).
@@ -158,6 +176,7 @@ impl Default for Config {
             auto_ping_swap: true,
             verify_queriers: true,
             read_only: false,
+            adaptive_read_only: false,
             version: Some(*b"KR\x00\x01"),
             send_ip: true,
             bucket_refresh: Duration::from_secs(15 * 60),
@@ -230,6 +249,18 @@ impl Config {
     /// ```
     pub fn dht() -> Config {
         Config { k: 8, lookup_parallelism: Some(4), dht: Some(DhtConfig::default()), ..Config::default() }
+    }
+
+    /// [`Config::dht`] in adaptive read-only mode ([`adaptive_read_only`](Self::adaptive_read_only)):
+    /// the node starts read-only and becomes a full node once it sees that others can reach it.
+    /// What a long-running node behind an unknown network should use (`krpc serve` does).
+    ///
+    /// ```
+    /// let config = krpc_core::Config::adaptive();
+    /// assert!(config.adaptive_read_only && !config.read_only && config.dht.is_some());
+    /// ```
+    pub fn adaptive() -> Config {
+        Config { adaptive_read_only: true, ..Config::dht() }
     }
 
     /// k-rpc's `backgroundConcurrency`: `concurrency / 4`, but at least 1 (k-rpc lets it

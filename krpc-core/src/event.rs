@@ -406,6 +406,14 @@ pub enum Event {
         /// The new id.
         id: NodeId,
     },
+    /// Adaptive read-only mode ([`Config::adaptive_read_only`](crate::Config::adaptive_read_only))
+    /// switched: `read_only: false` once the node saw that it is reachable and its external
+    /// address is confirmed (it now answers queries and omits `ro=1`); `read_only: true` when a
+    /// full node turned [`Firewalled`](crate::Reachability::Firewalled).
+    ModeChanged {
+        /// The new mode: BEP 43 read-only, or a full node.
+        read_only: bool,
+    },
     /// A full bucket refused `candidate` (k-rpc's `ping(older, swap)`). Emitted only when
     /// [`Config::auto_ping_swap`](crate::Config::auto_ping_swap) is off: ping `oldest` and
     /// call [`Endpoint::swap`](crate::Endpoint::swap) for one that fails.

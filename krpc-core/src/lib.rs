@@ -101,7 +101,8 @@ pub use address::AddressPolicy;
 pub use config::{Config, ConfigError, DEFAULT_BOOTSTRAP};
 pub use endpoint::{
     CommandError, CrawlConfig, CrawlStats, Endpoint, MAX_CRAWL_INTERVAL, MAX_SAMPLES_PER_REPLY, MAX_SAVED_NODES,
-    MIN_CRAWL_INTERVAL, NodeStatus, STATE_VERSION, SavedState, StateError, Transmit, estimate_dht_size,
+    MIN_CRAWL_INTERVAL, NodeStatus, Reachability, STATE_VERSION, SavedState, StateError, Transmit, estimate_dht_size,
+    reachability,
 };
 pub use event::{
     Event, IncomingQuery, LookupNode, LookupOutcome, MAX_TRANSACTION_ID_LEN, OpId, PutOutcome, PutRejection,

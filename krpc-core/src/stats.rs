@@ -47,4 +47,8 @@ pub struct Stats {
     /// Verified nodes kept out of the routing table by the diversity rules
     /// ([`Config::restrict_routing_ips`](crate::Config::restrict_routing_ips)).
     pub diversity_refused: u64,
+    /// Queries from addresses we had not sent to for at least
+    /// [`CONTACT_MEMORY`](crate::reachability::CONTACT_MEMORY): proof that we are reachable
+    /// (counted with the node layer only).
+    pub unsolicited_queries: u64,
 }

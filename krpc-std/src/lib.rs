@@ -108,8 +108,8 @@ pub use krpc_core as core;
 pub use krpc_core::wire::Dictionary;
 pub use krpc_core::{
     CommandError, Config, CrawlConfig, CrawlStats, DEFAULT_BOOTSTRAP, Endpoint, Event, IncomingQuery, Instant,
-    LookupNode, LookupOutcome, NodeId, NodeInfo, OpId, Peer, PutOutcome, PutRejection, Query, QueryError, RateLimit,
-    Reply, ReplyTo, SavedState, StateError,
+    LookupNode, LookupOutcome, NodeId, NodeInfo, NodeStatus, OpId, Peer, PutOutcome, PutRejection, Query, QueryError,
+    RateLimit, Reachability, Reply, ReplyTo, SavedState, StateError,
 };
 // BEP 44 items: `MutableItem` (sign with `MutableItem::sign`), the `Item` a `get`
 // returns, and the `ed25519_dalek` crate whose `SigningKey` signs them.

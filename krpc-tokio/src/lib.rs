@@ -93,8 +93,8 @@ pub use handle::Rpc;
 pub use krpc_core as core;
 pub use krpc_core::{
     AddressPolicy, CommandError, Config, CrawlConfig, CrawlStats, DEFAULT_BOOTSTRAP, Event, IncomingQuery, LookupNode,
-    LookupOutcome, NodeId, NodeInfo, Peer, PutOutcome, PutRejection, Query, QueryError, RateLimit, Reply, SavedState,
-    StateError, Token, wire,
+    LookupOutcome, NodeId, NodeInfo, NodeStatus, Peer, PutOutcome, PutRejection, Query, QueryError, RateLimit,
+    Reachability, Reply, SavedState, StateError, Token, wire,
 };
 // BEP 44 items: `MutableItem` (sign with `MutableItem::sign`), the `Item` a get finds, and the
 // `ed25519_dalek` crate whose `SigningKey` signs them.

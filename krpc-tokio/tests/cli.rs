@@ -163,6 +163,27 @@ fn ping_gets_the_id_of_a_serving_node() {
     assert!(done["nodes6"].as_u64().is_some() && done["good_nodes"].as_u64().is_some(), "{done}");
     assert!(done["external_address"].as_array().is_some(), "{done}");
     assert!(done.get("dht_size_estimate").is_some(), "{done}");
+    // Reachable or firewalled (issue 14): on loopback the node is a full node from the start;
+    // the ping `run` sent came from an address it never sent to, so it proved reachability.
+    assert_eq!((done["reachable"].as_str(), done["read_only"].as_bool()), (Some("yes"), Some(false)), "{done}");
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // the test's own socket, on loopback
+fn serve_read_only_answers_nothing_and_says_so() {
+    let server = Server::start(&["--bind", "127.0.0.1:0", "--for", "2", "--read-only"]);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
+    socket.set_read_timeout(Some(std::time::Duration::from_millis(500))).expect("timeout");
+    socket.send_to(PING, &server.addr).expect("send a ping");
+    let mut buf = [0u8; 1500];
+    assert!(socket.recv_from(&mut buf).is_err(), "a read-only node answered (BEP 43)");
+    let (status, lines) = server.wait();
+    assert!(status.success());
+    let done = lines.last().expect("a done line");
+    assert_eq!((done["read_only"].as_bool(), done["replies_out"].as_u64()), (Some(true), Some(0)), "{done}");
+    // `--full` and `--read-only` contradict each other: a usage error.
+    let output = run(&["serve", "--bind", "127.0.0.1:0", "--full", "--read-only"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
 }
 
 #[test]

@@ -26,6 +26,7 @@ fn droppable(e: &Event) -> bool {
             | Event::PutItemDone { .. }
             | Event::CrawlDone { .. }
             | Event::IdChanged { .. }
+            | Event::ModeChanged { .. }
     )
 }
 

@@ -57,7 +57,7 @@ impl Endpoint {
     fn on_malformed(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], e: crate::wire::DecodeError) {
         self.stats.malformed += 1;
         if !e.is_protocol_error()
-            || self.config.read_only
+            || self.read_only
             || !self.rpc.admit(now, from, &mut self.stats)
             || !self.rpc.within_budget(now, &mut self.stats)
         {
@@ -75,7 +75,15 @@ impl Endpoint {
 
     fn on_query(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], msg: &Message<'_>, q: QueryView<'_>) {
         self.stats.queries_in += 1;
-        if self.config.read_only {
+        self.note_query_source(now, from);
+        if self.read_only {
+            // The one exception, in adaptive mode: the ping a probed node sends back to verify
+            // us (our probe went without `ro=1`, so it may add us; it must hear back).
+            let probed = self.reach.as_ref().is_some_and(|r| r.was_probed(&from, now));
+            if probed && q.method == b"ping" && self.config.answer_pings && self.rpc.admit(now, from, &mut self.stats) {
+                self.rpc.push(Outbound::Pong { to: from, t: tid(msg.transaction_id) }, &mut self.stats);
+                return;
+            }
             // BEP 43: a read-only node "does not respond to queries".
             self.stats.queries_ignored += 1;
             return;
@@ -123,6 +131,23 @@ impl Endpoint {
         // Verify after answering, so the answer leaves first.
         if let Some(id) = unknown {
             self.maybe_verify(id, from);
+        }
+    }
+
+    /// Reachability: a query from an address we have not sent to lately came through no NAT
+    /// permission of ours. Our own external address (hairpinning) and addresses lookups may
+    /// not query (a LAN neighbour on the public DHT) prove nothing about the internet.
+    fn note_query_source(&mut self, now: Instant, from: SocketAddr) {
+        if self.reach.is_none() || !crate::address::may_query_learned(&from, self.policy) {
+            return;
+        }
+        if self.external_address().contains(&Some(crate::wire::canonical_ip(from.ip()))) {
+            return;
+        }
+        let Some(reach) = self.reach.as_mut() else { return };
+        if reach.query_from(&from, now) {
+            self.stats.unsolicited_queries += 1;
+            self.update_mode(now);
         }
     }
 

@@ -14,7 +14,8 @@
 //! | `upkeep.rs` | [`SwapChecks`](upkeep::SwapChecks), [`AddressChecks`](upkeep::AddressChecks) | ping/swap checks of full buckets; claims on known ids; refresh |
 //! | `events.rs` | [`Events`](events::Events) | the capped event queue |
 //! | `state.rs` | — | saving and restoring the id and the tables' nodes |
-//! | `status.rs` | — | the operator's snapshot: id, external address, table sizes, DHT size estimate |
+//! | `status.rs` | — | the operator's snapshot: id, external address, reachability, table sizes, DHT size estimate |
+//! | `reachability.rs` | [`Tracker`](reachability::Tracker) | addresses we sent to, unsolicited queries, the probes of adaptive mode |
 //! | `timer.rs` | [`TimerTable`](timer::TimerTable) | one deadline per kind of timer |
 //!
 //! The orchestration is spread by direction: `inbound.rs` (the one datagram path),
@@ -30,12 +31,14 @@ mod items;
 mod node_layer;
 mod ops;
 mod outbound;
+pub mod reachability;
 mod results;
 mod rpc;
 mod state;
 mod status;
 
 pub use self::crawl::{CrawlConfig, CrawlStats, MAX_CRAWL_INTERVAL, MAX_SAMPLES_PER_REPLY, MIN_CRAWL_INTERVAL};
+pub use self::reachability::Reachability;
 pub use self::state::{MAX_SAVED_NODES, STATE_VERSION, SavedState, StateError};
 pub use self::status::{NodeStatus, estimate_dht_size};
 mod tables;
@@ -209,6 +212,11 @@ pub struct Endpoint {
     tables: Tables,
     /// The BEP 5 node layer, when [`Config::dht`] is set.
     node: Option<Box<NodeLayer>>,
+    /// BEP 43 read-only right now: `Config::read_only`, or adaptive mode before the node
+    /// saw that it is reachable.
+    read_only: bool,
+    /// Reachability, with the node layer.
+    reach: Option<reachability::Tracker>,
     swap_checks: SwapChecks,
     address_checks: AddressChecks,
     events: Events,
@@ -240,6 +248,8 @@ impl Endpoint {
         let policy = crate::address::effective_policy(config.address_policy, &config.bootstrap);
         let node = config.dht.clone().map(|d| NodeLayer::new(d, &mut rng, now));
         let rpc = Rpc::new(&config, &mut rng, now);
+        let read_only = config.read_only || (config.adaptive_read_only && node.is_some());
+        let reach = node.is_some().then(|| reachability::Tracker::new(&rng, now, !read_only));
         let mut timers = TimerTable::default();
         timers.set(Timer::Maintenance, Some(now + MAINTENANCE_INTERVAL));
         timers.set(Timer::NodeLayer, node.as_ref().map(|n| n.next_deadline()));
@@ -255,6 +265,8 @@ impl Endpoint {
             ops: Operations::new(),
             tables: Tables::new(id, config.k, now),
             node,
+            read_only,
+            reach,
             swap_checks: SwapChecks::default(),
             address_checks: AddressChecks::default(),
             events: Events::new(config.max_queued_events),
@@ -268,6 +280,18 @@ impl Endpoint {
     /// Our node id.
     pub fn id(&self) -> &NodeId {
         &self.id
+    }
+
+    /// Whether we are BEP 43 read-only right now (`ro=1` in our queries, no answers):
+    /// [`Config::read_only`], or adaptive mode before the node saw that it is reachable.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Whether nodes we never contacted reach us (see [`reachability`]); `Unknown` without
+    /// the node layer.
+    pub fn reachability(&self) -> Reachability {
+        self.reach.as_ref().map_or(Reachability::Unknown, |r| r.state(self.now))
     }
 
     /// The configuration in force.
@@ -333,6 +357,7 @@ impl Endpoint {
             + self.rpc.memory_footprint()
             + self.events.memory_footprint()
             + self.ops.memory_footprint()
+            + self.reach.as_ref().map_or(0, |r| r.memory_footprint())
     }
 
     /// The next event, oldest first.

@@ -28,6 +28,9 @@ pub(crate) enum LookupKind {
     Plain,
     /// `bootstrap`: when it completes, the buckets it left thin are refreshed.
     Join,
+    /// The probe of a read-only node in adaptive mode: a `find_node` for our own id sent
+    /// without `ro=1` (see [`reachability`](super::reachability)).
+    Probe,
     /// `get_peers`: each reply's `values` become [`Event::Peers`].
     GetPeers,
     /// BEP 33 `scrape`: a `get_peers` lookup with `scrape=1` whose answers' bloom filters are
@@ -361,6 +364,11 @@ impl Operations {
         if let Some(Op::Lookup { kind: LookupKind::Scrape(filters), .. }) = self.ops.get_mut(&op) {
             filters.add(seeds, peers);
         }
+    }
+
+    /// Whether `op` is the probe of adaptive mode.
+    pub(crate) fn is_probe(&self, op: OpId) -> bool {
+        matches!(self.ops.get(&op), Some(Op::Lookup { kind: LookupKind::Probe, .. }))
     }
 
     /// Whether the lookup's replies carry peers for the caller (`get_peers`, announce).

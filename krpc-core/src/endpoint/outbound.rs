@@ -110,6 +110,7 @@ impl Endpoint {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         let now = self.advance(now);
         while let Some(out) = self.rpc.pop_outbound() {
+            let mut probe_to = None;
             let version = self.config.version;
             let version = version.as_ref().map(|v| &v[..]);
             let id = self.id;
@@ -128,6 +129,10 @@ impl Endpoint {
                         },
                     };
                     let tid = tx.tid.to_be_bytes();
+                    let probe = self.read_only && matches!(tx.purpose, Purpose::Lookup(op) if self.ops.is_probe(op));
+                    if probe {
+                        probe_to = Some(tx.addr);
+                    }
                     let mut extra = arrayvec::ArrayVec::<Entry<'_>, 2>::new();
                     extra.push(Entry { key: b"id", value: Insert::Bytes(id.as_bytes()), replace: false });
                     if let Some(token) = &tx.token {
@@ -138,7 +143,8 @@ impl Endpoint {
                         method: query.method(),
                         args: query.args(),
                         extra: &extra,
-                        read_only: self.config.read_only,
+                        // A probe is the one lookup a read-only node sends without `ro=1`.
+                        read_only: self.read_only && !probe,
                         version,
                     };
                     (tx.addr, out.encode(buf), Some(*r))
@@ -217,6 +223,14 @@ impl Endpoint {
             };
             match written {
                 Ok(len) => {
+                    // A NAT lets in what comes from where we send: remembered, so that only
+                    // queries from elsewhere count as proof of reachability.
+                    if let Some(reach) = self.reach.as_mut() {
+                        reach.sent_to(&to, now);
+                        if let Some(addr) = probe_to {
+                            reach.probe_sent(addr, now);
+                        }
+                    }
                     match tx {
                         Some(r) => {
                             self.rpc.mark_sent(r, now);

@@ -1,9 +1,9 @@
-//! What an operator asks of a running node: its id, external address, table sizes, and an
-//! estimate of the DHT's size.
+//! What an operator asks of a running node: its id, external address, whether it is reachable,
+//! table sizes, and an estimate of the DHT's size.
 
 use core::net::IpAddr;
 
-use super::Endpoint;
+use super::{Endpoint, Reachability};
 use crate::NodeId;
 use crate::routing::{NodeState, RoutingTable};
 
@@ -23,8 +23,10 @@ pub struct NodeStatus {
     pub table_sizes: [usize; 2],
     /// Of those, the good ones (answered within the last 15 minutes, BEP 5).
     pub good_nodes: [usize; 2],
-    /// BEP 43 read-only: we answer no queries.
+    /// BEP 43 read-only right now: we answer no queries (in adaptive mode, until reachable).
     pub read_only: bool,
+    /// Whether nodes we never contacted reach us (see [`reachability`](crate::reachability)).
+    pub reachability: Reachability,
     /// How many nodes the DHT has, estimated from how densely the nodes nearest our id sit
     /// around it (see [`estimate_dht_size`]); `None` with fewer than two nodes near us.
     pub dht_size_estimate: Option<u64>,
@@ -76,7 +78,8 @@ impl Endpoint {
             external_address: self.external_address(),
             table_sizes: [v4.len(), v6.len()],
             good_nodes: [good(v4), good(v6)],
-            read_only: self.config.read_only,
+            read_only: self.read_only,
+            reachability: self.reachability(),
             dht_size_estimate: estimate_dht_size(&self.id, nearest.iter().map(|n| &n.id)),
         }
     }

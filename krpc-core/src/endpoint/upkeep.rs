@@ -3,6 +3,7 @@
 
 use alloc::vec::Vec;
 
+use super::reachability::Reachability;
 use super::rpc::InternalPing;
 use super::tables::is_v6;
 use super::timer::Timer;
@@ -140,6 +141,8 @@ impl Endpoint {
     }
 
     fn maintain(&mut self, now: Instant) {
+        self.update_mode(now);
+        self.probe(now);
         if self.tables.is_empty() {
             if !self.config.bootstrap.is_empty() && self.ops.lookups() == 0 {
                 let _ = self.bootstrap(now);
@@ -155,6 +158,50 @@ impl Endpoint {
                 self.tables.family(v6).stale_buckets(now, self.config.bucket_refresh).take(2).collect();
             for bucket in stale {
                 self.refresh_bucket(v6, bucket, now);
+            }
+        }
+    }
+
+    /// Adaptive read-only mode: read-only until reachable with a confirmed external address,
+    /// read-only again once firewalled (see [`reachability`](super::reachability)).
+    pub(super) fn update_mode(&mut self, now: Instant) {
+        if !self.config.adaptive_read_only || self.config.read_only {
+            return;
+        }
+        // The vote settled: our id is final (BEP 42 may change it when it does), and a full
+        // node should know the address others see.
+        let confirmed = self.external_address().iter().any(Option::is_some);
+        let Some(reach) = self.reach.as_mut() else { return };
+        let state = reach.state(now);
+        if self.read_only && state == Reachability::Reachable && confirmed {
+            self.read_only = false;
+            reach.findable(now);
+            self.push_event(Event::ModeChanged { read_only: false });
+            // A join as a full node: the nodes near our id hear from us without `ro=1`, verify
+            // us and add us.
+            let id = self.id;
+            let _ = self.start_lookup(now, id, Query::find_node(&id), true, false, super::ops::LookupKind::Plain);
+        } else if !self.read_only && state == Reachability::Firewalled {
+            self.read_only = true;
+            reach.retry_later(now);
+            self.push_event(Event::ModeChanged { read_only: true });
+        }
+    }
+
+    /// The probe of a read-only node in adaptive mode: a lookup of our own id without `ro=1`,
+    /// as a joining full node does. The nodes near our id that have room verify us and add
+    /// us, and then hand us out to strangers.
+    fn probe(&mut self, now: Instant) {
+        if !self.read_only || !self.config.adaptive_read_only || self.config.read_only || self.tables.is_empty() {
+            return;
+        }
+        if !self.reach.as_ref().is_some_and(|r| r.probe_due(now)) {
+            return;
+        }
+        let id = self.id;
+        if self.start_lookup(now, id, Query::find_node(&id), true, false, super::ops::LookupKind::Probe).is_ok() {
+            if let Some(reach) = self.reach.as_mut() {
+                reach.probe_started(now);
             }
         }
     }

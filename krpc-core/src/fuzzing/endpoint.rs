@@ -56,6 +56,8 @@ pub(crate) fn read_config(input: &mut Input<'_>, bootstrap_pool: &[core::net::So
     if knobs & 0x40 != 0 {
         c.version = None;
     }
+    // Adaptive read-only mode (with the node layer): the mode switches and the probe.
+    c.adaptive_read_only = knobs & 0x80 != 0;
     let more = input.u8();
     c.address_policy = [AddressPolicy::Auto, AddressPolicy::Any, AddressPolicy::Public][usize::from(more % 3)];
     c.id_len = match (more >> 2) & 7 {

@@ -215,7 +215,11 @@ impl Watched {
                 Body::Query(q) => {
                     queries += 1;
                     assert!(!is_never_valid(&t.destination), "query to {}", t.destination);
-                    assert_eq!(msg.read_only, self.ep.config().read_only, "ro flag of our query");
+                    // A read-only node's queries carry `ro=1`, but for the probe of an adaptive
+                    // node (a `find_node` lookup).
+                    let probe = self.ep.config().adaptive_read_only && q.method == b"find_node";
+                    assert!(msg.read_only == self.ep.is_read_only() || probe, "ro flag of our query");
+                    assert!(!msg.read_only || self.ep.is_read_only(), "ro=1 from a full node");
                     assert_eq!(msg.transaction_id.len(), crate::transaction::TID_LEN, "our tids are four bytes");
                     let sq = SentQuery {
                         to: t.destination,
@@ -332,6 +336,11 @@ impl Watched {
                     results += 1;
                     assert!(result != Ok(0), "announce succeeded with no node");
                     self.finish(op, Final::Announce);
+                }
+                Event::ModeChanged { .. } => {
+                    results += 1;
+                    let config = self.ep.config();
+                    assert!(config.adaptive_read_only && !config.read_only, "mode change outside adaptive mode");
                 }
                 Event::IdChanged { previous, id } => {
                     results += 1;

@@ -224,6 +224,18 @@ struct Args {
     /// Virtual seconds a crawl runs.
     #[arg(long, default_value_t = 3600.0)]
     crawl_seconds: f64,
+    /// Share of the nodes behind an address-restricted NAT (inbound only from IPs they sent to
+    /// within 3 minutes; seeds are never NATed).
+    #[arg(long, default_value_t = 0.0)]
+    nat: f64,
+    /// Nodes run the engine's node layer in adaptive read-only mode (`Config::adaptive()`):
+    /// read-only until they see that they are reachable (seeds are full nodes).
+    #[arg(long)]
+    adaptive: bool,
+    /// Nodes run the engine's node layer (`Config::dht()`'s) instead of the simulator's
+    /// responder; implied by `--adaptive`.
+    #[arg(long)]
+    dht: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -327,6 +339,9 @@ fn main() {
         bucket_refresh: Duration::from_secs_f64(args.bucket_refresh_s),
         ..Config::default()
     };
+    if args.adaptive || args.dht {
+        engine = Config { adaptive_read_only: args.adaptive, dht: Config::dht().dht, ..engine };
+    }
     if let Some(a) = args.alpha {
         engine.lookup_parallelism = Some(a);
     }
@@ -401,6 +416,7 @@ fn main() {
         invariant_sample: 100,
         attack,
         holders: args.holders || args.profile.is_some(),
+        nat: args.nat,
     };
 
     let idle = idle_engine_bytes(&Config { id: None, ..engine.clone() });
@@ -477,6 +493,9 @@ fn main() {
             ("built_bytes_per_node".into(), format!("{per_node_total:.0}")),
             ("peak_heap_mb".into(), mb(PEAK.load(Ordering::Relaxed))),
             ("peak_rss_mb".into(), peak_rss().map_or("null".into(), mb)),
+            ("nat_nodes".into(), sim.nats().count().to_string()),
+            ("nat_dropped".into(), sim.nats().dropped.to_string()),
+            ("read_only_at_end".into(), sim.read_only_nodes().to_string()),
             ("attackers".into(), sim.attackers().map_or(0, |a| a.len()).to_string()),
             ("attacker_answers".into(), sim.attackers().map_or(0, |a| a.answered).to_string()),
             ("datagrams".into(), stats.sent.to_string()),

@@ -34,6 +34,7 @@ pub mod answer;
 pub mod attack;
 pub mod crawl;
 pub mod link;
+pub mod nat;
 pub mod oracle;
 pub mod profile;
 pub mod report;
@@ -138,6 +139,8 @@ pub struct Scenario {
     /// one peer, as after an announce, and each lookup records when the first `values`
     /// arrived ([`LookupRecord::values_after`]). Always so in attack runs.
     pub holders: bool,
+    /// Share of the nodes behind an address-restricted NAT (see [`nat`]).
+    pub nat: f64,
 }
 
 impl Default for Scenario {
@@ -158,6 +161,7 @@ impl Default for Scenario {
             invariant_sample: 200,
             attack: None,
             holders: false,
+            nat: 0.0,
         }
     }
 }
@@ -428,6 +432,7 @@ pub struct Sim {
     attackers: Option<attack::Attackers>,
     /// The info-hashes each node holds, once placed for a crawl ([`crawl`]).
     samples: Option<Vec<Vec<NodeId>>>,
+    nats: nat::Nats,
 }
 
 impl Sim {
@@ -503,6 +508,7 @@ impl Sim {
             pinned: Default::default(),
             attackers: attack::attackers_for(scenario.attack, n, scenario.seed),
             samples: None,
+            nats: nat::Nats::new(&scenario),
             scenario,
         }
     }
@@ -561,7 +567,21 @@ impl Sim {
     /// Whether node `i` answers queries now (the oracle's notion of live).
     fn answers(&self, i: u32) -> bool {
         let n = &self.nodes[i as usize];
-        n.status == Status::Alive && !n.read_only
+        // Adaptive nodes answer once they left read-only mode; NATed ones answer strangers never.
+        n.status == Status::Alive
+            && !n.read_only
+            && !self.nats.is_behind(i)
+            && n.ep.as_deref().is_none_or(|ep| !ep.is_read_only())
+    }
+
+    /// Running nodes in BEP 43 read-only mode right now (adaptive ones included).
+    pub fn read_only_nodes(&self) -> usize {
+        self.nodes.iter().filter_map(|n| n.ep.as_deref()).filter(|ep| ep.is_read_only()).count()
+    }
+
+    /// Who is behind a NAT (see [`nat`]).
+    pub fn nats(&self) -> &nat::Nats {
+        &self.nats
     }
 
     /// The true `k` closest nodes that answer queries, nearest first.
@@ -571,14 +591,16 @@ impl Sim {
 
     fn endpoint_config(&self, i: u32, bootstrap: Vec<SocketAddr>) -> Config {
         let n = &self.nodes[i as usize];
-        Config {
+        let mut config = Config {
             id: Some(n.id),
             k: n.k,
             read_only: n.read_only || self.scenario.engine.read_only,
             bootstrap,
             address_policy: AddressPolicy::Any,
             ..self.scenario.engine.clone()
-        }
+        };
+        self.nats.configure(i, &self.scenario, &mut config);
+        config
     }
 
     fn create_endpoint(&mut self, i: u32, bootstrap: Vec<SocketAddr>, created: Instant) {
@@ -836,6 +858,10 @@ impl Sim {
     fn deliver(&mut self, p: Packet) {
         // The slot is freed only once its buffer is back: answers sent while handling this
         // datagram must not reuse it.
+        if !self.nats.admits(p.to, p.from, self.now) {
+            self.free_payloads.push(p.slot);
+            return;
+        }
         let bytes = std::mem::take(&mut self.payloads[p.slot as usize]);
         let to = p.to;
         let now = self.now;
@@ -1030,6 +1056,8 @@ impl Sim {
             self.stats.to_nobody += 1;
             return;
         };
+        // The NAT sees the datagram leave, whatever the link does with it next.
+        self.nats.sent(from, dest, self.now);
         if lost {
             self.stats.lost += 1;
             return;

@@ -198,6 +198,15 @@ struct ServeArgs {
     /// `--bootstrap`, the node rejoins through them at once.
     #[arg(long, value_name = "FILE")]
     state: Option<std::path::PathBuf>,
+    /// Run as a full node from the start, answering every query (the default on a loopback
+    /// address). Without `--full` or `--read-only` the node is adaptive: read-only (BEP 43)
+    /// until it sees that nodes it never contacted reach it and its public address is
+    /// confirmed, then a full node.
+    #[arg(long, conflicts_with = "read_only")]
+    full: bool,
+    /// Stay read-only (BEP 43): look up, answer nothing, send `ro=1`.
+    #[arg(long)]
+    read_only: bool,
 }
 
 /// A node id or info hash: 40 hex digits.

@@ -4,7 +4,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use krpc_tokio::{Config, NodeId, RateLimit, Rpc, SavedState};
+use krpc_tokio::{Config, NodeId, RateLimit, Reachability, Rpc, SavedState};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -250,6 +250,15 @@ pub(crate) async fn announce(
 }
 
 /// `serve`'s statistics line.
+/// `reachable=` of the stats lines: `yes`, `no` (firewalled) or `unknown`.
+fn reachable_word(r: Reachability) -> &'static str {
+    match r {
+        Reachability::Reachable => "yes",
+        Reachability::Firewalled => "no",
+        _ => "unknown",
+    }
+}
+
 async fn serve_stats(out: &Out, rpc: &Rpc, started: Instant, event: &str) {
     let s = stats(rpc).await;
     let status = rpc.inspect(|endpoint| endpoint.status()).await.ok();
@@ -264,6 +273,8 @@ async fn serve_stats(out: &Out, rpc: &Rpc, started: Instant, event: &str) {
         let ips: Vec<String> = st.external_address.iter().flatten().map(ToString::to_string).collect();
         line.insert("external_address".into(), ips.into());
         line.insert("dht_size_estimate".into(), st.dht_size_estimate.into());
+        line.insert("reachable".into(), reachable_word(st.reachability).into());
+        line.insert("read_only".into(), st.read_only.into());
     }
     if event == "done" {
         line["command"] = "serve".into();
@@ -286,7 +297,7 @@ async fn serve_stats(out: &Out, rpc: &Rpc, started: Instant, event: &str) {
     }
     out.emit(line, || {
         format!(
-            "{:>7.1}s  {}  answered {} of {} queries{}  sent {}: {} replies, {} timeouts{}",
+            "{:>7.1}s  {}  answered {} of {} queries{}  sent {}: {} replies, {} timeouts  reachable={}{}{}",
             elapsed / 1e3,
             count(nodes, "node", "nodes"),
             s.replies_out,
@@ -295,6 +306,8 @@ async fn serve_stats(out: &Out, rpc: &Rpc, started: Instant, event: &str) {
             count(s.queries_out as usize, "query", "queries"),
             s.replies_in,
             s.timeouts,
+            status.as_ref().map_or("unknown", |st| reachable_word(st.reachability)),
+            if status.as_ref().is_some_and(|st| st.read_only) { "  read-only" } else { "" },
             if event == "done" { "  (stopped)" } else { "" }
         )
     });
@@ -315,7 +328,17 @@ pub(crate) async fn serve(out: &Out, args: ServeArgs) -> Result<(), Failure> {
         .and_then(|mut addrs| addrs.next())
         .ok_or_else(|| Failure::new(format!("cannot resolve --bind {}", args.bind)))?;
     let bootstrap = reachable_from(out, bind, bootstrap)?;
-    let config = Config { bootstrap: bootstrap.clone(), rate_limit, ..Config::dht() };
+    // Adaptive read-only mode unless told otherwise (issue 14): a node behind a NAT must not
+    // pose as a full node. On loopback there is no NAT to find out about, and no public
+    // address to confirm, so a loopback node is a full node.
+    let adaptive = !args.full && !args.read_only && !bind.ip().is_loopback();
+    let config = Config {
+        bootstrap: bootstrap.clone(),
+        rate_limit,
+        read_only: args.read_only,
+        adaptive_read_only: adaptive,
+        ..Config::dht()
+    };
     let (saved, state_warning) = match args.state.as_deref().map(load_state) {
         Some(Ok(state)) => (Some(state), None),
         Some(Err(message)) => (None, Some(message)),
