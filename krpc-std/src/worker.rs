@@ -65,6 +65,10 @@ pub(crate) enum Sink {
 struct Worker {
     driver: Driver,
     sink: Sink,
+    /// Without the node layer the engine hands queries to the sink: while it drops them the
+    /// node answers pings only and must say so with `ro=1` (BEP 43). Set when the configuration
+    /// left that to the driver (no node layer, not read-only).
+    auto_read_only: bool,
     subscribers: Vec<SyncSender<Event>>,
     waiters: HashMap<OpId, OpSender>,
     /// Our node id as the handles see it; it changes on [`Event::IdChanged`] (BEP 42).
@@ -90,6 +94,7 @@ impl Worker {
             Command::Stop(op) => drop(endpoint.stop(op)),
             Command::Sink(sink, reply) => {
                 self.sink = sink;
+                self.sync_read_only();
                 let _ = reply.send(());
             }
             Command::Subscribe(sender, reply) => {
@@ -154,11 +159,14 @@ impl Worker {
                         let to = query.reply_to().clone();
                         handler(query, Responder { endpoint: &mut self.driver.endpoint, to });
                     }
-                    Sink::Channel(channel) => {
-                        if channel.try_send(query).is_err() {
-                            tracing::debug!("incoming query dropped: receiver full or gone");
+                    Sink::Channel(channel) => match channel.try_send(query) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => tracing::debug!("incoming query dropped: receiver full"),
+                        Err(TrySendError::Disconnected(_)) => {
+                            self.sink = Sink::Drop;
+                            self.sync_read_only();
                         }
-                    }
+                    },
                     Sink::Drop => {}
                 },
                 Event::IdChanged { id, .. } => {
@@ -172,6 +180,13 @@ impl Worker {
     }
 
     /// Routing-table changes go to every subscriber with room; gone ones are forgotten.
+    /// `ro=1` while the sink drops queries (see `auto_read_only`).
+    fn sync_read_only(&mut self) {
+        if self.auto_read_only {
+            self.driver.endpoint.set_serving(!matches!(self.sink, Sink::Drop));
+        }
+    }
+
     fn broadcast(&mut self, event: Event) {
         self.subscribers.retain(|s| !matches!(s.try_send(event.clone()), Err(TrySendError::Disconnected(_))));
     }
@@ -179,7 +194,11 @@ impl Worker {
 
 /// The thread's body: the engine's run loop, with handles' commands as a second input.
 pub(crate) fn run(driver: Driver, commands: Receiver<Command>, id: Arc<Mutex<NodeId>>) {
-    let mut w = Worker { driver, sink: Sink::Drop, subscribers: Vec::new(), waiters: HashMap::new(), id };
+    let config = driver.endpoint.config();
+    let auto_read_only = config.dht.is_none() && !config.read_only;
+    let mut w =
+        Worker { driver, sink: Sink::Drop, auto_read_only, subscribers: Vec::new(), waiters: HashMap::new(), id };
+    w.sync_read_only();
     while !w.driver.endpoint.is_closed() {
         if let Err(error) = w.driver.step(Some(WAKE_CAP)) {
             tracing::error!(%error, "socket failed; shutting down");

@@ -42,6 +42,10 @@ struct Task {
     ops: HashMap<OpId, Running>,
     keys: HashMap<Key, OpId>,
     incoming: Option<mpsc::Sender<Request>>,
+    /// Without the node layer, the engine hands queries to [`incoming`](Self::incoming): while
+    /// nobody takes them the node answers pings only and must say so with `ro=1` (BEP 43).
+    /// Set when the configuration left that to the driver (no node layer, not read-only).
+    auto_read_only: bool,
     events: Vec<mpsc::Sender<Event>>,
     /// Our node id as the handles see it; it changes on [`Event::IdChanged`] (BEP 42).
     id: watch::Sender<NodeId>,
@@ -58,7 +62,16 @@ pub(crate) struct Started {
 }
 
 /// Starts the task on the current runtime.
-pub(crate) fn spawn(endpoint: Endpoint, socket: UdpSocket, local_addr: SocketAddr, origin: TokioInstant) -> Started {
+pub(crate) fn spawn(
+    mut endpoint: Endpoint,
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+    origin: TokioInstant,
+) -> Started {
+    let auto_read_only = endpoint.config().dht.is_none() && !endpoint.config().read_only;
+    if auto_read_only {
+        endpoint.set_serving(false);
+    }
     let (commands, receiver) = mpsc::unbounded_channel();
     let (done, closed) = watch::channel(());
     let config = endpoint.config();
@@ -78,6 +91,7 @@ pub(crate) fn spawn(endpoint: Endpoint, socket: UdpSocket, local_addr: SocketAdd
         ops: HashMap::new(),
         keys: HashMap::new(),
         incoming: None,
+        auto_read_only,
         events: Vec::new(),
         id,
     };
@@ -145,7 +159,10 @@ impl Task {
                     debug!(to = %to.addr, %error, "answer dropped");
                 }
             }
-            Command::Incoming(sender) => self.incoming = Some(sender),
+            Command::Incoming(sender) => {
+                self.incoming = Some(sender);
+                self.sync_read_only();
+            }
             Command::Subscribe(sender) => self.events.push(sender),
             Command::Inspect(f) => f(&self.endpoint),
             Command::Swap { dead, candidate, reply } => {
@@ -314,7 +331,17 @@ impl Task {
         match sender.try_send(Request::new(query, self.weak.clone())) {
             Ok(()) => {}
             Err(TrySendError::Full(request)) => debug!(from = %request.from(), "incoming queue full; query dropped"),
-            Err(TrySendError::Closed(_)) => self.incoming = None,
+            Err(TrySendError::Closed(_)) => {
+                self.incoming = None;
+                self.sync_read_only();
+            }
+        }
+    }
+
+    /// `ro=1` while nobody takes incoming queries (see `auto_read_only`).
+    fn sync_read_only(&mut self) {
+        if self.auto_read_only {
+            self.endpoint.set_serving(self.incoming.is_some());
         }
     }
 }

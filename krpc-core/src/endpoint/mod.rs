@@ -215,6 +215,9 @@ pub struct Endpoint {
     /// BEP 43 read-only right now: `Config::read_only`, or adaptive mode before the node
     /// saw that it is reachable.
     read_only: bool,
+    /// Something answers the node-layer queries (see [`Endpoint::set_serving`]); if not, our
+    /// queries carry `ro=1`.
+    serving: bool,
     /// Reachability, with the node layer.
     reach: Option<reachability::Tracker>,
     swap_checks: SwapChecks,
@@ -266,6 +269,7 @@ impl Endpoint {
             tables: Tables::new(id, config.k, now),
             node,
             read_only,
+            serving: true,
             reach,
             swap_checks: SwapChecks::default(),
             address_checks: AddressChecks::default(),
@@ -286,6 +290,30 @@ impl Endpoint {
     /// [`Config::read_only`], or adaptive mode before the node saw that it is reachable.
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Says whether this node answers the DHT's node-layer queries (`find_node`, `get_peers`,
+    /// `announce_peer`, ...). With the node layer the engine does; without it (k-rpc parity)
+    /// the engine answers pings and hands every other query to the application, which may or
+    /// may not answer. A node that does not must say so: its queries then carry `ro=1`
+    /// (BEP 43), so that others keep it out of their routing tables instead of routing
+    /// lookups into silence. Pings are still answered. Default: serving. The drivers call
+    /// this as an application starts and stops taking queries.
+    ///
+    /// ```
+    /// use krpc_core::{Config, Endpoint, Instant};
+    /// let mut ep = Endpoint::new(Config::default(), [7; 32], Instant::ZERO).unwrap();
+    /// assert!(ep.is_serving());
+    /// ep.set_serving(false); // nobody answers find_node or get_peers: our queries carry ro=1
+    /// assert!(!ep.is_serving() && !ep.is_read_only());
+    /// ```
+    pub fn set_serving(&mut self, serving: bool) {
+        self.serving = serving;
+    }
+
+    /// Whether this node answers the node-layer queries (see [`set_serving`](Self::set_serving)).
+    pub fn is_serving(&self) -> bool {
+        self.serving
     }
 
     /// Whether nodes we never contacted reach us (see [`reachability`]); `Unknown` without

@@ -144,7 +144,8 @@ impl Endpoint {
                         args: query.args(),
                         extra: &extra,
                         // A probe is the one lookup a read-only node sends without `ro=1`.
-                        read_only: self.read_only && !probe,
+                        // BEP 43: `ro=1` when we answer no queries, or none but pings.
+                        read_only: (self.read_only || !self.serving) && !probe,
                         version,
                     };
                     (tx.addr, out.encode(buf), Some(*r))
