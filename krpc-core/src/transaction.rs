@@ -84,6 +84,9 @@ impl Hasher for TidHasher {
     }
 }
 
+/// The capacity the slab keeps when it empties (see [`Transactions::remove`]).
+const KEPT: usize = 4;
+
 /// Slab of transactions plus the tid index and the deadline queue.
 #[derive(Debug, Default)]
 pub(crate) struct Transactions {
@@ -202,6 +205,19 @@ impl Transactions {
         self.free.push(r.slot);
         self.internal -= usize::from(tx.purpose.is_internal());
         self.queriers -= usize::from(tx.purpose == Purpose::VerifyQuerier);
+        if self.by_tid.is_empty() {
+            // Every deadline left is stale.
+            self.deadlines.clear();
+            if self.slots.capacity() > KEPT || self.deadlines.capacity() > KEPT || self.by_tid.capacity() > KEPT {
+                // The last transaction is gone: give back what a burst grew. `seq` keeps
+                // counting, so an old `TxRef` still matches nothing. One query at a time stays
+                // within `KEPT` and never allocates.
+                self.slots = Vec::new();
+                self.free = Vec::new();
+                self.by_tid = HashMap::default();
+                self.deadlines = VecDeque::new();
+            }
+        }
         Some(tx)
     }
 

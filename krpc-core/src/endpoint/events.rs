@@ -49,7 +49,9 @@ impl Events {
     }
 
     pub(crate) fn pop(&mut self) -> Option<Event> {
-        self.queue.pop_front()
+        let event = self.queue.pop_front();
+        super::rpc::release_if_empty(&mut self.queue);
+        event
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -241,7 +241,9 @@ impl Rpc {
     }
 
     pub(crate) fn pop_outbound(&mut self) -> Option<Outbound> {
-        self.outbound.pop_front()
+        let out = self.outbound.pop_front();
+        release_if_empty(&mut self.outbound);
+        out
     }
 
     pub(crate) fn has_outbound(&self) -> bool {
@@ -278,15 +280,21 @@ impl Rpc {
     }
 
     pub(crate) fn pop_waiting(&mut self) -> Option<(OpId, Peer)> {
-        self.waiting.pop_front()
+        let out = self.waiting.pop_front();
+        release_if_empty(&mut self.waiting);
+        out
     }
 
     pub(crate) fn pop_internal(&mut self) -> Option<InternalPing> {
-        self.internal.pop_front()
+        let out = self.internal.pop_front();
+        release_if_empty(&mut self.internal);
+        out
     }
 
     pub(crate) fn pop_verification(&mut self) -> Option<InternalPing> {
-        self.verify.pop_front().map(|(ping, _, _)| ping)
+        let out = self.verify.pop_front().map(|(ping, _, _)| ping);
+        release_if_empty(&mut self.verify);
+        out
     }
 
     /// Asks to verify an unknown querier at `addr` claiming `id`. What one source can cost is
@@ -432,6 +440,7 @@ impl Rpc {
                 return None;
             }
             self.soft_deadlines.pop_front();
+            release_if_empty(&mut self.soft_deadlines);
             if let Some(Tx { addr, purpose: Purpose::Lookup(op), .. }) = self.txs.get(r) {
                 return Some((*addr, *op));
             }
@@ -452,6 +461,7 @@ impl Rpc {
             }
             self.soft_deadlines.pop_front();
         }
+        release_if_empty(&mut self.soft_deadlines);
         None
     }
 
@@ -485,6 +495,27 @@ impl Rpc {
         }
     }
 
+    /// Heap bytes of the transaction slab.
+    pub(crate) fn txs_bytes(&self) -> usize {
+        self.txs.capacity_bytes()
+    }
+
+    /// Gives back the rate limiter's room for sources that went quiet (see
+    /// `SourceLimiter::shrink`); the queues give theirs back as they empty.
+    pub(crate) fn relax(&mut self, now: Instant) {
+        self.limiter.shrink(now);
+    }
+
+    /// Heap bytes of the rate limiter.
+    pub(crate) fn limiter_bytes(&self) -> usize {
+        self.limiter.capacity_bytes()
+    }
+
+    /// Heap bytes of the queues (outbound, waiting, internal, verification, soft deadlines).
+    pub(crate) fn queue_bytes(&self) -> usize {
+        self.memory_footprint() - self.txs_bytes() - self.limiter_bytes()
+    }
+
     /// Heap bytes held, for memory accounting.
     pub(crate) fn memory_footprint(&self) -> usize {
         self.txs.capacity_bytes()
@@ -494,6 +525,21 @@ impl Rpc {
             + self.verify.capacity() * core::mem::size_of::<(InternalPing, SourceKey, SubnetKey)>()
             + self.soft_deadlines.capacity() * core::mem::size_of::<(Instant, TxRef)>()
             + self.limiter.capacity_bytes()
+    }
+}
+
+/// The capacity an emptied queue keeps: the first allocation of a `VecDeque`, so that one
+/// datagram at a time (answering a ping, matching a reply) never allocates.
+pub(crate) const KEPT_CAPACITY: usize = 4;
+
+/// Gives an emptied queue's memory back once a burst grew it past [`KEPT_CAPACITY`]. A burst
+/// (a join's lookups, a flood of queries) grows the queues, and an idle engine would otherwise
+/// keep that capacity for good: in a network of a million engines, that capacity was a third
+/// of the memory. The next burst allocates again, a cost paid once per burst rather than per
+/// datagram in it.
+pub(crate) fn release_if_empty<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > KEPT_CAPACITY {
+        *queue = VecDeque::new();
     }
 }
 

@@ -1,0 +1,85 @@
+//! Memory an engine keeps: a burst of traffic grows its queues, its transaction slab and its
+//! rate limiter, and an idle engine gives that back. A simulated network of a million
+//! engines is mostly idle engines, so what each keeps after its bursts is what the network
+//! costs (docs/simulation.md, "Million nodes").
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use krpc_core::wire::{Dictionary, Entry, Insert, QueryOut};
+use krpc_core::{Config, Endpoint, Instant, NodeId, Peer, Query};
+
+fn ping(id: u8, tid: u16) -> Vec<u8> {
+    let args = Dictionary::new();
+    let id = [id; 20];
+    let extra = [Entry { key: b"id", value: Insert::Bytes(&id), replace: false }];
+    let t = tid.to_be_bytes();
+    let q =
+        QueryOut { transaction_id: &t, method: b"ping", args: &args, extra: &extra, read_only: false, version: None };
+    let mut buf = [0u8; 128];
+    let len = q.encode(&mut buf).unwrap();
+    buf[..len].to_vec()
+}
+
+fn drain(ep: &mut Endpoint, now: Instant) {
+    let mut out = [0u8; 1500];
+    while ep.poll_transmit(now, &mut out).is_some() {}
+    while ep.poll_event().is_some() {}
+}
+
+/// Runs the engine's timers from `from` to `to` with nobody answering.
+fn idle_until(ep: &mut Endpoint, from: Instant, to: Instant) {
+    let mut now = from;
+    while now < to {
+        drain(ep, now);
+        now = ep.poll_timeout().map_or(to, |t| t.max(now + Duration::from_millis(1))).min(to);
+        ep.handle_timeout(now);
+    }
+    drain(ep, now);
+}
+
+#[test]
+fn a_burst_of_queries_and_sources_is_given_back_once_the_engine_is_idle() {
+    let config = Config { concurrency: 64, ..Config::default() };
+    let mut ep = Endpoint::new(config, [5; 32], Instant::ZERO).unwrap();
+    let idle = ep.memory_footprint();
+    let start = Instant::from_millis(1);
+    // Our burst: 200 queries waiting for 64 slots, every one unanswered.
+    for i in 0..200u32 {
+        let [a, b, c, d] = (0x0b00_0000 + i).to_be_bytes();
+        ep.query(start, Peer::addr(SocketAddr::from(([a, b, c, d], 6881))), Query::ping()).unwrap();
+    }
+    // Their burst: 2,000 sources ping us at once.
+    for i in 0..2_000u32 {
+        let [a, b, c, d] = (0x0c00_0000 + i).to_be_bytes();
+        ep.handle_datagram(start, SocketAddr::from(([a, b, c, d], 6881)), &ping(9, i as u16));
+        drain(&mut ep, start);
+    }
+    let peak = ep.memory_footprint();
+    assert!(peak > idle + 50_000, "the burst did not grow anything: {idle} -> {peak}");
+
+    // Every query times out, the sources' windows end, the maintenance tick runs.
+    idle_until(&mut ep, start, start + Duration::from_secs(130));
+    assert_eq!(ep.in_flight(), 0);
+    assert_eq!(ep.operations(), 0);
+    let after = ep.memory_footprint();
+    assert!(after <= idle + 512, "idle engine keeps {after} bytes after a burst (idle {idle}, peak {peak})");
+}
+
+#[test]
+fn one_query_at_a_time_keeps_its_small_capacity() {
+    // The other side of giving memory back: a quiet engine's queues do not shrink below their
+    // first allocation, so the per-datagram path stays allocation-free (`no_alloc_engine.rs`).
+    let mut ep = Endpoint::new(Config::default(), [6; 32], Instant::ZERO).unwrap();
+    let now = Instant::from_millis(1);
+    let from: SocketAddr = "10.1.2.3:6881".parse().unwrap();
+    ep.handle_datagram(now, from, &ping(7, 1));
+    drain(&mut ep, now);
+    let warm = ep.memory_footprint();
+    for i in 2..50u16 {
+        ep.handle_datagram(now, from, &ping(7, i));
+        drain(&mut ep, now);
+        assert_eq!(ep.memory_footprint(), warm, "ping {i}");
+    }
+    let _ = NodeId::from_array([0; 20]);
+}
