@@ -323,7 +323,7 @@ impl Endpoint {
     /// included), for memory accounting in simulations.
     pub fn memory_footprint(&self) -> usize {
         core::mem::size_of::<Self>()
-            + self.tables.memory_footprint(self.config.k)
+            + self.tables.memory_footprint()
             + self.rpc.memory_footprint()
             + self.events.memory_footprint()
             + self.ops.memory_footprint()
@@ -335,7 +335,7 @@ impl Endpoint {
     pub fn memory_parts(&self) -> [(&'static str, usize); 8] {
         [
             ("endpoint_struct", core::mem::size_of::<Self>()),
-            ("tables", self.tables.memory_footprint(self.config.k)),
+            ("tables", self.tables.memory_footprint()),
             ("rpc_txs", self.rpc.txs_bytes()),
             ("rpc_queues", self.rpc.queue_bytes()),
             ("rate_limiter", self.rpc.limiter_bytes()),

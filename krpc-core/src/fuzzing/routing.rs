@@ -147,8 +147,7 @@ impl Harness {
 
     fn add(&mut self, node: NodeInfo, now: Instant) {
         let stamp = self.bump();
-        let contact =
-            Contact { node, added: now, last_seen: now, last_reply: Some(now), last_query: None, failures: 0 };
+        let contact = Contact { node, last_seen: now, last_reply: Some(now), last_query: None, failures: 0 };
         self.model.push(Model { contact, stamp });
     }
 
@@ -189,7 +188,7 @@ impl Harness {
             self.model.iter().map(|m| (self.bucket_of(&m.contact.node.id), m.stamp, m.contact)).collect();
         want.sort_by_key(|&(bucket, stamp, _)| (bucket, stamp));
         for (got, (bucket, _, want)) in self.table.iter().zip(&want) {
-            assert_eq!(got, want, "bucket {bucket} differs from the model (order: least recently seen first)");
+            assert_eq!(got, *want, "bucket {bucket} differs from the model (order: least recently seen first)");
         }
     }
 
