@@ -209,16 +209,22 @@ impl Transactions {
             // Every deadline left is stale.
             self.deadlines.clear();
             if self.slots.capacity() > KEPT || self.deadlines.capacity() > KEPT || self.by_tid.capacity() > KEPT {
-                // The last transaction is gone: give back what a burst grew. `seq` keeps
-                // counting, so an old `TxRef` still matches nothing. One query at a time stays
-                // within `KEPT` and never allocates.
-                self.slots = Vec::new();
-                self.free = Vec::new();
-                self.by_tid = HashMap::default();
-                self.deadlines = VecDeque::new();
+                self.relax();
             }
         }
         Some(tx)
+    }
+
+    /// Gives back all memory when no transaction is live: what a burst grew, and (at the
+    /// maintenance tick) the small capacity one query at a time keeps. `seq` keeps counting,
+    /// so an old `TxRef` still matches nothing.
+    pub(crate) fn relax(&mut self) {
+        if self.by_tid.is_empty() {
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.by_tid = HashMap::default();
+            self.deadlines = VecDeque::new();
+        }
     }
 
     /// The earliest deadline of a live transaction.

@@ -63,7 +63,7 @@ fn a_burst_of_queries_and_sources_is_given_back_once_the_engine_is_idle() {
     assert_eq!(ep.in_flight(), 0);
     assert_eq!(ep.operations(), 0);
     let after = ep.memory_footprint();
-    assert!(after <= idle + 512, "idle engine keeps {after} bytes after a burst (idle {idle}, peak {peak})");
+    assert!(after <= idle, "idle engine keeps {after} bytes after a burst (idle {idle}, peak {peak})");
 }
 
 #[test]
@@ -82,4 +82,56 @@ fn one_query_at_a_time_keeps_its_small_capacity() {
         assert_eq!(ep.memory_footprint(), warm, "ping {i}");
     }
     let _ = NodeId::from_array([0; 20]);
+}
+
+#[test]
+fn a_routing_entry_takes_at_most_48_bytes() {
+    use krpc_core::NodeInfo;
+    use krpc_core::routing::RoutingTable;
+    // A BEP 5 table of IPv4 nodes, grown by splits to many buckets, some of them not full.
+    let local = NodeId::from_array([0x55; 20]);
+    let mut table = RoutingTable::new(local, 8);
+    let mut x = 0x1234_5678_9abc_def0u64;
+    for i in 0..5_000u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut id = [0u8; 20];
+        id[..8].copy_from_slice(&x.to_be_bytes());
+        // Every fourth id near ours, so that the table grows deep.
+        if i % 4 == 0 {
+            id[..4].copy_from_slice(&[0x55, 0x55, 0x55, (x >> 56) as u8]);
+        }
+        let [a, b, c, d] = (0x0a00_0000 + i).to_be_bytes();
+        let _ = table.insert_verified(
+            NodeInfo::new(NodeId::from_array(id), SocketAddr::from(([a, b, c, d], 6881))),
+            Instant::ZERO,
+        );
+    }
+    assert!(
+        table.len() > 100 && table.bucket_count() > 15,
+        "{} contacts in {} buckets",
+        table.len(),
+        table.bucket_count()
+    );
+    assert_eq!(table.entry_bytes(), 44);
+    // Nothing is reserved ahead: the contacts plus the bucket list (24 bytes a bucket).
+    assert!(
+        table.heap_bytes() <= 44 * table.len() + 24 * table.bucket_count(),
+        "{} bytes for {} contacts in {} buckets",
+        table.heap_bytes(),
+        table.len(),
+        table.bucket_count()
+    );
+    table.check_invariants().unwrap();
+}
+
+#[test]
+fn an_idle_engine_stays_within_its_measured_size() {
+    // 2,112 bytes measured: the `Endpoint` struct (about 2.1 KB: the configuration 440 B, the
+    // ChaCha RNG with its block buffer 304 B, the RPC part 560 B, two routing tables) and
+    // its few first allocations. The goal of issue 16 is 1.5 KB; this pins today's size so
+    // that it does not grow back (docs/simulation.md, "Million nodes", says what is left).
+    let ep = Endpoint::new(Config::default(), [8; 32], Instant::ZERO).unwrap();
+    assert!(ep.memory_footprint() <= 2_200, "idle engine {} bytes", ep.memory_footprint());
 }

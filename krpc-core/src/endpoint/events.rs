@@ -50,8 +50,13 @@ impl Events {
 
     pub(crate) fn pop(&mut self) -> Option<Event> {
         let event = self.queue.pop_front();
-        super::rpc::release_if_empty(&mut self.queue);
+        super::rpc::release_if_empty(&mut self.queue, super::rpc::KEPT);
         event
+    }
+
+    /// At the maintenance tick: an empty queue gives back its last slots too.
+    pub(crate) fn relax(&mut self) {
+        super::rpc::release_if_empty(&mut self.queue, 0);
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -242,7 +242,7 @@ impl Rpc {
 
     pub(crate) fn pop_outbound(&mut self) -> Option<Outbound> {
         let out = self.outbound.pop_front();
-        release_if_empty(&mut self.outbound);
+        release_if_empty(&mut self.outbound, KEPT);
         out
     }
 
@@ -281,19 +281,19 @@ impl Rpc {
 
     pub(crate) fn pop_waiting(&mut self) -> Option<(OpId, Peer)> {
         let out = self.waiting.pop_front();
-        release_if_empty(&mut self.waiting);
+        release_if_empty(&mut self.waiting, KEPT);
         out
     }
 
     pub(crate) fn pop_internal(&mut self) -> Option<InternalPing> {
         let out = self.internal.pop_front();
-        release_if_empty(&mut self.internal);
+        release_if_empty(&mut self.internal, KEPT);
         out
     }
 
     pub(crate) fn pop_verification(&mut self) -> Option<InternalPing> {
         let out = self.verify.pop_front().map(|(ping, _, _)| ping);
-        release_if_empty(&mut self.verify);
+        release_if_empty(&mut self.verify, KEPT);
         out
     }
 
@@ -440,7 +440,7 @@ impl Rpc {
                 return None;
             }
             self.soft_deadlines.pop_front();
-            release_if_empty(&mut self.soft_deadlines);
+            release_if_empty(&mut self.soft_deadlines, KEPT);
             if let Some(Tx { addr, purpose: Purpose::Lookup(op), .. }) = self.txs.get(r) {
                 return Some((*addr, *op));
             }
@@ -461,7 +461,7 @@ impl Rpc {
             }
             self.soft_deadlines.pop_front();
         }
-        release_if_empty(&mut self.soft_deadlines);
+        release_if_empty(&mut self.soft_deadlines, KEPT);
         None
     }
 
@@ -500,10 +500,19 @@ impl Rpc {
         self.txs.capacity_bytes()
     }
 
-    /// Gives back the rate limiter's room for sources that went quiet (see
-    /// `SourceLimiter::shrink`); the queues give theirs back as they empty.
+    /// At the maintenance tick: gives back the rate limiter's room for sources that went quiet
+    /// (see `SourceLimiter::shrink`), and every empty queue's last [`KEPT`] slots. An engine
+    /// that has been quiet for a minute then holds no queue memory at all.
     pub(crate) fn relax(&mut self, now: Instant) {
         self.limiter.shrink(now);
+        release_if_empty(&mut self.outbound, 0);
+        release_if_empty(&mut self.waiting, 0);
+        release_if_empty(&mut self.internal, 0);
+        release_if_empty(&mut self.verify, 0);
+        if self.txs.len() == 0 {
+            release_if_empty(&mut self.soft_deadlines, 0);
+        }
+        self.txs.relax();
     }
 
     /// Heap bytes of the rate limiter.
@@ -528,17 +537,18 @@ impl Rpc {
     }
 }
 
-/// The capacity an emptied queue keeps: the first allocation of a `VecDeque`, so that one
-/// datagram at a time (answering a ping, matching a reply) never allocates.
-pub(crate) const KEPT_CAPACITY: usize = 4;
+/// The capacity a queue keeps when it empties between maintenance ticks: its first
+/// allocation, so that one datagram at a time (answering a ping, matching a reply) never
+/// allocates. The maintenance tick gives that back too (`Rpc::relax`).
+pub(crate) const KEPT: usize = 4;
 
-/// Gives an emptied queue's memory back once a burst grew it past [`KEPT_CAPACITY`]. A burst
-/// (a join's lookups, a flood of queries) grows the queues, and an idle engine would otherwise
+/// Gives an emptied queue's memory back once it holds more than `keep` slots. A burst (a
+/// join's lookups, a flood of queries) grows the queues, and an idle engine would otherwise
 /// keep that capacity for good: in a network of a million engines, that capacity was a third
 /// of the memory. The next burst allocates again, a cost paid once per burst rather than per
 /// datagram in it.
-pub(crate) fn release_if_empty<T>(queue: &mut VecDeque<T>) {
-    if queue.is_empty() && queue.capacity() > KEPT_CAPACITY {
+pub(crate) fn release_if_empty<T>(queue: &mut VecDeque<T>, keep: usize) {
+    if queue.is_empty() && queue.capacity() > keep {
         *queue = VecDeque::new();
     }
 }
