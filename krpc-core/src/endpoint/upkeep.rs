@@ -143,7 +143,6 @@ impl Endpoint {
         // An engine that nobody queries any more never reaches the limiter's own check, and
         // its emptied queues keep a few slots each until now.
         self.rpc.relax(now);
-        self.events.relax();
         if self.tables.is_empty() {
             if !self.config.bootstrap.is_empty() && self.ops.lookups() == 0 {
                 let _ = self.bootstrap(now);
