@@ -135,6 +135,8 @@ pub(crate) struct SourceLimiter {
     hasher: SipHasher13,
     slots: Vec<Slot>,
     max_slots: usize,
+    /// When `admit` next looks for slots to give back (once per window at most).
+    next_shrink: Instant,
 }
 
 impl SourceLimiter {
@@ -146,6 +148,7 @@ impl SourceLimiter {
             slots: Vec::new(),
             // Sets come in powers of two (the set is picked by the low bits of the hash).
             max_slots: prev_power_of_two((limit.sources / WAYS).max(1)) * WAYS,
+            next_shrink: Instant::ZERO,
         }
     }
 
@@ -214,6 +217,17 @@ impl SourceLimiter {
         let Some(key) = self.key(from) else { return Admission::Admit };
         let hash = self.hash(&key);
         let i = self.slot_for(now, hash, &key);
+        let admission = self.count(i, now);
+        if now >= self.next_shrink {
+            // After counting, so this source is live and keeps its set: a single steady
+            // source never makes the table allocate again.
+            self.next_shrink = now.saturating_add(self.limit.window);
+            self.shrink(now);
+        }
+        admission
+    }
+
+    fn count(&mut self, i: usize, now: Instant) -> Admission {
         let (window, block, queries) = (self.limit.window, self.limit.block, self.limit.queries);
         let slot = &mut self.slots[i];
         if now < slot.blocked_until {
@@ -258,6 +272,42 @@ impl SourceLimiter {
             }
             self.grow(now);
         }
+    }
+
+    /// Gives back the room a burst of sources grew, once at most a quarter of the slots still
+    /// restrict anyone: the live entries move to the smallest table that holds them all (an
+    /// idle entry restricts nothing, so dropping it changes no decision). A table with no live
+    /// entry is freed. Without this, every engine that was once queried by many sources (a
+    /// node near many joiners) would keep the table at its peak size for good.
+    pub(crate) fn shrink(&mut self, now: Instant) {
+        let live = self.slots.iter().filter(|s| !self.idle(s, now)).count();
+        if live * 4 > self.slots.len() {
+            return;
+        }
+        if live == 0 {
+            self.slots = Vec::new();
+            return;
+        }
+        let mut sets = live.div_ceil(WAYS).next_power_of_two();
+        while sets * WAYS < self.slots.len() {
+            if let Some(slots) = self.rehash(sets, now) {
+                self.slots = slots;
+                return;
+            }
+            sets *= 2;
+        }
+    }
+
+    /// The live entries in a table of `sets` sets, or `None` if one set cannot hold its share.
+    fn rehash(&self, sets: usize, now: Instant) -> Option<Vec<Slot>> {
+        let mut slots = Vec::new();
+        slots.resize(sets * WAYS, EMPTY);
+        for slot in self.slots.iter().filter(|s| !self.idle(s, now)) {
+            let base = (slot.hash as usize & (sets - 1)) * WAYS;
+            let i = (base..base + WAYS).find(|&i| !slots[i].used)?;
+            slots[i] = *slot;
+        }
+        Some(slots)
     }
 
     /// Doubles the number of sets. Entries of one set split between two by the next hash
@@ -359,6 +409,31 @@ mod tests {
         // Other sources are unaffected.
         assert_eq!(l.admit(t, addr("1.2.3.5:1000")), Admission::Admit);
         assert_eq!(l.admit(t + Duration::from_secs(60), a), Admission::Admit);
+    }
+
+    #[test]
+    fn a_burst_of_sources_gives_its_room_back_and_a_blocked_source_stays_blocked() {
+        let mut l = limiter(RateLimit { sources: 4096, ..LIMIT });
+        let t = Instant::from_millis(1);
+        let blocked = addr("9.9.9.9:1");
+        for _ in 0..6 {
+            l.admit(t, blocked);
+        }
+        for i in 0..500u32 {
+            let [a, b, c, d] = (0x0100_0000 + i).to_be_bytes();
+            assert_eq!(l.admit(t, SocketAddr::from(([a, b, c, d], 1000))), Admission::Admit);
+        }
+        let peak = l.capacity_bytes();
+        assert!(peak >= 500 * core::mem::size_of::<Slot>(), "{peak}");
+        // A window later only the blocked source restricts anything.
+        let later = t + Duration::from_secs(11);
+        l.shrink(later);
+        assert!(l.capacity_bytes() <= WAYS * core::mem::size_of::<Slot>(), "{} of {peak}", l.capacity_bytes());
+        assert_eq!(l.tracked(), 1);
+        assert_eq!(l.admit(later, blocked), Admission::Blocked);
+        // Once its block ends, nothing is left.
+        l.shrink(t + Duration::from_secs(61));
+        assert_eq!(l.capacity_bytes(), 0);
     }
 
     #[test]

@@ -84,6 +84,9 @@ impl Hasher for TidHasher {
     }
 }
 
+/// The capacity the slab keeps when it empties (see [`Transactions::remove`]).
+const KEPT: usize = 4;
+
 /// Slab of transactions plus the tid index and the deadline queue.
 #[derive(Debug, Default)]
 pub(crate) struct Transactions {
@@ -202,7 +205,26 @@ impl Transactions {
         self.free.push(r.slot);
         self.internal -= usize::from(tx.purpose.is_internal());
         self.queriers -= usize::from(tx.purpose == Purpose::VerifyQuerier);
+        if self.by_tid.is_empty() {
+            // Every deadline left is stale.
+            self.deadlines.clear();
+            if self.slots.capacity() > KEPT || self.deadlines.capacity() > KEPT || self.by_tid.capacity() > KEPT {
+                self.relax();
+            }
+        }
         Some(tx)
+    }
+
+    /// Gives back all memory when no transaction is live: what a burst grew, and (at the
+    /// maintenance tick) the small capacity one query at a time keeps. `seq` keeps counting,
+    /// so an old `TxRef` still matches nothing.
+    pub(crate) fn relax(&mut self) {
+        if self.by_tid.is_empty() {
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.by_tid = HashMap::default();
+            self.deadlines = VecDeque::new();
+        }
     }
 
     /// The earliest deadline of a live transaction.

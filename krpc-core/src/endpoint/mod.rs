@@ -381,11 +381,27 @@ impl Endpoint {
     /// included), for memory accounting in simulations.
     pub fn memory_footprint(&self) -> usize {
         core::mem::size_of::<Self>()
-            + self.tables.memory_footprint(self.config.k)
+            + self.tables.memory_footprint()
             + self.rpc.memory_footprint()
             + self.events.memory_footprint()
             + self.ops.memory_footprint()
             + self.reach.as_ref().map_or(0, |r| r.memory_footprint())
+    }
+
+    /// [`memory_footprint`](Self::memory_footprint) split by part, for finding where the bytes
+    /// of a large simulation go: `(part, bytes)` pairs in a fixed order.
+    #[doc(hidden)]
+    pub fn memory_parts(&self) -> [(&'static str, usize); 8] {
+        [
+            ("endpoint_struct", core::mem::size_of::<Self>()),
+            ("tables", self.tables.memory_footprint()),
+            ("rpc_txs", self.rpc.txs_bytes()),
+            ("rpc_queues", self.rpc.queue_bytes()),
+            ("rate_limiter", self.rpc.limiter_bytes()),
+            ("events", self.events.memory_footprint()),
+            ("ops", self.ops.memory_footprint()),
+            ("node_layer", self.node.as_ref().map_or(0, |_| core::mem::size_of::<NodeLayer>())),
+        ]
     }
 
     /// The next event, oldest first.

@@ -241,7 +241,9 @@ impl Rpc {
     }
 
     pub(crate) fn pop_outbound(&mut self) -> Option<Outbound> {
-        self.outbound.pop_front()
+        let out = self.outbound.pop_front();
+        release_if_empty(&mut self.outbound, KEPT);
+        out
     }
 
     pub(crate) fn has_outbound(&self) -> bool {
@@ -278,15 +280,21 @@ impl Rpc {
     }
 
     pub(crate) fn pop_waiting(&mut self) -> Option<(OpId, Peer)> {
-        self.waiting.pop_front()
+        let out = self.waiting.pop_front();
+        release_if_empty(&mut self.waiting, KEPT);
+        out
     }
 
     pub(crate) fn pop_internal(&mut self) -> Option<InternalPing> {
-        self.internal.pop_front()
+        let out = self.internal.pop_front();
+        release_if_empty(&mut self.internal, KEPT);
+        out
     }
 
     pub(crate) fn pop_verification(&mut self) -> Option<InternalPing> {
-        self.verify.pop_front().map(|(ping, _, _)| ping)
+        let out = self.verify.pop_front().map(|(ping, _, _)| ping);
+        release_if_empty(&mut self.verify, KEPT);
+        out
     }
 
     /// Asks to verify an unknown querier at `addr` claiming `id`. What one source can cost is
@@ -432,6 +440,7 @@ impl Rpc {
                 return None;
             }
             self.soft_deadlines.pop_front();
+            release_if_empty(&mut self.soft_deadlines, KEPT);
             if let Some(Tx { addr, purpose: Purpose::Lookup(op), .. }) = self.txs.get(r) {
                 return Some((*addr, *op));
             }
@@ -452,6 +461,7 @@ impl Rpc {
             }
             self.soft_deadlines.pop_front();
         }
+        release_if_empty(&mut self.soft_deadlines, KEPT);
         None
     }
 
@@ -485,6 +495,36 @@ impl Rpc {
         }
     }
 
+    /// Heap bytes of the transaction slab.
+    pub(crate) fn txs_bytes(&self) -> usize {
+        self.txs.capacity_bytes()
+    }
+
+    /// At the maintenance tick: gives back the rate limiter's room for sources that went quiet
+    /// (see `SourceLimiter::shrink`), and every empty queue's last [`KEPT`] slots. An engine
+    /// that has been quiet for a minute then holds no queue memory at all.
+    pub(crate) fn relax(&mut self, now: Instant) {
+        self.limiter.shrink(now);
+        release_if_empty(&mut self.outbound, 0);
+        release_if_empty(&mut self.waiting, 0);
+        release_if_empty(&mut self.internal, 0);
+        release_if_empty(&mut self.verify, 0);
+        if self.txs.len() == 0 {
+            release_if_empty(&mut self.soft_deadlines, 0);
+        }
+        self.txs.relax();
+    }
+
+    /// Heap bytes of the rate limiter.
+    pub(crate) fn limiter_bytes(&self) -> usize {
+        self.limiter.capacity_bytes()
+    }
+
+    /// Heap bytes of the queues (outbound, waiting, internal, verification, soft deadlines).
+    pub(crate) fn queue_bytes(&self) -> usize {
+        self.memory_footprint() - self.txs_bytes() - self.limiter_bytes()
+    }
+
     /// Heap bytes held, for memory accounting.
     pub(crate) fn memory_footprint(&self) -> usize {
         self.txs.capacity_bytes()
@@ -494,6 +534,22 @@ impl Rpc {
             + self.verify.capacity() * core::mem::size_of::<(InternalPing, SourceKey, SubnetKey)>()
             + self.soft_deadlines.capacity() * core::mem::size_of::<(Instant, TxRef)>()
             + self.limiter.capacity_bytes()
+    }
+}
+
+/// The capacity a queue keeps when it empties between maintenance ticks: its first
+/// allocation, so that one datagram at a time (answering a ping, matching a reply) never
+/// allocates. The maintenance tick gives that back too (`Rpc::relax`).
+pub(crate) const KEPT: usize = 4;
+
+/// Gives an emptied queue's memory back once it holds more than `keep` slots. A burst (a
+/// join's lookups, a flood of queries) grows the queues, and an idle engine would otherwise
+/// keep that capacity for good: in a network of a million engines, that capacity was a third
+/// of the memory. The next burst allocates again, a cost paid once per burst rather than per
+/// datagram in it.
+pub(crate) fn release_if_empty<T>(queue: &mut VecDeque<T>, keep: usize) {
+    if queue.is_empty() && queue.capacity() > keep {
+        *queue = VecDeque::new();
     }
 }
 

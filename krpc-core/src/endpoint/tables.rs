@@ -94,8 +94,8 @@ impl Tables {
     }
 
     /// Heap bytes of both tables' buckets, for memory accounting.
-    pub(crate) fn memory_footprint(&self, k: usize) -> usize {
-        (self.v4.bucket_count() + self.v6.bucket_count()) * k * core::mem::size_of::<Contact>()
+    pub(crate) fn memory_footprint(&self) -> usize {
+        self.v4.heap_bytes() + self.v6.heap_bytes()
     }
 }
 

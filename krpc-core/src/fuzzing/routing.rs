@@ -147,8 +147,7 @@ impl Harness {
 
     fn add(&mut self, node: NodeInfo, now: Instant) {
         let stamp = self.bump();
-        let contact =
-            Contact { node, added: now, last_seen: now, last_reply: Some(now), last_query: None, failures: 0 };
+        let contact = Contact { node, last_seen: now, last_reply: Some(now), last_query: None, failures: 0 };
         self.model.push(Model { contact, stamp });
     }
 
@@ -191,7 +190,7 @@ impl Harness {
         want.sort_unstable();
         for (got, &(bucket, _, i)) in self.table.iter().zip(&want) {
             let want = &self.model[i].contact;
-            assert_eq!(got, want, "bucket {bucket} differs from the model (order: least recently seen first)");
+            assert_eq!(got, *want, "bucket {bucket} differs from the model (order: least recently seen first)");
         }
     }
 

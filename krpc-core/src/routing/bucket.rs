@@ -1,86 +1,310 @@
-//! One k-bucket: at most k contacts, least recently seen first.
+//! One k-bucket: at most k contacts, least recently seen first, stored as packed records.
+//!
+//! # Why packed
+//!
+//! A [`Contact`] is 112 bytes: its [`NodeId`] has room for any id up to 32 bytes and its
+//! `SocketAddr` for IPv6. A network of a million simulated nodes holds about 140 million
+//! contacts, so that size was most of its memory. A bucket instead stores each contact as
+//! one record of `id_len + 6 + 18` bytes (44 for a BEP 5 id and an IPv4 address) and builds
+//! the [`Contact`] when asked. The tables are per address family (BEP 32), so a table's
+//! records hold an IPv4 address in 6 bytes; a table that meets an IPv6 address switches all
+//! its records to 26-byte addresses ([`Layout::wide`]). The records of a bucket live in one
+//! exactly sized allocation, grown and shrunk one record at a time: a bucket of 3 contacts
+//! costs 3 records, not k.
+//!
+//! # Record
+//!
+//! `id` (id_len bytes), the address (6 bytes: IPv4 and port; or 26: IPv6, port, flow info,
+//! scope id), the reply time (8 bytes, nanoseconds; the restore time for a restored contact,
+//! which has none), the query time (8), the failure count (1) and flags (1). The times are
+//! kept exact: a contact reads back equal to what was stored. `last_seen` is whichever of the
+//! two times was set last, which a flag records.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use super::contact::{Contact, NodeState, NodeStatePolicy};
-use crate::{Instant, NodeId};
+use crate::{Instant, NodeId, NodeInfo};
+
+/// The contact has answered (the reply time is a reply, not a restore time).
+const HAS_REPLY: u8 = 1;
+/// The contact has queried us.
+const HAS_QUERY: u8 = 2;
+/// `last_seen` is the query time (else the reply time).
+const SEEN_IS_QUERY: u8 = 4;
+/// Narrow records: the address is an IPv4-mapped IPv6 one. Wide records: it is an IPv4 one.
+const OTHER_FORM: u8 = 8;
+
+/// Bytes of a record besides the id and the address: two times, failures, flags.
+const TAIL: usize = 18;
+
+/// How a table's records are laid out: the id length, and whether addresses take 6 bytes
+/// (IPv4) or 26 (IPv6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Layout {
+    pub(super) id_len: u8,
+    pub(super) wide: bool,
+}
+
+impl Layout {
+    pub(super) fn new(id_len: usize) -> Layout {
+        Layout { id_len: id_len as u8, wide: false }
+    }
+
+    fn addr_len(self) -> usize {
+        if self.wide { 26 } else { 6 }
+    }
+
+    /// Bytes per record.
+    pub(super) fn stride(self) -> usize {
+        self.id_len as usize + self.addr_len() + TAIL
+    }
+
+    /// Whether a narrow record can hold `addr`: an IPv4 address, or an IPv4-mapped IPv6 one
+    /// without flow info or scope (what a dual-stack socket reports for an IPv4 peer).
+    pub(super) fn narrow_holds(addr: &SocketAddr) -> bool {
+        match addr {
+            SocketAddr::V4(_) => true,
+            SocketAddr::V6(a) => a.ip().to_ipv4_mapped().is_some() && a.flowinfo() == 0 && a.scope_id() == 0,
+        }
+    }
+
+    fn id(self, record: &[u8]) -> &[u8] {
+        &record[..self.id_len as usize]
+    }
+
+    fn encode(self, c: &Contact, out: &mut [u8]) {
+        let n = self.id_len as usize;
+        out[..n].copy_from_slice(c.node.id.as_bytes());
+        let mut flags = 0;
+        let a = &mut out[n..n + self.addr_len()];
+        match (self.wide, c.node.addr) {
+            (false, SocketAddr::V4(v4)) => {
+                a[..4].copy_from_slice(&v4.ip().octets());
+                a[4..6].copy_from_slice(&v4.port().to_be_bytes());
+            }
+            (false, SocketAddr::V6(v6)) => {
+                // The table widens before a record that does not fit is written.
+                let ip = v6.ip().to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED);
+                a[..4].copy_from_slice(&ip.octets());
+                a[4..6].copy_from_slice(&v6.port().to_be_bytes());
+                flags |= OTHER_FORM;
+            }
+            (true, SocketAddr::V4(v4)) => {
+                a[..16].copy_from_slice(&v4.ip().to_ipv6_mapped().octets());
+                a[16..18].copy_from_slice(&v4.port().to_be_bytes());
+                a[18..26].fill(0);
+                flags |= OTHER_FORM;
+            }
+            (true, SocketAddr::V6(v6)) => {
+                a[..16].copy_from_slice(&v6.ip().octets());
+                a[16..18].copy_from_slice(&v6.port().to_be_bytes());
+                a[18..22].copy_from_slice(&v6.flowinfo().to_be_bytes());
+                a[22..26].copy_from_slice(&v6.scope_id().to_be_bytes());
+            }
+        }
+        // last_seen is the reply slot or the query time, whichever was set last.
+        let seen_is_query = c.last_query == Some(c.last_seen) && c.last_reply != Some(c.last_seen);
+        let reply_slot = match c.last_reply {
+            Some(t) => {
+                flags |= HAS_REPLY;
+                t
+            }
+            None => c.last_seen,
+        };
+        if c.last_query.is_some() {
+            flags |= HAS_QUERY;
+        }
+        if seen_is_query {
+            flags |= SEEN_IS_QUERY;
+        }
+        let t = &mut out[n + self.addr_len()..];
+        t[..8].copy_from_slice(&reply_slot.as_nanos().to_le_bytes());
+        t[8..16].copy_from_slice(&c.last_query.map_or(0, Instant::as_nanos).to_le_bytes());
+        t[16] = c.failures;
+        t[17] = flags;
+    }
+
+    pub(super) fn decode(self, record: &[u8]) -> Contact {
+        let n = self.id_len as usize;
+        // Cannot fail: the length is the table's, which is valid.
+        let id = NodeId::from_bytes(&record[..n]).unwrap_or(NodeId::from_array([0; 20]));
+        let a = &record[n..n + self.addr_len()];
+        let t = &record[n + self.addr_len()..];
+        let flags = t[17];
+        let port = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+        let word = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let addr = if self.wide {
+            let mut ip = [0u8; 16];
+            ip.copy_from_slice(&a[..16]);
+            let ip = Ipv6Addr::from(ip);
+            match ip.to_ipv4_mapped() {
+                Some(v4) if flags & OTHER_FORM != 0 => SocketAddr::V4(SocketAddrV4::new(v4, port(&a[16..]))),
+                _ => SocketAddr::V6(SocketAddrV6::new(ip, port(&a[16..]), word(&a[18..]), word(&a[22..]))),
+            }
+        } else {
+            let ip = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
+            if flags & OTHER_FORM != 0 {
+                SocketAddr::V6(SocketAddrV6::new(ip.to_ipv6_mapped(), port(&a[4..]), 0, 0))
+            } else {
+                SocketAddr::V4(SocketAddrV4::new(ip, port(&a[4..])))
+            }
+        };
+        let time = |b: &[u8]| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[..8]);
+            Instant::from_nanos(u64::from_le_bytes(x))
+        };
+        let reply_slot = time(&t[..8]);
+        let query = (flags & HAS_QUERY != 0).then(|| time(&t[8..16]));
+        let last_seen = match query {
+            Some(q) if flags & SEEN_IS_QUERY != 0 => q,
+            _ => reply_slot,
+        };
+        Contact {
+            node: NodeInfo::new(id, addr),
+            last_seen,
+            last_reply: (flags & HAS_REPLY != 0).then_some(reply_slot),
+            last_query: query,
+            failures: t[16],
+        }
+    }
+}
 
 /// A bucket's contacts in least-recently-seen-first order (the head is the oldest), and the
 /// time BEP 5 asks us to keep: "Each bucket should maintain a 'last changed' property to indicate
 /// how 'fresh' the contents are."
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Bucket {
-    contacts: Vec<Contact>,
+    /// Records of [`Layout::stride`] bytes, oldest first; exactly as long as the contacts.
+    records: Box<[u8]>,
     pub(super) last_changed: Instant,
 }
 
-/// A clone reserves the same k slots as the original. (A derived clone would reserve only
-/// the contacts present, then grow by doubling past k: the endpoint builds its IPv6 table as
-/// a clone of the empty IPv4 one, whose buckets had room for none.)
-impl Clone for Bucket {
-    fn clone(&self) -> Bucket {
-        let mut contacts = Vec::with_capacity(self.contacts.capacity());
-        contacts.extend_from_slice(&self.contacts);
-        Bucket { contacts, last_changed: self.last_changed }
-    }
-}
-
 impl Bucket {
-    /// An empty bucket that can take `k` contacts without allocating again.
-    pub(super) fn new(k: usize, last_changed: Instant) -> Bucket {
-        Bucket { contacts: Vec::with_capacity(k), last_changed }
+    /// An empty bucket. It allocates nothing until its first contact.
+    pub(super) fn new(last_changed: Instant) -> Bucket {
+        Bucket { records: Box::default(), last_changed }
     }
 
-    pub(super) fn contacts(&self) -> &[Contact] {
-        &self.contacts
+    /// Its records.
+    pub(super) fn records(&self) -> &[u8] {
+        &self.records
     }
 
-    pub(super) fn capacity(&self) -> usize {
-        self.contacts.capacity()
+    /// Cuts its storage to `len` bytes (tests of the invariant checker only).
+    #[cfg(test)]
+    pub(super) fn truncate_bytes(&mut self, len: usize) {
+        let mut v = core::mem::take(&mut self.records).into_vec();
+        v.truncate(len);
+        self.records = v.into_boxed_slice();
     }
 
-    pub(super) fn len(&self) -> usize {
-        self.contacts.len()
+    /// The bytes of its records.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.records.len()
     }
 
-    pub(super) fn position(&self, id: &NodeId) -> Option<usize> {
-        self.contacts.iter().position(|c| c.node.id == *id)
+    /// Whether its storage is a whole number of records.
+    pub(super) fn is_whole(&self, l: Layout) -> bool {
+        self.records.len() % l.stride() == 0
     }
 
-    pub(super) fn get(&self, id: &NodeId) -> Option<&Contact> {
-        self.contacts.iter().find(|c| c.node.id == *id)
+    pub(super) fn len(&self, l: Layout) -> usize {
+        self.records.len() / l.stride()
     }
 
-    pub(super) fn get_mut(&mut self, id: &NodeId) -> Option<&mut Contact> {
-        self.contacts.iter_mut().find(|c| c.node.id == *id)
+    fn record(&self, l: Layout, pos: usize) -> &[u8] {
+        let s = l.stride();
+        &self.records[pos * s..(pos + 1) * s]
     }
 
-    /// Moves the contact at `pos` to the tail (most recently seen), keeping the others' order.
-    pub(super) fn move_to_tail(&mut self, pos: usize) -> Option<&mut Contact> {
-        let tail = self.contacts.get_mut(pos..)?;
-        tail.rotate_left(1);
-        self.contacts.last_mut()
+    /// Its contacts, oldest first.
+    pub(super) fn contacts(&self, l: Layout) -> impl ExactSizeIterator<Item = Contact> + '_ {
+        self.records.chunks_exact(l.stride()).map(move |r| l.decode(r))
     }
 
-    /// Appends a contact. The caller checks the bucket has room, so the reserved capacity is
-    /// never exceeded.
-    pub(super) fn push(&mut self, contact: Contact) {
-        self.contacts.push(contact);
+    /// Its contacts' ids, oldest first, without building the contacts.
+    pub(super) fn ids(&self, l: Layout) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        self.records.chunks_exact(l.stride()).map(move |r| l.id(r))
     }
 
-    pub(super) fn remove(&mut self, pos: usize) -> Option<Contact> {
-        (pos < self.contacts.len()).then(|| self.contacts.remove(pos))
+    pub(super) fn contact(&self, l: Layout, pos: usize) -> Contact {
+        l.decode(self.record(l, pos))
+    }
+
+    pub(super) fn position(&self, l: Layout, id: &NodeId) -> Option<usize> {
+        let id = id.as_bytes();
+        self.ids(l).position(|r| r == id)
+    }
+
+    pub(super) fn get(&self, l: Layout, id: &NodeId) -> Option<Contact> {
+        self.position(l, id).map(|pos| self.contact(l, pos))
+    }
+
+    /// Rewrites the contact at `pos`.
+    pub(super) fn set(&mut self, l: Layout, pos: usize, c: &Contact) {
+        let s = l.stride();
+        l.encode(c, &mut self.records[pos * s..(pos + 1) * s]);
+    }
+
+    /// Moves the contact at `pos` to the tail (most recently seen), keeping the others' order;
+    /// returns its new position.
+    pub(super) fn move_to_tail(&mut self, l: Layout, pos: usize) -> Option<usize> {
+        let s = l.stride();
+        let tail = self.records.get_mut(pos * s..)?;
+        if tail.is_empty() {
+            return None;
+        }
+        tail.rotate_left(s);
+        Some(self.len(l) - 1)
+    }
+
+    /// Appends a contact. The caller checks the bucket has room for it (at most k).
+    pub(super) fn push(&mut self, l: Layout, contact: &Contact) {
+        let s = l.stride();
+        let mut v = core::mem::take(&mut self.records).into_vec();
+        v.reserve_exact(s);
+        let start = v.len();
+        v.resize(start + s, 0);
+        l.encode(contact, &mut v[start..]);
+        self.records = v.into_boxed_slice();
+    }
+
+    pub(super) fn remove(&mut self, l: Layout, pos: usize) -> Option<Contact> {
+        if pos >= self.len(l) {
+            return None;
+        }
+        let removed = self.contact(l, pos);
+        let s = l.stride();
+        let mut v = core::mem::take(&mut self.records).into_vec();
+        v.drain(pos * s..(pos + 1) * s);
+        self.records = v.into_boxed_slice();
+        Some(removed)
+    }
+
+    /// The same contacts in another layout.
+    pub(super) fn relayout(&mut self, from: Layout, to: Layout) {
+        let contacts: Vec<Contact> = self.contacts(from).collect();
+        let mut v = Vec::with_capacity(contacts.len() * to.stride());
+        for c in &contacts {
+            let start = v.len();
+            v.resize(start + to.stride(), 0);
+            to.encode(c, &mut v[start..]);
+        }
+        self.records = v.into_boxed_slice();
     }
 
     /// The bad contact to evict first: the one with the most failures, then the least recently
     /// seen, then the one nearest the head.
-    pub(super) fn worst_bad(&self, now: Instant, policy: &NodeStatePolicy) -> Option<usize> {
-        let mut worst: Option<(usize, &Contact)> = None;
-        for (i, c) in self.contacts.iter().enumerate() {
+    pub(super) fn worst_bad(&self, l: Layout, now: Instant, policy: &NodeStatePolicy) -> Option<usize> {
+        let mut worst: Option<(usize, Contact)> = None;
+        for (i, c) in self.contacts(l).enumerate() {
             if c.state(now, policy) != NodeState::Bad {
                 continue;
             }
-            let worse = match worst {
+            let worse = match &worst {
                 None => true,
                 Some((_, w)) => (c.failures, w.last_seen) > (w.failures, c.last_seen),
             };
@@ -95,17 +319,28 @@ impl Bucket {
     /// `local`: the contacts sharing more than `depth` bits move to the returned bucket and the
     /// ones sharing exactly `depth` stay. Both keep their relative order, and the new bucket
     /// inherits `last_changed` because a split is not news about any node.
-    pub(super) fn split_off_near(&mut self, local: &NodeId, depth: usize, k: usize) -> Bucket {
-        let mut near = Bucket::new(k, self.last_changed);
-        self.contacts.retain(|c| {
-            let moves = local.common_prefix_len(&c.node.id) > depth;
-            if moves {
-                near.contacts.push(*c);
-            }
-            !moves
-        });
-        near
+    pub(super) fn split_off_near(&mut self, l: Layout, local: &NodeId, depth: usize) -> Bucket {
+        let s = l.stride();
+        let local = local.as_bytes();
+        let (mut stay, mut near) = (Vec::new(), Vec::new());
+        for r in self.records.chunks_exact(s) {
+            let moves = common_prefix_len(local, l.id(r)) > depth;
+            if moves { &mut near } else { &mut stay }.extend_from_slice(r);
+        }
+        self.records = stay.into_boxed_slice();
+        Bucket { records: near.into_boxed_slice(), last_changed: self.last_changed }
     }
+}
+
+/// The number of leading bits two byte strings of the same length share.
+pub(super) fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let d = x ^ y;
+        if d != 0 {
+            return i * 8 + d.leading_zeros() as usize;
+        }
+    }
+    a.len().min(b.len()) * 8
 }
 
 /// A read-only summary of one bucket, from [`RoutingTable::buckets`](super::RoutingTable::buckets).
@@ -130,5 +365,81 @@ impl BucketView {
     /// Whether `id` falls in this bucket's range.
     pub fn covers(&self, id: &NodeId) -> bool {
         id.len() == self.prefix.len() && id.common_prefix_len(&self.prefix) >= self.prefix_bits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::time::Duration;
+
+    fn at(ms: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn a_bep5_ipv4_record_is_44_bytes_and_a_wide_one_64() {
+        assert_eq!(Layout::new(20).stride(), 44);
+        assert_eq!(Layout { id_len: 20, wide: true }.stride(), 64);
+    }
+
+    #[test]
+    fn every_contact_reads_back_as_stored() {
+        let id = NodeId::from_array([0xab; 20]);
+        let addrs: [SocketAddr; 4] = [
+            "192.0.2.1:6881".parse().unwrap(),
+            "[::ffff:192.0.2.1]:6881".parse().unwrap(),
+            "[2001:db8::1]:6881".parse().unwrap(),
+            SocketAddr::V6(SocketAddrV6::new("2001:db8::2".parse().unwrap(), 7, 0x1234, 9)),
+        ];
+        let times = [None, Some(at(0)), Some(at(1_500)), Some(Instant::MAX)];
+        for (i, addr) in addrs.into_iter().enumerate() {
+            for reply in times {
+                for query in times {
+                    for seen in [at(0), at(7), at(1_500)] {
+                        let mut c = Contact {
+                            node: NodeInfo::new(id, addr),
+                            last_seen: seen,
+                            last_reply: reply,
+                            last_query: query,
+                            failures: i as u8,
+                        };
+                        // The table's contacts: last_seen is the reply, the query or (restored) its own.
+                        if let Some(q) = query {
+                            c.last_seen = q;
+                        } else if let Some(r) = reply {
+                            c.last_seen = r;
+                        }
+                        for wide in [false, true] {
+                            let l = Layout { id_len: 20, wide };
+                            if !wide && !Layout::narrow_holds(&addr) {
+                                continue;
+                            }
+                            let mut b = Bucket::new(Instant::ZERO);
+                            b.push(l, &c);
+                            assert_eq!(b.contact(l, 0), c, "{l:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn records_are_exactly_as_long_as_the_contacts() {
+        let l = Layout::new(20);
+        let mut b = Bucket::new(Instant::ZERO);
+        let c = |n: u8| {
+            Contact::verified(NodeInfo::new(NodeId::from_array([n; 20]), "192.0.2.1:1".parse().unwrap()), at(0))
+        };
+        for n in 0..5 {
+            b.push(l, &c(n));
+        }
+        assert_eq!(b.heap_bytes(), 5 * 44);
+        assert_eq!(b.remove(l, 1), Some(c(1)));
+        assert_eq!(b.heap_bytes(), 4 * 44);
+        assert_eq!(b.move_to_tail(l, 0), Some(3));
+        let ids: Vec<u8> = b.contacts(l).map(|c| c.node.id.as_bytes()[0]).collect();
+        assert_eq!(ids, [2, 3, 4, 0]);
     }
 }

@@ -47,12 +47,13 @@ pub enum NodeState {
 }
 
 /// A node in the routing table with the history BEP 5's node states are computed from.
+///
+/// The table stores contacts packed (44 bytes for a BEP 5 id and an IPv4 address, see
+/// `routing/bucket.rs`) and hands out this type as a copy, built on access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Contact {
     /// The node's id and its verified address.
     pub node: NodeInfo,
-    /// When it entered the table.
-    pub added: Instant,
     /// When we last heard from it (a reply or a query).
     pub last_seen: Instant,
     /// When it last answered one of our queries.
@@ -66,13 +67,13 @@ pub struct Contact {
 impl Contact {
     /// A contact for a node that has just answered one of our queries.
     pub(super) fn verified(node: NodeInfo, now: Instant) -> Contact {
-        Contact { node, added: now, last_seen: now, last_reply: Some(now), last_query: None, failures: 0 }
+        Contact { node, last_seen: now, last_reply: Some(now), last_query: None, failures: 0 }
     }
 
     /// A contact restored from a saved table: questionable until it answers (it has never
     /// answered this run), so it is never mistaken for a good node.
     pub(super) fn restored(node: NodeInfo, now: Instant) -> Contact {
-        Contact { node, added: now, last_seen: now, last_reply: None, last_query: None, failures: 0 }
+        Contact { node, last_seen: now, last_reply: None, last_query: None, failures: 0 }
     }
 
     /// The node's id.
@@ -118,7 +119,6 @@ mod tests {
         let node = NodeInfo::new(NodeId::from_array([1; 20]), SocketAddr::from(([192, 0, 2, 1], 6881)));
         Contact {
             node,
-            added: Instant::ZERO,
             last_seen: secs(last_reply.unwrap_or(0).max(last_query.unwrap_or(0))),
             last_reply: last_reply.map(secs),
             last_query: last_query.map(secs),

@@ -28,14 +28,14 @@ pub enum InvariantViolation {
         /// The table's k.
         k: usize,
     },
-    /// A bucket's storage is not the k slots it reserved when it was created, so the memory
-    /// bound ("Memory bound" in [`crate::routing`]) no longer holds.
+    /// A bucket's storage is not a whole number of packed contacts, so the memory bound
+    /// ("Memory bound" in [`crate::routing`]) no longer holds.
     Capacity {
         /// The bucket.
         bucket: usize,
-        /// The slots it has.
+        /// The bytes it holds.
         capacity: usize,
-        /// The table's k.
+        /// The bytes of one contact ([`RoutingTable::entry_bytes`]).
         k: usize,
     },
     /// A contact's id is not as long as the local id.
@@ -98,7 +98,7 @@ impl fmt::Display for InvariantViolation {
             }
             InvariantViolation::Overfull { bucket, len, k } => write!(f, "bucket {bucket} holds {len} > k = {k}"),
             InvariantViolation::Capacity { bucket, capacity, k } => {
-                write!(f, "bucket {bucket} has room for {capacity} contacts, not k = {k}")
+                write!(f, "bucket {bucket} holds {capacity} bytes, not a whole number of {k}-byte contacts")
             }
             InvariantViolation::IdLength { bucket, id, expected } => {
                 write!(f, "bucket {bucket} holds {id:?} of {} bytes, not {expected}", id.len())
@@ -125,8 +125,8 @@ impl core::error::Error for InvariantViolation {}
 
 impl RoutingTable {
     /// Checks every structural promise of the table and returns the first one broken: at
-    /// least one and at most `bits` buckets; at most k contacts per bucket, in the k slots the
-    /// bucket reserved; every id as long as the local id, never the local id, in the bucket
+    /// least one and at most `bits` buckets; at most k contacts per bucket, stored as whole
+    /// packed records; every id as long as the local id, never the local id, in the bucket
     /// whose range covers it and stored once; [`buckets`](Self::buckets) and
     /// [`bucket_for`](Self::bucket_for) agreeing with the contacts; the last bucket covering
     /// the local id; [`len`](Self::len) counting the contacts.
@@ -145,17 +145,22 @@ impl RoutingTable {
         let mut counted = 0;
         for (view, bucket) in self.buckets().zip(&self.buckets) {
             let index = view.index;
-            let contacts = bucket.contacts();
-            if contacts.len() > self.k {
-                return Err(InvariantViolation::Overfull { bucket: index, len: contacts.len(), k: self.k });
+            let l = self.layout;
+            if !bucket.is_whole(l) {
+                return Err(InvariantViolation::Capacity {
+                    bucket: index,
+                    capacity: bucket.heap_bytes(),
+                    k: l.stride(),
+                });
             }
-            if bucket.capacity() != self.k {
-                return Err(InvariantViolation::Capacity { bucket: index, capacity: bucket.capacity(), k: self.k });
+            let len = bucket.len(l);
+            if len > self.k {
+                return Err(InvariantViolation::Overfull { bucket: index, len, k: self.k });
             }
-            if view.len != contacts.len() {
+            if view.len != len {
                 return Err(InvariantViolation::BucketView { bucket: index });
             }
-            for (i, c) in contacts.iter().enumerate() {
+            for (i, c) in bucket.contacts(l).enumerate() {
                 let id = &c.node.id;
                 if id.len() != local.len() {
                     return Err(InvariantViolation::IdLength { bucket: index, id: *id, expected: local.len() });
@@ -174,14 +179,14 @@ impl RoutingTable {
                 // Every id sits in the one bucket its prefix selects (checked just above), so
                 // a second copy can only be in the same bucket: comparing within buckets finds
                 // every duplicate without a set.
-                if contacts[..i].iter().any(|other| other.node.id == *id) {
+                if bucket.ids(l).take(i).any(|other| other == id.as_bytes()) {
                     return Err(InvariantViolation::Duplicate { bucket: index, id: *id });
                 }
             }
             if index == last && !view.covers(local) {
                 return Err(InvariantViolation::LastBucketRange { bucket: index });
             }
-            counted += contacts.len();
+            counted += len;
         }
         if self.len != counted || self.iter().count() != counted {
             return Err(InvariantViolation::Count { len: self.len, counted });
@@ -224,8 +229,18 @@ mod tests {
 
     /// Stores `c` in `bucket` behind the table's back, counting it.
     fn smuggle(table: &mut RoutingTable, bucket: usize, c: Contact) {
-        table.buckets[bucket].push(c);
+        let l = table.layout;
+        table.buckets[bucket].push(l, &c);
         table.len += 1;
+    }
+
+    /// Replaces `bucket` with one holding `contacts`, behind the table's back.
+    fn replace(table: &mut RoutingTable, bucket: usize, contacts: &[Contact]) {
+        let l = table.layout;
+        table.buckets[bucket] = Bucket::new(Instant::ZERO);
+        for c in contacts {
+            table.buckets[bucket].push(l, c);
+        }
     }
 
     #[test]
@@ -237,22 +252,19 @@ mod tests {
     }
 
     #[test]
-    fn a_clone_passes_and_keeps_room_for_k_in_every_bucket() {
-        // An empty table's clone too: its bucket has no contact to size it by.
+    fn a_clone_passes_and_holds_the_same_contacts() {
         for original in [RoutingTable::new(id(&[0, 0]), 2), table()] {
             let clone = original.clone();
             assert_eq!(clone.check_invariants(), Ok(()));
-            assert!(clone.buckets.iter().all(|b| b.capacity() == 2));
+            assert!(clone.iter().eq(original.iter()));
+            assert_eq!(clone.heap_bytes(), original.heap_bytes());
         }
     }
 
     #[test]
     fn the_local_id_is_found() {
         let mut table = table();
-        smuggle(&mut table, 1, contact(&[0, 0]));
-        // The bucket has k = 2 slots and now 3 contacts: shrink it back to test the id alone.
-        table.buckets[1] = Bucket::new(2, Instant::ZERO);
-        table.buckets[1].push(contact(&[0, 0]));
+        replace(&mut table, 1, &[contact(&[0, 0])]);
         table.len = 2;
         assert_eq!(table.check_invariants(), Err(InvariantViolation::OwnId { bucket: 1 }));
     }
@@ -260,9 +272,7 @@ mod tests {
     #[test]
     fn a_contact_in_the_wrong_bucket_is_found() {
         let mut table = table();
-        table.buckets[0] = Bucket::new(2, Instant::ZERO);
-        table.buckets[0].push(contact(&[0x80, 0]));
-        table.buckets[0].push(contact(&[0x20, 0]));
+        replace(&mut table, 0, &[contact(&[0x80, 0]), contact(&[0x20, 0])]);
         table.len += 1;
         let violation = InvariantViolation::WrongBucket { bucket: 0, id: id(&[0x20, 0]), common_prefix: 2 };
         assert_eq!(table.check_invariants(), Err(violation));
@@ -271,8 +281,7 @@ mod tests {
     #[test]
     fn a_far_contact_in_the_last_bucket_is_found() {
         let mut table = table();
-        table.buckets[1] = Bucket::new(2, Instant::ZERO);
-        table.buckets[1].push(contact(&[0xc0, 0]));
+        replace(&mut table, 1, &[contact(&[0xc0, 0])]);
         table.len -= 1;
         let violation = InvariantViolation::WrongBucket { bucket: 1, id: id(&[0xc0, 0]), common_prefix: 0 };
         assert_eq!(table.check_invariants(), Err(violation));
@@ -281,9 +290,7 @@ mod tests {
     #[test]
     fn a_duplicate_is_found() {
         let mut table = table();
-        table.buckets[1] = Bucket::new(2, Instant::ZERO);
-        table.buckets[1].push(contact(&[0x40, 0]));
-        table.buckets[1].push(contact(&[0x40, 0]));
+        replace(&mut table, 1, &[contact(&[0x40, 0]), contact(&[0x40, 0])]);
         assert_eq!(table.check_invariants(), Err(InvariantViolation::Duplicate { bucket: 1, id: id(&[0x40, 0]) }));
     }
 
@@ -293,20 +300,15 @@ mod tests {
         smuggle(&mut table, 1, contact(&[0x20, 0]));
         assert_eq!(table.check_invariants(), Err(InvariantViolation::Overfull { bucket: 1, len: 3, k: 2 }));
 
+        // A record cut short: the storage is no whole number of contacts.
         let mut table = self::table();
-        let contacts = [contact(&[0x40, 0]), contact(&[0x00, 1])];
-        table.buckets[1] = Bucket::new(5, Instant::ZERO);
-        contacts.into_iter().for_each(|c| table.buckets[1].push(c));
-        assert_eq!(table.check_invariants(), Err(InvariantViolation::Capacity { bucket: 1, capacity: 5, k: 2 }));
-    }
-
-    #[test]
-    fn an_id_of_another_length_is_found() {
-        let mut table = table();
-        table.buckets[0] = Bucket::new(2, Instant::ZERO);
-        table.buckets[0].push(contact(&[0x80, 0, 0]));
-        let violation = InvariantViolation::IdLength { bucket: 0, id: id(&[0x80, 0, 0]), expected: 2 };
-        assert_eq!(table.check_invariants(), Err(violation));
+        let l = table.layout;
+        table.buckets[1] = Bucket::new(Instant::ZERO);
+        table.buckets[1].push(l, &contact(&[0x40, 0]));
+        table.buckets[1].push(l, &contact(&[0x00, 1]));
+        table.buckets[1].truncate_bytes(l.stride() * 2 - 1);
+        let capacity = l.stride() * 2 - 1;
+        assert_eq!(table.check_invariants(), Err(InvariantViolation::Capacity { bucket: 1, capacity, k: l.stride() }));
     }
 
     #[test]
@@ -319,7 +321,7 @@ mod tests {
         table.buckets.clear();
         assert_eq!(table.check_invariants(), Err(InvariantViolation::BucketCount { buckets: 0, id_bits: 8 }));
         for _ in 0..9 {
-            table.buckets.push(Bucket::new(2, Instant::ZERO));
+            table.buckets.push(Bucket::new(Instant::ZERO));
         }
         assert_eq!(table.check_invariants(), Err(InvariantViolation::BucketCount { buckets: 9, id_bits: 8 }));
     }

@@ -26,11 +26,12 @@
 //!
 //! # Memory bound
 //!
-//! A bucket holds at most `k ≤` [`MAX_K`] contacts and reserves room for `k` when it is
-//! created; there are at most as many buckets as the id has bits (160 for BEP 5 ids, 256 at
-//! most). The table therefore never holds more than `bits × k` contacts (1280 for 20-byte ids
-//! and k = 8) whatever its peers send, and the only allocations after a bucket's creation are
-//! the (amortised) growth of the bucket list on a split.
+//! A bucket holds at most `k ≤` [`MAX_K`] contacts; there are at most as many buckets as the
+//! id has bits (160 for BEP 5 ids, 256 at most). The table therefore never holds more than
+//! `bits × k` contacts (1280 for 20-byte ids and k = 8) whatever its peers send. Contacts are
+//! stored packed, [`RoutingTable::entry_bytes`] each (44 for a BEP 5 id and an IPv4 address),
+//! in one exactly sized allocation per bucket that grows and shrinks a contact at a time, so a
+//! table costs what it holds: [`RoutingTable::heap_bytes`].
 
 mod bucket;
 mod contact;
@@ -45,6 +46,7 @@ use arrayvec::ArrayVec;
 
 use self::bucket::Bucket;
 pub use self::bucket::BucketView;
+use self::bucket::Layout;
 pub use self::contact::{Contact, NodeState, NodeStatePolicy};
 pub use self::invariants::InvariantViolation;
 use crate::{Instant, MAX_ID_LEN, NodeId, NodeInfo};
@@ -131,6 +133,8 @@ pub struct RoutingTable {
     /// Never empty: the table starts with one bucket and buckets are never merged.
     buckets: Vec<Bucket>,
     len: usize,
+    /// How the buckets' records are laid out (narrow until an IPv6 address arrives).
+    layout: Layout,
 }
 
 impl RoutingTable {
@@ -153,8 +157,8 @@ impl RoutingTable {
     /// If `k` is 0 or greater than [`MAX_K`].
     pub fn with_policy(local_id: NodeId, k: usize, policy: NodeStatePolicy) -> RoutingTable {
         assert!(k > 0 && k <= MAX_K, "bucket size k = {k} is outside 1..={MAX_K}");
-        let buckets = alloc::vec![Bucket::new(k, Instant::ZERO)];
-        RoutingTable { local_id, k, policy, buckets, len: 0 }
+        let buckets = alloc::vec![Bucket::new(Instant::ZERO)];
+        RoutingTable { local_id, k, policy, buckets, len: 0, layout: Layout::new(local_id.len()) }
     }
 
     /// Our own id.
@@ -182,6 +186,21 @@ impl RoutingTable {
         self.len == 0
     }
 
+    /// Bytes one contact takes in this table: the id, the address (6 bytes while every address
+    /// is IPv4, 26 once an IPv6 one arrived) and 18 bytes of history. 44 for a BEP 5 id and
+    /// IPv4.
+    pub fn entry_bytes(&self) -> usize {
+        self.layout.stride()
+    }
+
+    /// Heap bytes the table holds: the bucket list and every bucket's records. Nothing is
+    /// reserved ahead, so this is [`entry_bytes`](Self::entry_bytes) per contact plus the
+    /// bucket list.
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.capacity() * core::mem::size_of::<Bucket>()
+            + self.buckets.iter().map(Bucket::heap_bytes).sum::<usize>()
+    }
+
     /// The number of buckets (at least 1, at most the id length in bits).
     pub fn bucket_count(&self) -> usize {
         self.buckets.len()
@@ -193,14 +212,14 @@ impl RoutingTable {
         (id.len() == self.local_id.len()).then(|| self.index_for(id))
     }
 
-    /// The contact with this id.
-    pub fn get(&self, id: &NodeId) -> Option<&Contact> {
-        self.bucket_for(id).and_then(|i| self.buckets[i].get(id))
+    /// The contact with this id (a copy: the table stores contacts packed).
+    pub fn get(&self, id: &NodeId) -> Option<Contact> {
+        self.bucket_for(id).and_then(|i| self.buckets[i].get(self.layout, id))
     }
 
     /// Whether a contact with this id is in the table.
     pub fn contains(&self, id: &NodeId) -> bool {
-        self.get(id).is_some()
+        self.bucket_for(id).is_some_and(|i| self.buckets[i].position(self.layout, id).is_some())
     }
 
     /// Every contact, bucket by bucket from the farthest (bucket 0, ids differing from ours in
@@ -208,20 +227,28 @@ impl RoutingTable {
     ///
     /// The JS k-bucket walks its tree by id value instead, so its order depends on the local
     /// id's bits; this order depends only on the distance bands.
-    pub fn iter(&self) -> impl Iterator<Item = &Contact> {
-        self.buckets.iter().flat_map(|b| b.contacts().iter())
+    pub fn iter(&self) -> impl Iterator<Item = Contact> + '_ {
+        let l = self.layout;
+        self.buckets.iter().flat_map(move |b| b.contacts(l))
     }
 
     /// The contacts of one bucket, least recently seen first (empty if there is no such bucket).
-    pub fn bucket_contacts(&self, bucket: usize) -> &[Contact] {
-        self.buckets.get(bucket).map_or(&[], |b| b.contacts())
+    pub fn bucket_contacts(&self, bucket: usize) -> impl ExactSizeIterator<Item = Contact> + '_ {
+        let l = self.layout;
+        let records: &[u8] = self.buckets.get(bucket).map_or(&[], |b| b.records());
+        records.chunks_exact(l.stride()).map(move |r| l.decode(r))
+    }
+
+    /// How many contacts one bucket holds (0 if there is no such bucket).
+    pub fn bucket_len(&self, bucket: usize) -> usize {
+        self.buckets.get(bucket).map_or(0, |b| b.len(self.layout))
     }
 
     /// A summary of every bucket, farthest first.
     pub fn buckets(&self) -> impl Iterator<Item = BucketView> {
         self.buckets.iter().enumerate().map(|(index, b)| {
             let (prefix, prefix_bits) = self.prefix_of(index);
-            BucketView { index, len: b.len(), last_changed: b.last_changed, prefix, prefix_bits }
+            BucketView { index, len: b.len(self.layout), last_changed: b.last_changed, prefix, prefix_bits }
         })
     }
 
@@ -239,17 +266,21 @@ impl RoutingTable {
         if node.id == self.local_id {
             return InsertOutcome::IsLocal;
         }
+        self.fit(&node.addr);
+        let l = self.layout;
         let mut index = self.index_for(&node.id);
         let bucket = &mut self.buckets[index];
-        if let Some(pos) = bucket.position(&node.id) {
+        if let Some(pos) = bucket.position(l, &node.id) {
             // BEP 5: "When a node in a bucket is pinged and it responds, or a node is added to a
             // bucket, or a node in a bucket is replaced with another node, the bucket's last
             // changed property should be updated."
             bucket.last_changed = now;
-            return match bucket.move_to_tail(pos) {
-                Some(contact) => {
+            return match bucket.move_to_tail(l, pos) {
+                Some(pos) => {
+                    let mut contact = bucket.contact(l, pos);
                     let previous = contact.node.addr;
                     contact.mark_reply(node.addr, now);
+                    bucket.set(l, pos, &contact);
                     if previous == node.addr {
                         InsertOutcome::Refreshed
                     } else {
@@ -262,8 +293,8 @@ impl RoutingTable {
         loop {
             let can_split = index == self.last() && self.buckets.len() < self.id_bits();
             let bucket = &mut self.buckets[index];
-            if bucket.len() < self.k {
-                bucket.push(Contact::verified(node, now));
+            if bucket.len(l) < self.k {
+                bucket.push(l, &Contact::verified(node, now));
                 bucket.last_changed = now;
                 self.len += 1;
                 return InsertOutcome::Added;
@@ -273,8 +304,8 @@ impl RoutingTable {
                 index = self.index_for(&node.id);
                 continue;
             }
-            if let Some(evicted) = bucket.worst_bad(now, &self.policy).and_then(|pos| bucket.remove(pos)) {
-                bucket.push(Contact::verified(node, now));
+            if let Some(evicted) = bucket.worst_bad(l, now, &self.policy).and_then(|pos| bucket.remove(l, pos)) {
+                bucket.push(l, &Contact::verified(node, now));
                 bucket.last_changed = now;
                 return InsertOutcome::Replaced { evicted };
             }
@@ -294,14 +325,16 @@ impl RoutingTable {
             return InsertOutcome::IsLocal;
         }
         let mut index = self.index_for(&node.id);
-        if self.buckets[index].position(&node.id).is_some() {
+        if self.buckets[index].position(self.layout, &node.id).is_some() {
             return InsertOutcome::Refreshed;
         }
+        self.fit(&node.addr);
+        let l = self.layout;
         loop {
             let can_split = index == self.last() && self.buckets.len() < self.id_bits();
             let bucket = &mut self.buckets[index];
-            if bucket.len() < self.k {
-                bucket.push(Contact::restored(node, now));
+            if bucket.len(l) < self.k {
+                bucket.push(l, &Contact::restored(node, now));
                 self.len += 1;
                 return InsertOutcome::Added;
             }
@@ -322,15 +355,18 @@ impl RoutingTable {
     /// another address, which the caller may ping to verify.
     pub fn record_query(&mut self, id: &NodeId, addr: SocketAddr, now: Instant) -> bool {
         let Some(index) = self.bucket_for(id) else { return false };
+        let l = self.layout;
         let bucket = &mut self.buckets[index];
-        let Some(pos) = bucket.position(id) else { return false };
-        if bucket.contacts()[pos].node.addr != addr {
+        let Some(pos) = bucket.position(l, id) else { return false };
+        let mut contact = bucket.contact(l, pos);
+        if contact.node.addr != addr {
             return false;
         }
-        match bucket.move_to_tail(pos) {
-            Some(contact) => {
+        match bucket.move_to_tail(l, pos) {
+            Some(pos) => {
                 contact.last_query = Some(now);
                 contact.last_seen = now;
+                bucket.set(l, pos, &contact);
                 true
             }
             None => false,
@@ -348,16 +384,21 @@ impl RoutingTable {
         // must keep meaning "last heard from".
         let _ = now;
         let index = self.bucket_for(id)?;
-        let contact = self.buckets[index].get_mut(id)?;
+        let l = self.layout;
+        let bucket = &mut self.buckets[index];
+        let pos = bucket.position(l, id)?;
+        let mut contact = bucket.contact(l, pos);
         contact.failures = contact.failures.saturating_add(1);
+        bucket.set(l, pos, &contact);
         Some(contact.failures)
     }
 
     /// Removes a contact and returns it.
     pub fn remove(&mut self, id: &NodeId) -> Option<Contact> {
         let index = self.bucket_for(id)?;
+        let l = self.layout;
         let bucket = &mut self.buckets[index];
-        let removed = bucket.position(id).and_then(|pos| bucket.remove(pos))?;
+        let removed = bucket.position(l, id).and_then(|pos| bucket.remove(l, pos))?;
         self.len -= 1;
         Some(removed)
     }
@@ -374,20 +415,21 @@ impl RoutingTable {
             return SwapOutcome::Refused;
         }
         let Some(index) = self.bucket_for(dead) else { return SwapOutcome::DeadNotFound };
-        let bucket = &mut self.buckets[index];
-        let Some(pos) = bucket.position(dead) else { return SwapOutcome::DeadNotFound };
-        if bucket.contacts()[pos].state(now, &self.policy) == NodeState::Good {
+        let Some(pos) = self.buckets[index].position(self.layout, dead) else { return SwapOutcome::DeadNotFound };
+        if self.buckets[index].contact(self.layout, pos).state(now, &self.policy) == NodeState::Good {
             return SwapOutcome::DeadIsGood;
         }
         if self.index_for(&replacement.id) != index {
             return SwapOutcome::Refused;
         }
-        let bucket = &mut self.buckets[index];
-        if bucket.position(&replacement.id).is_some() {
+        if self.buckets[index].position(self.layout, &replacement.id).is_some() {
             return SwapOutcome::Refused;
         }
-        let Some(evicted) = bucket.remove(pos) else { return SwapOutcome::DeadNotFound };
-        bucket.push(Contact::verified(replacement, now));
+        self.fit(&replacement.addr);
+        let l = self.layout;
+        let bucket = &mut self.buckets[index];
+        let Some(evicted) = bucket.remove(l, pos) else { return SwapOutcome::DeadNotFound };
+        bucket.push(l, &Contact::verified(replacement, now));
         bucket.last_changed = now;
         SwapOutcome::Swapped { evicted }
     }
@@ -404,7 +446,7 @@ impl RoutingTable {
         let n = n.min(MAX_K);
         let Some(bucket) = self.buckets.get(bucket) else { return out };
         for wanted in [NodeState::Questionable, NodeState::Bad, NodeState::Good] {
-            for c in bucket.contacts() {
+            for c in bucket.contacts(self.layout) {
                 if out.len() >= n {
                     return out;
                 }
@@ -444,7 +486,7 @@ impl RoutingTable {
         }
         if target.len() != self.local_id.len() {
             for bucket in &self.buckets {
-                offer_bucket(bucket, target, n, &mut pred, &mut out);
+                offer_bucket(bucket, self.layout, target, n, &mut pred, &mut out);
             }
             return out;
         }
@@ -467,7 +509,7 @@ impl RoutingTable {
             if out.len() >= n {
                 break;
             }
-            offer_bucket(&self.buckets[bucket], target, n, &mut pred, &mut out);
+            offer_bucket(&self.buckets[bucket], self.layout, target, n, &mut pred, &mut out);
         }
         out
     }
@@ -531,8 +573,23 @@ impl RoutingTable {
     /// bucket that never splits again, the nearer ones form the new last bucket.
     fn split_last(&mut self) {
         let depth = self.last();
-        let near = self.buckets[depth].split_off_near(&self.local_id, depth, self.k);
+        let near = self.buckets[depth].split_off_near(self.layout, &self.local_id, depth);
+        // One bucket more, not double the room: a table splits about log2(N / k) times.
+        self.buckets.reserve_exact(1);
         self.buckets.push(near);
+    }
+
+    /// Widens every record before an address that a narrow record cannot hold is stored (an
+    /// IPv6 node in a table that had only IPv4 ones). Once only: a table never narrows again.
+    fn fit(&mut self, addr: &SocketAddr) {
+        if self.layout.wide || Layout::narrow_holds(addr) {
+            return;
+        }
+        let wide = Layout { wide: true, ..self.layout };
+        for bucket in &mut self.buckets {
+            bucket.relayout(self.layout, wide);
+        }
+        self.layout = wide;
     }
 
     fn prefix_of(&self, index: usize) -> (NodeId, usize) {
@@ -567,22 +624,26 @@ fn splice(prefix: &NodeId, bits: usize, rest: &[u8; MAX_ID_LEN]) -> NodeId {
 /// to `target` sorted nearest first (ties keep their arrival order).
 fn offer_bucket(
     bucket: &Bucket,
+    l: Layout,
     target: &NodeId,
     n: usize,
     pred: &mut impl FnMut(&Contact) -> bool,
     out: &mut ArrayVec<NodeInfo, MAX_K>,
 ) {
-    for contact in bucket.contacts() {
-        if !pred(contact) {
-            continue;
-        }
-        let id = &contact.node.id;
-        // Most contacts lose to a full result's farthest entry: one comparison settles them.
+    for (i, raw) in bucket.ids(l).enumerate() {
+        // The distance first, on the packed id: most contacts lose to a full result's
+        // farthest entry, and those are never built.
+        let Ok(id) = NodeId::from_bytes(raw) else { continue };
+        let id = &id;
         if out.len() >= n && out.last().is_some_and(|worst| target.cmp_distance(&worst.id, id) != Ordering::Greater) {
             continue;
         }
         let pos = out.partition_point(|x| target.cmp_distance(&x.id, id) != Ordering::Greater);
         if pos >= n {
+            continue;
+        }
+        let contact = bucket.contact(l, i);
+        if !pred(&contact) {
             continue;
         }
         if out.len() >= n {
@@ -633,7 +694,7 @@ mod tests {
     }
 
     fn bucket_ids(table: &RoutingTable, bucket: usize) -> Vec<NodeId> {
-        table.bucket_contacts(bucket).iter().map(|c| c.node.id).collect()
+        table.bucket_contacts(bucket).map(|c| c.node.id).collect()
     }
 
     /// Every structural promise of the table.
@@ -713,7 +774,7 @@ mod tests {
         assert_eq!(table.insert_verified(node(&[0x80, 1]), at_mins(1)), InsertOutcome::Refreshed);
         assert_eq!(bucket_ids(&table, 0), [id(&[0x80, 2]), id(&[0x80, 1])]);
         let contact = table.get(&id(&[0x80, 1])).unwrap();
-        assert_eq!((contact.added, contact.last_seen), (Instant::ZERO, at_mins(1)));
+        assert_eq!(contact.last_seen, at_mins(1));
         assert_eq!(table.buckets().next().unwrap().last_changed, at_mins(1));
     }
 
@@ -973,7 +1034,7 @@ mod tests {
         let _ = table.record_failure(&id(&[0x80, 2]), at_mins(1));
         assert_eq!(table.insert_verified(node(&[0x80, 3]), at_mins(1)), InsertOutcome::BucketFull { bucket: 0 });
         assert_eq!(table.record_failure(&id(&[0x80, 2]), at_mins(2)), Some(2));
-        let bad = *table.get(&id(&[0x80, 2])).unwrap();
+        let bad = table.get(&id(&[0x80, 2])).unwrap();
         assert_eq!(bad.state(at_mins(2), table.policy()), NodeState::Bad);
         assert_eq!(table.insert_verified(node(&[0x80, 3]), at_mins(3)), InsertOutcome::Replaced { evicted: bad });
         assert_eq!(bucket_ids(&table, 0), [id(&[0x80, 1]), id(&[0x80, 3])]);
@@ -1093,7 +1154,7 @@ mod tests {
         assert_eq!(ids_of(&candidates), [id(&[0x80, 1])]);
         // The ping timed out.
         let _ = table.record_failure(&id(&[0x80, 1]), at_mins(20));
-        let dead = *table.get(&id(&[0x80, 1])).unwrap();
+        let dead = table.get(&id(&[0x80, 1])).unwrap();
         assert_eq!(table.swap(&dead.node.id, node(&[0x80, 3]), at_mins(21)), SwapOutcome::Swapped { evicted: dead });
         assert_eq!(bucket_ids(&table, 0), [id(&[0x80, 2]), id(&[0x80, 3])]);
         assert_eq!(table.get(&id(&[0x80, 3])).unwrap().last_reply, Some(at_mins(21)));
@@ -1206,7 +1267,7 @@ mod tests {
         for (i, view) in views.iter().enumerate() {
             assert_eq!(view.index, i);
             assert_eq!(view.len, table.bucket_contacts(i).len());
-            assert!(table.bucket_contacts(i).iter().all(|c| view.covers(&c.node.id)));
+            assert!(table.bucket_contacts(i).all(|c| view.covers(&c.node.id)));
         }
         assert!(views.last().unwrap().covers(&local));
         for _ in 0..500 {
@@ -1337,9 +1398,9 @@ mod tests {
                         }
                         (InsertOutcome::BucketFull { bucket }, None) => {
                             assert_eq!(table.bucket_for(&id), Some(bucket));
-                            let contacts = table.bucket_contacts(bucket);
+                            let mut contacts = table.bucket_contacts(bucket);
                             assert_eq!(contacts.len(), k);
-                            assert!(contacts.iter().all(|c| c.state(now, table.policy()) != NodeState::Bad));
+                            assert!(contacts.all(|c| c.state(now, table.policy()) != NodeState::Bad));
                         }
                         (outcome, known) => panic!("step {step}: {outcome:?} for {id:?} (known: {known:?})"),
                     }

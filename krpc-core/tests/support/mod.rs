@@ -378,7 +378,7 @@ impl Script {
 
     /// The ids of one bucket, least recently seen first.
     pub(crate) fn bucket_ids(&self, bucket: usize) -> Vec<NodeId> {
-        self.ep.routing_table().bucket_contacts(bucket).iter().map(|c| *c.id()).collect()
+        self.ep.routing_table().bucket_contacts(bucket).map(|c| *c.id()).collect()
     }
 }
 

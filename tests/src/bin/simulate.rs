@@ -300,6 +300,12 @@ fn peak_rss() -> Option<usize> {
     Some(kb * 1024)
 }
 
+/// Bytes one IPv4 contact takes in a BEP 5 routing table (packed; `contact_bytes` is the size
+/// of the `Contact` copy the table hands out).
+fn sim_entry_bytes(k: usize) -> usize {
+    krpc_core::routing::RoutingTable::new(krpc_core::NodeId::from_array([0; 20]), k).entry_bytes()
+}
+
 /// Heap bytes one idle engine with this configuration holds (an average over 1000).
 fn idle_engine_bytes(config: &Config) -> usize {
     let before = live_bytes();
@@ -489,6 +495,7 @@ fn main() {
             ("idle_engine_bytes".into(), idle.to_string()),
             ("bytes_per_routing_entry".into(), per_entry),
             ("contact_bytes".into(), std::mem::size_of::<krpc_core::routing::Contact>().to_string()),
+            ("routing_entry_bytes".into(), sim_entry_bytes(args.k).to_string()),
             ("footprint_bytes_per_engine".into(), (footprint / engines.max(1)).to_string()),
             ("built_bytes_per_node".into(), format!("{per_node_total:.0}")),
             ("peak_heap_mb".into(), mb(PEAK.load(Ordering::Relaxed))),
