@@ -219,7 +219,9 @@ pub struct Endpoint {
     /// queries carry `ro=1`.
     serving: bool,
     /// Reachability, with the node layer.
-    reach: Option<reachability::Tracker>,
+    /// Boxed: it holds the probe's list of nodes (about 1.4 KB), which an engine without the
+    /// node layer should not carry in its struct.
+    reach: Option<Box<reachability::Tracker>>,
     swap_checks: SwapChecks,
     address_checks: AddressChecks,
     events: Events,
@@ -252,7 +254,7 @@ impl Endpoint {
         let node = config.dht.clone().map(|d| NodeLayer::new(d, &mut rng, now));
         let rpc = Rpc::new(&config, &mut rng, now);
         let read_only = config.read_only || (config.adaptive_read_only && node.is_some());
-        let reach = node.is_some().then(|| reachability::Tracker::new(&rng, now, !read_only));
+        let reach = node.is_some().then(|| Box::new(reachability::Tracker::new(&rng, now, !read_only)));
         let mut timers = TimerTable::default();
         timers.set(Timer::Maintenance, Some(now + MAINTENANCE_INTERVAL));
         timers.set(Timer::NodeLayer, node.as_ref().map(|n| n.next_deadline()));
@@ -391,7 +393,7 @@ impl Endpoint {
     /// [`memory_footprint`](Self::memory_footprint) split by part, for finding where the bytes
     /// of a large simulation go: `(part, bytes)` pairs in a fixed order.
     #[doc(hidden)]
-    pub fn memory_parts(&self) -> [(&'static str, usize); 8] {
+    pub fn memory_parts(&self) -> [(&'static str, usize); 9] {
         [
             ("endpoint_struct", core::mem::size_of::<Self>()),
             ("tables", self.tables.memory_footprint()),
@@ -401,6 +403,7 @@ impl Endpoint {
             ("events", self.events.memory_footprint()),
             ("ops", self.ops.memory_footprint()),
             ("node_layer", self.node.as_ref().map_or(0, |_| core::mem::size_of::<NodeLayer>())),
+            ("reachability", self.reach.as_ref().map_or(0, |r| r.memory_footprint())),
         ]
     }
 
