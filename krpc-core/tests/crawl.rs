@@ -196,6 +196,20 @@ fn a_crawl_needs_somewhere_to_start_and_a_usable_configuration() {
     }
 }
 
+#[test]
+fn crawls_and_lookups_share_the_lookup_slots() {
+    // Found by the `endpoint` and `sim` fuzz targets (fuzz/regressions/*/
+    // lookup_beside_a_crawl_beyond_max_lookups): a crawl counted against `max_lookups` when it
+    // started, but a lookup started beside it did not see it, so both ran past the cap.
+    let mut s = Script::new(Config { bootstrap: vec![], max_lookups: 1, ..Config::default() });
+    s.insert(&[NodeInfo::new(id_with(&[0x80]), sa("10.0.0.1:6881"))]);
+    let crawl = s.ep.crawl(s.now, CrawlConfig::default()).expect("the one slot");
+    assert_eq!(s.ep.find_node(s.now, id_with(&[0x40])), Err(CommandError::TooManyLookups));
+    assert_eq!(s.ep.crawl(s.now, CrawlConfig::default()), Err(CommandError::TooManyLookups));
+    s.ep.stop(crawl).expect("stop the crawl");
+    assert!(s.ep.find_node(s.now, id_with(&[0x40])).is_ok(), "the slot is free again");
+}
+
 /// A scripted crawler in k-rpc parity mode (no node layer) with `nodes` in its table.
 fn scripted(nodes: &[NodeInfo]) -> Script {
     let mut s = Script::new(Config { bootstrap: vec![], ..Config::default() });

@@ -313,6 +313,11 @@ impl Operations {
         self.lookup_order.len()
     }
 
+    /// What counts against `max_lookups`: lookups and crawls together.
+    pub(crate) fn lookup_slots(&self) -> usize {
+        self.lookup_order.len() + self.ops.values().filter(|op| matches!(op, Op::Crawl(_))).count()
+    }
+
     pub(crate) fn contains(&self, op: OpId) -> bool {
         self.ops.contains_key(&op)
     }
