@@ -14,7 +14,7 @@ use clap::{Parser, ValueEnum};
 use krpc_core::{Config, Endpoint, Instant};
 use krpc_tests::sim::attack::{self, Attack, AttackKind, ReflectedQuery};
 use krpc_tests::sim::link::{Latency, Link};
-use krpc_tests::sim::profile::PairDelays;
+use krpc_tests::sim::profile::{PairDelays, Sessions};
 use krpc_tests::sim::report::{Report, Summary};
 use krpc_tests::sim::svg::{self, Series};
 use krpc_tests::sim::{Build, OtherK, Partition, Scenario, Sim};
@@ -146,6 +146,11 @@ struct Args {
     /// for contrast: `libtorrent` (α 5, soft timeout 1 s fixed, timeout 15 s, no retries).
     #[arg(long, value_enum, default_value_t = Client::Krpc)]
     client: Client,
+    /// Session lengths during the lookups (Weibull): `mainline` (k 0.43, λ 470 min), `kad`
+    /// (Steiner et al.: k 0.615, λ 169.5 min) or `none`. Default: `mainline` with `--profile`,
+    /// else none. Replaces `--churn`.
+    #[arg(long, value_enum)]
+    sessions: Option<SessionsArg>,
     /// The k nodes nearest each target hold a value (as after an announce) and the output
     /// gives the time to the first `values` (`values_time_*`). On with `--profile`.
     #[arg(long)]
@@ -245,6 +250,16 @@ enum Profile {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum SessionsArg {
+    /// The Mainline DHT fit.
+    Mainline,
+    /// KAD (Steiner et al., IMC 2007).
+    Kad,
+    /// No sessions: nodes stay (or leave by `--churn`).
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Client {
     /// This engine's lookup defaults (or the flags given).
     Krpc,
@@ -259,6 +274,15 @@ enum Switch {
     On,
     /// Off.
     Off,
+}
+
+fn sessions_of(args: &Args) -> Option<Sessions> {
+    match args.sessions {
+        Some(SessionsArg::Mainline) => Some(Sessions::MAINLINE),
+        Some(SessionsArg::Kad) => Some(Sessions::KAD),
+        Some(SessionsArg::None) => None,
+        None => args.profile.map(|Profile::Mainline| Sessions::MAINLINE),
+    }
 }
 
 fn parse_latency(s: &str) -> Result<Latency, String> {
@@ -422,6 +446,7 @@ fn main() {
         invariant_sample: 100,
         attack,
         holders: args.holders || args.profile.is_some(),
+        sessions: sessions_of(&args),
         nat: args.nat,
     };
 
@@ -486,6 +511,7 @@ fn main() {
             ("latency".into(), args.latency.clone()),
             ("profile".into(), args.profile.map_or("none".into(), |_| "mainline".into())),
             ("client".into(), format!("{:?}", args.client).to_lowercase()),
+            ("sessions".into(), format!("{:?}", sessions_of(&args).map(|s| (s.shape, s.scale.as_secs() / 60)))),
             ("attack".into(), attack_name(attack)),
             ("defences".into(), attack.map_or("null".into(), |a| if a.defences { "on".into() } else { "off".into() })),
         ],

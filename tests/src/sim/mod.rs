@@ -141,6 +141,10 @@ pub struct Scenario {
     pub holders: bool,
     /// Share of the nodes behind an address-restricted NAT (see [`nat`]).
     pub nat: f64,
+    /// Session lengths ([`profile::Sessions`]): during the workload each node leaves when its
+    /// session ends and new nodes join at the rate that keeps the population steady. Replaces
+    /// `churn_per_minute`'s memoryless departures.
+    pub sessions: Option<profile::Sessions>,
 }
 
 impl Default for Scenario {
@@ -162,6 +166,7 @@ impl Default for Scenario {
             attack: None,
             holders: false,
             nat: 0.0,
+            sessions: None,
         }
     }
 }
@@ -325,6 +330,8 @@ enum Action {
     Join(u32),
     StartLookup,
     Leave,
+    /// Node `i`'s session ends ([`Scenario::sessions`]).
+    Depart(u32),
     ChurnJoin,
     PartitionStart,
     PartitionEnd,
@@ -416,6 +423,8 @@ pub struct Sim {
     joining: BTreeMap<u32, OpId>,
     joins_scheduled: usize,
     churn: bool,
+    /// Every live node has its departure scheduled ([`Scenario::sessions`]); once per run.
+    sessions_started: bool,
     partitioned: bool,
     busy: Vec<bool>,
     busy_count: usize,
@@ -495,6 +504,7 @@ impl Sim {
             joining: BTreeMap::new(),
             joins_scheduled: 0,
             churn: false,
+            sessions_started: false,
             partitioned: false,
             busy: vec![false; n],
             busy_count: 0,
@@ -902,15 +912,19 @@ impl Sim {
             Action::StartLookup => self.start_lookup(),
             Action::Leave => {
                 if let Some(i) = self.pick_live(|sim, i| !sim.tracked.contains_key(&i) && !sim.pinned.contains(&i)) {
-                    let node = &mut self.nodes[i as usize];
-                    node.ep = None;
-                    node.status = Status::Left;
-                    self.timer_at[i as usize] = u64::MAX;
-                    self.set_busy(i, false);
-                    self.joining.remove(&i);
-                    self.stats.left += 1;
+                    self.leave(i);
                 }
                 self.schedule_churn(Action::Leave);
+            }
+            Action::Depart(i) => {
+                if !self.churn || self.nodes[i as usize].status != Status::Alive {
+                    // Sessions run only while churn is on; a node already gone stays gone.
+                } else if self.tracked.contains_key(&i) || self.pinned.contains(&i) {
+                    // Running a measured lookup or a command: it leaves a little later.
+                    self.schedule(self.now + Duration::from_secs(30), Action::Depart(i));
+                } else {
+                    self.leave(i);
+                }
             }
             Action::ChurnJoin => {
                 let mut b = [0u8; 20];
@@ -939,6 +953,10 @@ impl Sim {
                 }
                 self.stats.joined += 1;
                 self.do_join(i, bootstrap);
+                if let Some(sessions) = self.scenario.sessions {
+                    let at = self.now + sessions.sample(&mut self.work_rng);
+                    self.schedule(at, Action::Depart(i));
+                }
                 self.schedule_churn(Action::ChurnJoin);
             }
             Action::PartitionStart => self.partitioned = true,
@@ -961,12 +979,42 @@ impl Sim {
             .find(|&i| self.nodes[i as usize].status == Status::Alive && ok(self, i))
     }
 
+    /// Node `i` leaves, silently, as real nodes do.
+    fn leave(&mut self, i: u32) {
+        let node = &mut self.nodes[i as usize];
+        node.ep = None;
+        node.status = Status::Left;
+        self.timer_at[i as usize] = u64::MAX;
+        self.set_busy(i, false);
+        self.joining.remove(&i);
+        self.stats.left += 1;
+    }
+
+    /// With [`Scenario::sessions`]: every live node gets the rest of its session (drawn from
+    /// the equilibrium residual), and joins start at the rate that keeps the population
+    /// steady (live nodes / mean session).
+    fn start_sessions(&mut self) {
+        let Some(sessions) = self.scenario.sessions else { return };
+        for i in 0..self.nodes.len() as u32 {
+            if self.nodes[i as usize].status == Status::Alive {
+                let at = self.now + sessions.residual(&mut self.work_rng);
+                self.schedule(at, Action::Depart(i));
+            }
+        }
+        self.schedule_churn(Action::ChurnJoin);
+    }
+
     fn schedule_churn(&mut self, action: Action) {
-        if !self.churn || self.scenario.churn_per_minute <= 0.0 {
+        let per_minute = match (self.scenario.sessions, action) {
+            (Some(s), Action::ChurnJoin) => 60.0 / s.mean().as_secs_f64(),
+            (Some(_), _) => 0.0,
+            (None, _) => self.scenario.churn_per_minute,
+        };
+        if !self.churn || per_minute <= 0.0 {
             return;
         }
         let live = self.live_nodes().max(1) as f64;
-        let per_second = live * self.scenario.churn_per_minute / 60.0;
+        let per_second = live * per_minute / 60.0;
         let mean = Duration::from_secs_f64(1.0 / per_second);
         let at = self.now + exponential(&mut self.work_rng, mean);
         self.schedule(at, action);
@@ -1206,6 +1254,15 @@ impl Sim {
             self.churn = true;
             self.schedule_churn(Action::Leave);
             self.schedule_churn(Action::ChurnJoin);
+        }
+        if self.scenario.sessions.is_some() {
+            self.churn = true;
+            if !self.sessions_started {
+                self.sessions_started = true;
+                self.start_sessions();
+            } else {
+                self.schedule_churn(Action::ChurnJoin);
+            }
         }
         if let Some(p) = self.scenario.partition {
             self.schedule(now + p.after, Action::PartitionStart);

@@ -15,6 +15,8 @@
 //!   the FCC's Measuring Broadband America reports measure it);
 //! * a small jitter per datagram (±10% around the pair's delay, log-normal).
 //!
+//! And how long nodes stay: [`Sessions`], Weibull session lengths (`--sessions`).
+//!
 //! Everything is drawn from the simulation's seed: the same seed gives the same delays.
 
 use core::time::Duration;
@@ -85,6 +87,96 @@ impl PairDelays {
     }
 }
 
+/// How long nodes stay online: a Weibull distribution of session lengths, as measured on real
+/// DHTs. Its shape below 1 means many short sessions and a long tail of nodes that stay for
+/// days, so a node that has been up long is likely to stay up longer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sessions {
+    /// Weibull shape k.
+    pub shape: f64,
+    /// Weibull scale λ.
+    pub scale: Duration,
+}
+
+impl Sessions {
+    /// The Mainline DHT fit cited in issue 16: k ≈ 0.43, λ ≈ 470 minutes (a mean session of
+    /// about 22 hours, a median of about 200 minutes).
+    pub const MAINLINE: Sessions = Sessions { shape: 0.43, scale: Duration::from_secs(470 * 60) };
+    /// KAD, from Steiner et al. (IMC 2007): k = 0.615, λ = 169.5 minutes.
+    pub const KAD: Sessions = Sessions { shape: 0.615, scale: Duration::from_secs(10_170) };
+
+    /// The mean session, λ·Γ(1 + 1/k).
+    pub fn mean(&self) -> Duration {
+        self.scale.mul_f64(gamma(1.0 + 1.0 / self.shape))
+    }
+
+    /// A whole session, for a node that joins now: λ·(−ln U)^(1/k).
+    pub fn sample(&self, rng: &mut impl Rng) -> Duration {
+        let u = 1.0 - unit(rng); // (0, 1]
+        self.scale.mul_f64((-u.ln()).powf(1.0 / self.shape))
+    }
+
+    /// What is left of the session of a node found online at a random instant of a network
+    /// in equilibrium: a session drawn in proportion to its length (longer sessions are more
+    /// likely to be caught), times a uniform share. For a Weibull the length-biased session is
+    /// λ·G^(1/k) with G ~ Gamma(1 + 1/k, 1).
+    pub fn residual(&self, rng: &mut impl Rng) -> Duration {
+        let g = gamma_sample(1.0 + 1.0 / self.shape, rng);
+        let biased = self.scale.mul_f64(g.powf(1.0 / self.shape));
+        biased.mul_f64(unit(rng))
+    }
+
+    /// The share of sessions shorter than `t`: 1 − exp(−(t/λ)^k).
+    pub fn cdf(&self, t: Duration) -> f64 {
+        1.0 - (-(t.as_secs_f64() / self.scale.as_secs_f64()).powf(self.shape)).exp()
+    }
+}
+
+/// Γ(x) for x > 0 (Lanczos, g = 7, n = 9: about 15 significant digits).
+fn gamma(x: f64) -> f64 {
+    const G: f64 = 7.0;
+    const C: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        return core::f64::consts::PI / ((core::f64::consts::PI * x).sin() * gamma(1.0 - x));
+    }
+    let x = x - 1.0;
+    let mut a = C[0];
+    let t = x + G + 0.5;
+    for (i, c) in C.iter().enumerate().skip(1) {
+        a += c / (x + i as f64);
+    }
+    (2.0 * core::f64::consts::PI).sqrt() * t.powf(x + 0.5) * (-t).exp() * a
+}
+
+/// A Gamma(shape, 1) draw for shape ≥ 1 (Marsaglia and Tsang, 2000).
+fn gamma_sample(shape: f64, rng: &mut impl Rng) -> f64 {
+    let d = shape - 1.0 / 3.0;
+    let c = 1.0 / (9.0 * d).sqrt();
+    loop {
+        let u1 = 1.0 - unit(rng);
+        let u2 = unit(rng);
+        let z = (-2.0 * u1.ln()).sqrt() * (core::f64::consts::TAU * u2).cos();
+        let v = (1.0 + c * z).powi(3);
+        if v <= 0.0 {
+            continue;
+        }
+        let u = 1.0 - unit(rng);
+        if u.ln() < 0.5 * z * z + d - d * v + d * v.ln() {
+            return d * v;
+        }
+    }
+}
+
 /// SplitMix64's finaliser: a well-mixed 64-bit hash of a 64-bit key.
 fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -129,6 +221,37 @@ mod tests {
         assert_ne!(p.base_rtt_ms(3, 9), PairDelays::mainline(2).base_rtt_ms(3, 9));
         let access: Vec<f64> = (0..1000).map(|a| p.access_ms(a)).collect();
         assert!(access.iter().all(|&a| a > 0.0 && a <= 150.0));
+    }
+
+    #[test]
+    fn gamma_matches_known_values() {
+        assert!((gamma(5.0) - 24.0).abs() < 1e-9);
+        assert!((gamma(0.5) - core::f64::consts::PI.sqrt()).abs() < 1e-12);
+        assert!((gamma(1.5) - core::f64::consts::PI.sqrt() / 2.0).abs() < 1e-12);
+        // Γ(x + 1) = x·Γ(x), at the Mainline shape's 1 + 1/k.
+        let x = 1.0 + 1.0 / 0.43;
+        assert!((gamma(x + 1.0) - x * gamma(x)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn sessions_follow_their_weibull_and_residuals_their_equilibrium() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for s in [Sessions::MAINLINE, Sessions::KAD] {
+            let mut v: Vec<f64> = (0..40_000).map(|_| s.sample(&mut rng).as_secs_f64()).collect();
+            // The median of a Weibull is λ·(ln 2)^(1/k).
+            let median = quantile(&mut v, 0.5);
+            let want = s.scale.as_secs_f64() * core::f64::consts::LN_2.powf(1.0 / s.shape);
+            assert!((median / want - 1.0).abs() < 0.05, "median {median} against {want}");
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            assert!((mean / s.mean().as_secs_f64() - 1.0).abs() < 0.06, "mean {mean} against {:?}", s.mean());
+            assert!((s.cdf(Duration::from_secs_f64(median)) - 0.5).abs() < 0.02);
+            // In equilibrium the residual life has density S(t)/mean: its mean is
+            // E[T²]/(2·E[T]) = λ·Γ(1 + 2/k) / (2·Γ(1 + 1/k)), far above the mean session.
+            let r: Vec<f64> = (0..40_000).map(|_| s.residual(&mut rng).as_secs_f64()).collect();
+            let r_mean = r.iter().sum::<f64>() / r.len() as f64;
+            let want = s.scale.as_secs_f64() * gamma(1.0 + 2.0 / s.shape) / (2.0 * gamma(1.0 + 1.0 / s.shape));
+            assert!((r_mean / want - 1.0).abs() < 0.1, "residual mean {r_mean} against {want}");
+        }
     }
 
     #[test]
