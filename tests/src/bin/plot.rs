@@ -1,17 +1,21 @@
 //! `plot`: runs a fixed set of simulations and draws the plots of `docs/simulation.md`.
 //!
 //! ```text
-//! cargo run --release -p krpc-tests --bin plot -- [NODES] [OUT_DIR]
+//! cargo run --release -p krpc-tests --bin plot -- [NODES] [OUT_DIR] [all|profile]
 //! ```
-//! Defaults: 100,000 nodes (pre-seeded tables), `docs/`. Writes `sim-queries-cdf.svg` (queries
-//! per lookup, k = 8 and k = 20, tuned lookup against the k-rpc lookup shape) and
+//! Defaults: 100,000 nodes (pre-seeded tables), `docs/`, all. Writes `sim-queries-cdf.svg`
+//! (queries per lookup, k = 8 and k = 20, tuned lookup against the k-rpc lookup shape),
 //! `sim-time-cdf-dead30.svg` (virtual time per lookup with 30% dead contacts, one tuning step
-//! per curve).
+//! per curve) and, also alone with `profile`, `sim-profile-latency-cdf.svg` (the mainline
+//! profile: time to the first values and to completion, this engine against libtorrent's
+//! lookup settings, with and without silent nodes).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::time::Duration;
 
 use krpc_core::Config;
+use krpc_tests::sim::link::Link;
+use krpc_tests::sim::profile::{PairDelays, Sessions};
 use krpc_tests::sim::report::Summary;
 use krpc_tests::sim::svg::{self, Series};
 use krpc_tests::sim::{Scenario, Sim, krpc_parity_config};
@@ -37,10 +41,69 @@ fn series(
     Series { label: label.to_string(), values: records.iter().filter_map(f).collect() }
 }
 
+/// A run under `--profile mainline`: per-pair delays, Mainline sessions, the k nearest nodes
+/// of each target holding a value.
+fn run_profile(nodes: usize, engine: Config, dead: f64) -> Vec<krpc_tests::sim::LookupRecord> {
+    let link = Link { pairs: Some(PairDelays::mainline(1)), ..Link::default() };
+    let scenario = Scenario {
+        seed: 1,
+        nodes,
+        engine,
+        dead,
+        link,
+        holders: true,
+        sessions: Some(Sessions::MAINLINE),
+        ..Scenario::default()
+    };
+    let mut sim = Sim::new(scenario);
+    sim.build();
+    sim.run_lookups(LOOKUPS, 20.0)
+}
+
+/// libtorrent's traversal settings (as `simulate --client libtorrent`).
+fn libtorrent_lookup() -> Config {
+    Config {
+        k: 8,
+        lookup_parallelism: Some(5),
+        lookup_soft_timeout: Some(Duration::from_secs(1)),
+        lookup_adaptive_soft_timeout: false,
+        timeout: Duration::from_secs(15),
+        lookup_retries: 0,
+        ..Config::default()
+    }
+}
+
+fn profile_plot(nodes: usize, dir: &str) {
+    let first = |r: &krpc_tests::sim::LookupRecord| r.values_after.map(|d| d.as_secs_f64() * 1e3);
+    let done = |r: &krpc_tests::sim::LookupRecord| r.duration.map(|d| d.as_secs_f64() * 1e3);
+    let ours = run_profile(nodes, Config { k: 8, ..Config::default() }, 0.0);
+    let stock = run_profile(nodes, libtorrent_lookup(), 0.0);
+    let ours_dead = run_profile(nodes, Config { k: 8, ..Config::default() }, 0.3);
+    let stock_dead = run_profile(nodes, libtorrent_lookup(), 0.3);
+    let curves = vec![
+        series("krpc: first values", &ours, first),
+        series("krpc: completed", &ours, done),
+        series("libtorrent's lookup: first values", &stock, first),
+        series("libtorrent's lookup: completed", &stock, done),
+        series("krpc, 30% silent: first values", &ours_dead, first),
+        series("krpc, 30% silent: completed", &ours_dead, done),
+        series("libtorrent's lookup, 30% silent: first values", &stock_dead, first),
+        series("libtorrent's lookup, 30% silent: completed", &stock_dead, done),
+    ];
+    let title = format!("get_peers under the mainline profile, {nodes} nodes ({LOOKUPS} lookups each)");
+    let path = format!("{dir}/sim-profile-latency-cdf.svg");
+    std::fs::write(&path, svg::cdf(&title, "milliseconds", &curves)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    println!("wrote {path}");
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let nodes: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let dir = args.next().unwrap_or_else(|| "docs".to_string());
+    if args.next().as_deref() == Some("profile") {
+        profile_plot(nodes, &dir);
+        return;
+    }
     let queries = |r: &krpc_tests::sim::LookupRecord| Some(f64::from(r.queries));
     let millis = |r: &krpc_tests::sim::LookupRecord| r.duration.map(|d| d.as_secs_f64() * 1e3);
 
@@ -80,4 +143,6 @@ fn main() {
     let path = format!("{dir}/sim-time-cdf-dead30.svg");
     std::fs::write(&path, svg::cdf(&title, "milliseconds", &curves)).unwrap_or_else(|e| panic!("{path}: {e}"));
     println!("wrote {path}");
+
+    profile_plot(nodes, &dir);
 }
