@@ -18,7 +18,7 @@ use krpc_tests::sim::link::Link;
 use krpc_tests::sim::profile::{PairDelays, Sessions};
 use krpc_tests::sim::report::Summary;
 use krpc_tests::sim::svg::{self, Series};
-use krpc_tests::sim::{Scenario, Sim, krpc_parity_config};
+use krpc_tests::sim::{Scenario, Sim, krpc_parity_config, libtorrent_lookup_config};
 
 const LOOKUPS: usize = 1000;
 
@@ -60,26 +60,13 @@ fn run_profile(nodes: usize, engine: Config, dead: f64) -> Vec<krpc_tests::sim::
     sim.run_lookups(LOOKUPS, 20.0)
 }
 
-/// libtorrent's traversal settings (as `simulate --client libtorrent`).
-fn libtorrent_lookup() -> Config {
-    Config {
-        k: 8,
-        lookup_parallelism: Some(5),
-        lookup_soft_timeout: Some(Duration::from_secs(1)),
-        lookup_adaptive_soft_timeout: false,
-        timeout: Duration::from_secs(15),
-        lookup_retries: 0,
-        ..Config::default()
-    }
-}
-
 fn profile_plot(nodes: usize, dir: &str) {
     let first = |r: &krpc_tests::sim::LookupRecord| r.values_after.map(|d| d.as_secs_f64() * 1e3);
     let done = |r: &krpc_tests::sim::LookupRecord| r.duration.map(|d| d.as_secs_f64() * 1e3);
     let ours = run_profile(nodes, Config { k: 8, ..Config::default() }, 0.0);
-    let stock = run_profile(nodes, libtorrent_lookup(), 0.0);
+    let stock = run_profile(nodes, libtorrent_lookup_config(Config { k: 8, ..Config::default() }), 0.0);
     let ours_dead = run_profile(nodes, Config { k: 8, ..Config::default() }, 0.3);
-    let stock_dead = run_profile(nodes, libtorrent_lookup(), 0.3);
+    let stock_dead = run_profile(nodes, libtorrent_lookup_config(Config { k: 8, ..Config::default() }), 0.3);
     let curves = vec![
         series("krpc: first values", &ours, first),
         series("krpc: completed", &ours, done),

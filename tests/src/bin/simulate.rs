@@ -17,7 +17,7 @@ use krpc_tests::sim::link::{Latency, Link};
 use krpc_tests::sim::profile::{PairDelays, Sessions};
 use krpc_tests::sim::report::{Report, Summary};
 use krpc_tests::sim::svg::{self, Series};
-use krpc_tests::sim::{Build, OtherK, Partition, Scenario, Sim};
+use krpc_tests::sim::{Build, OtherK, Partition, Scenario, Sim, libtorrent_lookup_config};
 
 /// Counts the bytes the process holds on the heap, and the most it ever held.
 struct Counting;
@@ -388,13 +388,7 @@ fn main() {
         engine.lookup_adaptive_soft_timeout = false;
     }
     if args.client == Client::Libtorrent {
-        // libtorrent's traversal_algorithm and rpc_manager (RC_2_1): 5 outstanding queries,
-        // a slot freed after 1 s without an answer, given up on after 15 s, never resent.
-        engine.lookup_parallelism = Some(5);
-        engine.lookup_soft_timeout = Some(Duration::from_secs(1));
-        engine.lookup_adaptive_soft_timeout = false;
-        engine.timeout = Duration::from_secs(15);
-        engine.lookup_retries = 0;
+        engine = libtorrent_lookup_config(engine);
     }
     if let Err(e) = engine.validate() {
         fail(&format!("invalid engine configuration: {e}"));

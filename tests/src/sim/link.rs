@@ -29,7 +29,7 @@ pub fn exponential(rng: &mut impl Rng, mean: Duration) -> Duration {
 }
 
 /// A standard normal draw (Box–Muller).
-fn normal(rng: &mut impl Rng) -> f64 {
+pub(super) fn normal(rng: &mut impl Rng) -> f64 {
     let u1 = 1.0 - unit(rng); // (0, 1]
     let u2 = unit(rng);
     (-2.0 * u1.ln()).sqrt() * (core::f64::consts::TAU * u2).cos()

@@ -212,6 +212,20 @@ pub fn krpc_parity_config() -> Config {
     }
 }
 
+/// A stock client's lookup for contrast: libtorrent's traversal (RC_2_1 `traversal_algorithm`
+/// and `rpc_manager`): `dht_search_branching` 5 outstanding queries, a slot freed after a 1 s
+/// short timeout, given up on after 15 s, never resent. The rest of `base` is kept.
+pub fn libtorrent_lookup_config(base: Config) -> Config {
+    Config {
+        lookup_parallelism: Some(5),
+        lookup_soft_timeout: Some(Duration::from_secs(1)),
+        lookup_adaptive_soft_timeout: false,
+        timeout: Duration::from_secs(15),
+        lookup_retries: 0,
+        ..base
+    }
+}
+
 /// What happened to one measured lookup.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LookupRecord {

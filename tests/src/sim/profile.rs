@@ -23,7 +23,7 @@ use core::time::Duration;
 
 use rand_core::Rng;
 
-use super::link::unit;
+use super::link::{normal, unit};
 
 /// The standard normal quantile of 0.9, to fit a log-normal from its median and 90th
 /// percentile: σ = ln(p90 / p50) / 1.2816.
@@ -80,10 +80,7 @@ impl PairDelays {
     /// trip, both access delays, and this datagram's jitter (one draw from `rng`).
     pub fn one_way(&self, from: u32, to: u32, rng: &mut impl Rng) -> Duration {
         let base = self.base_rtt_ms(from, to) / 2.0 + self.access_ms(from) + self.access_ms(to);
-        let u1 = 1.0 - unit(rng);
-        let u2 = unit(rng);
-        let z = (-2.0 * u1.ln()).sqrt() * (core::f64::consts::TAU * u2).cos();
-        Duration::from_secs_f64(base * (self.jitter_sigma * z).exp() / 1e3)
+        Duration::from_secs_f64(base * (self.jitter_sigma * normal(rng)).exp() / 1e3)
     }
 }
 
@@ -163,9 +160,7 @@ fn gamma_sample(shape: f64, rng: &mut impl Rng) -> f64 {
     let d = shape - 1.0 / 3.0;
     let c = 1.0 / (9.0 * d).sqrt();
     loop {
-        let u1 = 1.0 - unit(rng);
-        let u2 = unit(rng);
-        let z = (-2.0 * u1.ln()).sqrt() * (core::f64::consts::TAU * u2).cos();
+        let z = normal(rng);
         let v = (1.0 + c * z).powi(3);
         if v <= 0.0 {
             continue;
