@@ -141,6 +141,33 @@ fn the_claimant_takes_the_entry_only_when_the_old_address_is_silent() {
     );
 }
 
+#[test]
+fn a_refused_claim_costs_one_check_not_one_per_query() {
+    // Fuzz finding 8: two hosts sharing an id pinged each other for ever, each query costing
+    // a verification ping and a ping of the old address. Once the old address has answered,
+    // the claimant's further queries are answered but buy no pings for 15 minutes.
+    let (real, attacker) = (sa("10.1.1.1:6881"), sa("10.66.6.6:6666"));
+    let (mut s, victim) = hijack_attempt(real, attacker);
+    let check = s.sent().into_iter().find(|m| m.is_query() && m.to == real).expect("the real address is pinged");
+    s.reply(&check, &victim);
+    for i in 0..50u8 {
+        s.incoming_query(attacker, &[b'q', i], "ping", Some(&victim));
+        s.advance(Duration::from_secs(1));
+    }
+    let sent = s.sent();
+    assert_eq!(sent.iter().filter(|m| !m.is_query() && m.to == attacker).count(), 50, "every query is answered");
+    assert!(
+        sent.iter().all(|m| !m.is_query() || (m.to != attacker && m.to != real)),
+        "no verification of the claimant and no check of the old address after the refusal"
+    );
+    // After the memory runs out, a claim is checked once more.
+    s.advance(Duration::from_secs(15 * 60));
+    let _ = s.sent();
+    s.incoming_query(attacker, b"zz", "ping", Some(&victim));
+    assert_eq!(s.sent().iter().filter(|m| m.is_query() && m.to == attacker).count(), 1);
+    assert_eq!(s.ep.routing_table().get(&victim).unwrap().addr(), real);
+}
+
 /// A public address in its own /24 for each `i`.
 fn stranger(i: usize) -> SocketAddr {
     SocketAddr::from(([50, (i / 250) as u8, (i % 250) as u8, 9], 6881))

@@ -130,7 +130,7 @@ impl Endpoint {
         }
         // Verify after answering, so the answer leaves first.
         if let Some(id) = unknown {
-            self.maybe_verify(id, from);
+            self.maybe_verify(id, from, now);
         }
     }
 
@@ -153,11 +153,16 @@ impl Endpoint {
 
     /// An unknown querier may enter the table only after answering a ping of ours, and only
     /// if its bucket could take it.
-    fn maybe_verify(&mut self, id: NodeId, from: SocketAddr) {
+    fn maybe_verify(&mut self, id: NodeId, from: SocketAddr, now: Instant) {
         if !self.config.verify_queriers || is_never_valid(&from) {
             return;
         }
         let table = self.tables.of(&from);
+        if table.get(&id).is_some_and(|c| !same_endpoint(&c.addr(), &from))
+            && self.address_checks.settled(&id, &from, now)
+        {
+            return;
+        }
         let Some(bucket) = table.bucket_for(&id) else { return };
         let last = table.bucket_count() - 1;
         let full = table.bucket_contacts(bucket).len() >= self.config.k;

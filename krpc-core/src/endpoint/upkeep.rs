@@ -2,6 +2,7 @@
 //! entering verified nodes into the tables, and the ping/swap protocol of full buckets.
 
 use alloc::vec::Vec;
+use core::time::Duration;
 
 use super::reachability::Reachability;
 use super::rpc::InternalPing;
@@ -23,6 +24,15 @@ const PING_SWAP_OFFER: usize = 3;
 /// At most this many claims on known ids are checked at once; more are ignored.
 const MAX_ADDRESS_CHECKS: usize = 16;
 
+/// Claims refused because the entry's own address answered are remembered this many at a
+/// time (the oldest is forgotten first), so one claimant costs one check, not one per query.
+const MAX_REFUSED_CLAIMS: usize = 32;
+
+/// How long a refused claim is not verified again. A claimant whose rival later dies gets in
+/// through table upkeep anyway (the entry fails its pings and is removed); this only stops
+/// a claimant from buying a ping of the old address with every query it sends.
+const REFUSED_CLAIM_MEMORY: Duration = Duration::from_secs(15 * 60);
+
 /// Another address answered for an id the table holds: the entry's own address is pinged,
 /// and the claimant takes its place only if that ping fails.
 #[derive(Clone, Copy, Debug)]
@@ -32,30 +42,83 @@ struct AddressCheck {
     claimant: core::net::SocketAddr,
 }
 
-/// The claims under check, at most [`MAX_ADDRESS_CHECKS`], one per id.
+/// One claim: under check (`refused_at` is `None`) or refused at that time.
+#[derive(Clone, Copy, Debug)]
+struct Claim {
+    check: AddressCheck,
+    refused_at: Option<Instant>,
+}
+
+/// The claims under check, at most [`MAX_ADDRESS_CHECKS`], one per id, and the claims
+/// recently refused, at most [`MAX_REFUSED_CLAIMS`]. One list holds both, so an idle engine
+/// pays for one empty `Vec`.
 #[derive(Debug, Default)]
 pub(crate) struct AddressChecks {
-    checks: Vec<AddressCheck>,
+    claims: Vec<Claim>,
 }
 
 impl AddressChecks {
+    fn open_checks(&self) -> impl Iterator<Item = &AddressCheck> {
+        self.claims.iter().filter(|c| c.refused_at.is_none()).map(|c| &c.check)
+    }
+
     /// Files a claim; false when one is already checked for this id or the cap is reached.
     fn open(&mut self, check: AddressCheck) -> bool {
-        if self.checks.len() >= MAX_ADDRESS_CHECKS || self.checks.iter().any(|c| c.id == check.id) {
+        if self.open_checks().count() >= MAX_ADDRESS_CHECKS || self.open_checks().any(|c| c.id == check.id) {
             return false;
         }
-        self.checks.push(check);
+        self.claims.push(Claim { check, refused_at: None });
         true
     }
 
     /// Takes the check whose ping went to `old` for `id`.
     fn take(&mut self, id: Option<NodeId>, old: &core::net::SocketAddr) -> Option<AddressCheck> {
-        let i = self.checks.iter().position(|c| Some(c.id) == id && same_endpoint(&c.old, old))?;
-        Some(self.checks.swap_remove(i))
+        let i = self
+            .claims
+            .iter()
+            .position(|c| c.refused_at.is_none() && Some(c.check.id) == id && same_endpoint(&c.check.old, old))?;
+        Some(self.claims.swap_remove(i).check)
+    }
+
+    /// Whether a query from `claimant` carrying `id` should not be verified: a check of
+    /// that id is under way, or this claimant's claim on it was refused within
+    /// [`REFUSED_CLAIM_MEMORY`]. Without this, two hosts that share an id (or an attacker
+    /// repeating a claim) made every query cost a verification ping and a ping of the old
+    /// address, and two such pairs pinging each other never stopped (fuzz finding 8).
+    pub(crate) fn settled(&self, id: &NodeId, claimant: &core::net::SocketAddr, now: Instant) -> bool {
+        self.claims.iter().any(|c| match c.refused_at {
+            None => c.check.id == *id,
+            Some(at) => {
+                c.check.id == *id
+                    && same_endpoint(&c.check.claimant, claimant)
+                    && now.saturating_duration_since(at) < REFUSED_CLAIM_MEMORY
+            }
+        })
+    }
+
+    /// Remembers a refused claim, forgetting the oldest refusal when full.
+    fn refuse(&mut self, check: AddressCheck, now: Instant) {
+        let same = |c: &Claim| {
+            c.refused_at.is_some() && c.check.id == check.id && same_endpoint(&c.check.claimant, &check.claimant)
+        };
+        if let Some(known) = self.claims.iter_mut().find(|c| same(c)) {
+            known.refused_at = Some(now);
+            return;
+        }
+        let refused = self.claims.iter().filter(|c| c.refused_at.is_some()).count();
+        if refused >= MAX_REFUSED_CLAIMS {
+            let oldest = (0..self.claims.len())
+                .filter(|&i| self.claims[i].refused_at.is_some())
+                .min_by_key(|&i| self.claims[i].refused_at);
+            if let Some(oldest) = oldest {
+                self.claims.swap_remove(oldest);
+            }
+        }
+        self.claims.push(Claim { check, refused_at: Some(now) });
     }
 
     pub(crate) fn clear(&mut self) {
-        self.checks.clear();
+        self.claims.clear();
     }
 }
 
@@ -364,6 +427,7 @@ impl Endpoint {
     pub(super) fn address_check_result(&mut self, tx: &Tx, answered: bool, now: Instant) {
         let Some(check) = self.address_checks.take(tx.expect_id, &tx.addr) else { return };
         if answered {
+            self.address_checks.refuse(check, now);
             return;
         }
         let table = self.tables.of_mut(&check.old);
