@@ -1,5 +1,6 @@
 //! Every knob of the engine, with k-rpc's defaults and names, validated at construction.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::SocketAddr;
@@ -117,7 +118,10 @@ pub struct Config {
     pub max_queued_events: usize,
     /// The built-in BEP 5 node layer (`None`: k-rpc parity, every query but `ping` goes to
     /// the application). See [`Config::dht`].
-    pub dht: Option<DhtConfig>,
+    ///
+    /// Boxed so that a configuration without the node layer, which every engine keeps, does
+    /// not carry its 168 bytes: `Some(DhtConfig { .. }.into())` builds one.
+    pub dht: Option<Box<DhtConfig>>,
     /// Limits on unsolicited queries per source and on the bytes we send in answer; on by
     /// default ([`RateLimit::OFF`] turns them off).
     pub rate_limit: RateLimit,
@@ -248,7 +252,7 @@ impl Config {
     /// assert!(config.dht.is_some());
     /// ```
     pub fn dht() -> Config {
-        Config { k: 8, lookup_parallelism: Some(4), dht: Some(DhtConfig::default()), ..Config::default() }
+        Config { k: 8, lookup_parallelism: Some(4), dht: Some(Box::default()), ..Config::default() }
     }
 
     /// [`Config::dht`] in adaptive read-only mode ([`adaptive_read_only`](Self::adaptive_read_only)):

@@ -86,6 +86,7 @@ mod lookup;
 mod node;
 mod query;
 mod rate_limit;
+mod rng;
 mod stats;
 mod time;
 mod transaction;

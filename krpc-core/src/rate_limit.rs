@@ -132,7 +132,9 @@ pub(crate) enum Admission {
 #[derive(Debug)]
 pub(crate) struct SourceLimiter {
     limit: RateLimit,
-    hasher: SipHasher13,
+    /// The SipHash keys; the hasher is built per use from them (16 bytes kept, not its
+    /// 72-byte state).
+    keys: (u64, u64),
     slots: Vec<Slot>,
     max_slots: usize,
     /// When `admit` next looks for slots to give back (once per window at most).
@@ -144,7 +146,7 @@ impl SourceLimiter {
         let (k0, k1) = (rng.next_u64(), rng.next_u64());
         SourceLimiter {
             limit,
-            hasher: SipHasher13::new_with_keys(k0, k1),
+            keys: (k0, k1),
             slots: Vec::new(),
             // Sets come in powers of two (the set is picked by the low bits of the hash).
             max_slots: prev_power_of_two((limit.sources / WAYS).max(1)) * WAYS,
@@ -199,7 +201,7 @@ impl SourceLimiter {
     }
 
     fn hash(&self, key: &Key) -> u64 {
-        let mut h = self.hasher;
+        let mut h = SipHasher13::new_with_keys(self.keys.0, self.keys.1);
         h.write(key);
         h.finish()
     }

@@ -240,7 +240,7 @@ fn a_flood_of_puts_from_many_addresses_keeps_the_store_within_its_caps() {
     // 900-byte mutable item: the store fills up to its caps and stays there.
     let limits = krpc_core::dht::ItemStoreLimits { max_items: 100, max_bytes: 16 * 1024, ..Default::default() };
     let dht = krpc_core::dht::DhtConfig { item_store: limits, ..Default::default() };
-    let mut s = Script::new(Config { dht: Some(dht), ..Config::dht() });
+    let mut s = Script::new(Config { dht: Some(dht.into()), ..Config::dht() });
     let mut value = b"896:".to_vec();
     value.resize(900, b'z');
     let mut peak = (0, 0);

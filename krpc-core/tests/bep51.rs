@@ -15,7 +15,7 @@ use support::{Script, id_with, query_bytes, sa};
 
 fn dht(sample_interval: Duration, max_reply_len: usize) -> Config {
     let dht = DhtConfig { sample_interval, max_reply_len, ..DhtConfig::default() };
-    Config { bootstrap: vec![], dht: Some(dht), ..Config::dht() }
+    Config { bootstrap: vec![], dht: Some(dht.into()), ..Config::dht() }
 }
 
 fn ask(s: &mut Script, from: SocketAddr, method: &str, args: Dictionary) -> support::Sent {

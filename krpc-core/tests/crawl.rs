@@ -16,7 +16,7 @@ use support::{Net, Script, id_with, random_id, sa};
 fn dht_node(i: usize, interval: Duration) -> Config {
     let dht = DhtConfig { sample_interval: interval, ..DhtConfig::default() };
     let bootstrap = if i == 0 { vec![] } else { vec![support::net_addr(0)] };
-    Config { bootstrap, dht: Some(dht), ..Config::dht() }
+    Config { bootstrap, dht: Some(dht.into()), ..Config::dht() }
 }
 
 /// `n` DHT nodes, joined one after the other; node `n - 1` is left out of the announces and

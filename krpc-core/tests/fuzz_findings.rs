@@ -155,7 +155,7 @@ fn answer_to(s: &mut Script, from: SocketAddr, method: &str, args: &Dictionary) 
 #[test]
 fn find_node_answers_fit_the_byte_budget_dropping_the_other_familys_nodes_first() {
     let dht = krpc_core::dht::DhtConfig { reply_nodes: 16, max_reply_len: 512, ..Default::default() };
-    let mut s = crowded(Config { bootstrap: vec![], k: 16, dht: Some(dht), ..Config::dht() });
+    let mut s = crowded(Config { bootstrap: vec![], k: 16, dht: Some(dht.into()), ..Config::dht() });
     let target = id(0x33);
     let args = Dictionary::new().with_bytes("target", target.as_bytes()).with_list_of_bytes("want", ["n4", "n6"]);
     let reply = answer_to(&mut s, sa("10.9.9.9:7000"), "find_node", &args);
@@ -204,7 +204,7 @@ fn get_peers_answers_fit_the_byte_budget_with_both_families_and_bloom_filters() 
 #[test]
 fn node_layer_answers_fit_the_smallest_budget() {
     let dht = krpc_core::dht::DhtConfig { reply_nodes: 16, max_reply_len: 256, ..Default::default() };
-    let mut s = crowded(Config { bootstrap: vec![], k: 16, dht: Some(dht), ..Config::dht() });
+    let mut s = crowded(Config { bootstrap: vec![], k: 16, dht: Some(dht.into()), ..Config::dht() });
     let target = NodeId::from_array([0x42; 20]);
     for from in [sa("10.9.9.9:7000"), sa("[2001:db8::9]:7000")] {
         for (method, key) in [("find_node", "target"), ("get_peers", "info_hash")] {

@@ -128,10 +128,11 @@ fn a_routing_entry_takes_at_most_48_bytes() {
 
 #[test]
 fn an_idle_engine_stays_within_its_measured_size() {
-    // 2,112 bytes measured: the `Endpoint` struct (about 2.1 KB: the configuration 440 B, the
-    // ChaCha RNG with its block buffer 304 B, the RPC part 560 B, two routing tables) and
-    // its few first allocations. The goal of issue 16 is 1.5 KB; this pins today's size so
-    // that it does not grow back (docs/simulation.md, "Million nodes", says what is left).
+    // Issue 16's goal is an idle engine of at most 1.5 KB (1,536 bytes). Measured: 1,512
+    // bytes, the `Endpoint` struct (the configuration 288 B, with the node layer's settings
+    // boxed; the RNG 40 B, a ChaCha12 key and position without its 256-byte buffer; the RPC
+    // part 512 B; two routing tables 208 B; the counters 168 B) and the two tables' bucket
+    // lists. It was 2,176 bytes before (docs/simulation.md, "Million nodes").
     let ep = Endpoint::new(Config::default(), [8; 32], Instant::ZERO).unwrap();
-    assert!(ep.memory_footprint() <= 2_200, "idle engine {} bytes", ep.memory_footprint());
+    assert!(ep.memory_footprint() <= 1_536, "idle engine {} bytes", ep.memory_footprint());
 }

@@ -83,10 +83,13 @@ fn unknown_methods_get_204_unless_they_carry_a_target_or_the_application_claims_
     assert_eq!(reply.values().nodes().expect("answered as find_node").count(), 3);
 
     let config = Config {
-        dht: Some(krpc_core::dht::DhtConfig {
-            application_methods: vec![b"echo".to_vec(), b"get_peers".to_vec()],
-            ..Default::default()
-        }),
+        dht: Some(
+            krpc_core::dht::DhtConfig {
+                application_methods: vec![b"echo".to_vec(), b"get_peers".to_vec()],
+                ..Default::default()
+            }
+            .into(),
+        ),
         ..dht()
     };
     let mut s = Script::new(config);
@@ -275,7 +278,7 @@ fn a_voted_public_address_gives_us_a_bep42_id_and_one_voter_cannot_move_it() {
 #[test]
 fn enforce_keeps_ids_not_bound_to_their_address_out_of_the_table() {
     let config = Config {
-        dht: Some(krpc_core::dht::DhtConfig { secure_id: SecureIdPolicy::Enforce, ..Default::default() }),
+        dht: Some(krpc_core::dht::DhtConfig { secure_id: SecureIdPolicy::Enforce, ..Default::default() }.into()),
         ..dht()
     };
     let mut s = Script::new(config);

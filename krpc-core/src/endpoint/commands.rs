@@ -158,7 +158,7 @@ impl Endpoint {
     /// let addrs: Vec<SocketAddr> = (1..=10).map(|i| format!("127.0.0.{i}:6881").parse().unwrap()).collect();
     /// let mut nodes: Vec<Endpoint> = (0..10u8)
     ///     .map(|i| {
-    ///         let config = Config { dht: Some(DhtConfig::default()), bootstrap: vec![addrs[0]], ..Config::default() };
+    ///         let config = Config { dht: Some(DhtConfig::default().into()), bootstrap: vec![addrs[0]], ..Config::default() };
     ///         Endpoint::new(config, [i; 32], now).unwrap()
     ///     })
     ///     .collect();

@@ -5,11 +5,11 @@ use alloc::collections::VecDeque;
 use crate::event::Event;
 use crate::stats::Stats;
 
-/// Events waiting for `poll_event`, at most `cap` of them.
-#[derive(Debug)]
+/// Events waiting for `poll_event`, at most `Config::max_queued_events` of them (the cap is
+/// passed to [`Events::push`] rather than kept: the configuration already holds it).
+#[derive(Debug, Default)]
 pub(crate) struct Events {
     queue: VecDeque<Event>,
-    cap: usize,
 }
 
 /// Results of operations (bounded by the operation caps) are never dropped; notices (routing
@@ -31,14 +31,10 @@ fn droppable(e: &Event) -> bool {
 }
 
 impl Events {
-    pub(crate) fn new(cap: usize) -> Events {
-        Events { queue: VecDeque::new(), cap }
-    }
-
     /// Queues an event. When the queue is full the oldest notice goes to make room; a notice
     /// that finds only results in the queue is dropped itself. Drops are counted.
-    pub(crate) fn push(&mut self, event: Event, stats: &mut Stats) {
-        if self.queue.len() >= self.cap {
+    pub(crate) fn push(&mut self, event: Event, cap: usize, stats: &mut Stats) {
+        if self.queue.len() >= cap {
             if let Some(i) = self.queue.iter().position(droppable) {
                 self.queue.remove(i);
                 stats.events_dropped += 1;
@@ -74,17 +70,17 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_notices_never_results() {
-        let mut events = Events::new(2);
+        let mut events = Events::default();
         let mut stats = Stats::default();
         let notice = || Event::NodeAdded(NodeInfo::new(NodeId::from_array([1; 20]), "10.0.0.1:1".parse().unwrap()));
         let result = |n| Event::QueryDone { op: OpId(n), result: Err(QueryError::Timeout) };
-        events.push(notice(), &mut stats);
-        events.push(result(1), &mut stats);
-        events.push(result(2), &mut stats);
+        events.push(notice(), 2, &mut stats);
+        events.push(result(1), 2, &mut stats);
+        events.push(result(2), 2, &mut stats);
         assert_eq!(stats.events_dropped, 1, "the notice made room");
-        events.push(notice(), &mut stats);
+        events.push(notice(), 2, &mut stats);
         assert_eq!(stats.events_dropped, 2, "a notice finds only results: it goes");
-        events.push(result(3), &mut stats);
+        events.push(result(3), 2, &mut stats);
         assert!(matches!(events.pop(), Some(Event::QueryDone { op: OpId(1), .. })));
         assert!(matches!(events.pop(), Some(Event::QueryDone { op: OpId(2), .. })));
         assert!(matches!(events.pop(), Some(Event::QueryDone { op: OpId(3), .. })), "results are never dropped");

@@ -44,7 +44,7 @@ impl Endpoint {
             self.stats.invalid_source += 1;
             return;
         }
-        match self.decoder.decode(datagram) {
+        match self.decoder().decode(datagram) {
             Ok(msg) => match msg.body {
                 Body::Query(q) => self.on_query(now, from, datagram, &msg, q),
                 _ => self.on_reply(now, from, datagram, &msg),
@@ -63,7 +63,7 @@ impl Endpoint {
         {
             return;
         }
-        let max_t = self.decoder.max_transaction_id_len();
+        let max_t = self.decoder().max_transaction_id_len();
         if let Some(t) = salvage_query_transaction_id(datagram, max_t) {
             let mut message = Truncating(ArrayVec::new());
             let _ = write!(message, "{}", e.kind);
@@ -124,7 +124,7 @@ impl Endpoint {
             }
             None => {
                 let reply_to = ReplyTo { addr: from, t: tid(msg.transaction_id) };
-                let incoming = IncomingQuery::new(reply_to, Datagram::new(datagram, self.decoder));
+                let incoming = IncomingQuery::new(reply_to, Datagram::new(datagram, self.decoder()));
                 self.push_event(Event::Query(incoming));
             }
         }

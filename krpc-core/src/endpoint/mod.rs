@@ -49,17 +49,16 @@ use alloc::boxed::Box;
 use core::net::SocketAddr;
 use core::time::Duration;
 
-use rand_chacha::ChaCha12Rng;
-use rand_core::{Rng, SeedableRng};
+use crate::rng::EngineRng;
+use rand_core::Rng;
 
 use crate::address::AddressPolicy;
 use crate::config::{Config, ConfigError};
 use crate::event::Event;
-use crate::query::Query;
 use crate::routing::RoutingTable;
 use crate::stats::Stats;
 use crate::transaction::TxRef;
-use crate::wire::{Decoder, Dictionary};
+use crate::wire::Decoder;
 use crate::{Instant, NodeId};
 
 use self::events::Events;
@@ -201,9 +200,8 @@ impl core::error::Error for CommandError {}
 pub struct Endpoint {
     config: Config,
     policy: AddressPolicy,
-    decoder: Decoder,
     id: NodeId,
-    rng: ChaCha12Rng,
+    rng: EngineRng,
     now: Instant,
     closed: bool,
     timers: TimerTable,
@@ -226,32 +224,28 @@ pub struct Endpoint {
     address_checks: AddressChecks,
     events: Events,
     stats: Stats,
-    /// Kept so that answering a ping never allocates.
-    empty_dict: Dictionary,
-    ping_query: Query,
 }
 
 impl Endpoint {
     /// Creates an endpoint. All randomness (our id if none is configured, transaction ids,
     /// refresh targets) comes from `seed`: the same seed and inputs give the same outputs.
     pub fn new(config: Config, seed: [u8; 32], now: Instant) -> Result<Endpoint, ConfigError> {
-        Self::with_rng(config, ChaCha12Rng::from_seed(seed), now)
+        Self::with_rng(config, EngineRng::from_seed(seed), now)
     }
 
     /// Creates an endpoint seeded from another RNG (say, the operating system's).
     pub fn from_rng<R: Rng + ?Sized>(config: Config, rng: &mut R, now: Instant) -> Result<Endpoint, ConfigError> {
-        Self::with_rng(config, ChaCha12Rng::from_rng(rng), now)
+        Self::with_rng(config, EngineRng::from_rng(rng), now)
     }
 
-    fn with_rng(config: Config, mut rng: ChaCha12Rng, now: Instant) -> Result<Endpoint, ConfigError> {
+    fn with_rng(config: Config, mut rng: EngineRng, now: Instant) -> Result<Endpoint, ConfigError> {
         config.validate()?;
         let id = match config.id {
             Some(id) => id,
             None => NodeId::random(config.id_len, &mut rng).map_err(|_| ConfigError::IdLength)?,
         };
-        let decoder = Decoder::new().with_id_len(config.id_len).with_max_len(config.max_datagram_len);
         let policy = crate::address::effective_policy(config.address_policy, &config.bootstrap);
-        let node = config.dht.clone().map(|d| NodeLayer::new(d, &mut rng, now));
+        let node = config.dht.as_deref().map(|d| NodeLayer::new(d.clone(), &mut rng, now));
         let rpc = Rpc::new(&config, &mut rng, now);
         let read_only = config.read_only || (config.adaptive_read_only && node.is_some());
         let reach = node.is_some().then(|| Box::new(reachability::Tracker::new(&rng, now, !read_only)));
@@ -260,7 +254,6 @@ impl Endpoint {
         timers.set(Timer::NodeLayer, node.as_ref().map(|n| n.next_deadline()));
         Ok(Endpoint {
             policy,
-            decoder,
             id,
             rng,
             now,
@@ -275,10 +268,8 @@ impl Endpoint {
             reach,
             swap_checks: SwapChecks::default(),
             address_checks: AddressChecks::default(),
-            events: Events::new(config.max_queued_events),
+            events: Events::default(),
             stats: Stats::default(),
-            empty_dict: Dictionary::new(),
-            ping_query: Query::ping(),
             config,
         })
     }
@@ -374,9 +365,10 @@ impl Endpoint {
         self.closed
     }
 
-    /// The decoder this endpoint uses (for drivers and tools that decode the same way).
-    pub fn decoder(&self) -> &Decoder {
-        &self.decoder
+    /// The decoder this endpoint uses (for drivers and tools that decode the same way). It is
+    /// built from the configuration on each call (a copy of a few integers) rather than kept.
+    pub fn decoder(&self) -> Decoder {
+        Decoder::new().with_id_len(self.config.id_len).with_max_len(self.config.max_datagram_len)
     }
 
     /// Approximate heap bytes held by this endpoint's own structures (routing table
@@ -460,6 +452,6 @@ impl Endpoint {
     }
 
     fn push_event(&mut self, event: Event) {
-        self.events.push(event, &mut self.stats);
+        self.events.push(event, self.config.max_queued_events, &mut self.stats);
     }
 }

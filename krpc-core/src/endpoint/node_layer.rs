@@ -11,7 +11,7 @@ use alloc::boxed::Box;
 use arrayvec::ArrayVec;
 use core::net::{IpAddr, SocketAddr};
 
-use rand_chacha::ChaCha12Rng;
+use crate::rng::EngineRng;
 
 use super::rpc::{Outbound, tid};
 use super::tables::Tables;
@@ -79,7 +79,7 @@ pub(crate) struct NodeLayer {
 pub(crate) const MAX_SAMPLES: usize = 20;
 
 impl NodeLayer {
-    pub(crate) fn new(config: DhtConfig, rng: &mut ChaCha12Rng, now: Instant) -> Box<Self> {
+    pub(crate) fn new(config: DhtConfig, rng: &mut EngineRng, now: Instant) -> Box<Self> {
         let tokens = Tokens::new(rng, now);
         let peers = PeerStore::new(config.peer_store, rng);
         let items = ItemStore::new(config.item_store);
@@ -296,7 +296,7 @@ impl NodeLayer {
         &mut self,
         tables: &Tables,
         now: Instant,
-        rng: &mut ChaCha12Rng,
+        rng: &mut EngineRng,
         framing: &Framing<'_>,
         buf: &mut [u8],
         to: SocketAddr,
@@ -339,7 +339,7 @@ impl NodeLayer {
         &mut self,
         tables: &Tables,
         now: Instant,
-        rng: &mut ChaCha12Rng,
+        rng: &mut EngineRng,
         framing: &Framing<'_>,
         buf: &mut [u8],
         to: SocketAddr,
@@ -479,7 +479,7 @@ impl NodeLayer {
     }
 
     /// Token rotation, peer and item expiry, when due.
-    pub(crate) fn tick(&mut self, now: Instant, rng: &mut ChaCha12Rng) {
+    pub(crate) fn tick(&mut self, now: Instant, rng: &mut EngineRng) {
         self.tokens.rotate_if_due(now, rng);
         self.peers.expire(now);
         self.items.expire(now);
@@ -582,10 +582,9 @@ mod tests {
     use super::*;
     use crate::wire::{Body, Message};
     use alloc::format;
-    use rand_core::SeedableRng;
 
-    fn layer(config: DhtConfig) -> (Box<NodeLayer>, ChaCha12Rng) {
-        let mut rng = ChaCha12Rng::from_seed([9; 32]);
+    fn layer(config: DhtConfig) -> (Box<NodeLayer>, EngineRng) {
+        let mut rng = EngineRng::from_seed([9; 32]);
         (NodeLayer::new(config, &mut rng, Instant::ZERO), rng)
     }
 

@@ -45,8 +45,8 @@ use core::hash::Hasher;
 use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
 
+use crate::rng::EngineRng;
 use arrayvec::ArrayVec;
-use rand_chacha::ChaCha12Rng;
 use rand_core::Rng;
 use siphasher::sip::SipHasher13;
 
@@ -117,9 +117,8 @@ impl RecentContacts {
     /// The key comes from a stream of its own of the endpoint's RNG (the same seed, another
     /// ChaCha stream), so that every other random choice of the endpoint is what it was
     /// before reachability was tracked: traces of seeded runs do not change.
-    fn new(rng: &ChaCha12Rng, now: Instant) -> Self {
-        let mut own = rng.clone();
-        own.set_stream(u64::from_be_bytes(*b"reachbl\0"));
+    fn new(rng: &EngineRng, now: Instant) -> Self {
+        let mut own = rng.stream(u64::from_be_bytes(*b"reachbl\0"));
         RecentContacts { generations: [[0; WORDS]; 2], current: 0, started: now, key: (own.next_u64(), own.next_u64()) }
     }
 
@@ -181,7 +180,7 @@ pub(crate) struct Tracker {
 
 impl Tracker {
     /// `findable`: we start as a full node (others may add us from the first query).
-    pub(crate) fn new(rng: &ChaCha12Rng, now: Instant, findable: bool) -> Self {
+    pub(crate) fn new(rng: &EngineRng, now: Instant, findable: bool) -> Self {
         Tracker {
             contacts: Box::new(RecentContacts::new(rng, now)),
             last_unsolicited: None,
@@ -261,7 +260,6 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand_core::SeedableRng;
 
     fn at(secs: u64) -> Instant {
         Instant::from_millis(secs * 1000)
@@ -273,7 +271,7 @@ mod tests {
 
     #[test]
     fn contacts_are_remembered_for_the_memory_and_forgotten_after_twice_that() {
-        let rng = ChaCha12Rng::from_seed([1; 32]);
+        let rng = EngineRng::from_seed([1; 32]);
         let mut c = RecentContacts::new(&rng, at(0));
         c.record(ip(1), at(0));
         assert!(c.contains(ip(1), at(0)));
@@ -287,7 +285,7 @@ mod tests {
 
     #[test]
     fn the_filter_is_not_saturated_by_a_thousand_contacts() {
-        let rng = ChaCha12Rng::from_seed([2; 32]);
+        let rng = EngineRng::from_seed([2; 32]);
         let mut c = RecentContacts::new(&rng, at(0));
         for i in 0..1000 {
             c.record(ip(i), at(0));
@@ -300,7 +298,7 @@ mod tests {
 
     #[test]
     fn reachable_after_an_unsolicited_query_firewalled_after_silence() {
-        let rng = ChaCha12Rng::from_seed([3; 32]);
+        let rng = EngineRng::from_seed([3; 32]);
         let mut t = Tracker::new(&rng, at(0), false);
         assert_eq!(t.state(at(0)), Reachability::Unknown);
         assert_eq!(t.state(at(10_000)), Reachability::Unknown, "never findable: never firewalled");

@@ -33,7 +33,7 @@ impl Endpoint {
                 _ => self.crawl_failure(op, tx.addr),
             },
             Purpose::Op(op) => {
-                let result = result.map(|_| Reply::new(from, Datagram::new(datagram, self.decoder)));
+                let result = result.map(|_| Reply::new(from, Datagram::new(datagram, self.decoder())));
                 self.query_result(op, from, result);
             }
             Purpose::Lookup(op) => self.lookup_reply(op, result, from, datagram, fields),
@@ -85,7 +85,7 @@ impl Endpoint {
             self.ops.record_scrape(op, seeds, peers);
         }
         if report {
-            let reply = Reply::new(from, Datagram::new(datagram, self.decoder));
+            let reply = Reply::new(from, Datagram::new(datagram, self.decoder()));
             self.push_event(Event::Reply { op, reply });
         }
         // BEP 44: an item in the reply is checked before it is surfaced.

@@ -11,7 +11,7 @@ use arrayvec::ArrayVec;
 use core::net::SocketAddr;
 use core::time::Duration;
 
-use rand_chacha::ChaCha12Rng;
+use crate::rng::EngineRng;
 
 use crate::config::Config;
 use crate::event::{MAX_TRANSACTION_ID_LEN, OpId};
@@ -162,7 +162,7 @@ pub(crate) struct Rpc {
 }
 
 impl Rpc {
-    pub(crate) fn new(config: &Config, rng: &mut ChaCha12Rng, now: Instant) -> Rpc {
+    pub(crate) fn new(config: &Config, rng: &mut EngineRng, now: Instant) -> Rpc {
         Rpc {
             txs: Transactions::default(),
             waiting: VecDeque::new(),
@@ -362,7 +362,7 @@ impl Rpc {
     /// Registers a query under a fresh random tid and queues it for sending.
     pub(crate) fn start(
         &mut self,
-        rng: &mut ChaCha12Rng,
+        rng: &mut EngineRng,
         addr: SocketAddr,
         expect_id: Option<NodeId>,
         token: Option<Token>,
@@ -556,10 +556,9 @@ pub(crate) fn release_if_empty<T>(queue: &mut VecDeque<T>, keep: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand_core::SeedableRng;
 
-    fn rpc(max_queued_transmits: usize) -> (Rpc, ChaCha12Rng) {
-        let mut rng = ChaCha12Rng::from_seed([3; 32]);
+    fn rpc(max_queued_transmits: usize) -> (Rpc, EngineRng) {
+        let mut rng = EngineRng::from_seed([3; 32]);
         let config = Config { max_queued_transmits, ..Config::default() };
         (Rpc::new(&config, &mut rng, Instant::ZERO), rng)
     }

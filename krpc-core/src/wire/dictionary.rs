@@ -23,9 +23,28 @@ use super::writer::{Counter, Sink, Writer, for_each_entry};
 /// assert_eq!(args.as_bencode()[..18], *b"d5:a_key12:sorted ");
 /// assert_eq!(args.get(b"port").and_then(|v| v.as_int()), Some(6881));
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 pub struct Dictionary {
+    /// The canonical encoding; left empty for the empty dictionary (`de`), so that making
+    /// one never allocates (an engine builds a ping's arguments for every ping it sends).
     encoded: Vec<u8>,
+}
+
+/// What an empty `encoded` stands for.
+const EMPTY: &[u8] = b"de";
+
+impl PartialEq for Dictionary {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bencode() == other.as_bencode()
+    }
+}
+
+impl Eq for Dictionary {}
+
+impl core::hash::Hash for Dictionary {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.as_bencode().hash(state);
+    }
 }
 
 impl Default for Dictionary {
@@ -35,9 +54,9 @@ impl Default for Dictionary {
 }
 
 impl Dictionary {
-    /// An empty dictionary (`de`).
-    pub fn new() -> Self {
-        Dictionary { encoded: alloc::vec![b'd', b'e'] }
+    /// An empty dictionary (`de`). It allocates nothing until its first entry.
+    pub const fn new() -> Self {
+        Dictionary { encoded: Vec::new() }
     }
 
     /// Validates any bencoded dictionary and stores its canonical form.
@@ -57,12 +76,12 @@ impl Dictionary {
 
     /// The canonical encoding.
     pub fn as_bencode(&self) -> &[u8] {
-        &self.encoded
+        if self.encoded.is_empty() { EMPTY } else { &self.encoded }
     }
 
     /// A borrowed view, for lookups and iteration.
     pub fn view(&self) -> Dict<'_> {
-        Dict::from_validated(&self.encoded)
+        Dict::from_validated(self.as_bencode())
     }
 
     /// The value under `key`.
@@ -77,7 +96,7 @@ impl Dictionary {
 
     /// True when there are no entries.
     pub fn is_empty(&self) -> bool {
-        self.encoded.len() == 2
+        self.as_bencode().len() == 2
     }
 
     /// Sets `key` to a byte string.
@@ -99,7 +118,7 @@ impl Dictionary {
 
     /// Sets `key` to a nested dictionary.
     pub fn insert_dict(&mut self, key: impl AsRef<[u8]>, value: &Dictionary) {
-        self.insert_encoded(key.as_ref(), &value.encoded);
+        self.insert_encoded(key.as_ref(), value.as_bencode());
     }
 
     /// Sets `key` to a list of byte strings.
@@ -166,11 +185,12 @@ impl Dictionary {
 
     /// Where `key`'s entry starts (or would be inserted), and where it ends if present.
     fn find(&self, key: &[u8]) -> (usize, Option<usize>) {
-        let mut at = self.encoded.len() - 1;
+        let encoded = self.as_bencode();
+        let mut at = encoded.len() - 1;
         let mut found = None;
         let mut pos = 1;
         let mut done = false;
-        for_each_entry(&self.encoded, |k, v| {
+        for_each_entry(encoded, |k, v| {
             let entry_len = decimal_len(k.len()) + 1 + k.len() + v.len();
             if !done {
                 if k == key {
@@ -192,6 +212,9 @@ impl Dictionary {
         let mut entry = Vec::with_capacity(key.len() + value.len() + 8);
         push_string(&mut entry, key);
         entry.extend_from_slice(value);
+        if self.encoded.is_empty() {
+            self.encoded.extend_from_slice(EMPTY);
+        }
         self.encoded.splice(start..end.unwrap_or(start), entry);
     }
 }
@@ -250,6 +273,31 @@ fn write_canonical(out: &mut Vec<u8>, raw: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_empty_dictionary_is_one_value_however_it_was_made() {
+        use core::hash::{BuildHasher, BuildHasherDefault};
+        let hash = |d: &Dictionary| BuildHasherDefault::<siphasher::sip::SipHasher13>::default().hash_one(d);
+        let new = Dictionary::new();
+        let parsed = Dictionary::from_bencode(b"de").unwrap();
+        let emptied = {
+            let mut d = Dictionary::new().with_int("a", 1);
+            assert!(d.remove(b"a"));
+            d
+        };
+        for d in [&parsed, &emptied] {
+            assert_eq!(*d, new);
+            assert_eq!(hash(d), hash(&new));
+            assert_eq!(d.as_bencode(), b"de");
+            assert!(d.is_empty());
+            assert_eq!(d.len(), 0);
+        }
+        assert_eq!(new.as_bencode(), b"de");
+        assert!(!new.clone().remove(b"x"));
+        // The first entry goes into a real encoding.
+        assert_eq!(Dictionary::new().with_int("a", 1).as_bencode(), b"d1:ai1ee");
+        assert_ne!(Dictionary::new().with_int("a", 1), new);
+    }
 
     #[test]
     fn keys_stay_sorted_and_unique_whatever_the_insert_order() {
