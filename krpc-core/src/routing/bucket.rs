@@ -30,9 +30,10 @@
 //!   tick `u32::MAX`. Whole seconds would run out after 136 years while an [`Instant`] runs
 //!   584; the fuzzers drive the clock to [`Instant::MAX`], and there every stored time would
 //!   saturate to 136 years, so a node answering at that clock would read back as silent for
-//!   448 years: never good again, and the engine's ping-before-evict check would ping the
-//!   same answering node for ever. In ticks, a node that answers at [`Instant::MAX`] reads
-//!   back 4.29 s old and stays good for the 15 minutes BEP 5 gives it.
+//!   448 years: never good again, and the engine's ping-before-evict check (which moves on
+//!   to the next questionable node whenever one answers) would ping the bucket's nodes in
+//!   turn for ever. In ticks, a node that answers at [`Instant::MAX`] reads back 4.29 s old
+//!   and is good, as it was when times were kept exact.
 //! - **The resolution is far below what BEP 5 measures.** Its node states work in minutes:
 //!   "A good node is a node has responded to one of our queries within the last 15 minutes."
 //!   A tick is 0.5% of that window.

@@ -1130,7 +1130,7 @@ mod tests {
     fn a_node_answering_past_136_years_or_at_a_saturated_clock_is_good_there() {
         // The fuzzers drive the clock to Instant::MAX. Times kept as 32-bit seconds would stop
         // at 2^32 s (136 years) and read back 448 years old there: no node could be good, and
-        // the ping-before-evict check would ping the same answering node for ever.
+        // the ping-before-evict check would ping the bucket's answering nodes in turn for ever.
         for late in [Instant::ZERO + Duration::from_secs((1 << 32) + 30), Instant::MAX] {
             let mut table = RoutingTable::new(id(&[0, 0]), 2);
             assert_eq!(table.insert_verified(node(&[0x80, 1]), late), InsertOutcome::Added);
