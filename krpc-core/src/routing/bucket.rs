@@ -41,7 +41,7 @@
 //!   before it (a clock that steps back), which would then read back later than it was;
 //!   [`Instant::ZERO`] is before every time. The drivers start their clock at zero.
 //! - **Rounding down is conservative and deterministic.** A time read back is never later
-//!   than the one stored and at most one tick earlier, and equal times round alike. So a
+//!   than the one stored and less than one tick earlier, and equal times round alike. So a
 //!   node goes questionable up to 4.29 s before BEP 5's 15 minutes, never after; a bucket's
 //!   oldest contact is still its oldest (ties, which rounding makes likelier, go to the one
 //!   nearest the head, as before); and a contact read back, changed and written again keeps
