@@ -85,7 +85,7 @@ fn one_query_at_a_time_keeps_its_small_capacity() {
 }
 
 #[test]
-fn a_routing_entry_takes_at_most_48_bytes() {
+fn a_routing_entry_takes_36_bytes() {
     use krpc_core::NodeInfo;
     use krpc_core::routing::RoutingTable;
     // A BEP 5 table of IPv4 nodes, grown by splits to many buckets, some of them not full.
@@ -114,10 +114,10 @@ fn a_routing_entry_takes_at_most_48_bytes() {
         table.len(),
         table.bucket_count()
     );
-    assert_eq!(table.entry_bytes(), 44);
+    assert_eq!(table.entry_bytes(), 36);
     // Nothing is reserved ahead: the contacts plus the bucket list (24 bytes a bucket).
     assert!(
-        table.heap_bytes() <= 44 * table.len() + 24 * table.bucket_count(),
+        table.heap_bytes() <= 36 * table.len() + 24 * table.bucket_count(),
         "{} bytes for {} contacts in {} buckets",
         table.heap_bytes(),
         table.len(),

@@ -569,6 +569,32 @@ fn w12_built_in_ping_swap_keeps_contacts_that_answer_and_drops_the_candidate() {
     assert!(!s.ep.routing_table().contains(&c.id));
 }
 
+#[test]
+fn w12_built_in_ping_swap_ends_at_a_saturated_clock() {
+    // The fuzzers drive the clock to Instant::MAX. The table keeps a contact's times in 32-bit
+    // ticks of 2^32 ns, which reach it: a contact that answers there reads back at most a tick
+    // old, so it is good and the check moves on, then ends. (Times kept as 32-bit seconds
+    // would stop at 136 years: every answer would leave its contact questionable and the
+    // check would ping a and b in turn for ever.)
+    let mut s = script(Config { k: 2, ..Config::default() });
+    let (a, b, c) = (node(0x80, 1), node(0x81, 2), node(0x82, 3));
+    s.now = Instant::MAX.saturating_sub(QUIET);
+    s.insert(&[a, b]);
+    let _ = s.events();
+    s.advance(QUIET);
+    assert_eq!(s.now, Instant::MAX);
+    assert!(!s.ep.insert_node(s.now, c));
+    let ping_a = s.one_sent();
+    assert_eq!(ping_a.to, a.addr);
+    s.reply(&ping_a, &a.id);
+    let ping_b = s.one_sent();
+    assert_eq!(ping_b.to, b.addr, "then the next questionable contact");
+    s.reply(&ping_b, &b.id);
+    assert!(s.sent().is_empty(), "both answered at the saturated clock and are good: the check ends");
+    assert_eq!(s.bucket_ids(0), [a.id, b.id]);
+    assert!(!s.ep.routing_table().contains(&c.id));
+}
+
 // ---------------------------------------------------------------------------------------------
 // W13: stop means stop
 

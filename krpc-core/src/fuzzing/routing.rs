@@ -7,6 +7,10 @@
 //! bucket, a `BucketFull` needs a full bucket without a bad contact that cannot split, a
 //! `swap` must follow its documented refusals, `closest` must equal a brute-force sort of the
 //! model, and so on.
+//!
+//! The table keeps a contact's times rounded down to [`TIME_RESOLUTION`]; the model rounds
+//! every time it records the same way ([`kept`], the documented rule written out again), so
+//! contacts still compare field by field, exactly.
 
 use alloc::vec::Vec;
 use core::net::SocketAddr;
@@ -18,11 +22,20 @@ use rand_core::SeedableRng;
 use super::craft::near;
 use super::input::Input;
 use super::watch::check_table;
-use crate::routing::{Contact, InsertOutcome, MAX_K, NodeState, NodeStatePolicy, RoutingTable, SwapOutcome};
+use crate::routing::{
+    Contact, InsertOutcome, MAX_K, NodeState, NodeStatePolicy, RoutingTable, SwapOutcome, TIME_RESOLUTION,
+};
 use crate::{Instant, NodeId, NodeInfo};
 
 /// Operations per input at most.
 const MAX_STEPS: usize = 600;
+
+/// What the table keeps of a time: rounded down to a multiple of [`TIME_RESOLUTION`] since
+/// [`Instant::ZERO`].
+fn kept(t: Instant) -> Instant {
+    let tick = TIME_RESOLUTION.as_nanos() as u64;
+    Instant::from_nanos(t.as_nanos() - t.as_nanos() % tick)
+}
 
 /// A contact as the model sees it.
 #[derive(Clone, Debug)]
@@ -100,8 +113,8 @@ impl Harness {
                 let stamp = self.bump();
                 let m = &mut self.model[i];
                 m.contact.node.addr = node.addr;
-                m.contact.last_seen = now;
-                m.contact.last_reply = Some(now);
+                m.contact.last_seen = kept(now);
+                m.contact.last_reply = Some(kept(now));
                 m.contact.failures = 0;
                 m.stamp = stamp;
             }
@@ -147,7 +160,8 @@ impl Harness {
 
     fn add(&mut self, node: NodeInfo, now: Instant) {
         let stamp = self.bump();
-        let contact = Contact { node, last_seen: now, last_reply: Some(now), last_query: None, failures: 0 };
+        let contact =
+            Contact { node, last_seen: kept(now), last_reply: Some(kept(now)), last_query: None, failures: 0 };
         self.model.push(Model { contact, stamp });
     }
 
@@ -290,8 +304,8 @@ pub fn check_routing(data: &[u8]) {
                 if known {
                     let stamp = h.bump();
                     if let Some(i) = h.find(&id) {
-                        h.model[i].contact.last_query = Some(now);
-                        h.model[i].contact.last_seen = now;
+                        h.model[i].contact.last_query = Some(kept(now));
+                        h.model[i].contact.last_seen = kept(now);
                         h.model[i].stamp = stamp;
                     }
                 }

@@ -5,7 +5,7 @@
 //! A [`Contact`] is 112 bytes: its [`NodeId`] has room for any id up to 32 bytes and its
 //! `SocketAddr` for IPv6. A network of a million simulated nodes holds about 140 million
 //! contacts, so that size was most of its memory. A bucket instead stores each contact as
-//! one record of `id_len + 6 + 18` bytes (44 for a BEP 5 id and an IPv4 address) and builds
+//! one record of `id_len + 6 + 10` bytes (36 for a BEP 5 id and an IPv4 address) and builds
 //! the [`Contact`] when asked. The tables are per address family (BEP 32), so a table's
 //! records hold an IPv4 address in 6 bytes; a table that meets an IPv6 address switches all
 //! its records to 26-byte addresses ([`Layout::wide`]). The records of a bucket live in one
@@ -15,10 +15,40 @@
 //! # Record
 //!
 //! `id` (id_len bytes), the address (6 bytes: IPv4 and port; or 26: IPv6, port, flow info,
-//! scope id), the reply time (8 bytes, nanoseconds; the restore time for a restored contact,
-//! which has none), the query time (8), the failure count (1) and flags (1). The times are
-//! kept exact: a contact reads back equal to what was stored. `last_seen` is whichever of the
-//! two times was set last, which a flag records.
+//! scope id), the reply time (4 bytes; the restore time for a restored contact, which has
+//! none), the query time (4), the failure count (1) and flags (1). `last_seen` is whichever
+//! of the two times was set last, which a flag records.
+//!
+//! # Times: 4 bytes, ticks of 2^32 ns since `Instant::ZERO`
+//!
+//! A time is stored as the top 32 bits of its nanosecond count since [`Instant::ZERO`], that
+//! is in ticks of 2^32 ns (about 4.29 s, [`TIME_RESOLUTION`](super::TIME_RESOLUTION)),
+//! rounded down. Why this unit and this epoch:
+//!
+//! - **It covers every [`Instant`].** 2^32 ticks of 2^32 ns are the whole 64-bit nanosecond
+//!   range, so no time is out of range and nothing saturates or wraps: [`Instant::MAX`] is
+//!   tick `u32::MAX`. Whole seconds would run out after 136 years while an [`Instant`] runs
+//!   584; the fuzzers drive the clock to [`Instant::MAX`], and there every stored time would
+//!   saturate to 136 years, so a node answering at that clock would read back as silent for
+//!   448 years: never good again, and the engine's ping-before-evict check (which moves on
+//!   to the next questionable node whenever one answers) would ping the bucket's nodes in
+//!   turn for ever. In ticks, a node that answers at [`Instant::MAX`] reads back 4.29 s old
+//!   and is good, as it was when times were kept exact.
+//! - **The resolution is far below what BEP 5 measures.** Its node states work in minutes:
+//!   "A good node is a node has responded to one of our queries within the last 15 minutes."
+//!   A tick is 0.5% of that window.
+//! - **The epoch is fixed.** A per-table epoch would cost a field and could not hold a time
+//!   before it (a clock that steps back), which would then read back later than it was;
+//!   [`Instant::ZERO`] is before every time. The drivers start their clock at zero.
+//! - **Rounding down is conservative and deterministic.** A time read back is never later
+//!   than the one stored and less than one tick earlier, and equal times round alike. So a
+//!   node goes questionable up to 4.29 s before BEP 5's 15 minutes, never after; a bucket's
+//!   oldest contact is still its oldest (ties, which rounding makes likelier, go to the one
+//!   nearest the head, as before); and a contact read back, changed and written again keeps
+//!   its times (a rounded time rounds to itself).
+//!
+//! The bucket's own "last changed" time (refresh) is one per bucket, not per record, and
+//! stays exact.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -37,7 +67,27 @@ const SEEN_IS_QUERY: u8 = 4;
 const OTHER_FORM: u8 = 8;
 
 /// Bytes of a record besides the id and the address: two times, failures, flags.
-const TAIL: usize = 18;
+const TAIL: usize = 10;
+
+/// The bits of a time's nanosecond count that a record drops (see the module docs).
+const TICK_SHIFT: u32 = 32;
+
+/// A time as a record stores it: its tick, rounded down.
+fn to_tick(t: Instant) -> u32 {
+    // Cannot fail: a u64 shifted right by 32 fits in 32 bits.
+    u32::try_from(t.as_nanos() >> TICK_SHIFT).unwrap_or(u32::MAX)
+}
+
+/// The start of a tick: never later than any time stored as that tick.
+fn from_tick(tick: u32) -> Instant {
+    Instant::from_nanos(u64::from(tick) << TICK_SHIFT)
+}
+
+/// What a record keeps of a time: the start of its tick (for the tests' expectations).
+#[cfg(test)]
+pub(super) fn kept(t: Instant) -> Instant {
+    from_tick(to_tick(t))
+}
 
 /// How a table's records are laid out: the id length, and whether addresses take 6 bytes
 /// (IPv4) or 26 (IPv6).
@@ -120,10 +170,10 @@ impl Layout {
             flags |= SEEN_IS_QUERY;
         }
         let t = &mut out[n + self.addr_len()..];
-        t[..8].copy_from_slice(&reply_slot.as_nanos().to_le_bytes());
-        t[8..16].copy_from_slice(&c.last_query.map_or(0, Instant::as_nanos).to_le_bytes());
-        t[16] = c.failures;
-        t[17] = flags;
+        t[..4].copy_from_slice(&to_tick(reply_slot).to_le_bytes());
+        t[4..8].copy_from_slice(&c.last_query.map_or(0, to_tick).to_le_bytes());
+        t[8] = c.failures;
+        t[9] = flags;
     }
 
     pub(super) fn decode(self, record: &[u8]) -> Contact {
@@ -132,7 +182,7 @@ impl Layout {
         let id = NodeId::from_bytes(&record[..n]).unwrap_or(NodeId::from_array([0; 20]));
         let a = &record[n..n + self.addr_len()];
         let t = &record[n + self.addr_len()..];
-        let flags = t[17];
+        let flags = t[9];
         let port = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
         let word = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
         let addr = if self.wide {
@@ -151,13 +201,9 @@ impl Layout {
                 SocketAddr::V4(SocketAddrV4::new(ip, port(&a[4..])))
             }
         };
-        let time = |b: &[u8]| {
-            let mut x = [0u8; 8];
-            x.copy_from_slice(&b[..8]);
-            Instant::from_nanos(u64::from_le_bytes(x))
-        };
-        let reply_slot = time(&t[..8]);
-        let query = (flags & HAS_QUERY != 0).then(|| time(&t[8..16]));
+        let time = |b: &[u8]| from_tick(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let reply_slot = time(&t[..4]);
+        let query = (flags & HAS_QUERY != 0).then(|| time(&t[4..8]));
         let last_seen = match query {
             Some(q) if flags & SEEN_IS_QUERY != 0 => q,
             _ => reply_slot,
@@ -167,7 +213,7 @@ impl Layout {
             last_seen,
             last_reply: (flags & HAS_REPLY != 0).then_some(reply_slot),
             last_query: query,
-            failures: t[16],
+            failures: t[8],
         }
     }
 }
@@ -377,14 +423,72 @@ mod tests {
         Instant::ZERO + Duration::from_millis(ms)
     }
 
+    /// One tick: 2^32 ns.
+    const TICK: u64 = 1 << 32;
+
     #[test]
-    fn a_bep5_ipv4_record_is_44_bytes_and_a_wide_one_64() {
-        assert_eq!(Layout::new(20).stride(), 44);
-        assert_eq!(Layout { id_len: 20, wide: true }.stride(), 64);
+    fn a_bep5_ipv4_record_is_36_bytes_and_a_wide_one_56() {
+        assert_eq!(Layout::new(20).stride(), 36);
+        assert_eq!(Layout { id_len: 20, wide: true }.stride(), 56);
+        assert_eq!(Duration::from_nanos(TICK), super::super::TIME_RESOLUTION);
     }
 
     #[test]
-    fn every_contact_reads_back_as_stored() {
+    fn a_time_reads_back_rounded_down_by_less_than_a_tick() {
+        let secs_136_years = Duration::from_secs(1 << 32).as_nanos() as u64;
+        let edges = [
+            0,
+            1,
+            TICK - 1,
+            TICK,
+            TICK + 1,
+            60_000_000_000,
+            900_000_000_000,
+            secs_136_years - 1,
+            secs_136_years,
+            secs_136_years + 1,
+            u64::MAX - TICK,
+            u64::MAX - TICK + 1,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for &a in &edges {
+            let t = Instant::from_nanos(a);
+            let back = kept(t);
+            assert!(back <= t, "{a}: read back later than stored");
+            assert!(t.saturating_duration_since(back) < Duration::from_nanos(TICK), "{a}: a tick or more early");
+            assert_eq!(back.as_nanos() % TICK, 0, "{a}: not the start of a tick");
+            assert_eq!(kept(back), back, "{a}: a rounded time does not round to itself");
+            for &b in &edges {
+                if a <= b {
+                    assert!(back <= kept(Instant::from_nanos(b)), "{a} <= {b} but not once rounded");
+                }
+            }
+        }
+        assert_eq!(kept(Instant::from_nanos(TICK - 1)), Instant::ZERO);
+        assert_eq!(kept(Instant::from_nanos(TICK + 1)), Instant::from_nanos(TICK));
+    }
+
+    #[test]
+    fn times_past_136_years_and_a_saturated_clock_neither_saturate_nor_wrap() {
+        // Whole seconds in 32 bits would end at 2^32 s; ticks go on to Instant::MAX.
+        let late = Instant::ZERO + Duration::from_secs((1 << 32) + 100);
+        assert_eq!(to_tick(Instant::MAX), u32::MAX);
+        assert_eq!(kept(Instant::MAX), Instant::from_nanos(u64::MAX - (TICK - 1)));
+        let l = Layout::new(20);
+        let mut b = Bucket::new(Instant::ZERO);
+        let node = NodeInfo::new(NodeId::from_array([1; 20]), "192.0.2.1:1".parse().unwrap());
+        for t in [late, Instant::MAX] {
+            b.push(l, &Contact { node, last_seen: t, last_reply: Some(t), last_query: Some(t), failures: 0 });
+            let c = b.remove(l, 0).unwrap();
+            assert_eq!((c.last_seen, c.last_reply, c.last_query), (kept(t), Some(kept(t)), Some(kept(t))));
+            assert!(kept(t) <= t && t.saturating_duration_since(kept(t)) < Duration::from_nanos(TICK));
+        }
+        assert!(kept(late) < kept(Instant::MAX), "the order of late times is kept");
+    }
+
+    #[test]
+    fn every_contact_reads_back_with_its_times_rounded_down() {
         let id = NodeId::from_array([0xab; 20]);
         let addrs: [SocketAddr; 4] = [
             "192.0.2.1:6881".parse().unwrap(),
@@ -392,24 +496,40 @@ mod tests {
             "[2001:db8::1]:6881".parse().unwrap(),
             SocketAddr::V6(SocketAddrV6::new("2001:db8::2".parse().unwrap(), 7, 0x1234, 9)),
         ];
-        let times = [None, Some(at(0)), Some(at(1_500)), Some(Instant::MAX)];
+        // Two times in the first tick, one a tick start, one in the third tick, one past 136
+        // years and the saturated clock.
+        let times = [
+            None,
+            Some(at(0)),
+            Some(at(1_500)),
+            Some(Instant::from_nanos(TICK)),
+            Some(at(10_000)),
+            Some(Instant::ZERO + Duration::from_secs((1 << 32) + 1)),
+            Some(Instant::MAX),
+        ];
         for (i, addr) in addrs.into_iter().enumerate() {
             for reply in times {
                 for query in times {
-                    for seen in [at(0), at(7), at(1_500)] {
-                        let mut c = Contact {
+                    // The table's contacts: last_seen is the reply or the query, whichever was
+                    // set last, or (restored, neither) its own.
+                    let seens: Vec<Instant> = match (reply, query) {
+                        (None, None) => alloc::vec![at(0), at(7), at(1_500), at(10_000), Instant::MAX],
+                        _ => reply.into_iter().chain(query).collect(),
+                    };
+                    for seen in seens {
+                        let c = Contact {
                             node: NodeInfo::new(id, addr),
                             last_seen: seen,
                             last_reply: reply,
                             last_query: query,
                             failures: i as u8,
                         };
-                        // The table's contacts: last_seen is the reply, the query or (restored) its own.
-                        if let Some(q) = query {
-                            c.last_seen = q;
-                        } else if let Some(r) = reply {
-                            c.last_seen = r;
-                        }
+                        let want = Contact {
+                            last_seen: kept(seen),
+                            last_reply: reply.map(kept),
+                            last_query: query.map(kept),
+                            ..c
+                        };
                         for wide in [false, true] {
                             let l = Layout { id_len: 20, wide };
                             if !wide && !Layout::narrow_holds(&addr) {
@@ -417,7 +537,10 @@ mod tests {
                             }
                             let mut b = Bucket::new(Instant::ZERO);
                             b.push(l, &c);
-                            assert_eq!(b.contact(l, 0), c, "{l:?}");
+                            assert_eq!(b.contact(l, 0), want, "{l:?}");
+                            // Read back and written again, it stays as it is.
+                            b.set(l, 0, &want);
+                            assert_eq!(b.contact(l, 0), want, "{l:?}, rewritten");
                         }
                     }
                 }
@@ -435,9 +558,9 @@ mod tests {
         for n in 0..5 {
             b.push(l, &c(n));
         }
-        assert_eq!(b.heap_bytes(), 5 * 44);
+        assert_eq!(b.heap_bytes(), 5 * 36);
         assert_eq!(b.remove(l, 1), Some(c(1)));
-        assert_eq!(b.heap_bytes(), 4 * 44);
+        assert_eq!(b.heap_bytes(), 4 * 36);
         assert_eq!(b.move_to_tail(l, 0), Some(3));
         let ids: Vec<u8> = b.contacts(l).map(|c| c.node.id.as_bytes()[0]).collect();
         assert_eq!(ids, [2, 3, 4, 0]);

@@ -15,6 +15,11 @@ pub struct NodeStatePolicy {
     /// last 15 minutes. A node is also good if it has ever responded to one of our queries and
     /// has sent us a query within the last 15 minutes. After 15 minutes of inactivity, a node
     /// becomes questionable."
+    ///
+    /// The table keeps times rounded down to [`TIME_RESOLUTION`](super::TIME_RESOLUTION)
+    /// (about 4.29 s), so a node goes questionable up to that much before `fresh_for` has
+    /// passed, and a `fresh_for` shorter than that may leave it questionable right after it
+    /// answers.
     pub fresh_for: Duration,
     /// Consecutive timeouts after which a node is bad. Default: 2, because BEP 5 says "Nodes
     /// become bad when they fail to respond to multiple queries in a row" and "If a node in the
@@ -48,8 +53,10 @@ pub enum NodeState {
 
 /// A node in the routing table with the history BEP 5's node states are computed from.
 ///
-/// The table stores contacts packed (44 bytes for a BEP 5 id and an IPv4 address, see
-/// `routing/bucket.rs`) and hands out this type as a copy, built on access.
+/// The table stores contacts packed (36 bytes for a BEP 5 id and an IPv4 address, see
+/// `routing/bucket.rs`) and hands out this type as a copy, built on access. Its times come
+/// back rounded down to [`TIME_RESOLUTION`](super::TIME_RESOLUTION): never later than
+/// recorded, so a node is never taken as good for longer than BEP 5 allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Contact {
     /// The node's id and its verified address.

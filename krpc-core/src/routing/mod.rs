@@ -29,9 +29,10 @@
 //! A bucket holds at most `k ≤` [`MAX_K`] contacts; there are at most as many buckets as the
 //! id has bits (160 for BEP 5 ids, 256 at most). The table therefore never holds more than
 //! `bits × k` contacts (1280 for 20-byte ids and k = 8) whatever its peers send. Contacts are
-//! stored packed, [`RoutingTable::entry_bytes`] each (44 for a BEP 5 id and an IPv4 address),
+//! stored packed, [`RoutingTable::entry_bytes`] each (36 for a BEP 5 id and an IPv4 address),
 //! in one exactly sized allocation per bucket that grows and shrinks a contact at a time, so a
-//! table costs what it holds: [`RoutingTable::heap_bytes`].
+//! table costs what it holds: [`RoutingTable::heap_bytes`]. To fit, a contact's reply and
+//! query times are kept in 4 bytes each, rounded down to [`TIME_RESOLUTION`].
 
 mod bucket;
 mod contact;
@@ -58,6 +59,18 @@ pub const MAX_K: usize = 64;
 /// How long a bucket may go unchanged before it should be refreshed. BEP 5: "Buckets that have
 /// not been changed in 15 minutes should be 'refreshed.'"
 pub const BUCKET_REFRESH_INTERVAL: Duration = Duration::from_secs(15 * 60);
+
+/// How precisely the table keeps a contact's times: [`Contact::last_seen`],
+/// [`Contact::last_reply`] and [`Contact::last_query`] read back rounded down to a multiple
+/// of 2^32 ns (about 4.29 s) since [`Instant::ZERO`], never later than the time recorded and
+/// less than this much earlier.
+///
+/// Packing each time in 4 bytes saves 8 bytes per contact; ticks of 2^32 ns cover every
+/// [`Instant`] (no saturation even at [`Instant::MAX`]), and a tick is 0.5% of BEP 5's 15
+/// minutes, so a node goes questionable at most this much early, never late. A
+/// [`NodeStatePolicy::fresh_for`] shorter than this may leave a node questionable right after
+/// it answers.
+pub const TIME_RESOLUTION: Duration = Duration::from_nanos(1 << 32);
 
 /// What [`RoutingTable::insert_verified`] did with a node.
 #[must_use]
@@ -187,8 +200,8 @@ impl RoutingTable {
     }
 
     /// Bytes one contact takes in this table: the id, the address (6 bytes while every address
-    /// is IPv4, 26 once an IPv6 one arrived) and 18 bytes of history. 44 for a BEP 5 id and
-    /// IPv4.
+    /// is IPv4, 26 once an IPv6 one arrived) and 10 bytes of history (two 4-byte times, the
+    /// failure count, flags). 36 for a BEP 5 id and IPv4.
     pub fn entry_bytes(&self) -> usize {
         self.layout.stride()
     }
@@ -661,6 +674,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
     use rand_core::{Rng, SeedableRng};
 
+    use super::bucket::kept;
     use super::*;
 
     fn id(bytes: &[u8]) -> NodeId {
@@ -774,7 +788,8 @@ mod tests {
         assert_eq!(table.insert_verified(node(&[0x80, 1]), at_mins(1)), InsertOutcome::Refreshed);
         assert_eq!(bucket_ids(&table, 0), [id(&[0x80, 2]), id(&[0x80, 1])]);
         let contact = table.get(&id(&[0x80, 1])).unwrap();
-        assert_eq!(contact.last_seen, at_mins(1));
+        // A contact's times are kept rounded down; the bucket's "last changed" is exact.
+        assert_eq!(contact.last_seen, kept(at_mins(1)));
         assert_eq!(table.buckets().next().unwrap().last_changed, at_mins(1));
     }
 
@@ -786,7 +801,7 @@ mod tests {
         assert!(table.record_query(&id(&[0x80, 1]), addr_for(&id(&[0x80, 1])), at_mins(1)));
         assert_eq!(bucket_ids(&table, 0), [id(&[0x80, 2]), id(&[0x80, 1])]);
         let contact = table.get(&id(&[0x80, 1])).unwrap();
-        assert_eq!((contact.last_query, contact.last_seen), (Some(at_mins(1)), at_mins(1)));
+        assert_eq!((contact.last_query, contact.last_seen), (Some(kept(at_mins(1))), kept(at_mins(1))));
         // A query is not one of BEP 5's bucket changes.
         assert_eq!(table.buckets().next().unwrap().last_changed, Instant::ZERO);
     }
@@ -1094,9 +1109,13 @@ mod tests {
         let target = id(&[0x80, 1]);
         let _ = table.insert_verified(node(&[0x80, 1]), at_mins(10));
         let state = |t: &RoutingTable, now: Instant| t.get(&target).unwrap().state(now, t.policy());
-        let boundary = at_mins(25);
+        // The reply time is kept rounded down, so the node goes questionable up to one
+        // TIME_RESOLUTION before BEP 5's 15 minutes, never after.
+        let boundary = kept(at_mins(10)) + mins(15);
+        assert!(boundary <= at_mins(25) && at_mins(25) - boundary < TIME_RESOLUTION);
         assert_eq!(state(&table, Instant::from_nanos(boundary.as_nanos() - 1)), NodeState::Good);
         assert_eq!(state(&table, boundary), NodeState::Questionable);
+        assert_eq!(state(&table, at_mins(25)), NodeState::Questionable);
         // A query from a node that has replied before makes it good again.
         assert!(table.record_query(&target, addr_for(&target), at_mins(30)));
         assert_eq!(state(&table, at_mins(44)), NodeState::Good);
@@ -1105,6 +1124,32 @@ mod tests {
         assert_eq!(state(&table, at_mins(46)), NodeState::Questionable);
         let _ = table.record_failure(&target, at_mins(47));
         assert_eq!(state(&table, at_mins(47)), NodeState::Bad);
+    }
+
+    #[test]
+    fn a_node_answering_past_136_years_or_at_a_saturated_clock_is_good_there() {
+        // The fuzzers drive the clock to Instant::MAX. Times kept as 32-bit seconds would stop
+        // at 2^32 s (136 years) and read back 448 years old there: no node could be good, and
+        // the ping-before-evict check would ping the bucket's answering nodes in turn for ever.
+        for late in [Instant::ZERO + Duration::from_secs((1 << 32) + 30), Instant::MAX] {
+            let mut table = RoutingTable::new(id(&[0, 0]), 2);
+            assert_eq!(table.insert_verified(node(&[0x80, 1]), late), InsertOutcome::Added);
+            let c = table.get(&id(&[0x80, 1])).unwrap();
+            assert!(c.last_seen <= late && late - c.last_seen < TIME_RESOLUTION, "{late:?}: {c:?}");
+            assert_eq!(c.state(late, table.policy()), NodeState::Good, "{late:?}");
+            // Good for 15 minutes less at most a tick, then questionable.
+            let expiry = c.last_seen + mins(15);
+            if expiry < Instant::MAX {
+                assert_eq!(c.state(Instant::from_nanos(expiry.as_nanos() - 1), table.policy()), NodeState::Good);
+                assert_eq!(c.state(expiry, table.policy()), NodeState::Questionable);
+            }
+            // A node that answered long ago stays good while it queries us, at that clock too.
+            let _ = table.insert_verified(node(&[0x80, 2]), Instant::ZERO);
+            assert!(table.record_query(&id(&[0x80, 2]), addr_for(&id(&[0x80, 2])), late));
+            let q = table.get(&id(&[0x80, 2])).unwrap();
+            assert_eq!((q.last_reply, q.last_query), (Some(Instant::ZERO), Some(c.last_seen)));
+            assert_eq!(q.state(late, table.policy()), NodeState::Good, "{late:?}");
+        }
     }
 
     #[test]
@@ -1157,7 +1202,7 @@ mod tests {
         let dead = table.get(&id(&[0x80, 1])).unwrap();
         assert_eq!(table.swap(&dead.node.id, node(&[0x80, 3]), at_mins(21)), SwapOutcome::Swapped { evicted: dead });
         assert_eq!(bucket_ids(&table, 0), [id(&[0x80, 2]), id(&[0x80, 3])]);
-        assert_eq!(table.get(&id(&[0x80, 3])).unwrap().last_reply, Some(at_mins(21)));
+        assert_eq!(table.get(&id(&[0x80, 3])).unwrap().last_reply, Some(kept(at_mins(21))));
         assert_eq!(table.buckets().next().unwrap().last_changed, at_mins(21));
         assert_eq!(table.len(), 2);
         check_invariants(&table);
