@@ -463,8 +463,16 @@ impl Endpoint {
         let check = self.swap_checks.checks[index].clone();
         let Some(dead) = check.checking else { return };
         let table = self.tables.of(&check.candidate.addr);
-        let failures = table.get(&dead).map(|c| c.failures);
-        match failures {
+        let entry = table.get(&dead);
+        if entry.is_some_and(|c| !same_endpoint(&c.addr(), &tx.addr)) {
+            // The entry moved while we pinged its old address (a claim on its id won): the
+            // silence there says nothing about it, and its failures are no longer counted
+            // at that address, so "one more try" there would never end (fuzz finding 9).
+            // Look at the bucket again instead.
+            self.next_check(index, now);
+            return;
+        }
+        match entry.map(|c| c.failures) {
             Some(f) if f < table.policy().max_failures => {
                 // "A node that fails a ping should get one more try."
                 self.rpc.queue_internal(InternalPing { addr: tx.addr, expect: Some(dead), purpose: Purpose::Check });
