@@ -47,3 +47,97 @@ fn after_joining_through_one_node_the_far_buckets_are_filled_too() {
     let fill = far_bucket_fill(&mut net, N, 8);
     assert!(fill >= 0.9, "far buckets {fill:.3} full");
 }
+
+/// A scripted network around one joiner whose id is all zeros: a bootstrap node far away
+/// (first byte 0xff), one node at 0x08 and 8 at 0x10..0x17 (so that the joiner's table
+/// splits down to a bucket 3 of prefix 0001 and bucket 1, prefix 01, is not its own), and 32
+/// in its bucket 1 (first bytes 0x40..0x7e). Every node answers `find_node` with the 8 nodes of
+/// this world nearest the target.
+struct World {
+    nodes: Vec<krpc_core::NodeInfo>,
+}
+
+impl World {
+    fn new() -> World {
+        let node = |first: u8, i: u8| {
+            let mut bytes = [0u8; 20];
+            bytes[0] = first;
+            bytes[1] = i;
+            krpc_core::NodeInfo::new(krpc_core::NodeId::from_array(bytes), support::sa(&format!("10.0.{first}.{i}:1")))
+        };
+        let mut nodes = vec![node(0xff, 1), node(0x08, 1)];
+        nodes.extend((0..8).map(|i| node(0x10 + i, 1)));
+        nodes.extend((0..32).map(|i| node(0x40 + 2 * i, 1)));
+        World { nodes }
+    }
+
+    fn at(&self, addr: std::net::SocketAddr) -> Option<krpc_core::NodeInfo> {
+        self.nodes.iter().copied().find(|n| n.addr == addr)
+    }
+
+    fn nearest(&self, target: &krpc_core::NodeId) -> Vec<krpc_core::NodeInfo> {
+        let mut nodes = self.nodes.clone();
+        nodes.sort_by(|a, b| target.cmp_distance(&a.id, &b.id));
+        nodes.truncate(8);
+        nodes
+    }
+}
+
+/// The refresh of a bucket a join left thin ends once that bucket holds k nodes: no further
+/// query toward its target leaves, although nearer nodes named in the answers were never
+/// asked (a lookup run to convergence would ask them). It starts with the nodes the join heard
+/// of in the bucket's range.
+#[test]
+fn a_thin_bucket_refresh_stops_once_the_bucket_is_full() {
+    use krpc_core::NodeId;
+    let world = World::new();
+    let mut s = support::Script::new(Config {
+        k: 8,
+        address_policy: krpc_core::AddressPolicy::Any,
+        ..support::config_with_id(NodeId::from_array([0; 20]))
+    });
+    let in_bucket_1 = |id: &NodeId| id.as_bytes()[0] >> 6 == 0b01;
+    // Known before the join: the far node and the 9 nearest our id, which split the table
+    // down to bucket 4 (prefix 0000); buckets 1 and 2 are empty.
+    s.insert(&world.nodes[..10]);
+    assert_eq!(s.ep.routing_table().bucket_count(), 5);
+    s.ep.bootstrap(s.now).unwrap();
+    // The join asks the 8 nodes nearest our id; the first names 4 of bucket 1, which the join
+    // never asks (they are farther than the 8 that all answer).
+    let heard: Vec<_> = world.nodes[10..14].to_vec();
+    let mut pending = s.sent();
+    let mut named = heard.clone();
+    while !s.events().iter().any(|e| matches!(e, Event::LookupDone { .. })) {
+        let q = pending.remove(0);
+        assert_eq!(q.target(), Some(NodeId::from_array([0; 20])), "only the join runs");
+        let id = world.at(q.to).expect("asks only nodes of the world").id;
+        assert!(!in_bucket_1(&id), "the join asks the 8 nodes nearest our id, not {id:?}");
+        s.reply_with(&q, Some(&id), &krpc_core::wire::Dictionary::new(), &std::mem::take(&mut named));
+        pending.extend(s.sent());
+    }
+    assert_eq!(s.bucket_ids(1).len(), 0, "bucket 1 is thin after the join");
+    // The refreshes run; answers come back one at a time, nearest the world's answer.
+    pending.extend(s.sent());
+    let (mut asked_in_1, mut after_full, mut first_asked) = (0, 0, None);
+    while !pending.is_empty() {
+        let q = pending.remove(0);
+        let Some(target) = q.target() else { continue };
+        let Some(node) = world.at(q.to) else { continue };
+        if in_bucket_1(&target) {
+            asked_in_1 += 1;
+            first_asked.get_or_insert(node.id);
+        }
+        s.reply_with(&q, Some(&node.id), &krpc_core::wire::Dictionary::new(), &world.nearest(&target));
+        let full = s.bucket_ids(1).len() >= 8;
+        for sent in s.sent() {
+            if full && sent.target().is_some_and(|t| in_bucket_1(&t)) {
+                after_full += 1;
+            }
+            pending.push(sent);
+        }
+    }
+    assert_eq!(s.bucket_ids(1).len(), 8, "bucket 1 was filled");
+    assert_eq!(after_full, 0, "no query toward bucket 1's target once it held k nodes");
+    assert!(asked_in_1 <= 8 + 4, "{asked_in_1} queries: the k that filled it and at most α in flight");
+    assert!(heard.iter().any(|n| Some(n.id) == first_asked), "the nodes heard of during the join are asked first");
+}

@@ -361,7 +361,7 @@ impl Endpoint {
 
     /// A lookup seeded from both tables (and the bootstrap nodes while the tables are thin),
     /// once the caps allow it.
-    fn new_lookup(
+    pub(super) fn new_lookup(
         &mut self,
         now: Instant,
         target: NodeId,
