@@ -303,7 +303,13 @@ impl Endpoint {
                 let target = table.random_id_in_bucket(bucket, &mut self.rng);
                 table.mark_bucket_refreshed(bucket, now);
                 let query = Query::find_node(&target);
-                let Ok(mut lookup) = self.new_lookup(now, target, query, true, false) else { break 'families };
+                // One node of the table, the nearest the target, besides those heard of in the
+                // range: the table's other near nodes lie outside the range (or in it and
+                // known already), so their answers would add nothing to the bucket; one
+                // answer is enough to name the nodes of the range.
+                let Ok(mut lookup) = self.new_lookup_seeded(now, target, query, true, false, 1) else {
+                    break 'families;
+                };
                 let table = self.tables.family(v6);
                 for node in heard {
                     if is_v6(&node.addr) == v6
