@@ -281,11 +281,12 @@ impl Endpoint {
     }
 
     /// After a join: one background lookup per bucket with fewer than `k` nodes, in each
-    /// family's table, which ends once the bucket holds `k` ([`LookupKind::FillBucket`]).
-    /// Each is seeded, besides the table's nodes nearest its target, with the nodes in that
-    /// bucket's range that the join heard of but never asked (`heard`): those answer from
-    /// inside the range at once, where the table's nearest nodes are often outside it and
-    /// cost a round. Our own bucket (the last) is skipped: the lookup toward our id just
+    /// family's table: BEP 5's refresh ("picking a random ID in the range of the bucket and
+    /// performing a find_nodes search on it"), except that it ends once the bucket holds `k`
+    /// ([`LookupKind::FillBucket`]), which is all it is for. Each is seeded with the one table
+    /// node nearest its target and the nodes in that bucket's range that the join heard of but
+    /// never asked (`heard`): those answer from inside the range at once, and each answer
+    /// fills a slot. Our own bucket (the last) is skipped: the lookup toward our id just
     /// filled it as well as it can be. Lookups beyond `max_lookups` are not started; the
     /// regular refresh of stale buckets catches up later.
     ///
