@@ -238,6 +238,15 @@ impl Lookup {
         self.replies
     }
 
+    /// Nodes named in answers that this lookup never asked (ids known, no query sent): what a
+    /// join heard of on its way, which the refresh of its thin buckets asks first.
+    pub(crate) fn unasked(&self) -> impl Iterator<Item = NodeInfo> + '_ {
+        self.candidates.iter().filter(|c| c.state == CandidateState::Fresh && c.tries == 0).filter_map(|c| {
+            let id = c.id?;
+            Some(NodeInfo::new(id, c.addr))
+        })
+    }
+
     /// Where candidate `i` (as named by [`Step::Query`]) is, and its id if known.
     pub(crate) fn candidate(&self, i: usize) -> (SocketAddr, Option<NodeId>) {
         let c = &self.candidates[i];

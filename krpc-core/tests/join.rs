@@ -47,3 +47,108 @@ fn after_joining_through_one_node_the_far_buckets_are_filled_too() {
     let fill = far_bucket_fill(&mut net, N, 8);
     assert!(fill >= 0.9, "far buckets {fill:.3} full");
 }
+
+/// A scripted network around one joiner whose id is all zeros: 8 nodes in each of its buckets
+/// 0 (first bit 1), 2 (prefix 001) and 3 (prefix 0001), one at 0x08 (so that the table splits
+/// down to bucket 4, prefix 0000, its own), and 32 in bucket 1 (prefix 01, first bytes
+/// 0x40..0x7e). Every node answers `find_node` with the 8 nodes of this world nearest the
+/// target.
+struct World {
+    nodes: Vec<krpc_core::NodeInfo>,
+}
+
+impl World {
+    fn new() -> World {
+        let node = |first: u8, i: u8| {
+            let mut bytes = [0u8; 20];
+            bytes[0] = first;
+            bytes[1] = i;
+            krpc_core::NodeInfo::new(krpc_core::NodeId::from_array(bytes), support::sa(&format!("10.0.{first}.{i}:1")))
+        };
+        let mut nodes: Vec<_> = (0..8).map(|i| node(0x80 + 16 * i, 1)).collect();
+        nodes.extend((0..8).map(|i| node(0x20 + 2 * i, 1)));
+        nodes.push(node(0x08, 1));
+        nodes.extend((0..8).map(|i| node(0x10 + i, 1)));
+        nodes.extend((0..32).map(|i| node(0x40 + 2 * i, 1)));
+        World { nodes }
+    }
+
+    fn at(&self, addr: std::net::SocketAddr) -> Option<krpc_core::NodeInfo> {
+        self.nodes.iter().copied().find(|n| n.addr == addr)
+    }
+
+    fn nearest(&self, target: &krpc_core::NodeId) -> Vec<krpc_core::NodeInfo> {
+        let mut nodes = self.nodes.clone();
+        nodes.sort_by(|a, b| target.cmp_distance(&a.id, &b.id));
+        nodes.truncate(8);
+        nodes
+    }
+}
+
+/// The refresh of a bucket a join left thin ends once that bucket holds k nodes: no further
+/// query toward its target leaves, although nearer nodes named in the answers were never
+/// asked (a lookup run to convergence would ask them). It starts with the nodes the join heard
+/// of in the bucket's range.
+#[test]
+fn a_thin_bucket_refresh_stops_once_the_bucket_is_full() {
+    use krpc_core::NodeId;
+    let world = World::new();
+    let mut s = support::Script::new(Config {
+        k: 8,
+        address_policy: krpc_core::AddressPolicy::Any,
+        ..support::config_with_id(NodeId::from_array([0; 20]))
+    });
+    let in_bucket_1 = |id: &NodeId| id.as_bytes()[0] >> 6 == 0b01;
+    // Known before the join: all but the nodes of bucket 1, which is empty and the one bucket
+    // left thin (a refresh of another bucket would fill it too, and share the α slots).
+    s.insert(&world.nodes[..25]);
+    assert_eq!(s.ep.routing_table().bucket_count(), 5);
+    s.ep.bootstrap(s.now).unwrap();
+    // The join asks the 8 nodes nearest our id; the first names 4 of bucket 1, which the join
+    // never asks (they are farther than the 8 that all answer).
+    let heard: Vec<_> = world.nodes[25..29].to_vec();
+    let mut pending = s.sent();
+    let mut named = heard.clone();
+    while !s.events().iter().any(|e| matches!(e, Event::LookupDone { .. })) {
+        let q = pending.remove(0);
+        assert_eq!(q.target(), Some(NodeId::from_array([0; 20])), "only the join runs");
+        let id = world.at(q.to).expect("asks only nodes of the world").id;
+        assert!(!in_bucket_1(&id), "the join asks the 8 nodes nearest our id, not {id:?}");
+        s.reply_with(&q, Some(&id), &krpc_core::wire::Dictionary::new(), &std::mem::take(&mut named));
+        pending.extend(s.sent());
+    }
+    assert_eq!(s.bucket_ids(1).len(), 0, "bucket 1 is thin after the join");
+    // The refreshes run; answers come back one at a time, nearest the world's answer.
+    pending.extend(s.sent());
+    let toward_1 = |sent: &[support::Sent]| sent.iter().filter(|q| q.target().is_some_and(|t| in_bucket_1(&t))).count();
+    // Queries toward bucket 1's target sent and not yet answered.
+    let mut open = toward_1(&pending);
+    let (mut after_full, mut first_asked, mut most_open) = (0, None, open);
+    while !pending.is_empty() {
+        let q = pending.remove(0);
+        let Some(target) = q.target() else { continue };
+        let node = world.at(q.to).expect("asks only nodes of the world");
+        if in_bucket_1(&target) {
+            open -= 1;
+            first_asked.get_or_insert(node.id);
+        }
+        s.reply_with(&q, Some(&node.id), &krpc_core::wire::Dictionary::new(), &world.nearest(&target));
+        let room = 8 - s.bucket_ids(1).len();
+        let sent = s.sent();
+        let new = toward_1(&sent);
+        if room == 0 {
+            after_full += new;
+        }
+        open += new;
+        if new > 0 {
+            // Sent now: no more in flight than the bucket has room for.
+            most_open = most_open.max(open);
+            assert!(open <= room, "{open} queries in flight toward bucket 1's target, room for {room}");
+        }
+        pending.extend(sent);
+    }
+    assert_eq!(s.bucket_ids(1).len(), 8, "bucket 1 was filled");
+    assert_eq!(after_full, 0, "no query toward bucket 1's target once it held k nodes");
+    assert!(most_open > 1, "the lookup did run queries in parallel");
+    assert!(heard.iter().any(|n| Some(n.id) == first_asked), "the nodes heard of during the join are asked first");
+}

@@ -369,6 +369,20 @@ impl Endpoint {
         background: bool,
         report_replies: bool,
     ) -> Result<Lookup, CommandError> {
+        self.new_lookup_seeded(now, target, query, background, report_replies, self.config.k)
+    }
+
+    /// [`new_lookup`](Self::new_lookup) seeded with at most `table_seeds` nodes of each
+    /// routing table (the nearest the target), where a lookup takes `k`.
+    pub(super) fn new_lookup_seeded(
+        &mut self,
+        now: Instant,
+        target: NodeId,
+        query: Query,
+        background: bool,
+        report_replies: bool,
+        table_seeds: usize,
+    ) -> Result<Lookup, CommandError> {
         self.advance(now);
         self.check_open()?;
         if target.len() != self.config.id_len {
@@ -390,8 +404,14 @@ impl Endpoint {
                 lookup.add_seed_addr(*addr);
             }
         }
+        // Each table's nodes come nearest first.
+        let mut taken = [0usize; 2];
         for node in seeds {
-            lookup.add_node(node);
+            let taken = &mut taken[usize::from(super::tables::is_v6(&node.addr))];
+            if *taken < table_seeds {
+                *taken += 1;
+                lookup.add_node(node);
+            }
         }
         Ok(lookup)
     }

@@ -28,6 +28,11 @@ pub(crate) enum LookupKind {
     Plain,
     /// `bootstrap`: when it completes, the buckets it left thin are refreshed.
     Join,
+    /// The refresh of one bucket a join left thin, in the IPv6 table if `v6`: it ends as
+    /// soon as that bucket (the one holding the lookup's target) holds `k` nodes, rather than
+    /// converging on its random target. Filling the bucket is all it is for; every query after
+    /// that cost the joiner and the nodes it asked datagrams and taught the table nothing.
+    FillBucket { v6: bool },
     /// The probe of a read-only node in adaptive mode: a `find_node` for our own id sent
     /// without `ro=1` (see [`reachability`](super::reachability)).
     Probe,
@@ -174,8 +179,9 @@ pub(crate) enum Op {
 pub(crate) enum LookupEnd {
     /// Report this event.
     Report(Event),
-    /// The join completed: report this and refresh the thin buckets.
-    Joined(Event),
+    /// The join completed: report this and refresh the thin buckets, asking first the nodes
+    /// the join heard of but never asked (`heard`).
+    Joined { event: Event, heard: Vec<crate::NodeInfo> },
     /// An announce's or put's lookup completed: send its query to these token holders under
     /// the same operation id ([`Operations::begin_store`]).
     Store { peers: Vec<Peer> },
@@ -376,6 +382,15 @@ impl Operations {
         matches!(self.ops.get(&op), Some(Op::Lookup { kind: LookupKind::Probe, .. }))
     }
 
+    /// The family and target of a [`LookupKind::FillBucket`] lookup: the bucket to watch is
+    /// the one holding the target (found anew each time, as our own bucket may split).
+    pub(crate) fn fill_target(&self, op: OpId) -> Option<(bool, NodeId)> {
+        match self.ops.get(&op)? {
+            Op::Lookup { lookup, kind: LookupKind::FillBucket { v6 } } => Some((*v6, *lookup.target())),
+            _ => None,
+        }
+    }
+
     /// Whether the lookup's replies carry peers for the caller (`get_peers`, announce).
     pub(crate) fn wants_peers(&self, op: OpId) -> bool {
         matches!(self.ops.get(&op), Some(Op::Lookup { kind: LookupKind::GetPeers, .. } | Op::Announce(_)))
@@ -446,7 +461,7 @@ impl Operations {
                 let event =
                     Event::LookupDone { op, replies: lookup.replies(), closest: lookup.closest_responders(), outcome };
                 Some(if kind == LookupKind::Join && completed {
-                    LookupEnd::Joined(event)
+                    LookupEnd::Joined { event, heard: lookup.unasked().collect() }
                 } else {
                     LookupEnd::Report(event)
                 })

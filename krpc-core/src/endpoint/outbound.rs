@@ -83,9 +83,18 @@ impl Endpoint {
     }
 
     fn kick_lookup(&mut self, op: OpId) {
+        // The refresh of a bucket a join left thin keeps no more queries in flight than the
+        // bucket has room for: each answer fills one slot, so more would be answered only
+        // after the bucket is full, for nothing. Its bucket may have filled by other means.
+        let room = self.fill_room(op);
+        if room == Some(0) {
+            self.finish_lookup(op, LookupOutcome::Completed);
+            return;
+        }
         loop {
-            let may_send = self.rpc.app_in_flight() < self.config.concurrency;
             let Some(lookup) = self.ops.lookup_mut(op) else { return };
+            let may_send =
+                self.rpc.app_in_flight() < self.config.concurrency && room.is_none_or(|room| lookup.in_flight() < room);
             match lookup.step(may_send) {
                 Step::Query(i) => {
                     let (addr, id) = lookup.candidate(i);

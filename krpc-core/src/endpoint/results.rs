@@ -93,9 +93,24 @@ impl Endpoint {
         if let Some(event) = event {
             self.push_event(event);
         }
-        if done {
+        if done || self.bucket_filled(op) {
             self.finish_lookup(op, LookupOutcome::Completed);
         }
+    }
+
+    /// Whether `op` is the refresh of a thin bucket after a join and that bucket now holds `k`
+    /// nodes. Checked after each reply, whose sender the table has just learned.
+    fn bucket_filled(&self, op: OpId) -> bool {
+        self.fill_room(op) == Some(0)
+    }
+
+    /// For the refresh of a thin bucket after a join: how many nodes its bucket still lacks.
+    /// `None` for every other operation.
+    pub(super) fn fill_room(&self, op: OpId) -> Option<usize> {
+        let (v6, target) = self.ops.fill_target(op)?;
+        let table = self.tables.family(v6);
+        let len = table.bucket_for(&target).map_or(0, |b| table.bucket_len(b));
+        Some(self.config.k.saturating_sub(len))
     }
 
     /// A transaction failed without a reply (timeout, send failure, too large).
@@ -172,8 +187,8 @@ impl Endpoint {
         self.rpc.detach(op);
         match end {
             LookupEnd::Report(event) => self.push_event(event),
-            LookupEnd::Joined(event) => {
-                self.refresh_thin_buckets(self.now);
+            LookupEnd::Joined { event, heard } => {
+                self.refresh_thin_buckets(self.now, &heard);
                 self.push_event(event);
             }
             LookupEnd::Store { peers } => {

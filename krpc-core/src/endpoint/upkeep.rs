@@ -281,23 +281,49 @@ impl Endpoint {
     }
 
     /// After a join: one background lookup per bucket with fewer than `k` nodes, in each
-    /// family's table. Our own bucket (the last) is skipped: the lookup toward our id just
+    /// family's table: BEP 5's refresh ("picking a random ID in the range of the bucket and
+    /// performing a find_nodes search on it"), except that it ends once the bucket holds `k`
+    /// ([`LookupKind::FillBucket`]), which is all it is for. Each is seeded with the one table
+    /// node nearest its target and the nodes in that bucket's range that the join heard of but
+    /// never asked (`heard`): those answer from inside the range at once, and each answer
+    /// fills a slot. Our own bucket (the last) is skipped: the lookup toward our id just
     /// filled it as well as it can be. Lookups beyond `max_lookups` are not started; the
     /// regular refresh of stale buckets catches up later.
-    pub(super) fn refresh_thin_buckets(&mut self, now: Instant) {
-        for v6 in [false, true] {
+    ///
+    /// [`LookupKind::FillBucket`]: super::ops::LookupKind::FillBucket
+    pub(super) fn refresh_thin_buckets(&mut self, now: Instant, heard: &[NodeInfo]) {
+        'families: for v6 in [false, true] {
             let table = self.tables.family(v6);
             if table.is_empty() {
                 continue;
             }
             let last = table.bucket_count() - 1;
-            let thin: Vec<usize> = (0..last).filter(|&b| table.bucket_contacts(b).len() < self.config.k).collect();
+            let thin: Vec<usize> = (0..last).filter(|&b| table.bucket_len(b) < self.config.k).collect();
             for bucket in thin {
-                if !self.refresh_bucket(v6, bucket, now) {
-                    return;
+                let table = self.tables.family_mut(v6);
+                let target = table.random_id_in_bucket(bucket, &mut self.rng);
+                table.mark_bucket_refreshed(bucket, now);
+                let query = Query::find_node(&target);
+                // One node of the table, the nearest the target, besides those heard of in the
+                // range: the table's other near nodes lie outside the range (or in it and
+                // known already), so their answers would add nothing to the bucket; one
+                // answer is enough to name the nodes of the range.
+                let Ok(mut lookup) = self.new_lookup_seeded(now, target, query, true, false, 1) else {
+                    break 'families;
+                };
+                let table = self.tables.family(v6);
+                for node in heard {
+                    if is_v6(&node.addr) == v6
+                        && table.bucket_for(&node.id) == Some(bucket)
+                        && !table.contains(&node.id)
+                    {
+                        lookup.add_node(*node);
+                    }
                 }
+                self.ops.start_lookup(lookup, super::ops::LookupKind::FillBucket { v6 });
             }
         }
+        self.finish_input();
     }
 
     /// Inserts a verified node and reports the change; runs the ping/swap protocol when its

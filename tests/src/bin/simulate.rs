@@ -316,6 +316,14 @@ fn parse_partition(s: &str) -> Result<Partition, String> {
     })
 }
 
+/// CPU time this process has run, in seconds, from `/proc/self/schedstat` (Linux), if
+/// available: steadier than wall time on a shared machine.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/schedstat").ok()?;
+    let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
+}
+
 /// Peak resident set size in bytes, from `/proc/self/status` (Linux), if available.
 fn peak_rss() -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -449,7 +457,12 @@ fn main() {
     let mut sim = Sim::new(scenario);
     sim.set_progress(|line| eprintln!("[simulate] {line}"));
     eprintln!("[simulate] building {} nodes ({:?})", args.nodes, args.build);
+    let cpu_before_build = cpu_seconds();
     sim.build();
+    // The build's own cost, before any lookup: issue 16 asks for the speed of building a joined
+    // network, and the datagrams a join costs are what decides it.
+    let build_cpu = cpu_seconds().zip(cpu_before_build).map(|(after, before)| after - before);
+    let build_datagrams = sim.stats().sent;
     let (engines, footprint, entries) = sim.footprint();
     let built_bytes = live_bytes() - before_build;
     let build_wall = wall.elapsed();
@@ -526,6 +539,9 @@ fn main() {
             ("attackers".into(), sim.attackers().map_or(0, |a| a.len()).to_string()),
             ("attacker_answers".into(), sim.attackers().map_or(0, |a| a.answered).to_string()),
             ("datagrams".into(), stats.sent.to_string()),
+            ("build_datagrams".into(), build_datagrams.to_string()),
+            ("build_datagrams_per_node".into(), format!("{:.1}", build_datagrams as f64 / args.nodes.max(1) as f64)),
+            ("build_cpu_s".into(), build_cpu.map_or("null".into(), |s| format!("{s:.2}"))),
             ("lost".into(), stats.lost.to_string()),
             ("nodes_left".into(), stats.left.to_string()),
             ("nodes_joined".into(), stats.joined.to_string()),
