@@ -450,18 +450,27 @@ impl Operations {
         events
     }
 
-    /// Ends a lookup phase. `None` when `op` is not in one.
-    pub(crate) fn finish_lookup(&mut self, op: OpId, outcome: LookupOutcome, k: usize) -> Option<LookupEnd> {
+    /// Ends a lookup phase. `None` when `op` is not in one. `own` is our id now: a lookup that
+    /// began before a BEP 42 id change may have met a node with our new id, and we are
+    /// never one of a lookup's results (fuzz finding 10).
+    pub(crate) fn finish_lookup(
+        &mut self,
+        op: OpId,
+        outcome: LookupOutcome,
+        k: usize,
+        own: &NodeId,
+    ) -> Option<LookupEnd> {
         self.lookup(op)?;
+        let not_us = |n: &LookupNode| n.node.id != *own;
         self.lookup_order.retain(|o| *o != op);
         let completed = outcome == LookupOutcome::Completed;
         match self.ops.remove(&op)? {
             Op::Lookup { kind: LookupKind::Scrape(filters), .. } => Some(LookupEnd::Report(filters.done(op, outcome))),
             Op::Lookup { lookup, kind } => {
-                let event =
-                    Event::LookupDone { op, replies: lookup.replies(), closest: lookup.closest_responders(), outcome };
+                let closest = lookup.closest_responders().into_iter().filter(not_us).collect();
+                let event = Event::LookupDone { op, replies: lookup.replies(), closest, outcome };
                 Some(if kind == LookupKind::Join && completed {
-                    LookupEnd::Joined { event, heard: lookup.unasked().collect() }
+                    LookupEnd::Joined { event, heard: lookup.unasked().filter(|n| n.id != *own).collect() }
                 } else {
                     LookupEnd::Report(event)
                 })
@@ -476,7 +485,7 @@ impl Operations {
                 // BEP 33: "Announce only to the K closest nodes that returned a token".
                 let closest: Vec<LookupNode> = lookup.closest_responders();
                 let peers: Vec<Peer> =
-                    closest.into_iter().filter_map(|n| Some(Peer::node(n.node).with_token(n.token?))).take(k).collect();
+                    closest.into_iter().filter(not_us).filter_map(|n| Some(Peer::node(n.node).with_token(n.token?))).take(k).collect();
                 // Stays registered, under the same id, for its second phase; the orchestrator
                 // says how many queries it queued with `begin_store`.
                 a.phase = AnnouncePhase::Store(QueryAll::new(a.store_query(), 0, false));
@@ -495,6 +504,7 @@ impl Operations {
                 let peers: Vec<Peer> = lookup
                     .closest_responders()
                     .into_iter()
+                    .filter(not_us)
                     .filter_map(|n| Some(Peer::node(n.node).with_token(n.token?)))
                     .take(k)
                     .collect();
@@ -590,7 +600,7 @@ mod tests {
         l.on_reply(&node.addr, Some(node.id), Token::new(b"tok"));
         let op = ops.start_announce(l, info_hash, Some(6881), false);
         assert_eq!(ops.lookups(), 1);
-        let Some(LookupEnd::Store { peers }) = ops.finish_lookup(op, LookupOutcome::Completed, 8) else { panic!() };
+        let Some(LookupEnd::Store { peers }) = ops.finish_lookup(op, LookupOutcome::Completed, 8, &NodeId::from_array([0xff; 20])) else { panic!() };
         assert_eq!(peers.len(), 1);
         assert_eq!(ops.lookups(), 0, "out of the lookup phase");
         ops.begin_store(op, peers.len());
@@ -626,7 +636,7 @@ mod tests {
             payload: PutPayload::Immutable { value },
             phase: PutPhase::Lookup(l),
         });
-        let Some(LookupEnd::Store { peers }) = ops.finish_lookup(op, LookupOutcome::Completed, 8) else { panic!() };
+        let Some(LookupEnd::Store { peers }) = ops.finish_lookup(op, LookupOutcome::Completed, 8, &NodeId::from_array([0xff; 20])) else { panic!() };
         assert_eq!(peers.len(), 2);
         assert!(peers.iter().all(|p| p.token.is_some()), "put goes to token holders, with their tokens");
         ops.begin_store(op, peers.len());

@@ -183,7 +183,7 @@ impl Endpoint {
 
     /// Ends an operation's lookup phase and reports it, or starts what comes after it.
     pub(super) fn finish_lookup(&mut self, op: OpId, outcome: LookupOutcome) {
-        let Some(end) = self.ops.finish_lookup(op, outcome, self.config.k) else { return };
+        let Some(end) = self.ops.finish_lookup(op, outcome, self.config.k, &self.id) else { return };
         self.rpc.detach(op);
         match end {
             LookupEnd::Report(event) => self.push_event(event),
