@@ -662,7 +662,7 @@ mod tests {
         let info_hash = NodeId::from_array([1; 20]);
         let op = ops.start_announce(lookup(info_hash), info_hash, None, true);
         assert!(ops.end_early(op, QueryError::Cancelled).is_none(), "lookups end through finish_lookup");
-        let end = ops.finish_lookup(op, LookupOutcome::Stopped, 8);
+        let end = ops.finish_lookup(op, LookupOutcome::Stopped, 8, &NodeId::from_array([0xff; 20]));
         assert!(matches!(end, Some(LookupEnd::Report(Event::AnnounceDone { result: Err(QueryError::Cancelled), .. }))));
     }
 
