@@ -484,8 +484,12 @@ impl Operations {
                 }
                 // BEP 33: "Announce only to the K closest nodes that returned a token".
                 let closest: Vec<LookupNode> = lookup.closest_responders();
-                let peers: Vec<Peer> =
-                    closest.into_iter().filter(not_us).filter_map(|n| Some(Peer::node(n.node).with_token(n.token?))).take(k).collect();
+                let peers: Vec<Peer> = closest
+                    .into_iter()
+                    .filter(not_us)
+                    .filter_map(|n| Some(Peer::node(n.node).with_token(n.token?)))
+                    .take(k)
+                    .collect();
                 // Stays registered, under the same id, for its second phase; the orchestrator
                 // says how many queries it queued with `begin_store`.
                 a.phase = AnnouncePhase::Store(QueryAll::new(a.store_query(), 0, false));
@@ -600,7 +604,11 @@ mod tests {
         l.on_reply(&node.addr, Some(node.id), Token::new(b"tok"));
         let op = ops.start_announce(l, info_hash, Some(6881), false);
         assert_eq!(ops.lookups(), 1);
-        let Some(LookupEnd::Store { peers }) = ops.finish_lookup(op, LookupOutcome::Completed, 8, &NodeId::from_array([0xff; 20])) else { panic!() };
+        let Some(LookupEnd::Store { peers }) =
+            ops.finish_lookup(op, LookupOutcome::Completed, 8, &NodeId::from_array([0xff; 20]))
+        else {
+            panic!()
+        };
         assert_eq!(peers.len(), 1);
         assert_eq!(ops.lookups(), 0, "out of the lookup phase");
         ops.begin_store(op, peers.len());
@@ -636,7 +644,11 @@ mod tests {
             payload: PutPayload::Immutable { value },
             phase: PutPhase::Lookup(l),
         });
-        let Some(LookupEnd::Store { peers }) = ops.finish_lookup(op, LookupOutcome::Completed, 8, &NodeId::from_array([0xff; 20])) else { panic!() };
+        let Some(LookupEnd::Store { peers }) =
+            ops.finish_lookup(op, LookupOutcome::Completed, 8, &NodeId::from_array([0xff; 20]))
+        else {
+            panic!()
+        };
         assert_eq!(peers.len(), 2);
         assert!(peers.iter().all(|p| p.token.is_some()), "put goes to token holders, with their tokens");
         ops.begin_store(op, peers.len());
