@@ -208,6 +208,11 @@ fn subnet_of(addr: &SocketAddr, restrict_local: bool) -> Option<u128> {
 }
 
 impl Lookup {
+    /// Heap bytes of the candidate list, for memory accounting.
+    pub(crate) fn candidate_bytes(&self) -> usize {
+        self.candidates.capacity() * core::mem::size_of::<Candidate>()
+    }
+
     /// The id the lookup converges on.
     pub(crate) fn target(&self) -> &NodeId {
         &self.target

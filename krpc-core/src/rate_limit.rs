@@ -5,11 +5,15 @@
 //! our `concurrency` and matched against transactions before they cost anything.
 //!
 //! The source table is set-associative (4 slots per set, set chosen by a SipHash keyed from
-//! the endpoint's seeded RNG, so an attacker cannot aim many addresses at one set). It starts
-//! with one set and doubles while it is full of live entries, up to [`RateLimit::sources`];
-//! lookups and updates never allocate. At the cap, a new source takes the slot of the
-//! least active one in its set: the limit can be diluted by an attacker who controls very
-//! many addresses, but memory cannot grow, and the reply budget still caps what we send.
+//! the endpoint's seeded RNG, so an attacker cannot aim many addresses at one set). A slot
+//! keeps that 64-bit hash, not the address: two sources whose hashes collide share one
+//! budget, which happens for a given pair with probability 2^-64 and, with the keys secret,
+//! cannot be aimed (decision 0028). It starts with one set and doubles while it is full of
+//! live entries, up to [`RateLimit::sources`]; lookups and updates never allocate. At the
+//! cap, a new source takes the slot of the least active one in its set: the limit can be
+//! diluted by an attacker who controls very many addresses, but memory cannot grow, and the
+//! reply budget still caps what we send. Once a burst of sources has gone quiet, the live
+//! entries move to the smallest table that holds them ([`SourceLimiter::shrink`]).
 
 use alloc::vec::Vec;
 use core::hash::Hasher;
@@ -63,7 +67,7 @@ pub struct RateLimit {
     /// How long a source that went over the limit is ignored.
     pub block: Duration,
     /// How many sources are tracked at most (rounded down to 4 times a power of two, at least
-    /// 4). Each costs 48 bytes; the default 4096 caps the table at 192 KiB. The table grows to
+    /// 4). Each costs 28 bytes; the default 4096 caps the table at 112 KiB. The table grows to
     /// this only while that many sources are active at once.
     pub sources: usize,
     /// How loopback and private sources are counted.
@@ -101,21 +105,59 @@ impl Default for RateLimit {
 }
 
 /// Address bytes (16), port (2; 0 when the port does not count), kind (1: IPv4, IPv6, IPv6
-/// /64 prefix).
+/// /64 prefix). Only its keyed hash is kept.
 type Key = [u8; 19];
 
-#[derive(Clone, Copy, Debug)]
-struct Slot {
-    hash: u64,
-    key: Key,
-    used: bool,
-    count: u32,
-    window_start: Instant,
-    blocked_until: Instant,
+/// A `u64` stored as two `u32`s, so that a [`Slot`] is aligned to 4 bytes and packs into 28
+/// bytes rather than 32: at one slot per source seen in a window, a busy node holds
+/// thousands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct U64([u32; 2]);
+
+impl U64 {
+    const fn new(v: u64) -> U64 {
+        U64([v as u32, (v >> 32) as u32])
+    }
+
+    const fn get(self) -> u64 {
+        self.0[0] as u64 | (self.0[1] as u64) << 32
+    }
 }
 
-const EMPTY: Slot =
-    Slot { hash: 0, key: [0; 19], used: false, count: 0, window_start: Instant::ZERO, blocked_until: Instant::ZERO };
+/// One tracked source.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    /// The source's keyed hash ([`SourceLimiter::hash`], never 0); 0 marks a free slot. The
+    /// address itself is not kept (it was 19 of the 48 bytes a slot cost): a hash that
+    /// matches is taken as the same source. See the module documentation for what a collision
+    /// costs.
+    hash: U64,
+    count: u32,
+    /// Nanoseconds since `Instant::ZERO`.
+    window_start: U64,
+    /// Nanoseconds since `Instant::ZERO`.
+    blocked_until: U64,
+}
+
+impl Slot {
+    fn used(&self) -> bool {
+        self.hash.get() != 0
+    }
+
+    fn hash(&self) -> u64 {
+        self.hash.get()
+    }
+
+    fn window_start(&self) -> Instant {
+        Instant::from_nanos(self.window_start.get())
+    }
+
+    fn blocked_until(&self) -> Instant {
+        Instant::from_nanos(self.blocked_until.get())
+    }
+}
+
+const EMPTY: Slot = Slot { hash: U64::new(0), count: 0, window_start: U64::new(0), blocked_until: U64::new(0) };
 
 /// What [`SourceLimiter::admit`] decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,7 +198,7 @@ impl SourceLimiter {
 
     /// Sources tracked right now (live or not yet reused).
     pub(crate) fn tracked(&self) -> usize {
-        self.slots.iter().filter(|s| s.used).count()
+        self.slots.iter().filter(|s| s.used()).count()
     }
 
     /// Heap bytes held.
@@ -200,15 +242,17 @@ impl SourceLimiter {
         Some(key)
     }
 
+    /// The source's keyed hash; never 0, which marks a free slot (a hash of 0 becomes 1: one
+    /// more value that collides, out of 2^64).
     fn hash(&self, key: &Key) -> u64 {
         let mut h = SipHasher13::new_with_keys(self.keys.0, self.keys.1);
         h.write(key);
-        h.finish()
+        h.finish().max(1)
     }
 
     /// Whether a slot no longer restricts anything and may be reused.
     fn idle(&self, slot: &Slot, now: Instant) -> bool {
-        !slot.used || (now >= slot.blocked_until && now >= slot.window_start.saturating_add(self.limit.window))
+        !slot.used() || (now >= slot.blocked_until() && now >= slot.window_start().saturating_add(self.limit.window))
     }
 
     /// Counts one unsolicited query from `from` at `now`.
@@ -218,7 +262,7 @@ impl SourceLimiter {
         }
         let Some(key) = self.key(from) else { return Admission::Admit };
         let hash = self.hash(&key);
-        let i = self.slot_for(now, hash, &key);
+        let i = self.slot_for(now, hash);
         let admission = self.count(i, now);
         if now >= self.next_shrink {
             // After counting, so this source is live and keeps its set: a single steady
@@ -232,29 +276,30 @@ impl SourceLimiter {
     fn count(&mut self, i: usize, now: Instant) -> Admission {
         let (window, block, queries) = (self.limit.window, self.limit.block, self.limit.queries);
         let slot = &mut self.slots[i];
-        if now < slot.blocked_until {
+        if now < slot.blocked_until() {
             return Admission::Blocked;
         }
-        if now >= slot.window_start.saturating_add(window) {
-            slot.window_start = now;
+        if now >= slot.window_start().saturating_add(window) {
+            slot.window_start = U64::new(now.as_nanos());
             slot.count = 0;
         }
         slot.count = slot.count.saturating_add(1);
         if slot.count > queries {
-            slot.blocked_until = now.saturating_add(block);
+            slot.blocked_until = U64::new(now.saturating_add(block).as_nanos());
             return Admission::NewlyBlocked;
         }
         Admission::Admit
     }
 
-    /// The slot of `key`, claiming one (growing or evicting) if it has none.
-    fn slot_for(&mut self, now: Instant, hash: u64, key: &Key) -> usize {
+    /// The slot of the source with this hash, claiming one (growing or evicting) if it has
+    /// none.
+    fn slot_for(&mut self, now: Instant, hash: u64) -> usize {
         loop {
             let sets = self.slots.len() / WAYS;
             if sets > 0 {
                 let base = (hash as usize & (sets - 1)) * WAYS;
                 let set = base..base + WAYS;
-                if let Some(i) = set.clone().find(|&i| self.slots[i].used && self.slots[i].key == *key) {
+                if let Some(i) = set.clone().find(|&i| self.slots[i].hash() == hash) {
                     return i;
                 }
                 let free = set.clone().find(|&i| self.idle(&self.slots[i], now));
@@ -263,12 +308,15 @@ impl SourceLimiter {
                         // At the cap: the source that restricts least, that is unblocked first,
                         // then the one whose window started longest ago.
                         set.clone()
-                            .min_by_key(|&i| (self.slots[i].blocked_until, self.slots[i].window_start))
+                            .min_by_key(|&i| (self.slots[i].blocked_until(), self.slots[i].window_start()))
                             .unwrap_or(base)
                     })
                 });
                 if let Some(i) = victim {
-                    self.slots[i] = Slot { hash, key: *key, used: true, ..EMPTY };
+                    // The window starts now. (A new slot used to start it at `Instant::ZERO`,
+                    // so in an engine's first `window` a source's window ended at `window`,
+                    // early.)
+                    self.slots[i] = Slot { hash: U64::new(hash), window_start: U64::new(now.as_nanos()), ..EMPTY };
                     return i;
                 }
             }
@@ -305,8 +353,8 @@ impl SourceLimiter {
         let mut slots = Vec::new();
         slots.resize(sets * WAYS, EMPTY);
         for slot in self.slots.iter().filter(|s| !self.idle(s, now)) {
-            let base = (slot.hash as usize & (sets - 1)) * WAYS;
-            let i = (base..base + WAYS).find(|&i| !slots[i].used)?;
+            let base = (slot.hash() as usize & (sets - 1)) * WAYS;
+            let i = (base..base + WAYS).find(|&i| !slots[i].used())?;
             slots[i] = *slot;
         }
         Some(slots)
@@ -319,8 +367,8 @@ impl SourceLimiter {
         let mut slots = Vec::new();
         slots.resize(sets * WAYS, EMPTY);
         for slot in self.slots.iter().filter(|s| !self.idle(s, now)) {
-            let base = (slot.hash as usize & (sets - 1)) * WAYS;
-            if let Some(i) = (base..base + WAYS).find(|&i| !slots[i].used) {
+            let base = (slot.hash() as usize & (sets - 1)) * WAYS;
+            if let Some(i) = (base..base + WAYS).find(|&i| !slots[i].used()) {
                 slots[i] = *slot;
             }
         }
@@ -436,6 +484,73 @@ mod tests {
         // Once its block ends, nothing is left.
         l.shrink(t + Duration::from_secs(61));
         assert_eq!(l.capacity_bytes(), 0);
+    }
+
+    #[test]
+    fn a_slot_keeps_a_hash_not_the_address() {
+        // 8 bytes of hash, the count, two times: 28 bytes (it was 48 with the address).
+        assert_eq!(core::mem::size_of::<Slot>(), 28);
+        let u = U64::new(0x0123_4567_89ab_cdef);
+        assert_eq!(u.get(), 0x0123_4567_89ab_cdef);
+        assert_eq!(U64::new(u64::MAX).get(), u64::MAX);
+    }
+
+    #[test]
+    fn the_table_shrinks_to_the_live_sources_and_keeps_their_budgets() {
+        let mut l = limiter(RateLimit { sources: 4096, ..LIMIT });
+        let t = Instant::from_millis(1);
+        // A flood of 1,000 sources that come once...
+        for i in 0..1_000u32 {
+            l.admit(t, SocketAddr::from((core::net::Ipv4Addr::from(0x0100_0000 + i), 1000)));
+        }
+        let peak = l.slots.len();
+        assert!(peak >= 1_000, "{peak}");
+        // ...and 20 that keep coming: 4 queries each, 6 s later, one short of the limit.
+        let steady = |i: u32| SocketAddr::from((core::net::Ipv4Addr::from(0x0200_0000 + i), 1000));
+        let later = t + Duration::from_secs(6);
+        for i in 0..20 {
+            for _ in 0..4 {
+                assert_eq!(l.admit(later, steady(i)), Admission::Admit);
+            }
+        }
+        // Once the flood's windows end, only the 20 are live: the table moves them to a table
+        // of a power-of-two number of sets that holds them, far smaller than the peak.
+        let after = t + Duration::from_secs(11);
+        l.shrink(after);
+        assert!(l.slots.len() < peak / 8, "{} of {peak}", l.slots.len());
+        assert!(l.slots.len() >= 20 && (l.slots.len() / WAYS).is_power_of_two(), "{}", l.slots.len());
+        assert_eq!(l.tracked(), 20);
+        // Each kept its count: the fifth query is admitted, the sixth blocks.
+        for i in 0..20 {
+            assert_eq!(l.admit(after, steady(i)), Admission::Admit, "source {i}");
+            assert_eq!(l.admit(after, steady(i)), Admission::NewlyBlocked, "source {i}");
+        }
+        // The flood's sources start afresh: forgetting them changed no decision.
+        for i in 0..5u32 {
+            assert_eq!(
+                l.admit(after, SocketAddr::from((core::net::Ipv4Addr::from(0x0100_0000 + i), 1000))),
+                Admission::Admit
+            );
+        }
+    }
+
+    #[test]
+    fn distinct_sources_keep_distinct_budgets() {
+        // 10,000 sources, each at its limit of one query, in a table far below its cap (so
+        // nothing is evicted): a source that matched another's slot would find it spent.
+        // With 64-bit hashes that has probability about n^2 / 2^65 (3e-12 here).
+        let mut l = limiter(RateLimit { sources: 1 << 20, queries: 1, ..LIMIT });
+        let t = Instant::from_millis(1);
+        for i in 0..10_000u32 {
+            let from = SocketAddr::from((core::net::Ipv4Addr::from(0x0100_0000 + i), 1000));
+            assert_eq!(l.admit(t, from), Admission::Admit, "source {i}");
+        }
+        assert_eq!(l.tracked(), 10_000);
+        // And each is still limited on its own.
+        for i in (0..10_000u32).step_by(97) {
+            let from = SocketAddr::from((core::net::Ipv4Addr::from(0x0100_0000 + i), 1001));
+            assert_eq!(l.admit(t, from), Admission::NewlyBlocked, "source {i}");
+        }
     }
 
     #[test]

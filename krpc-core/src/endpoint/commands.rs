@@ -472,7 +472,7 @@ impl Endpoint {
     /// `[code, message]` (weakness W20). Messages longer than 128 bytes are cut.
     pub fn error(&mut self, to: &ReplyTo, code: i64, message: &[u8]) -> Result<(), CommandError> {
         self.check_open()?;
-        if !self.rpc.push_error(to.addr, &to.t, code, message, &mut self.stats) {
+        if !self.rpc.push_error(to.addr, &to.t, code, super::rpc::ErrorText::copy(message), &mut self.stats) {
             return Err(CommandError::TransmitQueueFull);
         }
         Ok(())

@@ -6,28 +6,15 @@
 //! by the RPC part, teaches the routing table, and its result goes to the part that sent the
 //! query (`results.rs`).
 
-use arrayvec::ArrayVec;
-use core::fmt::Write;
 use core::net::SocketAddr;
 
 use super::Endpoint;
-use super::rpc::{Matched, Outbound, VerifyQueued, tid};
+use super::rpc::{ErrorText, Matched, Outbound, VerifyQueued, tid};
 use crate::address::is_never_valid;
 use crate::event::{Datagram, Event, IncomingQuery, ReplyTo};
 use crate::transaction::same_endpoint;
 use crate::wire::{Body, Message, QueryView, salvage_query_transaction_id};
 use crate::{Instant, NodeId, NodeInfo, QueryError};
-
-/// A `fmt::Write` into a fixed buffer that silently truncates.
-struct Truncating(ArrayVec<u8, 128>);
-
-impl Write for Truncating {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let room = self.0.remaining_capacity();
-        let _ = self.0.try_extend_from_slice(&s.as_bytes()[..s.len().min(room)]);
-        Ok(())
-    }
-}
 
 impl Endpoint {
     /// Feeds one received datagram. Malformed input is counted in [`stats`](Self::stats)
@@ -65,9 +52,7 @@ impl Endpoint {
         }
         let max_t = self.decoder().max_transaction_id_len();
         if let Some(t) = salvage_query_transaction_id(datagram, max_t) {
-            let mut message = Truncating(ArrayVec::new());
-            let _ = write!(message, "{}", e.kind);
-            if self.rpc.push_error(from, t, 203, &message.0, &mut self.stats) {
+            if self.rpc.push_error(from, t, 203, ErrorText::Malformed(e.kind), &mut self.stats) {
                 self.stats.malformed_answered += 1;
             }
         }
@@ -98,7 +83,13 @@ impl Endpoint {
         // nameless querier in full (a 66-byte `get_peers` drew 1,016 bytes). The k-rpc parity
         // engine leaves such queries to the application, as k-rpc does.
         if self.node.is_some() && q.args.node_id().is_none() {
-            self.rpc.push_error(from, msg.transaction_id, 203, b"query requires a.id", &mut self.stats);
+            self.rpc.push_error(
+                from,
+                msg.transaction_id,
+                203,
+                ErrorText::Static(b"query requires a.id"),
+                &mut self.stats,
+            );
             return;
         }
         // BEP 43: a querier with `ro=1` must not enter routing tables.

@@ -571,10 +571,8 @@ fn drop_farthest(nodes: &mut ArrayVec<NodeInfo, { crate::routing::MAX_K }>, v4: 
     }
 }
 
-fn error(to: SocketAddr, t: &[u8], code: i64, message: &[u8]) -> Outbound {
-    let mut m = ArrayVec::new();
-    let _ = m.try_extend_from_slice(&message[..message.len().min(super::rpc::MAX_ERROR_MESSAGE)]);
-    Outbound::Error { to, t: tid(t), code, message: m }
+fn error(to: SocketAddr, t: &[u8], code: i64, message: &'static [u8]) -> Outbound {
+    Outbound::Error { to, t: tid(t), code, message: super::rpc::ErrorText::Static(message) }
 }
 
 #[cfg(test)]

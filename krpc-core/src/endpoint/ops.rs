@@ -157,10 +157,13 @@ impl Announce {
 /// A running operation.
 #[derive(Debug)]
 pub(crate) enum Op {
+    // Every variant is boxed, so that an `Op` is 24 bytes: a B-tree node holds 11 of them
+    // whatever their kind, and inline the `Query` and `QueryAll` made it 192 (a 2.2 KB node
+    // for an engine running one lookup).
     Query {
-        query: Query,
+        query: Box<Query>,
     },
-    QueryAll(QueryAll),
+    QueryAll(Box<QueryAll>),
     Lookup {
         lookup: Box<Lookup>,
         kind: LookupKind,
@@ -213,11 +216,11 @@ impl Operations {
     }
 
     pub(crate) fn start_query(&mut self, query: Query) -> OpId {
-        self.insert(Op::Query { query })
+        self.insert(Op::Query { query: Box::new(query) })
     }
 
     pub(crate) fn start_query_all(&mut self, query: Query, peers: usize) -> OpId {
-        self.insert(Op::QueryAll(QueryAll::new(query, peers, true)))
+        self.insert(Op::QueryAll(Box::new(QueryAll::new(query, peers, true))))
     }
 
     pub(crate) fn start_lookup(&mut self, lookup: Lookup, kind: LookupKind) -> OpId {
@@ -270,12 +273,28 @@ impl Operations {
 
     /// Ends a crawl: its final event.
     pub(crate) fn finish_crawl(&mut self, op: OpId) -> Option<Event> {
-        match self.ops.remove(&op)? {
+        let event = match self.ops.remove(&op)? {
             Op::Crawl(c) => Some(c.done_event(op)),
             other => {
                 self.ops.insert(op, other);
                 None
             }
+        };
+        self.release_if_empty();
+        event
+    }
+
+    /// Gives back the map's last node (and the lookup order's room) once no operation is
+    /// left. An emptied `BTreeMap` keeps its root node, 11 operations wide (about 2 KB), and
+    /// every engine ran a join's lookups, so every idle engine kept one. Called where an
+    /// operation ends for good, never per datagram; the next operation allocates a node
+    /// again, which starting one did anyway (its lookup is boxed).
+    fn release_if_empty(&mut self) {
+        if self.ops.is_empty() {
+            self.ops = BTreeMap::new();
+        }
+        if self.lookup_order.is_empty() {
+            self.lookup_order = Vec::new();
         }
     }
 
@@ -445,6 +464,7 @@ impl Operations {
         };
         if let Some(done) = done {
             self.ops.remove(&op);
+            self.release_if_empty();
             events.push(done);
         }
         events
@@ -460,6 +480,12 @@ impl Operations {
         k: usize,
         own: &NodeId,
     ) -> Option<LookupEnd> {
+        let end = self.end_lookup(op, outcome, k, own);
+        self.release_if_empty();
+        end
+    }
+
+    fn end_lookup(&mut self, op: OpId, outcome: LookupOutcome, k: usize, own: &NodeId) -> Option<LookupEnd> {
         self.lookup(op)?;
         let not_us = |n: &LookupNode| n.node.id != *own;
         self.lookup_order.retain(|o| *o != op);
@@ -525,15 +551,23 @@ impl Operations {
 
     /// An announce whose second phase could not start ends here.
     pub(crate) fn fail_store(&mut self, op: OpId, error: QueryError) -> Option<Event> {
-        match self.ops.remove(&op)? {
-            Op::PutItem(_) => Some(Event::PutItemDone { op, result: Err(error) }),
-            _ => Some(Event::AnnounceDone { op, result: Err(error) }),
-        }
+        let event = match self.ops.remove(&op)? {
+            Op::PutItem(_) => Event::PutItemDone { op, result: Err(error) },
+            _ => Event::AnnounceDone { op, result: Err(error) },
+        };
+        self.release_if_empty();
+        Some(event)
     }
 
     /// Ends a `query`, `query_all` or announce store phase early with `error` (cancel,
     /// shutdown); a stopped `query_all` that already had successes reports their count.
     pub(crate) fn end_early(&mut self, op: OpId, error: QueryError) -> Option<Event> {
+        let event = self.stop(op, error);
+        self.release_if_empty();
+        event
+    }
+
+    fn stop(&mut self, op: OpId, error: QueryError) -> Option<Event> {
         Some(match self.ops.remove(&op)? {
             Op::Query { .. } => Event::QueryDone { op, result: Err(error) },
             Op::QueryAll(all) => Event::QueryAllDone { op, result: all.end_early(error) },
@@ -560,11 +594,30 @@ impl Operations {
         })
     }
 
-    /// Heap bytes held, for memory accounting.
+    /// Heap bytes held, for memory accounting (roughly: the map's nodes are estimated).
     pub(crate) fn memory_footprint(&self) -> usize {
-        self.lookup_order.capacity() * 8
-            + self.ops.len() * (core::mem::size_of::<Op>() + 32)
-            + self.crawls().map(Crawl::memory_footprint).sum::<usize>()
+        use core::mem::size_of;
+        // A B-tree node holds up to 11 entries and is, on average, about two thirds full; a
+        // map with one entry holds a whole node.
+        let nodes = self.ops.len().div_ceil(7);
+        let map = nodes * (16 + 11 * (size_of::<OpId>() + size_of::<Op>()));
+        let boxed: usize = self
+            .ops
+            .iter()
+            .map(|(id, op)| {
+                let own = match op {
+                    Op::Query { .. } => size_of::<Query>(),
+                    Op::QueryAll(_) => size_of::<QueryAll>(),
+                    Op::Lookup { .. } => size_of::<Lookup>(),
+                    Op::Announce(_) => size_of::<Announce>(),
+                    Op::GetItem(_) => size_of::<GetItem>(),
+                    Op::PutItem(_) => size_of::<PutItem>(),
+                    Op::Crawl(c) => size_of::<Crawl>() + c.memory_footprint(),
+                };
+                own + self.lookup(*id).map_or(0, Lookup::candidate_bytes)
+            })
+            .sum();
+        self.lookup_order.capacity() * size_of::<OpId>() + map + boxed
     }
 }
 

@@ -2,6 +2,7 @@
 //! (`dispatch`, run once at the end of every input and command) and encoding in
 //! `poll_transmit`.
 
+use arrayvec::ArrayVec;
 use core::net::SocketAddr;
 
 use super::node_layer::Framing;
@@ -182,6 +183,8 @@ impl Endpoint {
                     (*to, out.encode(buf), None)
                 }
                 Outbound::Error { to, t, code, message } => {
+                    let mut scratch = ArrayVec::new();
+                    let message = message.bytes(&mut scratch);
                     let out = ErrorOut { transaction_id: t, code: *code, message, ip: ip_of(*to), version };
                     (*to, out.encode(buf), None)
                 }

@@ -107,7 +107,7 @@ pub(crate) enum Outbound {
     /// The application's answer (`respond`).
     Response { to: SocketAddr, t: Tid, values: Dictionary, nodes: alloc::vec::Vec<NodeInfo> },
     /// A KRPC error.
-    Error { to: SocketAddr, t: Tid, code: i64, message: ArrayVec<u8, MAX_ERROR_MESSAGE> },
+    Error { to: SocketAddr, t: Tid, code: i64, message: ErrorText },
     /// Node layer: a `find_node` answer, encoded from the table when it leaves.
     FindNode { to: SocketAddr, t: Tid, target: NodeId, want: Want },
     /// Node layer: a `get_peers` answer, encoded from the table and peer store when it leaves.
@@ -116,6 +116,52 @@ pub(crate) enum Outbound {
     GetItem { to: SocketAddr, t: Tid, target: NodeId, want: Want, seq: Option<i64> },
     /// Node layer: a BEP 51 `sample_infohashes` answer, encoded when it leaves.
     Samples { to: SocketAddr, t: Tid, target: NodeId, want: Want },
+}
+
+/// The message of a queued KRPC error. The engine's own messages are static or rebuilt when
+/// the datagram is encoded, so queueing them allocates nothing; only the application's
+/// ([`Endpoint::error`](super::Endpoint::error)) is copied to the heap. Kept inline, the
+/// message made every queued datagram 208 bytes (against 128 for the next largest), and an
+/// engine keeps a few queue slots between maintenance ticks.
+#[derive(Debug)]
+pub(crate) enum ErrorText {
+    /// One of the engine's fixed messages.
+    Static(&'static [u8]),
+    /// What was wrong with a malformed query, written out when encoded.
+    Malformed(crate::wire::DecodeErrorKind),
+    /// The application's message, cut to [`MAX_ERROR_MESSAGE`] bytes.
+    Owned(alloc::boxed::Box<[u8]>),
+}
+
+impl ErrorText {
+    /// The application's message, cut to [`MAX_ERROR_MESSAGE`] bytes.
+    pub(crate) fn copy(message: &[u8]) -> ErrorText {
+        ErrorText::Owned(message[..message.len().min(MAX_ERROR_MESSAGE)].into())
+    }
+
+    /// The message's bytes, written into `scratch` when they are not stored.
+    pub(crate) fn bytes<'a>(&'a self, scratch: &'a mut ArrayVec<u8, MAX_ERROR_MESSAGE>) -> &'a [u8] {
+        match self {
+            ErrorText::Static(m) => &m[..m.len().min(MAX_ERROR_MESSAGE)],
+            ErrorText::Owned(m) => m,
+            ErrorText::Malformed(kind) => {
+                scratch.clear();
+                let _ = core::fmt::Write::write_fmt(&mut Truncating(scratch), format_args!("{kind}"));
+                scratch
+            }
+        }
+    }
+}
+
+/// A `fmt::Write` into a fixed buffer that silently truncates.
+struct Truncating<'a>(&'a mut ArrayVec<u8, MAX_ERROR_MESSAGE>);
+
+impl core::fmt::Write for Truncating<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let room = self.0.remaining_capacity();
+        let _ = self.0.try_extend_from_slice(&s.as_bytes()[..s.len().min(room)]);
+        Ok(())
+    }
 }
 
 /// A ping the engine sends for its own bookkeeping.
@@ -226,18 +272,16 @@ impl Rpc {
         true
     }
 
-    /// Queues a KRPC error, its message cut to [`MAX_ERROR_MESSAGE`] bytes.
+    /// Queues a KRPC error (its message is cut to [`MAX_ERROR_MESSAGE`] bytes when encoded).
     pub(crate) fn push_error(
         &mut self,
         to: SocketAddr,
         t: &[u8],
         code: i64,
-        message: &[u8],
+        message: ErrorText,
         stats: &mut Stats,
     ) -> bool {
-        let mut m = ArrayVec::new();
-        let _ = m.try_extend_from_slice(&message[..message.len().min(MAX_ERROR_MESSAGE)]);
-        self.push(Outbound::Error { to, t: tid(t), code, message: m }, stats)
+        self.push(Outbound::Error { to, t: tid(t), code, message }, stats)
     }
 
     pub(crate) fn pop_outbound(&mut self) -> Option<Outbound> {
@@ -569,12 +613,14 @@ mod tests {
         let mut stats = Stats::default();
         let to: SocketAddr = "10.0.0.1:1".parse().unwrap();
         assert!(rpc.push(Outbound::Pong { to, t: tid(b"aa") }, &mut stats));
-        assert!(rpc.push_error(to, b"bb", 203, &[b'x'; 500], &mut stats));
+        assert!(rpc.push_error(to, b"bb", 203, ErrorText::copy(&[b'x'; 500]), &mut stats));
         assert!(!rpc.push(Outbound::Pong { to, t: tid(b"cc") }, &mut stats));
         assert_eq!(stats.transmits_dropped, 1);
         assert!(matches!(rpc.pop_outbound(), Some(Outbound::Pong { .. })));
         match rpc.pop_outbound() {
-            Some(Outbound::Error { message, .. }) => assert_eq!(message.len(), MAX_ERROR_MESSAGE, "cut"),
+            Some(Outbound::Error { message, .. }) => {
+                assert_eq!(message.bytes(&mut ArrayVec::new()), &[b'x'; MAX_ERROR_MESSAGE][..], "cut")
+            }
             other => panic!("{other:?}"),
         }
     }
