@@ -379,13 +379,16 @@ impl Endpoint {
             + self.rpc.memory_footprint()
             + self.events.memory_footprint()
             + self.ops.memory_footprint()
+            + self.node.as_ref().map_or(0, |n| n.memory_footprint())
             + self.reach.as_ref().map_or(0, |r| r.memory_footprint())
+            + self.swap_checks.memory_footprint()
+            + self.address_checks.memory_footprint()
     }
 
     /// [`memory_footprint`](Self::memory_footprint) split by part, for finding where the bytes
     /// of a large simulation go: `(part, bytes)` pairs in a fixed order.
     #[doc(hidden)]
-    pub fn memory_parts(&self) -> [(&'static str, usize); 9] {
+    pub fn memory_parts(&self) -> [(&'static str, usize); 10] {
         [
             ("endpoint_struct", core::mem::size_of::<Self>()),
             ("tables", self.tables.memory_footprint()),
@@ -394,8 +397,9 @@ impl Endpoint {
             ("rate_limiter", self.rpc.limiter_bytes()),
             ("events", self.events.memory_footprint()),
             ("ops", self.ops.memory_footprint()),
-            ("node_layer", self.node.as_ref().map_or(0, |_| core::mem::size_of::<NodeLayer>())),
+            ("node_layer", self.node.as_ref().map_or(0, |n| n.memory_footprint())),
             ("reachability", self.reach.as_ref().map_or(0, |r| r.memory_footprint())),
+            ("upkeep_checks", self.swap_checks.memory_footprint() + self.address_checks.memory_footprint()),
         ]
     }
 

@@ -79,6 +79,12 @@ pub(crate) struct NodeLayer {
 pub(crate) const MAX_SAMPLES: usize = 20;
 
 impl NodeLayer {
+    /// Heap bytes held (the boxed layer itself, its peer and item stores), for memory
+    /// accounting.
+    pub(crate) fn memory_footprint(&self) -> usize {
+        core::mem::size_of::<Self>() + self.peers.memory_bytes() + self.items.memory_footprint()
+    }
+
     pub(crate) fn new(config: DhtConfig, rng: &mut EngineRng, now: Instant) -> Box<Self> {
         let tokens = Tokens::new(rng, now);
         let peers = PeerStore::new(config.peer_store, rng);

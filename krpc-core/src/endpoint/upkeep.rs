@@ -58,6 +58,18 @@ pub(crate) struct AddressChecks {
 }
 
 impl AddressChecks {
+    /// Heap bytes held, for memory accounting.
+    pub(crate) fn memory_footprint(&self) -> usize {
+        self.claims.capacity() * core::mem::size_of::<Claim>()
+    }
+
+    /// At the maintenance tick: an emptied list gives its room back.
+    pub(crate) fn relax(&mut self) {
+        if self.claims.is_empty() {
+            self.claims = Vec::new();
+        }
+    }
+
     fn open_checks(&self) -> impl Iterator<Item = &AddressCheck> {
         self.claims.iter().filter(|c| c.refused_at.is_none()).map(|c| &c.check)
     }
@@ -137,6 +149,19 @@ pub(crate) struct SwapChecks {
 }
 
 impl SwapChecks {
+    /// Heap bytes held, for memory accounting.
+    pub(crate) fn memory_footprint(&self) -> usize {
+        self.checks.capacity() * core::mem::size_of::<SwapCheck>()
+    }
+
+    /// At the maintenance tick: an emptied list gives its room back (a join fills many
+    /// buckets at once, and each full bucket may open a check).
+    pub(crate) fn relax(&mut self) {
+        if self.checks.is_empty() {
+            self.checks = Vec::new();
+        }
+    }
+
     /// Offers a candidate for a full bucket. One check per bucket and family: a newer
     /// candidate replaces the waiting one (bittorrent-dht keeps the latest ping event too).
     /// Returns the index of a new check to start, if one was opened.
@@ -209,6 +234,8 @@ impl Endpoint {
         // An engine that nobody queries any more never reaches the limiter's own check, and
         // its emptied queues keep a few slots each until now.
         self.rpc.relax(now);
+        self.swap_checks.relax();
+        self.address_checks.relax();
         if self.tables.is_empty() {
             if !self.config.bootstrap.is_empty() && self.ops.lookups() == 0 {
                 let _ = self.bootstrap(now);

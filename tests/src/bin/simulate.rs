@@ -465,6 +465,11 @@ fn main() {
     let build_datagrams = sim.stats().sent;
     let (engines, footprint, entries) = sim.footprint();
     let built_bytes = live_bytes() - before_build;
+    // Where the bytes went after the build, per engine and per node of the simulator's own.
+    let parts: Vec<(String, String)> = (sim.memory_parts().into_iter().map(|(n, b)| (format!("engine_{n}"), b)))
+        .chain(sim.sim_parts().into_iter().map(|(n, b)| (format!("sim_{n}"), b)))
+        .map(|(n, b)| (n, format!("{b:.0}")))
+        .collect();
     let build_wall = wall.elapsed();
     eprintln!("[simulate] built in {:.1} s: {}", build_wall.as_secs_f64(), sim.describe());
     // Heap per routing entry: what the build added beyond idle engines, per entry. Meaningful for
@@ -499,7 +504,7 @@ fn main() {
         BuildMode::Preseed => "preseed",
     };
     let alpha = engine.lookup_alpha();
-    let report = Report {
+    let mut report = Report {
         header: vec![
             ("nodes".into(), args.nodes.to_string()),
             ("build".into(), build_name.into()),
@@ -552,6 +557,7 @@ fn main() {
             ("wall_s".into(), format!("{:.2}", wall.elapsed().as_secs_f64())),
         ],
     };
+    report.footer.extend(parts);
     if let Some(path) = &args.svg {
         let values = records.iter().map(|r| f64::from(r.queries)).collect();
         let label = format!("k={} α={} ({} nodes)", args.k, alpha, args.nodes);

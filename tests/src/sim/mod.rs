@@ -1065,7 +1065,9 @@ impl Sim {
                 self.timers.push(Reverse((next, i)));
             }
         }
-        if self.timers.len() > 4 * self.nodes.len() + 1024 {
+        // Every change of a node's deadline leaves its old entry in the heap (skipped when it
+        // comes up), so without this the heap grows with the number of events, not of nodes.
+        if self.timers.len() > 2 * self.nodes.len() + 1024 {
             self.compact_timers();
         }
         self.check_cheap(i, &ep);
@@ -1074,14 +1076,14 @@ impl Sim {
         self.set_busy(i, busy);
     }
 
+    /// Rebuilds the timer heap from the live deadlines alone, in an allocation of their size.
+    /// Entries are unique `(deadline, node)` pairs, so the order they come out in is the same.
     fn compact_timers(&mut self) {
-        let entries: Vec<Reverse<(u64, u32)>> = self
-            .timer_at
-            .iter()
-            .enumerate()
-            .filter(|(_, at)| **at != u64::MAX)
-            .map(|(i, at)| Reverse((*at, i as u32)))
-            .collect();
+        let mut entries: Vec<Reverse<(u64, u32)>> = Vec::with_capacity(self.timers.len() / 2);
+        entries.extend(
+            self.timer_at.iter().enumerate().filter(|(_, at)| **at != u64::MAX).map(|(i, at)| Reverse((*at, i as u32))),
+        );
+        entries.shrink_to_fit();
         self.timers = BinaryHeap::from(entries);
     }
 
@@ -1531,6 +1533,41 @@ impl Sim {
         sums.into_iter().map(|(name, bytes)| (name, bytes as f64 / engines.max(1) as f64)).collect()
     }
 
+    /// The simulator's own heap, per node, by part: what a node costs beyond its engine
+    /// ([`memory_parts`](Self::memory_parts)). Capacities, not lengths: what is held.
+    pub fn sim_parts(&self) -> Vec<(&'static str, f64)> {
+        use std::mem::size_of;
+        let payload_bytes: usize = self.payloads.iter().map(Vec::capacity).sum();
+        let parts = [
+            ("timer_heap", self.timers.capacity() * size_of::<Reverse<(u64, u32)>>() + self.timer_at.capacity() * 8),
+            (
+                "link_queues",
+                self.deliveries.capacity() * size_of::<Reverse<Packet>>()
+                    + self.payloads.capacity() * size_of::<Vec<u8>>()
+                    + payload_bytes
+                    + self.free_payloads.capacity() * 4,
+            ),
+            ("actions", self.actions.capacity() * size_of::<Reverse<(u64, u64, Action)>>()),
+            (
+                "node_records",
+                self.nodes.capacity() * size_of::<Node>()
+                    + self.busy.capacity()
+                    + self.oracle.heap_bytes()
+                    + self
+                        .samples
+                        .as_ref()
+                        .map_or(0, |s| s.iter().map(|v| 24 + v.capacity() * size_of::<NodeId>()).sum()),
+            ),
+            (
+                "lookups",
+                self.records.capacity() * size_of::<LookupRecord>()
+                    + (self.tracked.len() + self.joining.len() + self.pinned.len()) * 64,
+            ),
+        ];
+        let n = self.nodes.len().max(1) as f64;
+        parts.into_iter().map(|(name, bytes)| (name, bytes as f64 / n)).collect()
+    }
+
     /// A one-line description of the network's state, for logs.
     pub fn describe(&self) -> String {
         let (engines, bytes, entries) = self.footprint();
@@ -1546,6 +1583,10 @@ impl Sim {
         );
         let _ = write!(s, "; per engine:");
         for (name, bytes) in self.memory_parts() {
+            let _ = write!(s, " {name} {bytes:.0}");
+        }
+        let _ = write!(s, "; simulator per node:");
+        for (name, bytes) in self.sim_parts() {
             let _ = write!(s, " {name} {bytes:.0}");
         }
         s

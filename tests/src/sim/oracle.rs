@@ -15,6 +15,13 @@ pub struct Oracle {
     sorted: Vec<([u8; 20], u32)>,
 }
 
+impl Oracle {
+    /// Heap bytes held, for the simulator's memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.sorted.capacity() * std::mem::size_of::<([u8; 20], u32)>()
+    }
+}
+
 /// The 20-byte form of an id (the simulator only uses BEP 5 ids).
 pub fn id_bytes(id: &NodeId) -> [u8; 20] {
     let mut out = [0u8; 20];
