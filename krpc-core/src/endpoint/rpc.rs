@@ -608,6 +608,19 @@ mod tests {
     }
 
     #[test]
+    fn a_queued_datagram_does_not_carry_an_error_message_inline() {
+        // An engine keeps a few outbound slots between maintenance ticks; with the 128-byte
+        // message inline every slot was 208 bytes.
+        assert!(core::mem::size_of::<Outbound>() <= 128, "{}", core::mem::size_of::<Outbound>());
+        let mut scratch = ArrayVec::new();
+        assert_eq!(ErrorText::Static(b"Method Unknown").bytes(&mut scratch), b"Method Unknown");
+        let kind = crate::wire::DecodeErrorKind::UnexpectedEnd;
+        let mut expected = alloc::string::String::new();
+        let _ = core::fmt::Write::write_fmt(&mut expected, format_args!("{kind}"));
+        assert_eq!(ErrorText::Malformed(kind).bytes(&mut scratch), expected.as_bytes());
+    }
+
+    #[test]
     fn the_outbound_cap_is_checked_once_for_every_kind_of_datagram() {
         let (mut rpc, _) = rpc(2);
         let mut stats = Stats::default();

@@ -900,9 +900,17 @@ impl Sim {
             }
             None => self.stats.to_nobody += 1,
         }
-        // Keep the buffer for the next datagram.
-        self.payloads[p.slot as usize] = bytes;
+        // Keep the buffer for the next datagram, unless far more buffers wait than datagrams
+        // travel: a burst (every node joining within seconds) leaves its peak of buffers
+        // behind otherwise, about 0.7 KB per node at 2,000 joins per second. The slot stays
+        // (so slots are handed out in the same order); only its allocation goes.
+        if self.free_payloads.len() <= 2 * self.deliveries.len() + 1024 {
+            self.payloads[p.slot as usize] = bytes;
+        }
         self.free_payloads.push(p.slot);
+        if self.deliveries.capacity() > 4 * self.deliveries.len() + 4096 {
+            self.deliveries.shrink_to(2 * self.deliveries.len() + 1024);
+        }
     }
 
     fn act(&mut self, action: Action) {
