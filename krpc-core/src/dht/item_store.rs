@@ -270,6 +270,13 @@ impl ItemStore {
         for t in dead {
             self.remove(&t);
         }
+        // An emptied `BTreeMap` keeps its root node (11 items); free it with the last item.
+        if self.items.is_empty() {
+            self.items = BTreeMap::new();
+        }
+        if self.per_ip.is_empty() {
+            self.per_ip = BTreeMap::new();
+        }
     }
 
     /// Approximate heap bytes held.

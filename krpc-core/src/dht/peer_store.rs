@@ -463,6 +463,13 @@ impl PeerStore {
             }
         }
         self.compact();
+        // A flood of announces grows the maps and queues to its peak; once its entries
+        // expired, give the room back (here, at expiry, not per announce). Nothing iterates the maps in an
+        // order that reaches an answer, so rehashing changes no output.
+        shrink_map(&mut self.swarms);
+        shrink_map(&mut self.per_ip);
+        shrink(&mut self.expiries);
+        shrink(&mut self.touches);
         removed
     }
 
@@ -579,6 +586,14 @@ fn release_ip(per_ip: &mut HashMap<IpAddr, u32, KeyedHasher>, ip: IpAddr) {
         if *n == 0 {
             per_ip.remove(&ip);
         }
+    }
+}
+
+/// Shrinks a map that is less than a quarter full to twice its entries (an empty one frees its
+/// table).
+fn shrink_map<K: Eq + core::hash::Hash, V>(map: &mut HashMap<K, V, KeyedHasher>) {
+    if map.capacity() > 4 * map.len() + 16 || (map.is_empty() && map.capacity() > 0) {
+        map.shrink_to(2 * map.len());
     }
 }
 
@@ -771,6 +786,31 @@ mod tests {
         assert_eq!((store.len(), store.hashes()), (0, 0));
         assert!(store.bloom(&h, secs(2400)).is_none());
         check_bounds(&store);
+    }
+
+    #[test]
+    fn a_flood_of_announces_gives_its_room_back_once_expired() {
+        let mut store = PeerStore::new(
+            PeerStoreLimits { max_peers: 100_000, max_hashes: 100_000, ..PeerStoreLimits::default() },
+            &mut rng(),
+        );
+        let empty = store.memory_bytes();
+        for i in 0..2_000 {
+            store.announce(&hash(i), peer(i), false, secs(0)).unwrap();
+        }
+        // One announce that stays live, made later.
+        store.announce(&hash(9_999), peer(9_999), false, secs(1200)).unwrap();
+        let peak = store.memory_bytes();
+        assert!(peak > empty + 100_000, "{empty} -> {peak}");
+        assert_eq!(store.expire(secs(1800)), 2_000);
+        let after = store.memory_bytes();
+        assert!(after < peak / 20, "{after} of {peak}");
+        assert_eq!(all(&store, &hash(9_999), secs(1800), Family::V4), [peer(9_999)].into_iter().collect());
+        check_bounds(&store);
+        // Once the last entry expired, the maps are freed; the queues keep their slack.
+        store.expire(secs(3600));
+        assert_eq!(store.swarms.capacity() + store.per_ip.capacity(), 0);
+        assert!(store.memory_bytes() <= empty + 2 * QUEUE_SLACK * 64, "{}", store.memory_bytes());
     }
 
     #[test]
