@@ -1542,7 +1542,8 @@ impl Sim {
     }
 
     /// The simulator's own heap, per node, by part: what a node costs beyond its engine
-    /// ([`memory_parts`](Self::memory_parts)). Capacities, not lengths: what is held.
+    /// ([`memory_parts`](Self::memory_parts)). Capacities, not lengths, where they can be
+    /// read: what is held.
     pub fn sim_parts(&self) -> Vec<(&'static str, f64)> {
         use std::mem::size_of;
         let payload_bytes: usize = self.payloads.iter().map(Vec::capacity).sum();
@@ -1566,6 +1567,7 @@ impl Sim {
                         .as_ref()
                         .map_or(0, |s| s.iter().map(|v| 24 + v.capacity() * size_of::<NodeId>()).sum()),
             ),
+            // The three maps' entries at a rough 64 bytes each (B-tree share included).
             (
                 "lookups",
                 self.records.capacity() * size_of::<LookupRecord>()
