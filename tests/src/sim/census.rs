@@ -48,6 +48,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use krpc_core::{Event, Instant, NodeId, NodeInfo, OpId, Peer, Query};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
 
 use super::profile::Sessions;
 use super::{Sim, addr_of, index_of};
@@ -67,17 +69,24 @@ pub struct CensusPlan {
     pub crawlers: usize,
     /// Rounds a session may be missed in without being split in two.
     pub max_gap: usize,
+    /// `find_node` queries each node gets per round: one for its own neighbourhood, then, once
+    /// it answered, the rest for random targets.
+    pub queries_per_node: usize,
 }
 
 impl CensusPlan {
-    /// A census of `hours`, a round every `round_s` seconds, four crawlers, one missed round
-    /// bridged.
-    pub fn new(hours: f64, round_s: f64) -> CensusPlan {
+    /// A census of `hours` of a network of about `nodes`, a round every `round_s` seconds: one
+    /// crawler per 100 nodes (at least 4), since each keeps at most its `concurrency` (16)
+    /// queries in flight and a round should end well within its `round_s`; two queries per node
+    /// (with one, the neighbourhood alone, a third of a 2,000-node network was never reached:
+    /// a node need not be among any other's nearest); one missed round bridged.
+    pub fn new(hours: f64, round_s: f64, nodes: usize) -> CensusPlan {
         CensusPlan {
             duration: Duration::from_secs_f64(hours * 3600.0),
             round: Duration::from_secs_f64(round_s),
-            crawlers: 4,
+            crawlers: (nodes / 100).max(4),
             max_gap: 1,
+            queries_per_node: 2,
         }
     }
 }
@@ -272,6 +281,7 @@ impl Census {
             "bridged_rounds": self.bridged,
             "wrong_ids": self.wrong_ids,
             "survival": survival,
+            "per_round": self.rounds.iter().map(|r| serde_json::json!([r.start_s, r.took_s, r.queries, r.seen, r.stable, r.stable_seen])).collect::<Vec<_>>(),
             "joined": self.joined,
             "discovered": self.discovery_s.len(),
             "discovery_median_s": self.discovery_quantile(0.5),
@@ -363,6 +373,7 @@ pub fn run_census(sim: &mut Sim, plan: CensusPlan) -> Census {
     sim.set_churn(true);
     let start = sim.now();
     let end = start + plan.duration;
+    let mut rng = ChaCha8Rng::seed_from_u64(sim.scenario().seed ^ 0xce05_0000_0000_0016);
     let mut census = Census {
         given,
         round_s: plan.round.as_secs_f64(),
@@ -395,14 +406,16 @@ pub fn run_census(sim: &mut Sim, plan: CensusPlan) -> Census {
         let alive_at_start: Vec<u32> = (0..sim.population() as u32)
             .filter(|&j| sim.endpoint(j).is_some() && !crawlers.contains(&j))
             .collect();
-        let mut frontier: VecDeque<NodeInfo> = previous.iter().map(|&j| NodeInfo::new(sim.id(j), addr_of(j))).collect();
+        let mut frontier: VecDeque<(NodeInfo, usize)> = VecDeque::new();
+        let mut learned: VecDeque<NodeInfo> = previous.iter().map(|&j| NodeInfo::new(sim.id(j), addr_of(j))).collect();
         for &c in &crawlers {
             if let Some(ep) = sim.endpoint(c) {
-                frontier.extend(ep.routing_table().iter().map(|contact| contact.node));
+                learned.extend(ep.routing_table().iter().map(|contact| contact.node));
             }
         }
         let mut asked: HashSet<u32> = HashSet::new();
-        let mut pending: HashMap<OpId, (u32, NodeId)> = HashMap::new();
+        // Operation ids are per endpoint: keyed by crawler too.
+        let mut pending: HashMap<(usize, OpId), (u32, NodeId, usize)> = HashMap::new();
         let mut in_flight = vec![0usize; crawlers.len()];
         let mut seen_now: Vec<u32> = Vec::new();
         let mut queries = 0u64;
@@ -411,31 +424,43 @@ pub fn run_census(sim: &mut Sim, plan: CensusPlan) -> Census {
             for (c, &crawler) in crawlers.iter().enumerate() {
                 let cap = sim.endpoint(crawler).map_or(0, |ep| ep.config().concurrency);
                 while in_flight[c] < cap {
-                    let Some(node) = frontier.pop_front() else { break };
-                    let Some(j) = index_of(&node.addr).filter(|&j| (j as usize) < sim.population()) else {
-                        continue;
-                    };
-                    if crawlers.contains(&j) || !asked.insert(j) {
-                        continue;
+                    // Nodes learned become a node's queries.
+                    while frontier.is_empty() {
+                        let Some(node) = learned.pop_front() else { break };
+                        let Some(j) = index_of(&node.addr).filter(|&j| (j as usize) < sim.population()) else {
+                            continue;
+                        };
+                        if !crawlers.contains(&j) && asked.insert(j) {
+                            frontier.push_back((node, 0));
+                        }
                     }
-                    // Its own id with the last bit flipped: the answer is the nodes nearest to it.
-                    let target = node.id.with_bit(159, !node.id.bit(159));
+                    let Some((node, q)) = frontier.pop_front() else { break };
+                    let j = index_of(&node.addr).unwrap_or(u32::MAX);
+                    // First its own id with the last bit flipped (the answer is the nodes
+                    // nearest to it), then random targets.
+                    let target = if q == 0 {
+                        node.id.with_bit(159, !node.id.bit(159))
+                    } else {
+                        let mut b = [0u8; 20];
+                        rng.fill_bytes(&mut b);
+                        NodeId::from_array(b)
+                    };
                     let sent = sim.command(crawler, |ep, now| ep.query(now, Peer::node(node), Query::find_node(&target)));
                     if let Some(Ok(op)) = sent {
-                        pending.insert(op, (j, node.id));
+                        pending.insert((c, op), (j, node.id, q));
                         in_flight[c] += 1;
                         queries += 1;
                     }
                 }
             }
-            if pending.is_empty() && frontier.is_empty() {
+            if pending.is_empty() && frontier.is_empty() && learned.is_empty() {
                 break;
             }
             clock.step(sim);
             for (i, e) in sim.take_events() {
                 let Some(c) = crawlers.iter().position(|&x| x == i) else { continue };
                 let Event::QueryDone { op, result } = e else { continue };
-                let Some((j, id)) = pending.remove(&op) else { continue };
+                let Some((j, id, q)) = pending.remove(&(c, op)) else { continue };
                 in_flight[c] -= 1;
                 let Ok(reply) = result else { continue };
                 census.replies += 1;
@@ -443,16 +468,21 @@ pub fn run_census(sim: &mut Sim, plan: CensusPlan) -> Census {
                     census.wrong_ids += 1;
                     continue;
                 }
-                seen_now.push(j);
+                // The next query only to a node that answered: most nodes that do not are gone,
+                // and each unanswered query holds a slot for the whole timeout.
+                if q + 1 < plan.queries_per_node {
+                    frontier.push_front((NodeInfo::new(id, addr_of(j)), q + 1));
+                }
                 first_answer.entry(j).or_insert_with(|| sim.now());
                 let rounds = seen.entry(j).or_default();
                 if rounds.last() != Some(&round) {
                     rounds.push(round);
+                    seen_now.push(j);
                 }
                 let Some(values) = reply.values() else { continue };
                 for node in values.nodes().into_iter().flatten() {
                     if index_of(&node.addr).is_some_and(|x| !asked.contains(&x)) {
-                        frontier.push_back(node);
+                        learned.push_back(node);
                     }
                 }
             }
@@ -653,9 +683,6 @@ fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use rand_chacha::ChaCha8Rng;
-    use rand_core::SeedableRng;
-
     use super::super::link::unit;
     use super::*;
 
