@@ -55,7 +55,8 @@ fn a_census_recovers_the_session_curve_it_was_given_and_not_another() {
             }
             // Discovery: a node that joins is seen by the next round, which reaches it within
             // the time the round takes: about half a round on average.
-            let (median, p90) = (c.discovery_quantile(0.5).unwrap_or(f64::MAX), c.discovery_quantile(0.9).unwrap_or(0.0));
+            let (median, p90) =
+                (c.discovery_quantile(0.5).unwrap_or(f64::MAX), c.discovery_quantile(0.9).unwrap_or(0.0));
             assert!(median > 0.0 && median < c.round_s && p90 < 1.5 * c.round_s, "{name}: {}", c.summary());
         }
         // Another curve, another answer: the shapes differ as the given ones do (0.615 against

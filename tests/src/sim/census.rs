@@ -403,9 +403,8 @@ pub fn run_census(sim: &mut Sim, plan: CensusPlan) -> Census {
         }
         clock.advance_to(sim, due);
         let round_start = sim.now();
-        let alive_at_start: Vec<u32> = (0..sim.population() as u32)
-            .filter(|&j| sim.endpoint(j).is_some() && !crawlers.contains(&j))
-            .collect();
+        let alive_at_start: Vec<u32> =
+            (0..sim.population() as u32).filter(|&j| sim.endpoint(j).is_some() && !crawlers.contains(&j)).collect();
         let mut frontier: VecDeque<(NodeInfo, usize)> = VecDeque::new();
         let mut learned: VecDeque<NodeInfo> = previous.iter().map(|&j| NodeInfo::new(sim.id(j), addr_of(j))).collect();
         for &c in &crawlers {
@@ -445,7 +444,8 @@ pub fn run_census(sim: &mut Sim, plan: CensusPlan) -> Census {
                         rng.fill_bytes(&mut b);
                         NodeId::from_array(b)
                     };
-                    let sent = sim.command(crawler, |ep, now| ep.query(now, Peer::node(node), Query::find_node(&target)));
+                    let sent =
+                        sim.command(crawler, |ep, now| ep.query(now, Peer::node(node), Query::find_node(&target)));
                     if let Some(Ok(op)) = sent {
                         pending.insert((c, op), (j, node.id, q));
                         in_flight[c] += 1;
@@ -615,7 +615,7 @@ pub fn fit_weibull(sessions: &[Session], r: f64) -> Option<WeibullFit> {
         *tally.entry((s.rounds(), s.censored)).or_insert(0.0) += 1.0;
     }
     let mut counts: Vec<(usize, bool, f64)> = tally.into_iter().map(|((m, c), n)| (m, c, n)).collect();
-    counts.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    counts.sort_unstable_by_key(|a| (a.0, a.1));
     if !counts.iter().any(|c| !c.1) {
         return None;
     }
@@ -674,7 +674,13 @@ fn nelder_mead(f: impl Fn([f64; 2]) -> f64, x0: [f64; 2], step: [f64; 2]) -> [f6
             }
         }
     }
-    if v[0] <= v[1] && v[0] <= v[2] { p[0] } else if v[1] <= v[2] { p[1] } else { p[2] }
+    if v[0] <= v[1] && v[0] <= v[2] {
+        p[0]
+    } else if v[1] <= v[2] {
+        p[1]
+    } else {
+        p[2]
+    }
 }
 
 fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
