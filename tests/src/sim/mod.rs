@@ -1246,7 +1246,8 @@ impl Sim {
         self.pick_live(|_, _| true)
     }
 
-    /// Turns the scenario's churn on or off outside [`run_lookups`](Self::run_lookups).
+    /// Turns the scenario's churn (`churn_per_minute` or [`Scenario::sessions`]) on or off outside
+    /// [`run_lookups`](Self::run_lookups).
     pub fn set_churn(&mut self, on: bool) {
         let was = self.churn;
         self.churn = on;
