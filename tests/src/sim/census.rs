@@ -215,7 +215,8 @@ impl Census {
     /// Model-free, at `t` seconds (taken as a whole number n of rounds): the Kaplan–Meier share
     /// of the observed sessions that covered more than n crawl instants, next to what the given
     /// curve predicts for that share once seen through the same rounds (`P(M ≥ n+1) / P(M ≥ 1)`).
-    pub fn observed_survival(&self, t: f64) -> (f64, f64) {
+    /// The observed share is `None` when no session lasted that long (beyond the census).
+    pub fn observed_survival(&self, t: f64) -> (Option<f64>, f64) {
         let n = (t / self.round_s).round().max(1.0) as usize;
         let mut at_risk = self.sessions.len() as f64;
         let mut km = 1.0;
@@ -239,7 +240,7 @@ impl Census {
             at_risk -= gone;
         }
         let (k, l, r) = (self.given.shape, self.given.scale.as_secs_f64(), self.round_s);
-        (km, covers(k, l, r, n + 1) / covers(k, l, r, 1))
+        ((at_risk > 0.0).then_some(km), covers(k, l, r, n + 1) / covers(k, l, r, 1))
     }
 
     /// The census as a JSON object (the `census` of `simulate --census --json`).
@@ -332,9 +333,10 @@ impl Census {
         for t in COMPARE_AT_S {
             let (observed, predicted) = self.observed_survival(t);
             let recovered = self.fit.map_or("-".to_string(), |f| format!("{:.3}", f.survival(t)));
+            let observed = observed.map_or("-".to_string(), |o| format!("{o:.3}"));
             let _ = writeln!(
                 s,
-                "  {:>5.0} min  {:.3}  {recovered:>9}  {observed:>12.3}  {predicted:>20.3}",
+                "  {:>5.0} min  {:.3}  {recovered:>9}  {observed:>12}  {predicted:>20.3}",
                 t / 60.0,
                 self.given_survival(t)
             );
