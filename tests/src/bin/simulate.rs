@@ -241,6 +241,15 @@ struct Args {
     /// responder; implied by `--adaptive`.
     #[arg(long)]
     dht: bool,
+    /// Instead of lookups: a census of this many hours (needs `--sessions` or `--profile`): the
+    /// network is crawled every `--census-round-s`, sessions are inferred from the rounds and
+    /// a Weibull fitted to them is compared with the one given (docs/simulation.md, "The
+    /// simulator checks its inputs: a census").
+    #[arg(long)]
+    census: Option<f64>,
+    /// Seconds between two census rounds.
+    #[arg(long, default_value_t = 300.0)]
+    census_round_s: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -483,6 +492,10 @@ fn main() {
     };
     let per_node_total = built_bytes as f64 / args.nodes.max(1) as f64;
 
+    if let Some(hours) = args.census {
+        run_census(&mut sim, &args, hours);
+        return;
+    }
     eprintln!("[simulate] running {} lookups", args.lookups);
     let records = sim.run_lookups(args.lookups, args.rate);
     let mut drained = String::from("not checked");
@@ -730,6 +743,46 @@ fn run_crawls(args: &Args) {
         if let Err(e) = std::fs::write(path, plot) {
             fail(&format!("cannot write {path}: {e}"));
         }
+    }
+}
+
+/// The census mode: crawl the built network every round for `hours` while sessions run.
+fn run_census(sim: &mut Sim, args: &Args, hours: f64) {
+    use krpc_tests::sim::census::{CensusPlan, run_census};
+    let Some(given) = sessions_of(args) else { fail("--census needs --sessions mainline|kad (or --profile)") };
+    if !(args.census_round_s >= 1.0 && hours * 3600.0 >= 2.0 * args.census_round_s) {
+        fail("--census needs --census-round-s of at least 1 s and at least two rounds");
+    }
+    #[allow(clippy::disallowed_methods)] // wall time of the run, reported only
+    let wall = std::time::Instant::now();
+    let cpu_before = cpu_seconds();
+    eprintln!("[simulate] census: {hours} h, a round every {} s", args.census_round_s);
+    let census = run_census(sim, CensusPlan::new(hours, args.census_round_s, args.nodes));
+    let cpu = cpu_seconds().zip(cpu_before).map(|(after, before)| after - before);
+    if args.json {
+        let json = serde_json::json!({
+            "nodes": args.nodes,
+            "seed": args.seed,
+            "sessions": { "k": given.shape, "lambda_min": given.scale.as_secs_f64() / 60.0 },
+            "census": census.json(),
+            "nodes_left": sim.stats().left,
+            "nodes_joined": sim.stats().joined,
+            "live_at_end": sim.live_nodes(),
+            "datagrams": sim.stats().sent,
+            "trace_hash": format!("{:016x}", sim.trace_hash()),
+            "census_cpu_s": cpu,
+            "census_wall_s": wall.elapsed().as_secs_f64(),
+        });
+        println!("{json}");
+    } else {
+        print!("{}", census.summary());
+        println!(
+            "{} nodes left, {} joined, {} live at the end; census took {:.1} s wall",
+            sim.stats().left,
+            sim.stats().joined,
+            sim.live_nodes(),
+            wall.elapsed().as_secs_f64()
+        );
     }
 }
 

@@ -32,6 +32,7 @@
 
 pub mod answer;
 pub mod attack;
+pub mod census;
 pub mod crawl;
 pub mod link;
 pub mod nat;
@@ -439,6 +440,8 @@ pub struct Sim {
     churn: bool,
     /// Every live node has its departure scheduled ([`Scenario::sessions`]); once per run.
     sessions_started: bool,
+    /// Nodes whose session ended while churn was off: they leave as soon as it is back on.
+    deferred_departs: Vec<u32>,
     partitioned: bool,
     busy: Vec<bool>,
     busy_count: usize,
@@ -519,6 +522,7 @@ impl Sim {
             joins_scheduled: 0,
             churn: false,
             sessions_started: false,
+            deferred_departs: Vec::new(),
             partitioned: false,
             busy: vec![false; n],
             busy_count: 0,
@@ -939,8 +943,12 @@ impl Sim {
                 self.schedule_churn(Action::Leave);
             }
             Action::Depart(i) => {
-                if !self.churn || self.nodes[i as usize].status != Status::Alive {
-                    // Sessions run only while churn is on; a node already gone stays gone.
+                if self.nodes[i as usize].status != Status::Alive {
+                    // A node already gone stays gone.
+                } else if !self.churn {
+                    // The session is over but churn is paused (between workloads): dropping the
+                    // departure would make the node immortal, so it leaves when churn resumes.
+                    self.deferred_departs.push(i);
                 } else if self.tracked.contains_key(&i) || self.pinned.contains(&i) {
                     // Running a measured lookup or a command: it leaves a little later.
                     self.schedule(self.now + Duration::from_secs(30), Action::Depart(i));
@@ -1248,13 +1256,32 @@ impl Sim {
         self.pick_live(|_, _| true)
     }
 
-    /// Turns the scenario's churn on or off outside [`run_lookups`](Self::run_lookups).
+    /// Turns the scenario's churn (`churn_per_minute` or [`Scenario::sessions`]) on or off outside
+    /// [`run_lookups`](Self::run_lookups).
     pub fn set_churn(&mut self, on: bool) {
         let was = self.churn;
         self.churn = on;
         if on && !was && self.scenario.churn_per_minute > 0.0 {
             self.schedule_churn(Action::Leave);
             self.schedule_churn(Action::ChurnJoin);
+        }
+        if on && !was && self.scenario.sessions.is_some() {
+            self.resume_sessions();
+        }
+    }
+
+    /// Churn is back on with [`Scenario::sessions`]: the first time, every live node gets its
+    /// departure; later, the joins restart and the sessions that ended during the pause end now.
+    fn resume_sessions(&mut self) {
+        if !self.sessions_started {
+            self.sessions_started = true;
+            self.start_sessions();
+            return;
+        }
+        self.schedule_churn(Action::ChurnJoin);
+        let now = self.now;
+        for i in std::mem::take(&mut self.deferred_departs) {
+            self.schedule(now, Action::Depart(i));
         }
     }
 
@@ -1281,12 +1308,7 @@ impl Sim {
         }
         if self.scenario.sessions.is_some() {
             self.churn = true;
-            if !self.sessions_started {
-                self.sessions_started = true;
-                self.start_sessions();
-            } else {
-                self.schedule_churn(Action::ChurnJoin);
-            }
+            self.resume_sessions();
         }
         if let Some(p) = self.scenario.partition {
             self.schedule(now + p.after, Action::PartitionStart);
