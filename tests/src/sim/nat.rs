@@ -28,8 +28,8 @@ use krpc_core::{Config, Instant};
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
-use super::link::chance;
 use super::ips::Ips;
+use super::link::chance;
 use super::{Build, Scenario};
 
 /// How long a NAT keeps letting in datagrams from an IP after the node last sent to it.
