@@ -548,7 +548,12 @@ fn main() {
             ("client".into(), format!("{:?}", args.client).to_lowercase()),
             ("sessions".into(), format!("{:?}", sessions_of(&args).map(|s| (s.shape, s.scale.as_secs() / 60)))),
             ("attack".into(), attack_name(attack)),
-            ("shared_ip".into(), shared_ips_of(&args).map_or("none".into(), |s| format!("{}:{}", s.fraction, s.max))),
+            (
+                "shared_ip".into(),
+                shared_ips_of(&args)
+                    .filter(|s| s.fraction > 0.0)
+                    .map_or("none".into(), |s| format!("{}:{}", s.fraction, s.max)),
+            ),
             ("addresses".into(), if sim.ips().public() { "public".into() } else { "private".into() }),
             ("defences".into(), attack.map_or("null".into(), |a| if a.defences { "on".into() } else { "off".into() })),
         ],

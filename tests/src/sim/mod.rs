@@ -1173,7 +1173,13 @@ impl Sim {
         match e {
             Event::Query(q) => {
                 let count = self.scenario.answer_k.unwrap_or(ep.config().k);
-                if !self.answer_holder(i, ep, &q, count) && !self.answer_samples(i, ep, &q, count) {
+                if self.answer_holder(i, ep, &q, count) || self.answer_samples(i, ep, &q, count) {
+                    // Answered.
+                } else if ep.config().dht.is_some() && q.method() == b"get_peers" {
+                    // Handed over only for the holders (`endpoint_config`): answered as the
+                    // node layer would.
+                    answer::answer_get_peers(ep, &q, count, self.now);
+                } else {
                     (self.responder)(ep, &q, count);
                 }
                 self.stats.answered += 1;
