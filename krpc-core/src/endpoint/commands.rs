@@ -518,12 +518,20 @@ impl Endpoint {
 
     /// Resolves a [`Event::PingSwap`]: `dead` leaves, `candidate` takes its place (k-rpc's
     /// `swap`). Refused when `dead` is good again, the two belong to different buckets, the
-    /// candidate's address can never be a node, or the endpoint is closed.
+    /// candidate's address can never be a node, the diversity rules
+    /// ([`Config::restrict_routing_ips`](crate::Config::restrict_routing_ips)) refuse it, or
+    /// the endpoint is closed.
     pub fn swap(&mut self, now: Instant, dead: &NodeId, candidate: NodeInfo) -> bool {
         let now = self.advance(now);
         // As in `insert_node`: an address that can never be a node never enters a table,
         // which lookups and refreshes would then query.
         if self.closed || is_never_valid(&candidate.addr) {
+            return false;
+        }
+        // The candidate was admitted when the bucket refused it; the table may have changed
+        // since (`diversity_admits_replacing`).
+        if !self.diversity_admits_replacing(&candidate, Some(dead)) {
+            self.stats.diversity_refused += 1;
             return false;
         }
         match self.tables.of_mut(&candidate.addr).swap(dead, candidate, now) {

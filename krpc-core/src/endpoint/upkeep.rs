@@ -407,6 +407,15 @@ impl Endpoint {
     /// from its IPv4 /24 or IPv6 /64 in its bucket. One host, or one subnet, cannot fill a
     /// bucket near a target with ids of its choosing.
     pub(super) fn diversity_admits(&self, node: &NodeInfo) -> bool {
+        self.diversity_admits_replacing(node, None)
+    }
+
+    /// [`diversity_admits`](Self::diversity_admits) for a node about to take the slot of
+    /// `replacing` (a ping/swap, or an entry moving to a new address): that entry does not
+    /// count against it. Replacements happen a ping timeout or more after the candidate was
+    /// first admitted, and the table may have changed since (another node of its IP or /24
+    /// entered), so they are checked again at that moment.
+    pub(super) fn diversity_admits_replacing(&self, node: &NodeInfo, replacing: Option<&NodeId>) -> bool {
         if !self.config.restrict_routing_ips {
             return true;
         }
@@ -429,7 +438,7 @@ impl Endpoint {
         let last = self.config.id_len * 8 - 1;
         let depth = |id: &NodeId| self.id.common_prefix_len(id).min(last);
         let (own_subnet, own_depth) = (subnet(&node.addr), depth(&node.id));
-        !table.iter().any(|c| {
+        !table.iter().filter(|c| Some(c.id()) != replacing).any(|c| {
             crate::wire::canonical_ip(c.addr().ip()) == ip
                 || (subnet(&c.addr()) == own_subnet && depth(&c.node.id) == own_depth)
         })
@@ -491,6 +500,13 @@ impl Endpoint {
         if self.tables.of(&check.claimant).get(&check.id).is_some() {
             return;
         }
+        if !self.diversity_admits(&node) {
+            // The old entry is gone (its address stayed silent), and the claimant's IP or
+            // subnet already has its entry: the id leaves the table.
+            self.stats.diversity_refused += 1;
+            self.push_event(Event::NodeRemoved(NodeInfo::new(check.id, check.old)));
+            return;
+        }
         if self.learn_verified_quietly(node, now) {
             self.push_event(Event::NodeUpdated { node, previous: check.old });
         }
@@ -532,6 +548,10 @@ impl Endpoint {
             }
             _ => {
                 self.swap_checks.checks.swap_remove(index);
+                if !self.diversity_admits_replacing(&check.candidate, Some(&dead)) {
+                    self.stats.diversity_refused += 1;
+                    return;
+                }
                 match self.tables.of_mut(&check.candidate.addr).swap(&dead, check.candidate, now) {
                     SwapOutcome::Swapped { evicted } => {
                         self.push_event(Event::NodeRemoved(evicted.node));

@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use krpc_core::{Config, Endpoint, Instant};
 use krpc_tests::sim::attack::{self, Attack, AttackKind, ReflectedQuery};
+use krpc_tests::sim::ips::SharedIps;
 use krpc_tests::sim::link::{Latency, Link};
 use krpc_tests::sim::profile::{PairDelays, Sessions};
 use krpc_tests::sim::report::{Report, Summary};
@@ -250,6 +251,24 @@ struct Args {
     /// Seconds between two census rounds.
     #[arg(long, default_value_t = 300.0)]
     census_round_s: f64,
+    /// Several nodes behind one IP, `FRACTION[:MAX]`: that share of the nodes shares its IP
+    /// with others, 2 to MAX (default 4) per IP, on different ports. Default: `0.1:4` with
+    /// `--profile mainline` (an assumption, see docs/simulation.md), else none.
+    #[arg(long)]
+    shared_ip: Option<String>,
+    /// Node addresses: `public` (11/8: the engine's per-IP and per-/24 rules apply, as on the
+    /// Internet) or `private` (10/8: exempt, as on a LAN). Default: `public` with
+    /// `--profile mainline`, else `private`.
+    #[arg(long, value_enum)]
+    addresses: Option<Addresses>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Addresses {
+    /// Public-looking (11.0.0.0/8).
+    Public,
+    /// Private (10.0.0.0/8).
+    Private,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -291,6 +310,13 @@ fn sessions_of(args: &Args) -> Option<Sessions> {
         Some(SessionsArg::Kad) => Some(Sessions::KAD),
         Some(SessionsArg::None) => None,
         None => args.profile.map(|Profile::Mainline| Sessions::MAINLINE),
+    }
+}
+
+fn shared_ips_of(args: &Args) -> Option<SharedIps> {
+    match args.shared_ip.as_deref() {
+        Some(s) => Some(SharedIps::parse(s).unwrap_or_else(|e| fail(&e))),
+        None => args.profile.map(|Profile::Mainline| SharedIps::MAINLINE),
     }
 }
 
@@ -459,6 +485,8 @@ fn main() {
         holders: args.holders || args.profile.is_some(),
         sessions: sessions_of(&args),
         nat: args.nat,
+        shared_ips: shared_ips_of(&args),
+        public_ips: args.addresses.map_or(args.profile.is_some(), |a| a == Addresses::Public),
     };
 
     let idle = idle_engine_bytes(&Config { id: None, ..engine.clone() });
@@ -538,6 +566,13 @@ fn main() {
             ("client".into(), format!("{:?}", args.client).to_lowercase()),
             ("sessions".into(), format!("{:?}", sessions_of(&args).map(|s| (s.shape, s.scale.as_secs() / 60)))),
             ("attack".into(), attack_name(attack)),
+            (
+                "shared_ip".into(),
+                shared_ips_of(&args)
+                    .filter(|s| s.fraction > 0.0)
+                    .map_or("none".into(), |s| format!("{}:{}", s.fraction, s.max)),
+            ),
+            ("addresses".into(), if sim.ips().public() { "public".into() } else { "private".into() }),
             ("defences".into(), attack.map_or("null".into(), |a| if a.defences { "on".into() } else { "off".into() })),
         ],
         summary,
@@ -553,6 +588,8 @@ fn main() {
             ("peak_rss_mb".into(), peak_rss().map_or("null".into(), mb)),
             ("nat_nodes".into(), sim.nats().count().to_string()),
             ("nat_dropped".into(), sim.nats().dropped.to_string()),
+            ("shared_ip_nodes".into(), sim.ips().shared_nodes().to_string()),
+            ("diversity_refused".into(), sim.diversity_refused().to_string()),
             ("read_only_at_end".into(), sim.read_only_nodes().to_string()),
             ("attackers".into(), sim.attackers().map_or(0, |a| a.len()).to_string()),
             ("attacker_answers".into(), sim.attackers().map_or(0, |a| a.answered).to_string()),

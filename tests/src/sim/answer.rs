@@ -6,8 +6,9 @@
 //! swapped for the node layer (`krpc_core::dht`) once that answers queries by itself: the
 //! simulator only holds a [`Responder`].
 
+use krpc_core::routing::NodeState;
 use krpc_core::wire::Dictionary;
-use krpc_core::{Endpoint, IncomingQuery};
+use krpc_core::{Endpoint, IncomingQuery, Instant, NodeId, NodeInfo};
 
 /// What a node does with an incoming query it must answer itself; the last argument is how
 /// many nodes an answer carries.
@@ -59,5 +60,35 @@ pub fn answer_from_routing_table(ep: &mut Endpoint, q: &IncomingQuery, count: us
         },
         b"ping" => ep.respond(q.reply_to(), Dictionary::new(), &[]),
         _ => ep.error(q.reply_to(), 204, b"Method Unknown"),
+    };
+}
+
+/// The nodes a `get_peers` answer of `ep` carries: without the node layer, the `count` closest
+/// contacts of its routing table (as [`answer_from_routing_table`]); with it, what the node
+/// layer's own answer would carry: the `reply_nodes` closest contacts that are not bad. Nodes
+/// that run the node layer hand `get_peers` to the simulator when targets have holders
+/// (`Sim::answer_holder`); answering from the whole table instead would name contacts that
+/// failed (NATed nodes, say) which the node layer leaves out, and lookups would ask them.
+pub fn answer_nodes(ep: &Endpoint, target: &NodeId, count: usize, now: Instant) -> Vec<NodeInfo> {
+    let table = ep.routing_table();
+    match ep.config().dht.as_deref() {
+        Some(dht) => {
+            let policy = *table.policy();
+            table.closest_filtered(target, dht.reply_nodes, |c| c.state(now, &policy) != NodeState::Bad).to_vec()
+        }
+        None => table.closest(target, count).to_vec(),
+    }
+}
+
+/// A `get_peers` answer without values, with the nodes of [`answer_nodes`] and a token: what a
+/// node that runs the node layer answers when it holds nothing for the target.
+pub fn answer_get_peers(ep: &mut Endpoint, q: &IncomingQuery, count: usize, now: Instant) {
+    let _ = match q.args().info_hash() {
+        Some(hash) => {
+            let nodes = answer_nodes(ep, &hash, count, now);
+            let values = Dictionary::new().with_bytes("token", token_for(q));
+            ep.respond(q.reply_to(), values, &nodes)
+        }
+        None => ep.error(q.reply_to(), 203, b"missing info_hash"),
     };
 }

@@ -406,7 +406,7 @@ impl Sim {
         raw.extend_from_slice(&[192, 0, 2, 1, 0x1a, 0xe1]);
         raw.extend_from_slice(b"ee");
         let values = Dictionary::from_bencode(&raw).unwrap_or_default();
-        let nodes = ep.routing_table().closest(&hash, count);
+        let nodes = super::answer::answer_nodes(ep, &hash, count, self.now);
         let _ = ep.respond(q.reply_to(), values, &nodes);
         true
     }

@@ -52,7 +52,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
 use super::profile::Sessions;
-use super::{Sim, addr_of, index_of};
+use super::{Sim, index_of};
 
 /// How the crawl loop advances virtual time between two looks at its queries: also how well
 /// join instants are known.
@@ -408,7 +408,7 @@ pub fn run_census(sim: &mut Sim, plan: CensusPlan) -> Census {
         let alive_at_start: Vec<u32> =
             (0..sim.population() as u32).filter(|&j| sim.endpoint(j).is_some() && !crawlers.contains(&j)).collect();
         let mut frontier: VecDeque<(NodeInfo, usize)> = VecDeque::new();
-        let mut learned: VecDeque<NodeInfo> = previous.iter().map(|&j| NodeInfo::new(sim.id(j), addr_of(j))).collect();
+        let mut learned: VecDeque<NodeInfo> = previous.iter().map(|&j| NodeInfo::new(sim.id(j), sim.addr(j))).collect();
         for &c in &crawlers {
             if let Some(ep) = sim.endpoint(c) {
                 learned.extend(ep.routing_table().iter().map(|contact| contact.node));
@@ -473,7 +473,7 @@ pub fn run_census(sim: &mut Sim, plan: CensusPlan) -> Census {
                 // The next query only to a node that answered: most nodes that do not are gone,
                 // and each unanswered query holds a slot for the whole timeout.
                 if q + 1 < plan.queries_per_node {
-                    frontier.push_front((NodeInfo::new(id, addr_of(j)), q + 1));
+                    frontier.push_front((NodeInfo::new(id, sim.addr(j)), q + 1));
                 }
                 first_answer.entry(j).or_insert_with(|| sim.now());
                 let rounds = seen.entry(j).or_default();

@@ -16,7 +16,8 @@
 //! * **Addresses**: node `i` lives at 10/8 plus a bijective scramble of `i + 1`
 //!   ([`attack::scramble24`]), port 6881, so mapping an address to a node is arithmetic and
 //!   nodes spread over as many /24s as on the Internet; attackers have their own range
-//!   (see [`attack`]).
+//!   (see [`attack`]). A run may put nodes on public-looking addresses and several nodes
+//!   behind one IP on different ports ([`ips`]; then [`Sim::addr`] is the address).
 //! * **The application** is a [`Responder`]: it answers `find_node` and
 //!   `get_peers` from the routing table.
 //!
@@ -34,6 +35,7 @@ pub mod answer;
 pub mod attack;
 pub mod census;
 pub mod crawl;
+pub mod ips;
 pub mod link;
 pub mod nat;
 pub mod oracle;
@@ -146,6 +148,11 @@ pub struct Scenario {
     /// session ends and new nodes join at the rate that keeps the population steady. Replaces
     /// `churn_per_minute`'s memoryless departures.
     pub sessions: Option<profile::Sessions>,
+    /// A share of the nodes behind shared IPs (see [`ips`]).
+    pub shared_ips: Option<ips::SharedIps>,
+    /// Public-looking node addresses, to which the engine's diversity rules and per-IP limits
+    /// apply (see [`ips`]); private ones (10/8, exempt) otherwise.
+    pub public_ips: bool,
 }
 
 impl Default for Scenario {
@@ -168,6 +175,8 @@ impl Default for Scenario {
             holders: false,
             nat: 0.0,
             sessions: None,
+            shared_ips: None,
+            public_ips: false,
         }
     }
 }
@@ -378,23 +387,18 @@ struct Tracked {
     first_values: Option<Instant>,
 }
 
-/// The address of node `i`.
+/// The address of node `i` in the default layout (private, one IP per node); a run's own
+/// layout is [`Sim::addr`].
 pub fn addr_of(i: u32) -> SocketAddr {
     if i >= attack::ATTACKER_BASE {
         return attack::attacker_addr(i - attack::ATTACKER_BASE);
     }
-    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 | attack::scramble24(i + 1)), 6881))
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ips::PRIVATE_NET | attack::scramble24(i + 1)), ips::PORT))
 }
 
 /// The node at `addr`, if it is a simulated node's address.
 pub fn index_of(addr: &SocketAddr) -> Option<u32> {
-    match addr {
-        SocketAddr::V4(v4) if v4.port() == 6881 => {
-            let ip = u32::from(*v4.ip());
-            (ip > 0x0a00_0000 && ip < 0x0b00_0000).then(|| attack::unscramble24(ip) - 1)
-        }
-        _ => attack::attacker_code(addr).map(|code| attack::ATTACKER_BASE + code),
-    }
+    ips::index_of(addr).or_else(|| attack::attacker_code(addr).map(|code| attack::ATTACKER_BASE + code))
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -459,6 +463,7 @@ pub struct Sim {
     /// The info-hashes each node holds, once placed for a crawl ([`crawl`]).
     samples: Option<Vec<Vec<NodeId>>>,
     nats: nat::Nats,
+    ips: ips::Ips,
 }
 
 impl Sim {
@@ -499,6 +504,7 @@ impl Sim {
         }
         let ids: Vec<NodeId> = nodes.iter().map(|n| n.id).collect();
         let n = nodes.len();
+        let ips = ips::Ips::new(&scenario);
         Sim {
             oracle: Oracle::new(&ids),
             nodes,
@@ -536,7 +542,8 @@ impl Sim {
             pinned: Default::default(),
             attackers: attack::attackers_for(scenario.attack, n, scenario.seed),
             samples: None,
-            nats: nat::Nats::new(&scenario),
+            nats: nat::Nats::new(&scenario, &ips),
+            ips,
             scenario,
         }
     }
@@ -628,6 +635,17 @@ impl Sim {
             ..self.scenario.engine.clone()
         };
         self.nats.configure(i, &self.scenario, &mut config);
+        // Holders answer `get_peers` with a value from the simulator (`answer_holder`). The
+        // node layer would answer it itself, from an empty peer store, and no lookup would
+        // ever see a value: it hands `get_peers` to the simulator instead, so that a value
+        // takes the same path whether or not a node runs the node layer.
+        if self.scenario.holders || self.attackers.is_some() {
+            if let Some(dht) = config.dht.as_mut() {
+                if !dht.application_methods.iter().any(|m| m == b"get_peers") {
+                    dht.application_methods.push(b"get_peers".to_vec());
+                }
+            }
+        }
         config
     }
 
@@ -719,7 +737,7 @@ impl Sim {
                     }
                 }
                 for &j in &picked {
-                    ep.insert_node(created, NodeInfo::new(self.nodes[j as usize].id, addr_of(j)));
+                    ep.insert_node(created, NodeInfo::new(self.nodes[j as usize].id, self.addr(j)));
                     // Drain as we go, so the event queue never grows (its capacity would stay).
                     while ep.poll_event().is_some() {}
                 }
@@ -746,7 +764,7 @@ impl Sim {
         for i in 0..seeds as u32 {
             for j in 0..seeds as u32 {
                 if i != j {
-                    let info = NodeInfo::new(self.nodes[j as usize].id, addr_of(j));
+                    let info = NodeInfo::new(self.nodes[j as usize].id, self.addr(j));
                     let now = self.now;
                     if let Some(ep) = self.nodes[i as usize].ep.as_mut() {
                         ep.insert_node(now, info);
@@ -886,14 +904,14 @@ impl Sim {
     fn deliver(&mut self, p: Packet) {
         // The slot is freed only once its buffer is back: answers sent while handling this
         // datagram must not reuse it.
-        if !self.nats.admits(p.to, p.from, self.now) {
+        if !self.nats.admits(p.to, self.ips.host(p.from), self.now) {
             self.free_payloads.push(p.slot);
             return;
         }
         let bytes = std::mem::take(&mut self.payloads[p.slot as usize]);
         let to = p.to;
         let now = self.now;
-        let from = addr_of(p.from);
+        let from = self.addr(p.from);
         match self.nodes[to as usize].ep.as_mut() {
             Some(ep) => {
                 if self.tracked.contains_key(&to) {
@@ -928,10 +946,10 @@ impl Sim {
                 let mut bootstrap = Vec::new();
                 for _ in 0..2.min(seeds) {
                     let mut s = below(&mut self.build_rng, seeds) as u32;
-                    while bootstrap.contains(&addr_of(s)) {
+                    while bootstrap.contains(&self.addr(s)) {
                         s = (s + 1) % seeds as u32;
                     }
-                    bootstrap.push(addr_of(s));
+                    bootstrap.push(self.addr(s));
                 }
                 self.do_join(i, bootstrap);
             }
@@ -976,8 +994,8 @@ impl Sim {
                 let mut bootstrap = Vec::new();
                 for _ in 0..3 {
                     if let Some(j) = self.pick_live(|sim, j| !sim.nodes[j as usize].read_only) {
-                        if !bootstrap.contains(&addr_of(j)) {
-                            bootstrap.push(addr_of(j));
+                        if !bootstrap.contains(&self.addr(j)) {
+                            bootstrap.push(self.addr(j));
                         }
                     }
                 }
@@ -1137,7 +1155,7 @@ impl Sim {
             return;
         };
         // The NAT sees the datagram leave, whatever the link does with it next.
-        self.nats.sent(from, dest, self.now);
+        self.nats.sent(from, self.ips.host(dest), self.now);
         if lost {
             self.stats.lost += 1;
             return;
@@ -1173,7 +1191,13 @@ impl Sim {
         match e {
             Event::Query(q) => {
                 let count = self.scenario.answer_k.unwrap_or(ep.config().k);
-                if !self.answer_holder(i, ep, &q, count) && !self.answer_samples(i, ep, &q, count) {
+                if self.answer_holder(i, ep, &q, count) || self.answer_samples(i, ep, &q, count) {
+                    // Answered.
+                } else if ep.config().dht.is_some() && q.method() == b"get_peers" {
+                    // Handed over only for the holders (`endpoint_config`): answered as the
+                    // node layer would.
+                    answer::answer_get_peers(ep, &q, count, self.now);
+                } else {
                     (self.responder)(ep, &q, count);
                 }
                 self.stats.answered += 1;

@@ -1,12 +1,17 @@
 //! NATs in the simulated network: a share of the nodes sit behind an address-restricted NAT.
 //!
 //! # Model
-//! A NATed node's datagrams leave as usual (the simulated network has one address per node, so
-//! the mapping keeps the node's own address and port). Inbound, the NAT lets a datagram in
+//! A NATed node's datagrams leave as usual (the mapping keeps the node's own address and
+//! port). Inbound, the NAT lets a datagram in
 //! only from an IP the node sent to within [`MAPPING_LIFETIME`] (RFC 4787's
 //! "address-dependent filtering", what most home routers do): replies come back, so do
 //! queries from the nodes it just queried, and nothing else. A node's own datagrams refresh
 //! the permission for their destination.
+//!
+//! A NAT belongs to an IP ([`ips`](super::ips)): the nodes that share an IP are all behind it
+//! or none is, whatever their own draws say (the first node's draw decides), and a permission
+//! covers the remote's IP, whatever its port. Each node keeps its own permissions, as each
+//! socket behind a real NAT has its own mapping.
 //!
 //! The lifetime is 3 minutes, Linux's for an answered UDP flow (`nf_conntrack_udp_timeout_stream`
 //! 180 s; RFC 4787 asks for at least 2 minutes), below the engine's 10-minute memory of the
@@ -23,6 +28,7 @@ use krpc_core::{Config, Instant};
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
+use super::ips::Ips;
 use super::link::chance;
 use super::{Build, Scenario};
 
@@ -33,15 +39,17 @@ pub const MAPPING_LIFETIME: Duration = Duration::from_secs(180);
 #[derive(Debug, Default)]
 pub struct Nats {
     behind: Vec<bool>,
-    /// Per NATed node: the node indices (one IP each) it sent to, and when it last did.
+    /// Per NATed node: the IPs it sent to (as [`Ips::host`](super::ips::Ips::host) indices),
+    /// and when it last did.
     permissions: HashMap<u32, HashMap<u32, Instant>>,
     /// Inbound datagrams the NATs dropped.
     pub dropped: u64,
 }
 
 impl Nats {
-    /// Draws which of the scenario's nodes are NATed (`scenario.nat` of the non-seeds).
-    pub fn new(scenario: &Scenario) -> Nats {
+    /// Draws which of the scenario's nodes are NATed (`scenario.nat` of the non-seeds; one
+    /// draw per IP).
+    pub fn new(scenario: &Scenario, ips: &Ips) -> Nats {
         if scenario.nat <= 0.0 {
             return Nats::default();
         }
@@ -50,7 +58,10 @@ impl Nats {
             Build::Preseed => 0,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x4a70_0000_0000_0004);
-        let behind = (0..scenario.nodes).map(|i| chance(&mut rng, scenario.nat) && i >= seeds).collect();
+        let mut behind: Vec<bool> = (0..scenario.nodes).map(|i| chance(&mut rng, scenario.nat) && i >= seeds).collect();
+        for i in 0..behind.len() {
+            behind[i] = behind[ips.host(i as u32) as usize];
+        }
         Nats { behind, ..Nats::default() }
     }
 
@@ -74,7 +85,8 @@ impl Nats {
         }
     }
 
-    /// Node `from` sent a datagram to node `to`: its NAT lets `to` in for a while.
+    /// Node `from` sent a datagram to IP `to` (a host index): its NAT lets `to` in for a
+    /// while.
     pub fn sent(&mut self, from: u32, to: u32, now: Instant) {
         if !self.is_behind(from) {
             return;
@@ -87,7 +99,7 @@ impl Nats {
         }
     }
 
-    /// Does node `to`'s NAT let in a datagram from node `from`?
+    /// Does node `to`'s NAT let in a datagram from IP `from` (a host index)?
     pub fn admits(&mut self, to: u32, from: u32, now: Instant) -> bool {
         if !self.is_behind(to) {
             return true;
@@ -111,7 +123,7 @@ mod tests {
     #[test]
     fn a_nat_admits_only_the_ips_its_node_sent_to_within_the_lifetime() {
         let scenario = Scenario { nodes: 1_000, nat: 0.3, ..Scenario::default() };
-        let mut nats = Nats::new(&scenario);
+        let mut nats = Nats::new(&scenario, &Ips::new(&scenario));
         let share = nats.count() as f64 / 1_000.0;
         assert!((0.25..0.35).contains(&share), "{share}");
         let natted = (0..1_000).find(|&i| nats.is_behind(i)).unwrap();
