@@ -95,3 +95,41 @@ fn a_session_that_ends_while_churn_is_off_ends_when_it_resumes() {
     assert_eq!(running(&sim), 0, "the sessions that ended during the pause end when churn resumes");
     sim.set_churn(false);
 }
+
+#[test]
+fn churn_joins_stop_with_churn_and_one_chain_runs_after_toggling() {
+    let _guard = SeedGuard(4);
+    // Joins at live/mean-session per second: with 300 nodes and a 300 s mean, one a second.
+    let sessions = Sessions { shape: 1.0, scale: Duration::from_secs(300) };
+    let engine = Config { k: 8, bucket_refresh: Duration::from_secs(86_400), ..Config::default() };
+    let mut sim = Sim::new(Scenario { seed: 4, nodes: 300, engine, sessions: Some(sessions), ..Scenario::default() });
+    sim.build();
+    sim.set_churn(true);
+    sim.run_for(Duration::from_secs(5));
+    sim.set_churn(false);
+    let paused = sim.stats().joined;
+    // The join already scheduled when churn went off must not fire during the pause.
+    sim.run_for(Duration::from_secs(600));
+    assert_eq!(sim.stats().joined, paused, "no churn join while churn is off");
+    // Toggling churn many times at one instant must leave one join chain, not many.
+    for _ in 0..20 {
+        sim.set_churn(true);
+        sim.set_churn(false);
+    }
+    sim.set_churn(true);
+    // The sessions that ended during the pause end now; joins keep the population at what is
+    // left: live / mean session per second.
+    sim.run_for(Duration::from_millis(1));
+    let live = (0..sim.population() as u32).filter(|&i| sim.endpoint(i).is_some()).count() as f64;
+    let from = sim.stats().joined;
+    sim.run_for(Duration::from_secs(60));
+    sim.set_churn(false);
+    let joins = (sim.stats().joined - from) as f64;
+    let expected = live * 60.0 / 300.0;
+    // One chain gives `expected` (Poisson); 21 chains would give 21 times as many.
+    assert!(live > 10.0, "some nodes are left: {live}");
+    assert!(
+        joins >= expected / 3.0 && joins <= expected * 3.0,
+        "one chain of joins after toggling: {joins} in 60 s, {expected} expected"
+    );
+}

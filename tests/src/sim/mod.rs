@@ -446,6 +446,9 @@ pub struct Sim {
     sessions_started: bool,
     /// Nodes whose session ended while churn was off: they leave as soon as it is back on.
     deferred_departs: Vec<u32>,
+    /// A `Leave` and a `ChurnJoin` of the churn chains are waiting in the timer heap: each chain
+    /// has at most one event pending, so turning churn off and on again never runs two chains.
+    churn_pending: [bool; 2],
     partitioned: bool,
     busy: Vec<bool>,
     busy_count: usize,
@@ -529,6 +532,7 @@ impl Sim {
             churn: false,
             sessions_started: false,
             deferred_departs: Vec::new(),
+            churn_pending: [false; 2],
             partitioned: false,
             busy: vec![false; n],
             busy_count: 0,
@@ -955,6 +959,12 @@ impl Sim {
             }
             Action::StartLookup => self.start_lookup(),
             Action::Leave => {
+                self.churn_pending[0] = false;
+                if !self.churn {
+                    // Churn was turned off after this event was scheduled: the chain ends here
+                    // (it starts again when churn resumes).
+                    return;
+                }
                 if let Some(i) = self.pick_live(|sim, i| !sim.tracked.contains_key(&i) && !sim.pinned.contains(&i)) {
                     self.leave(i);
                 }
@@ -975,6 +985,11 @@ impl Sim {
                 }
             }
             Action::ChurnJoin => {
+                self.churn_pending[1] = false;
+                if !self.churn {
+                    // As for `Leave`: no join once churn is off.
+                    return;
+                }
                 let mut b = [0u8; 20];
                 self.work_rng.fill_bytes(&mut b);
                 let i = self.nodes.len() as u32;
@@ -1058,9 +1073,11 @@ impl Sim {
             (Some(_), _) => 0.0,
             (None, _) => self.scenario.churn_per_minute,
         };
-        if !self.churn || per_minute <= 0.0 {
+        let chain = usize::from(matches!(action, Action::ChurnJoin));
+        if !self.churn || per_minute <= 0.0 || self.churn_pending[chain] {
             return;
         }
+        self.churn_pending[chain] = true;
         let live = self.live_nodes().max(1) as f64;
         let per_second = live * per_minute / 60.0;
         let mean = Duration::from_secs_f64(1.0 / per_second);
