@@ -4,12 +4,14 @@
 //! join ended, so what each keeps once its bursts are over is what the network costs.
 #![allow(unsafe_code)] // a counting global allocator needs `unsafe impl GlobalAlloc`
 
+mod idle;
+use idle::*;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use krpc_core::wire::{Dictionary, Entry, Insert, QueryOut};
 use krpc_core::{Config, Endpoint, Instant, Peer, Query};
 
 struct Counting;
@@ -43,35 +45,6 @@ static GLOBAL: Counting = Counting;
 
 fn live() -> isize {
     LIVE.with(Cell::get)
-}
-
-fn ping(id: u8, tid: u16) -> Vec<u8> {
-    let args = Dictionary::new();
-    let id = [id; 20];
-    let extra = [Entry { key: b"id", value: Insert::Bytes(&id), replace: false }];
-    let t = tid.to_be_bytes();
-    let q =
-        QueryOut { transaction_id: &t, method: b"ping", args: &args, extra: &extra, read_only: false, version: None };
-    let mut buf = [0u8; 128];
-    let len = q.encode(&mut buf).unwrap();
-    buf[..len].to_vec()
-}
-
-fn drain(ep: &mut Endpoint, now: Instant) {
-    let mut out = [0u8; 1500];
-    while ep.poll_transmit(now, &mut out).is_some() {}
-    while ep.poll_event().is_some() {}
-}
-
-/// Runs the engine's timers from `from` to `to` with nobody answering.
-fn idle_until(ep: &mut Endpoint, from: Instant, to: Instant) {
-    let mut now = from;
-    while now < to {
-        drain(ep, now);
-        now = ep.poll_timeout().map_or(to, |t| t.max(now + Duration::from_millis(1))).min(to);
-        ep.handle_timeout(now);
-    }
-    drain(ep, now);
 }
 
 fn addr(base: u32, i: u32) -> SocketAddr {

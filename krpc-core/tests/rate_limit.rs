@@ -1,23 +1,13 @@
 //! The inbound abuse controls seen from outside the engine: per-source limits on unsolicited
 //! queries and the global reply byte budget (`Config::rate_limit`).
 
+mod idle;
+use idle::*;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use krpc_core::wire::{Dictionary, Entry, Insert, QueryOut};
 use krpc_core::{Config, Endpoint, Instant, LocalSources, NodeId, RateLimit};
-
-fn ping(id: u8, tid: u16) -> Vec<u8> {
-    let args = Dictionary::new();
-    let id = [id; 20];
-    let extra = [Entry { key: b"id", value: Insert::Bytes(&id), replace: false }];
-    let t = tid.to_be_bytes();
-    let q =
-        QueryOut { transaction_id: &t, method: b"ping", args: &args, extra: &extra, read_only: false, version: None };
-    let mut buf = [0u8; 128];
-    let len = q.encode(&mut buf).unwrap();
-    buf[..len].to_vec()
-}
 
 /// Feeds `n` pings from `from` at `now` and returns how many were answered.
 fn answered(ep: &mut Endpoint, now: Instant, from: SocketAddr, n: u16) -> usize {
