@@ -15,7 +15,14 @@
 //!   comes first counts), else at its timeout;
 //! - a candidate whose last try is slow no longer holds up the end of the lookup: the lookup
 //!   ends when the k closest candidates that are neither failed nor slow have answered. A
-//!   slow node that answers before the end is used like any other.
+//!   slow node that answers before the end is used like any other;
+//! - the final round (`lookup_final_round`): once the nearest candidate still in the running
+//!   has answered, nothing in flight has named a nearer one yet, and the lookup asks the rest
+//!   of its k nearest at once instead of α at a time. Maymounkov and Mazières (Kademlia,
+//!   2002, section 2.3): "If a round of FIND_NODEs fails to return a node any closer than the
+//!   closest already seen, the initiator resends the FIND_NODE to all of the k closest nodes
+//!   it has not already queried." These are the nodes the lookup would ask anyway, so it
+//!   costs almost no queries and saves the last round trip.
 
 use alloc::vec::Vec;
 use core::net::SocketAddr;
@@ -109,6 +116,7 @@ pub(crate) struct Lookup {
     retries: u8,
     restrict_ips: bool,
     restrict_local: bool,
+    final_round: bool,
 }
 
 /// What the lookup wants next.
@@ -178,6 +186,9 @@ pub(crate) struct Params {
     pub(crate) restrict_local: bool,
     /// Disjoint paths (`lookup_disjoint_paths`), 1 to [`MAX_PATHS`].
     pub(crate) paths: u8,
+    /// Ask the rest of the k nearest at once once the nearest has answered
+    /// (`lookup_final_round`).
+    pub(crate) final_round: bool,
 }
 
 impl Params {
@@ -190,6 +201,7 @@ impl Params {
             restrict_ips: config.restrict_search_ips,
             restrict_local: config.restrict_local_ips,
             paths: config.lookup_disjoint_paths.clamp(1, MAX_PATHS) as u8,
+            final_round: config.lookup_final_round,
         }
     }
 }
@@ -259,7 +271,7 @@ impl Lookup {
     }
 
     pub(crate) fn new(target: NodeId, query: Query, background: bool, report_replies: bool, params: Params) -> Lookup {
-        let Params { k, alpha, max_candidates, retries, restrict_ips, restrict_local, paths } = params;
+        let Params { k, alpha, max_candidates, retries, restrict_ips, restrict_local, paths, final_round } = params;
         Lookup {
             target,
             query,
@@ -280,6 +292,7 @@ impl Lookup {
             retries,
             restrict_ips,
             restrict_local,
+            final_round,
         }
     }
 
@@ -370,6 +383,9 @@ impl Lookup {
     /// nearest candidates still in the running have answered (or when it has nothing left to
     /// ask and nothing in flight that could change that), and the lookup is complete when
     /// every path is. With one path this is the plain Kademlia rule.
+    ///
+    /// A path keeps α queries in flight, or up to k once the nearest of its candidates still
+    /// in the running has answered (the final round, when `final_round` is on).
     pub(crate) fn step(&mut self, may_send: bool) -> Step {
         // Bootstrap nodes first, within α; then the nearest fresh candidate among the k
         // nearest that are still in the running.
@@ -378,6 +394,9 @@ impl Lookup {
         let mut all_replied = [true; MAX_PATHS];
         let mut pick: [Option<usize>; MAX_PATHS] = [None; MAX_PATHS];
         let mut full = 0;
+        // Whether the nearest candidate of the path (with an id, still in the running) has
+        // answered: `None` until that candidate is seen.
+        let mut converged: [Option<bool>; MAX_PATHS] = [None; MAX_PATHS];
         let retries = self.retries;
         for (i, c) in self.candidates.iter().enumerate() {
             let p = usize::from(c.path);
@@ -396,6 +415,9 @@ impl Lookup {
             window[p] += 1;
             if window[p] == self.k {
                 full += 1;
+            }
+            if converged[p].is_none() {
+                converged[p] = Some(c.state == CandidateState::Replied);
             }
             if c.pending(retries) {
                 all_replied[p] = false;
@@ -416,7 +438,7 @@ impl Lookup {
                 continue;
             }
             match pick[p] {
-                Some(_) if may_send && self.path_active[p] < self.alpha => {
+                Some(_) if may_send && self.path_active[p] < self.slots(converged[p] == Some(true)) => {
                     next = Some(next.map_or(p, |q| if self.path_active[p] < self.path_active[q] { p } else { q }));
                 }
                 Some(_) => busy = true,
@@ -444,6 +466,11 @@ impl Lookup {
             None if busy => Step::Wait,
             None => Step::Done,
         }
+    }
+
+    /// The α slots of a path: α, or k in the final round.
+    fn slots(&self, converged: bool) -> usize {
+        if self.final_round && converged { self.alpha.max(self.k) } else { self.alpha }
     }
 
     /// Index of the candidate at `addr` with a query open.
@@ -584,7 +611,16 @@ mod tests {
             Query::ping(),
             false,
             true,
-            Params { k, alpha, max_candidates: max, retries: 0, restrict_ips: false, restrict_local: false, paths: 1 },
+            Params {
+                k,
+                alpha,
+                max_candidates: max,
+                retries: 0,
+                restrict_ips: false,
+                restrict_local: false,
+                paths: 1,
+                final_round: false,
+            },
         )
     }
 
@@ -594,7 +630,16 @@ mod tests {
             Query::ping(),
             false,
             true,
-            Params { k, alpha, max_candidates: 32, retries: 0, restrict_ips: false, restrict_local: false, paths },
+            Params {
+                k,
+                alpha,
+                max_candidates: 32,
+                retries: 0,
+                restrict_ips: false,
+                restrict_local: false,
+                paths,
+                final_round: false,
+            },
         )
     }
 
@@ -710,6 +755,59 @@ mod tests {
         assert_eq!(l.replies, 2);
     }
 
+    fn asked(l: &mut Lookup) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Step::Query(i) = l.step(true) {
+            out.push(l.candidates[i].id.unwrap().as_bytes()[0]);
+        }
+        out
+    }
+
+    fn reply(l: &mut Lookup, b: u8, named: &[u8]) {
+        let path = l.on_reply(&node(b).addr, Some(id(b)), None).expect("an open query");
+        for &n in named {
+            l.add_learned(node(n), path);
+        }
+    }
+
+    #[test]
+    fn the_final_round_asks_the_rest_of_the_k_nearest_at_once_once_the_nearest_answered() {
+        for final_round in [false, true] {
+            let params = Params {
+                k: 3,
+                alpha: 1,
+                max_candidates: 16,
+                retries: 0,
+                restrict_ips: false,
+                restrict_local: false,
+                paths: 1,
+                final_round,
+            };
+            let mut l = Lookup::new(id(0), Query::ping(), false, true, params);
+            for b in [2, 4, 6, 8, 10] {
+                l.add_node(node(b));
+            }
+            assert_eq!(asked(&mut l), [2], "α = 1 while nothing has answered");
+            reply(&mut l, 2, &[]);
+            if !final_round {
+                assert_eq!(asked(&mut l), [4], "α at a time without the final round");
+                continue;
+            }
+            // 2 is the nearest and answered without naming anyone nearer: the final round
+            // asks the rest of the k = 3 nearest (4 and 6), not 8 or 10.
+            assert_eq!(asked(&mut l), [4, 6]);
+            // 4 names 1, nearer than 2: the lookup is no longer converged, back to α = 1,
+            // which 6 still holds.
+            reply(&mut l, 4, &[1]);
+            assert!(asked(&mut l).is_empty(), "6 holds the only slot");
+            reply(&mut l, 6, &[]);
+            assert_eq!(asked(&mut l), [1]);
+            reply(&mut l, 1, &[]);
+            assert!(matches!(l.step(true), Step::Done), "1, 2 and 4 answered");
+            assert_eq!(l.queries_sent, 4, "8 and 10 were never asked");
+        }
+    }
+
     #[test]
     fn bootstrap_seeds_are_asked_first_and_placed_by_id_after_replying() {
         let mut l = lookup(1, 1, 10);
@@ -735,7 +833,16 @@ mod tests {
             Query::ping(),
             false,
             true,
-            Params { k, alpha, max_candidates: 10, retries, restrict_ips: false, restrict_local: false, paths: 1 },
+            Params {
+                k,
+                alpha,
+                max_candidates: 10,
+                retries,
+                restrict_ips: false,
+                restrict_local: false,
+                paths: 1,
+                final_round: false,
+            },
         )
     }
 
@@ -858,6 +965,7 @@ mod tests {
             restrict_ips: true,
             restrict_local: false,
             paths: 1,
+            final_round: false,
         };
         let mut l = Lookup::new(id(0), Query::ping(), false, true, params);
         let at = |b: u8, host: [u8; 4]| NodeInfo::new(id(b), SocketAddr::from((host, 6881)));

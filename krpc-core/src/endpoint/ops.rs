@@ -642,6 +642,7 @@ mod tests {
                 restrict_ips: true,
                 restrict_local: false,
                 paths: 1,
+                final_round: true,
             },
         )
     }

@@ -47,6 +47,7 @@ pub(crate) fn read_config(input: &mut Input<'_>, bootstrap_pool: &[core::net::So
     // Bits 2–3 of `flags` were unused: taking the path count from them leaves the meaning of
     // every committed corpus input as it was.
     c.lookup_disjoint_paths = 1 + usize::from((flags >> 2) & 3);
+    c.lookup_final_round = flags & 0x10 == 0;
     let knobs = input.u8();
     c.answer_pings = knobs & 1 == 0;
     c.auto_ping_swap = knobs & 2 == 0;

@@ -218,13 +218,15 @@ pub fn krpc_parity_config() -> Config {
         lookup_parallelism: None,
         lookup_retries: 0,
         lookup_soft_timeout: None,
+        lookup_final_round: false,
         ..Config::default()
     }
 }
 
 /// A stock client's lookup for contrast: libtorrent's traversal (RC_2_1 `traversal_algorithm`
 /// and `rpc_manager`): `dht_search_branching` 5 outstanding queries, a slot freed after a 1 s
-/// short timeout, given up on after 15 s, never resent. The rest of `base` is kept.
+/// short timeout, given up on after 15 s, never resent, no final round. The rest of `base` is
+/// kept.
 pub fn libtorrent_lookup_config(base: Config) -> Config {
     Config {
         lookup_parallelism: Some(5),
@@ -232,6 +234,7 @@ pub fn libtorrent_lookup_config(base: Config) -> Config {
         lookup_adaptive_soft_timeout: false,
         timeout: Duration::from_secs(15),
         lookup_retries: 0,
+        lookup_final_round: false,
         ..base
     }
 }
