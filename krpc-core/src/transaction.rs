@@ -152,6 +152,11 @@ impl Transactions {
                 slot
             }
             None => {
+                // One slot first, not `Vec`'s four: most engines of a large network have one
+                // transaction at a time (see `rpc::push_lean`).
+                if self.slots.capacity() == 0 {
+                    self.slots.reserve_exact(1);
+                }
                 self.slots.push(Some(tx));
                 (self.slots.len() - 1) as u32
             }
@@ -172,7 +177,7 @@ impl Transactions {
     pub(crate) fn mark_sent(&mut self, r: TxRef, deadline: Instant) {
         if let Some(tx) = self.get_mut(r) {
             tx.deadline = Some(deadline);
-            self.deadlines.push_back((deadline, r.slot, r.seq));
+            crate::endpoint::push_lean(&mut self.deadlines, (deadline, r.slot, r.seq));
         }
         // Completed transactions leave their deadline behind; keep the queue proportional
         // to the live ones.
@@ -202,6 +207,9 @@ impl Transactions {
     pub(crate) fn remove(&mut self, r: TxRef) -> Option<Tx> {
         let tx = self.slots.get_mut(r.slot as usize)?.take_if(|tx| tx.seq == r.seq)?;
         self.by_tid.remove(&tx.tid);
+        if self.free.capacity() == 0 {
+            self.free.reserve_exact(1);
+        }
         self.free.push(r.slot);
         self.internal -= usize::from(tx.purpose.is_internal());
         self.queriers -= usize::from(tx.purpose == Purpose::VerifyQuerier);

@@ -34,6 +34,7 @@ mod outbound;
 pub mod reachability;
 mod results;
 mod rpc;
+pub(crate) use rpc::push_lean;
 mod state;
 mod status;
 

@@ -268,7 +268,7 @@ impl Rpc {
             stats.transmits_dropped += 1;
             return false;
         }
-        self.outbound.push_back(out);
+        push_lean(&mut self.outbound, out);
         true
     }
 
@@ -307,7 +307,7 @@ impl Rpc {
     }
 
     pub(crate) fn queue_query(&mut self, op: OpId, peer: Peer) {
-        self.waiting.push_back((op, peer));
+        push_lean(&mut self.waiting, (op, peer));
     }
 
     /// Queues an internal ping; false (and nothing queued) when [`MAX_INTERNAL_PINGS`] wait.
@@ -315,7 +315,7 @@ impl Rpc {
         if self.internal.len() >= MAX_INTERNAL_PINGS {
             return false;
         }
-        self.internal.push_back(ping);
+        push_lean(&mut self.internal, ping);
         true
     }
 
@@ -359,7 +359,7 @@ impl Rpc {
         }
         let ping = InternalPing { addr, expect: Some(id), purpose: Purpose::VerifyQuerier };
         if self.verify.len() < MAX_QUEUED_VERIFICATIONS {
-            self.verify.push_back((ping, source, subnet));
+            push_lean(&mut self.verify, (ping, source, subnet));
             return VerifyQueued::Queued;
         }
         // Counted on a sorted copy of the subnets: O(n log n) for each stranger that finds the
@@ -374,7 +374,7 @@ impl Rpc {
         match self.verify.iter().rposition(|(_, _, n)| count(n) == most) {
             Some(i) if most > own => {
                 self.verify.remove(i);
-                self.verify.push_back((ping, source, subnet));
+                push_lean(&mut self.verify, (ping, source, subnet));
                 VerifyQueued::Displaced
             }
             _ => VerifyQueued::Dropped,
@@ -413,7 +413,7 @@ impl Rpc {
         purpose: Purpose,
     ) {
         let r = self.txs.insert(|| rand_core::Rng::next_u32(rng), addr, expect_id, token, purpose);
-        self.outbound.push_back(Outbound::Query(r));
+        push_lean(&mut self.outbound, Outbound::Query(r));
     }
 
     pub(crate) fn tx(&self, r: TxRef) -> Option<&Tx> {
@@ -581,10 +581,21 @@ impl Rpc {
     }
 }
 
-/// The capacity a queue keeps when it empties between maintenance ticks: its first
-/// allocation, so that one datagram at a time (answering a ping, matching a reply) never
+/// The capacity a queue keeps when it empties between maintenance ticks: one slot (see
+/// [`push_lean`]), so that one datagram at a time (answering a ping, matching a reply) never
 /// allocates. The maintenance tick gives that back too (`Rpc::relax`).
-pub(crate) const KEPT: usize = 4;
+pub(crate) const KEPT: usize = 1;
+
+/// Appends to a queue whose first allocation is one slot. `VecDeque` would otherwise allocate
+/// 4 slots for the first element (512 bytes of `Outbound`), which an engine that handles one
+/// datagram at a time, most of a large network's engines most of the time, never uses. A
+/// burst grows the queue as usual.
+pub(crate) fn push_lean<T>(queue: &mut VecDeque<T>, item: T) {
+    if queue.capacity() == 0 {
+        queue.reserve_exact(1);
+    }
+    queue.push_back(item);
+}
 
 /// Gives an emptied queue's memory back once it holds more than `keep` slots. A burst (a
 /// join's lookups, a flood of queries) grows the queues, and an idle engine would otherwise
