@@ -59,6 +59,13 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
+/// The default join rate's ceiling. N/100 joins a network in 100 virtual seconds, but at a
+/// million that is 10,000 joins a second: every engine then holds the bursts of the joins of
+/// its last maintenance tick (60 s) at once, and the build's peak memory is the bursts'. At
+/// 2,000 a second a node sees about as many joiners' queries per minute as at 100,000 nodes
+/// and the default rate (docs/simulation.md, "A million joined nodes").
+const MAX_DEFAULT_JOIN_RATE: f64 = 2_000.0;
+
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
@@ -168,7 +175,8 @@ struct Args {
     /// Seed nodes for `--build join`.
     #[arg(long, default_value_t = 4)]
     seeds: usize,
-    /// Joins per second of virtual time for `--build join` (default: N/100, at least 20).
+    /// Joins per second of virtual time for `--build join` (default: N/100, at least 20, at
+    /// most 2,000).
     #[arg(long)]
     join_rate: Option<f64>,
     /// Seconds the joined network runs on its own before the lookups (`--build join`).
@@ -440,7 +448,7 @@ fn main() {
         BuildMode::Preseed => Build::Preseed,
         BuildMode::Join => Build::Join {
             seeds: args.seeds,
-            per_second: args.join_rate.unwrap_or((args.nodes as f64 / 100.0).max(20.0)),
+            per_second: args.join_rate.unwrap_or((args.nodes as f64 / 100.0).clamp(20.0, MAX_DEFAULT_JOIN_RATE)),
             settle: Duration::from_secs_f64(args.settle_s),
         },
     };
