@@ -49,11 +49,14 @@ pub struct Config {
     /// stays open and a late answer is still used until `timeout`. `None` disables it; a value
     /// of `timeout` or more never fires.
     pub lookup_soft_timeout: Option<Duration>,
-    /// Shorten the soft timeout to what the network needs: `srtt + 4·rttvar` of the answers
-    /// timed so far (TCP's retransmission timeout, RFC 6298), never below 250 ms nor above
-    /// `lookup_soft_timeout`. On a fast network a silent candidate then frees its slot (and is
-    /// retried) in a few hundred milliseconds instead of a second; on a slow one nothing
-    /// changes. No effect without `lookup_soft_timeout`.
+    /// Shorten the soft timeout to what the network needs: the 90th percentile of the round
+    /// trips of about the last hundred answers (twice the slowest of the first few before 8
+    /// were timed), never below 250 ms nor above `lookup_soft_timeout`. On a fast network a
+    /// silent candidate then frees its slot (and is retried) in a few hundred milliseconds
+    /// instead of a second; on a slow one nothing changes. A percentile and not TCP's
+    /// `srtt + 4·rttvar` (RFC 6298, used before): a node's peers are all over the world, and
+    /// that spread put `srtt + 4·rttvar` at the cap (`docs/simulation.md`, "A percentile soft
+    /// timeout"). No effect without `lookup_soft_timeout`.
     pub lookup_adaptive_soft_timeout: bool,
     /// How long a query waits for its answer: exactly this, not 1–1.25× (k-rpc `timeout`,
     /// 2 s; weakness W9).

@@ -132,40 +132,90 @@ pub(crate) enum Step {
 /// The shortest adaptive soft timeout: below this, ordinary jitter would mark live nodes slow.
 pub(crate) const MIN_SOFT_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// Smoothed round-trip time of our queries and its mean deviation (Jacobson and Karels, as
-/// TCP computes its retransmission timeout, RFC 6298), for the adaptive soft timeout.
+/// Upper bounds of the round-trip bands of [`RttEstimator`], in milliseconds: steps of √2 from
+/// 71 ms, the last band open. Past 9 s every answer lands in the last band, and a soft timeout
+/// that long is above any cap that makes sense.
+const RTT_BANDS_MS: [u64; 16] =
+    [71, 100, 141, 200, 283, 400, 566, 800, 1131, 1600, 2263, 3200, 4525, 6400, 9051, u64::MAX];
+
+/// Answers the histogram holds before it halves every band.
+const RTT_WINDOW: u32 = 128;
+
+/// Answers timed before the adaptive soft timeout trusts its estimate.
+const MIN_RTT_SAMPLES: u32 = 8;
+
+/// The share of live answers the adaptive soft timeout waits for, in tenths.
+const SOFT_QUANTILE_TENTHS: u32 = 9;
+
+/// The round trips of our queries, for the adaptive soft timeout: a histogram of answers per
+/// band of round-trip time, 16 bytes. The soft timeout is its 90th percentile.
+///
+/// A percentile rather than TCP's `srtt + 4·rttvar` (RFC 6298), which this used first: a
+/// node's queries go to peers all over the world, each pair with its own round trip, and a
+/// spread that wide put `srtt + 4·rttvar` at the 1 s cap (docs/simulation.md, "A percentile
+/// soft timeout"), so a silent node held its slot, and then the end of the lookup, for a second and
+/// again for its retry. The 90th percentile frees the slot of a silent node as soon as 9 answers
+/// in 10 would have come, at the cost of a second query to the slowest tenth of live nodes
+/// (whose first answer still counts).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct RttEstimator {
-    /// Smoothed RTT in nanoseconds; 0 before the first sample.
-    srtt: u64,
-    /// Mean deviation in nanoseconds.
-    rttvar: u64,
-    samples: u64,
+    /// Answers per band of [`RTT_BANDS_MS`]; all halved when they reach [`RTT_WINDOW`], so
+    /// that the estimate follows about the last hundred answers.
+    counts: [u8; 16],
 }
 
 impl RttEstimator {
     /// Takes one round trip into account.
     pub(crate) fn sample(&mut self, rtt: Duration) {
-        let r = u64::try_from(rtt.as_nanos()).unwrap_or(u64::MAX);
-        if self.samples == 0 {
-            self.srtt = r;
-            self.rttvar = r / 2;
-        } else {
-            // rttvar = 3/4 rttvar + 1/4 |srtt - r|; srtt = 7/8 srtt + 1/8 r
-            self.rttvar = self.rttvar / 4 * 3 + self.srtt.abs_diff(r) / 4;
-            self.srtt = self.srtt / 8 * 7 + r / 8;
+        let ms = u64::try_from(rtt.as_millis()).unwrap_or(u64::MAX);
+        let band = RTT_BANDS_MS.iter().position(|&upper| ms < upper).unwrap_or(RTT_BANDS_MS.len() - 1);
+        if self.total() >= RTT_WINDOW {
+            for c in &mut self.counts {
+                *c /= 2;
+            }
         }
-        self.samples = self.samples.saturating_add(1);
+        self.counts[band] += 1;
     }
 
-    /// The soft timeout for a query sent now: `srtt + 4 rttvar` (three times the first round
-    /// trip), within [`MIN_SOFT_TIMEOUT`] and `cap`; `cap` itself until an answer was timed.
+    fn total(&self) -> u32 {
+        self.counts.iter().map(|&c| u32::from(c)).sum()
+    }
+
+    /// The soft timeout for a query sent now: the 90th percentile of the answers timed so far,
+    /// interpolated within its band, within [`MIN_SOFT_TIMEOUT`] and `cap`. Until
+    /// [`MIN_RTT_SAMPLES`] answers were timed, twice the upper bound of the slowest answer's
+    /// band; `cap` itself before the first.
     pub(crate) fn soft_timeout(&self, cap: Duration) -> Duration {
-        if self.samples == 0 {
+        let total = self.total();
+        if total == 0 {
             return cap;
         }
-        let rto = Duration::from_nanos(self.srtt.saturating_add(self.rttvar.saturating_mul(4)));
-        rto.clamp(MIN_SOFT_TIMEOUT.min(cap), cap)
+        if total < MIN_RTT_SAMPLES {
+            // Too few for a percentile: twice the slowest answer so far (its band's bound).
+            let slowest = self.counts.iter().rposition(|&c| c > 0).map_or(u64::MAX, |b| RTT_BANDS_MS[b]);
+            return Duration::from_millis(slowest.saturating_mul(2)).clamp(MIN_SOFT_TIMEOUT.min(cap), cap);
+        }
+        // The rank of the percentile, in tenths of an answer so that it is exact.
+        let rank = total * SOFT_QUANTILE_TENTHS;
+        let mut below = 0u32;
+        let mut lower = 0u64;
+        let mut at = cap;
+        for (band, &upper) in RTT_BANDS_MS.iter().enumerate() {
+            let here = u32::from(self.counts[band]);
+            if (below + here) * 10 >= rank && here > 0 {
+                if upper == u64::MAX {
+                    break; // past the last bounded band: the cap
+                }
+                // Linear within the band: the share of its answers the rank needs.
+                let within = u64::from(rank - below * 10);
+                let ms = lower + (upper - lower) * within / (u64::from(here) * 10);
+                at = Duration::from_millis(ms);
+                break;
+            }
+            below += here;
+            lower = upper;
+        }
+        at.clamp(MIN_SOFT_TIMEOUT.min(cap), cap)
     }
 }
 
@@ -935,24 +985,53 @@ mod tests {
     #[test]
     fn the_adaptive_soft_timeout_follows_the_measured_round_trips_within_its_bounds() {
         let cap = Duration::from_secs(1);
+        let ms = Duration::from_millis;
         let mut rtt = RttEstimator::default();
         assert_eq!(rtt.soft_timeout(cap), cap, "nothing measured yet");
-        rtt.sample(Duration::from_millis(100));
-        assert_eq!(rtt.soft_timeout(cap), Duration::from_millis(300), "three times the first round trip");
-        for _ in 0..50 {
-            rtt.sample(Duration::from_millis(100));
+        for _ in 0..7 {
+            rtt.sample(ms(150));
         }
-        assert_eq!(rtt.soft_timeout(cap), MIN_SOFT_TIMEOUT, "steady 100 ms: the floor");
-        for _ in 0..50 {
-            rtt.sample(Duration::from_millis(1500));
+        assert_eq!(rtt.soft_timeout(cap), ms(400), "7 answers are too few: twice the slowest band's bound");
+        rtt.sample(ms(150));
+        assert_eq!(rtt.soft_timeout(cap), MIN_SOFT_TIMEOUT, "steady 150 ms: the floor");
+
+        // 80 answers around 200 ms and 20 around 500 ms: the 90th percentile lies halfway
+        // into the 400–566 ms band (10 of its 20 answers).
+        let mut spread = RttEstimator::default();
+        for i in 0..100 {
+            spread.sample(ms(if i % 5 == 0 { 500 } else { 150 }));
         }
-        assert_eq!(rtt.soft_timeout(cap), cap, "slow network: never above the configured value");
-        let mut jittery = RttEstimator::default();
-        for i in 0..200 {
-            jittery.sample(Duration::from_millis(if i % 2 == 0 { 100 } else { 300 }));
+        assert_eq!(spread.soft_timeout(cap), ms(483));
+        assert_eq!(spread.soft_timeout(ms(300)), ms(300), "never above the configured value");
+
+        let mut slow = RttEstimator::default();
+        for _ in 0..20 {
+            slow.sample(ms(3_000));
         }
-        let t = jittery.soft_timeout(cap);
-        assert!(t > Duration::from_millis(450) && t < Duration::from_millis(700), "{t:?}: mean + 4 × deviation");
+        assert_eq!(slow.soft_timeout(cap), cap, "slow network: the cap");
+        let mut lost = RttEstimator::default();
+        for _ in 0..20 {
+            lost.sample(Duration::from_secs(60));
+        }
+        assert_eq!(lost.soft_timeout(cap), cap, "past the bands: the cap");
+    }
+
+    #[test]
+    fn the_round_trip_histogram_forgets_old_answers_by_halving() {
+        let ms = Duration::from_millis;
+        let mut rtt = RttEstimator::default();
+        // 300 slow answers, then 300 fast ones: a few halvings later the slow ones are under a
+        // tenth and no longer set the 90th percentile.
+        for _ in 0..300 {
+            rtt.sample(ms(700));
+        }
+        assert!(rtt.soft_timeout(Duration::from_secs(1)) > ms(566), "the slow band");
+        for _ in 0..300 {
+            rtt.sample(ms(50));
+        }
+        assert!(rtt.total() <= RTT_WINDOW, "{:?}", rtt.counts);
+        assert!(u32::from(rtt.counts[7]) * 10 < rtt.total(), "{:?}", rtt.counts);
+        assert_eq!(rtt.soft_timeout(Duration::from_secs(1)), MIN_SOFT_TIMEOUT);
     }
 
     #[test]
