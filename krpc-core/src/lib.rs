@@ -82,6 +82,7 @@ mod config;
 mod endpoint;
 mod event;
 mod id;
+mod lean;
 mod lookup;
 mod node;
 mod query;

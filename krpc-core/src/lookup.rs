@@ -445,8 +445,8 @@ impl Lookup {
         let mut pick: [Option<usize>; MAX_PATHS] = [None; MAX_PATHS];
         let mut full = 0;
         // Whether the nearest candidate of the path (with an id, still in the running) has
-        // answered: `None` until that candidate is seen.
-        let mut converged: [Option<bool>; MAX_PATHS] = [None; MAX_PATHS];
+        // answered.
+        let mut converged = [false; MAX_PATHS];
         let retries = self.retries;
         for (i, c) in self.candidates.iter().enumerate() {
             let p = usize::from(c.path);
@@ -466,8 +466,8 @@ impl Lookup {
             if window[p] == self.k {
                 full += 1;
             }
-            if converged[p].is_none() {
-                converged[p] = Some(c.state == CandidateState::Replied);
+            if window[p] == 1 {
+                converged[p] = c.state == CandidateState::Replied;
             }
             if c.pending(retries) {
                 all_replied[p] = false;
@@ -488,7 +488,7 @@ impl Lookup {
                 continue;
             }
             match pick[p] {
-                Some(_) if may_send && self.path_active[p] < self.slots(converged[p] == Some(true)) => {
+                Some(_) if may_send && self.path_active[p] < self.slots(converged[p]) => {
                     next = Some(next.map_or(p, |q| if self.path_active[p] < self.path_active[q] { p } else { q }));
                 }
                 Some(_) => busy = true,

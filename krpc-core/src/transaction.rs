@@ -13,6 +13,7 @@ use core::net::SocketAddr;
 use hashbrown::HashMap;
 
 use crate::event::OpId;
+use crate::lean;
 use crate::query::Token;
 use crate::wire::canonical_ip;
 use crate::{Instant, NodeId};
@@ -152,12 +153,9 @@ impl Transactions {
                 slot
             }
             None => {
-                // One slot first, not `Vec`'s four: most engines of a large network have one
-                // transaction at a time (see `rpc::push_lean`).
-                if self.slots.capacity() == 0 {
-                    self.slots.reserve_exact(1);
-                }
-                self.slots.push(Some(tx));
+                // One slot first: most engines of a large network have one transaction at a
+                // time.
+                lean::push(&mut self.slots, Some(tx));
                 (self.slots.len() - 1) as u32
             }
         };
@@ -177,7 +175,7 @@ impl Transactions {
     pub(crate) fn mark_sent(&mut self, r: TxRef, deadline: Instant) {
         if let Some(tx) = self.get_mut(r) {
             tx.deadline = Some(deadline);
-            crate::endpoint::push_lean(&mut self.deadlines, (deadline, r.slot, r.seq));
+            lean::push_back(&mut self.deadlines, (deadline, r.slot, r.seq));
         }
         // Completed transactions leave their deadline behind; keep the queue proportional
         // to the live ones.
@@ -207,10 +205,7 @@ impl Transactions {
     pub(crate) fn remove(&mut self, r: TxRef) -> Option<Tx> {
         let tx = self.slots.get_mut(r.slot as usize)?.take_if(|tx| tx.seq == r.seq)?;
         self.by_tid.remove(&tx.tid);
-        if self.free.capacity() == 0 {
-            self.free.reserve_exact(1);
-        }
-        self.free.push(r.slot);
+        lean::push(&mut self.free, r.slot);
         self.internal -= usize::from(tx.purpose.is_internal());
         self.queriers -= usize::from(tx.purpose == Purpose::VerifyQuerier);
         if self.by_tid.is_empty() {

@@ -103,6 +103,18 @@ fn script_with(config: Config) -> Script {
     Script::new(Config { id: Some(id_with(&[0])), bucket_refresh: Duration::from_secs(1_000_000), ..config })
 }
 
+/// An endpoint with k = 2 (`auto_ping_swap` as given) whose far bucket holds a (50.1.1.1) and
+/// b (50.2.2.2); with `quiet`, both have gone quiet long enough to be questionable.
+fn full_far_bucket(auto_ping_swap: bool, quiet: bool) -> (Script, NodeInfo, NodeInfo) {
+    let mut s = script_with(Config { k: 2, auto_ping_swap, ..Config::default() });
+    let (a, b) = (at(far(1), [50, 1, 1, 1]), at(far(2), [50, 2, 2, 2]));
+    s.insert(&[a, b]);
+    if quiet {
+        s.advance(QUIET);
+    }
+    (s, a, b)
+}
+
 /// Lets both pings of a ping/swap check time out.
 fn both_pings_time_out(s: &mut Script, to: SocketAddr) {
     for _ in 0..2 {
@@ -114,10 +126,7 @@ fn both_pings_time_out(s: &mut Script, to: SocketAddr) {
 
 #[test]
 fn a_ping_swap_check_does_not_put_in_a_candidate_whose_ip_entered_the_table_meanwhile() {
-    let mut s = script_with(Config { k: 2, ..Config::default() });
-    let (a, b) = (at(far(1), [50, 1, 1, 1]), at(far(2), [50, 2, 2, 2]));
-    s.insert(&[a, b]);
-    s.advance(QUIET);
+    let (mut s, a, _) = full_far_bucket(true, true);
     let candidate = at(far(3), [60, 0, 0, 1]);
     assert!(!s.ep.insert_node(s.now, candidate), "bucket 0 is full: a check of a starts");
     // While a is pinged, another node at the candidate's IP (another port) enters another bucket.
@@ -131,10 +140,7 @@ fn a_ping_swap_check_does_not_put_in_a_candidate_whose_ip_entered_the_table_mean
 
 #[test]
 fn a_ping_swap_check_does_not_put_in_a_candidate_whose_subnet_entered_the_bucket_meanwhile() {
-    let mut s = script_with(Config { k: 2, ..Config::default() });
-    let (a, b) = (at(far(1), [50, 1, 1, 1]), at(far(2), [50, 2, 2, 2]));
-    s.insert(&[a, b]);
-    s.advance(QUIET);
+    let (mut s, a, b) = full_far_bucket(true, true);
     let candidate = at(far(3), [60, 0, 0, 1]);
     assert!(!s.ep.insert_node(s.now, candidate));
     // The application drops b; a node of the candidate's /24 takes the free slot.
@@ -148,10 +154,7 @@ fn a_ping_swap_check_does_not_put_in_a_candidate_whose_subnet_entered_the_bucket
 #[test]
 fn the_dead_entry_a_swap_replaces_does_not_count_against_its_replacement() {
     // a and the candidate share a /24: with a gone, the candidate breaks no rule.
-    let mut s = script_with(Config { k: 2, auto_ping_swap: false, ..Config::default() });
-    let (a, b) = (at(far(1), [50, 1, 1, 1]), at(far(2), [50, 2, 2, 2]));
-    s.insert(&[a, b]);
-    s.advance(QUIET);
+    let (mut s, a, _) = full_far_bucket(false, true);
     let candidate = at(far(3), [50, 1, 1, 7]);
     assert!(s.ep.swap(s.now, &a.id, candidate));
     assert!(s.ep.routing_table().contains(&candidate.id) && !s.ep.routing_table().contains(&a.id));
@@ -160,9 +163,7 @@ fn the_dead_entry_a_swap_replaces_does_not_count_against_its_replacement() {
 
 #[test]
 fn endpoint_swap_refuses_a_candidate_that_would_break_the_rules() {
-    let mut s = script_with(Config { k: 2, auto_ping_swap: false, ..Config::default() });
-    let (a, b) = (at(far(1), [50, 1, 1, 1]), at(far(2), [50, 2, 2, 2]));
-    s.insert(&[a, b]);
+    let (mut s, a, _) = full_far_bucket(false, false);
     let neighbour = NodeInfo::new(id_with(&[0x40, 1]), SocketAddr::from(([60, 0, 0, 1], 7000)));
     s.insert(&[neighbour]);
     s.advance(QUIET);

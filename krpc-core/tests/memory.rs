@@ -46,7 +46,7 @@ fn one_query_at_a_time_keeps_its_small_capacity() {
     let mut ep = Endpoint::new(Config::default(), [6; 32], Instant::ZERO).unwrap();
     let now = Instant::from_millis(1);
     let from: SocketAddr = "10.1.2.3:6881".parse().unwrap();
-    // Queues take one slot at first (`push_lean`), so warming up takes two pings: the first
+    // Queues take one slot at first (`krpc-core/src/lean.rs`), so warming up takes two pings: the first
     // from an unknown source leaves its verification ping in flight, the second finds it there
     // and takes a slot of the verification queue. From then on nothing grows or shrinks.
     for i in 1..=2u16 {

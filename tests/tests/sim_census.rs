@@ -69,6 +69,15 @@ fn a_census_recovers_the_session_curve_it_was_given_and_not_another() {
     }
 }
 
+/// 300 pre-seeded nodes (k = 8, no bucket refresh within the test) whose sessions follow
+/// `sessions` once churn is on.
+fn built_with_sessions(seed: u64, sessions: Sessions) -> Sim {
+    let engine = Config { k: 8, bucket_refresh: Duration::from_secs(86_400), ..Config::default() };
+    let mut sim = Sim::new(Scenario { seed, nodes: 300, engine, sessions: Some(sessions), ..Scenario::default() });
+    sim.build();
+    sim
+}
+
 /// A session that ends while churn is paused (between workloads) used to be dropped: the node
 /// never left. It now leaves as soon as churn resumes, and not before.
 #[test]
@@ -76,9 +85,7 @@ fn a_session_that_ends_while_churn_is_off_ends_when_it_resumes() {
     let _guard = SeedGuard(3);
     // Sessions of a minute on average: all of them end within the pause below.
     let short = Sessions { shape: 1.0, scale: Duration::from_secs(60) };
-    let engine = Config { k: 8, bucket_refresh: Duration::from_secs(86_400), ..Config::default() };
-    let mut sim = Sim::new(Scenario { seed: 3, nodes: 300, engine, sessions: Some(short), ..Scenario::default() });
-    sim.build();
+    let mut sim = built_with_sessions(3, short);
     let original = sim.population() as u32;
     let running = |sim: &Sim| (0..original).filter(|&i| sim.endpoint(i).is_some()).count();
     sim.set_churn(true);
@@ -101,9 +108,7 @@ fn churn_joins_stop_with_churn_and_one_chain_runs_after_toggling() {
     let _guard = SeedGuard(4);
     // Joins at live/mean-session per second: with 300 nodes and a 300 s mean, one a second.
     let sessions = Sessions { shape: 1.0, scale: Duration::from_secs(300) };
-    let engine = Config { k: 8, bucket_refresh: Duration::from_secs(86_400), ..Config::default() };
-    let mut sim = Sim::new(Scenario { seed: 4, nodes: 300, engine, sessions: Some(sessions), ..Scenario::default() });
-    sim.build();
+    let mut sim = built_with_sessions(4, sessions);
     sim.set_churn(true);
     sim.run_for(Duration::from_secs(5));
     sim.set_churn(false);

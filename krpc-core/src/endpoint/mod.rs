@@ -34,7 +34,6 @@ mod outbound;
 pub mod reachability;
 mod results;
 mod rpc;
-pub(crate) use rpc::push_lean;
 mod state;
 mod status;
 

@@ -15,6 +15,7 @@ use crate::rng::EngineRng;
 
 use crate::config::Config;
 use crate::event::{MAX_TRANSACTION_ID_LEN, OpId};
+use crate::lean;
 use crate::lookup::RttEstimator;
 use crate::query::{Peer, Token};
 use crate::rate_limit::{Admission, ReplyBudget, SourceLimiter};
@@ -268,7 +269,7 @@ impl Rpc {
             stats.transmits_dropped += 1;
             return false;
         }
-        push_lean(&mut self.outbound, out);
+        lean::push_back(&mut self.outbound, out);
         true
     }
 
@@ -307,7 +308,7 @@ impl Rpc {
     }
 
     pub(crate) fn queue_query(&mut self, op: OpId, peer: Peer) {
-        push_lean(&mut self.waiting, (op, peer));
+        lean::push_back(&mut self.waiting, (op, peer));
     }
 
     /// Queues an internal ping; false (and nothing queued) when [`MAX_INTERNAL_PINGS`] wait.
@@ -315,7 +316,7 @@ impl Rpc {
         if self.internal.len() >= MAX_INTERNAL_PINGS {
             return false;
         }
-        push_lean(&mut self.internal, ping);
+        lean::push_back(&mut self.internal, ping);
         true
     }
 
@@ -359,7 +360,7 @@ impl Rpc {
         }
         let ping = InternalPing { addr, expect: Some(id), purpose: Purpose::VerifyQuerier };
         if self.verify.len() < MAX_QUEUED_VERIFICATIONS {
-            push_lean(&mut self.verify, (ping, source, subnet));
+            lean::push_back(&mut self.verify, (ping, source, subnet));
             return VerifyQueued::Queued;
         }
         // Counted on a sorted copy of the subnets: O(n log n) for each stranger that finds the
@@ -374,7 +375,7 @@ impl Rpc {
         match self.verify.iter().rposition(|(_, _, n)| count(n) == most) {
             Some(i) if most > own => {
                 self.verify.remove(i);
-                push_lean(&mut self.verify, (ping, source, subnet));
+                lean::push_back(&mut self.verify, (ping, source, subnet));
                 VerifyQueued::Displaced
             }
             _ => VerifyQueued::Dropped,
@@ -413,7 +414,7 @@ impl Rpc {
         purpose: Purpose,
     ) {
         let r = self.txs.insert(|| rand_core::Rng::next_u32(rng), addr, expect_id, token, purpose);
-        push_lean(&mut self.outbound, Outbound::Query(r));
+        lean::push_back(&mut self.outbound, Outbound::Query(r));
     }
 
     pub(crate) fn tx(&self, r: TxRef) -> Option<&Tx> {
@@ -582,20 +583,9 @@ impl Rpc {
 }
 
 /// The capacity a queue keeps when it empties between maintenance ticks: one slot (see
-/// [`push_lean`]), so that one datagram at a time (answering a ping, matching a reply) never
+/// [`lean`]), so that one datagram at a time (answering a ping, matching a reply) never
 /// allocates. The maintenance tick gives that back too (`Rpc::relax`).
 pub(crate) const KEPT: usize = 1;
-
-/// Appends to a queue whose first allocation is one slot. `VecDeque` would otherwise allocate
-/// 4 slots for the first element (512 bytes of `Outbound`), which an engine that handles one
-/// datagram at a time, most of a large network's engines most of the time, never uses. A
-/// burst grows the queue as usual.
-pub(crate) fn push_lean<T>(queue: &mut VecDeque<T>, item: T) {
-    if queue.capacity() == 0 {
-        queue.reserve_exact(1);
-    }
-    queue.push_back(item);
-}
 
 /// Gives an emptied queue's memory back once it holds more than `keep` slots. A burst (a
 /// join's lookups, a flood of queries) grows the queues, and an idle engine would otherwise

@@ -63,7 +63,7 @@ unsafe impl GlobalAlloc for Counting {
 /// million that is 10,000 joins a second: every engine then holds the bursts of the joins of
 /// its last maintenance tick (60 s) at once, and the build's peak memory is the bursts'. At
 /// 2,000 a second a node sees about as many joiners' queries per minute as at 100,000 nodes
-/// and the default rate (docs/simulation.md, "A million joined nodes").
+/// and the default rate (docs/simulation.md, "A million joined nodes, run").
 const MAX_DEFAULT_JOIN_RATE: f64 = 2_000.0;
 
 #[global_allocator]
