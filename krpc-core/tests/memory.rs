@@ -93,9 +93,9 @@ fn a_routing_entry_takes_36_bytes() {
         table.bucket_count()
     );
     assert_eq!(table.entry_bytes(), 36);
-    // Nothing is reserved ahead: the contacts plus the bucket list (24 bytes a bucket).
+    // Nothing is reserved ahead: the contacts plus the bucket list (16 bytes a bucket).
     assert!(
-        table.heap_bytes() <= 36 * table.len() + 24 * table.bucket_count(),
+        table.heap_bytes() <= 36 * table.len() + 16 * table.bucket_count(),
         "{} bytes for {} contacts in {} buckets",
         table.heap_bytes(),
         table.len(),

@@ -8,9 +8,9 @@
 //! one record of `id_len + 6 + 10` bytes (36 for a BEP 5 id and an IPv4 address) and builds
 //! the [`Contact`] when asked. The tables are per address family (BEP 32), so a table's
 //! records hold an IPv4 address in 6 bytes; a table that meets an IPv6 address switches all
-//! its records to 26-byte addresses ([`Layout::wide`]). The records of a bucket live in one
-//! exactly sized allocation, grown and shrunk one record at a time: a bucket of 3 contacts
-//! costs 3 records, not k.
+//! its records to 26-byte addresses ([`Layout::wide`]). The records of all of a table's
+//! buckets live in one exactly sized allocation ([`Buckets`]), grown and shrunk one record at
+//! a time: a bucket of 3 contacts costs 3 records, not k.
 //!
 //! # Record
 //!
@@ -218,28 +218,213 @@ impl Layout {
     }
 }
 
-/// A bucket's contacts in least-recently-seen-first order (the head is the oldest), and the
-/// time BEP 5 asks us to keep: "Each bucket should maintain a 'last changed' property to indicate
-/// how 'fresh' the contents are."
+/// One bucket's head: how many records it holds, and the time BEP 5 asks us to keep: "Each
+/// bucket should maintain a 'last changed' property to indicate how 'fresh' the contents are."
+#[derive(Clone, Copy, Debug)]
+struct Head {
+    last_changed: Instant,
+    /// Records in the bucket; at most [`MAX_K`](super::MAX_K) = 64, so a byte.
+    len: u8,
+}
+
+/// Every bucket of one table: their heads, and all their records in one exactly sized
+/// allocation, bucket after bucket (farthest first), each bucket's oldest contact first.
+///
+/// # Why one allocation
+///
+/// A table of a million-node network has about 18 buckets. With one allocation per bucket, each
+/// paid the allocator's header and rounding (about 16 bytes) and a 24-byte bucket header,
+/// about 0.4 KB per table; here a table pays two allocations and 16 bytes per bucket. The
+/// price is a copy of the records behind a bucket when it grows or shrinks (a few KB at most,
+/// and only when a contact is added or removed; refreshing a known contact rewrites it in
+/// place), and finding a bucket's first record by adding up the lengths before it.
 #[derive(Clone, Debug)]
-pub(super) struct Bucket {
-    /// Records of [`Layout::stride`] bytes, oldest first; exactly as long as the contacts.
+pub(super) struct Buckets {
+    /// Records of [`Layout::stride`] bytes; exactly as long as the heads' lengths say.
     records: Box<[u8]>,
+    /// Never empty once built: a table starts with one bucket and buckets are never merged.
+    heads: Vec<Head>,
+}
+
+/// One bucket's records and "last changed" time, read from [`Buckets`].
+#[derive(Clone, Copy, Debug)]
+pub(super) struct BucketRef<'a> {
+    records: &'a [u8],
     pub(super) last_changed: Instant,
 }
 
-impl Bucket {
-    /// An empty bucket. It allocates nothing until its first contact.
-    pub(super) fn new(last_changed: Instant) -> Bucket {
-        Bucket { records: Box::default(), last_changed }
+impl Buckets {
+    /// One empty bucket. Its records allocate nothing until the first contact.
+    pub(super) fn new(last_changed: Instant) -> Buckets {
+        let mut heads = Vec::new();
+        heads.reserve_exact(1);
+        heads.push(Head { last_changed, len: 0 });
+        Buckets { records: Box::default(), heads }
     }
 
-    /// Its records.
-    pub(super) fn records(&self) -> &[u8] {
-        &self.records
+    /// The number of buckets.
+    pub(super) fn count(&self) -> usize {
+        self.heads.len()
     }
 
-    /// Cuts its storage to `len` bytes (tests of the invariant checker only).
+    /// Heap bytes: the heads' list and the records.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.heads.capacity() * core::mem::size_of::<Head>() + self.records.len()
+    }
+
+    /// Bytes of records held.
+    pub(super) fn record_bytes(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the records are exactly the heads' contacts, whole.
+    pub(super) fn is_whole(&self, l: Layout) -> bool {
+        self.records.len() == self.heads.iter().map(|h| usize::from(h.len)).sum::<usize>() * l.stride()
+    }
+
+    /// The byte range of bucket `i`'s records (`i` must be a bucket).
+    fn range(&self, l: Layout, i: usize) -> core::ops::Range<usize> {
+        let before: usize = self.heads[..i].iter().map(|h| usize::from(h.len)).sum();
+        let s = l.stride();
+        before * s..(before + usize::from(self.heads[i].len)) * s
+    }
+
+    /// Bucket `i` (which must exist).
+    pub(super) fn bucket(&self, l: Layout, i: usize) -> BucketRef<'_> {
+        // A range past the records (only a corrupted table, which `is_whole` reports) reads
+        // as an empty bucket rather than panicking.
+        let records = self.records.get(self.range(l, i)).unwrap_or(&[]);
+        BucketRef { records, last_changed: self.heads[i].last_changed }
+    }
+
+    /// Bucket `i`, or `None` if there is no such bucket.
+    pub(super) fn get(&self, l: Layout, i: usize) -> Option<BucketRef<'_>> {
+        (i < self.heads.len()).then(|| self.bucket(l, i))
+    }
+
+    /// Every bucket, farthest first.
+    pub(super) fn iter(&self, l: Layout) -> impl ExactSizeIterator<Item = BucketRef<'_>> + '_ {
+        let s = l.stride();
+        let mut start = 0;
+        self.heads.iter().map(move |h| {
+            let end = start + usize::from(h.len) * s;
+            let records = self.records.get(start..end).unwrap_or(&[]);
+            start = end;
+            BucketRef { records, last_changed: h.last_changed }
+        })
+    }
+
+    /// How many contacts bucket `i` holds (0 if there is no such bucket).
+    pub(super) fn len(&self, i: usize) -> usize {
+        self.heads.get(i).map_or(0, |h| usize::from(h.len))
+    }
+
+    /// Sets bucket `i`'s "last changed" time; an unknown bucket is ignored.
+    pub(super) fn set_changed(&mut self, i: usize, now: Instant) {
+        if let Some(h) = self.heads.get_mut(i) {
+            h.last_changed = now;
+        }
+    }
+
+    /// Rewrites the contact at `pos` of bucket `i`.
+    pub(super) fn set(&mut self, l: Layout, i: usize, pos: usize, c: &Contact) {
+        let s = l.stride();
+        let start = self.range(l, i).start + pos * s;
+        l.encode(c, &mut self.records[start..start + s]);
+    }
+
+    /// Moves the contact at `pos` of bucket `i` to the bucket's tail (most recently seen),
+    /// keeping the others' order; returns its new position.
+    pub(super) fn move_to_tail(&mut self, l: Layout, i: usize, pos: usize) -> Option<usize> {
+        let s = l.stride();
+        let r = self.range(l, i);
+        let tail = self.records.get_mut(r.start + pos * s..r.end)?;
+        if tail.is_empty() {
+            return None;
+        }
+        tail.rotate_left(s);
+        Some(usize::from(self.heads[i].len) - 1)
+    }
+
+    /// Appends a contact to bucket `i`. The caller checks the bucket has room (at most k).
+    pub(super) fn push(&mut self, l: Layout, i: usize, contact: &Contact) {
+        let s = l.stride();
+        let at = self.range(l, i).end;
+        let mut v = core::mem::take(&mut self.records).into_vec();
+        v.reserve_exact(s);
+        let old = v.len();
+        v.resize(old + s, 0);
+        // The buckets after this one move up by one record.
+        v[at..].rotate_right(s);
+        l.encode(contact, &mut v[at..at + s]);
+        self.records = v.into_boxed_slice();
+        self.heads[i].len += 1;
+    }
+
+    /// Removes the contact at `pos` of bucket `i`.
+    pub(super) fn remove(&mut self, l: Layout, i: usize, pos: usize) -> Option<Contact> {
+        if pos >= self.len(i) {
+            return None;
+        }
+        let s = l.stride();
+        let start = self.range(l, i).start + pos * s;
+        let removed = l.decode(&self.records[start..start + s]);
+        let mut v = core::mem::take(&mut self.records).into_vec();
+        v.drain(start..start + s);
+        self.records = v.into_boxed_slice();
+        self.heads[i].len -= 1;
+        Some(removed)
+    }
+
+    /// The same contacts in another layout.
+    pub(super) fn relayout(&mut self, from: Layout, to: Layout) {
+        let mut v = Vec::with_capacity(self.records.len() / from.stride() * to.stride());
+        for r in self.records.chunks_exact(from.stride()) {
+            let start = v.len();
+            v.resize(start + to.stride(), 0);
+            to.encode(&from.decode(r), &mut v[start..]);
+        }
+        self.records = v.into_boxed_slice();
+    }
+
+    /// Splits the last bucket, which covers every id sharing at least `depth` = its index
+    /// leading bits with `local`: the contacts sharing more than `depth` bits move to a new
+    /// last bucket and the ones sharing exactly `depth` stay. Both keep their relative order,
+    /// and the new bucket inherits `last_changed` because a split is not news about any node.
+    pub(super) fn split_last(&mut self, l: Layout, local: &NodeId) {
+        let s = l.stride();
+        let depth = self.heads.len() - 1;
+        let r = self.range(l, depth);
+        let local = local.as_bytes();
+        let last: Vec<u8> = self.records[r.clone()].to_vec();
+        let (mut at, mut near) = (r.start, 0u8);
+        // Those that stay first, then those that move, each in their order.
+        for moves in [false, true] {
+            for rec in last.chunks_exact(s) {
+                if (common_prefix_len(local, l.id(rec)) > depth) == moves {
+                    self.records[at..at + s].copy_from_slice(rec);
+                    at += s;
+                    near += u8::from(moves);
+                }
+            }
+        }
+        let head = self.heads[depth];
+        self.heads[depth].len = head.len - near;
+        // One bucket more, not double the room: a table splits about log2(N / k) times.
+        self.heads.reserve_exact(1);
+        self.heads.push(Head { last_changed: head.last_changed, len: near });
+    }
+
+    /// Replaces bucket `i`'s contacts, behind the table's back (tests of the invariant checker).
+    #[cfg(test)]
+    pub(super) fn replace(&mut self, l: Layout, i: usize, contacts: &[Contact]) {
+        while self.remove(l, i, 0).is_some() {}
+        for c in contacts {
+            self.push(l, i, c);
+        }
+    }
+
+    /// Cuts the records to `len` bytes (tests of the invariant checker only).
     #[cfg(test)]
     pub(super) fn truncate_bytes(&mut self, len: usize) {
         let mut v = core::mem::take(&mut self.records).into_vec();
@@ -247,37 +432,37 @@ impl Bucket {
         self.records = v.into_boxed_slice();
     }
 
-    /// The bytes of its records.
-    pub(super) fn heap_bytes(&self) -> usize {
-        self.records.len()
+    /// Sets the number of buckets, empty ones added at the end (tests of the invariant
+    /// checker only).
+    #[cfg(test)]
+    pub(super) fn set_count(&mut self, n: usize) {
+        self.heads.resize(n, Head { last_changed: Instant::ZERO, len: 0 });
     }
+}
 
-    /// Whether its storage is a whole number of records.
-    pub(super) fn is_whole(&self, l: Layout) -> bool {
-        self.records.len() % l.stride() == 0
+impl<'a> BucketRef<'a> {
+    /// Its records.
+    pub(super) fn records(&self) -> &'a [u8] {
+        self.records
     }
 
     pub(super) fn len(&self, l: Layout) -> usize {
         self.records.len() / l.stride()
     }
 
-    fn record(&self, l: Layout, pos: usize) -> &[u8] {
-        let s = l.stride();
-        &self.records[pos * s..(pos + 1) * s]
-    }
-
     /// Its contacts, oldest first.
-    pub(super) fn contacts(&self, l: Layout) -> impl ExactSizeIterator<Item = Contact> + '_ {
+    pub(super) fn contacts(self, l: Layout) -> impl ExactSizeIterator<Item = Contact> + 'a {
         self.records.chunks_exact(l.stride()).map(move |r| l.decode(r))
     }
 
     /// Its contacts' ids, oldest first, without building the contacts.
-    pub(super) fn ids(&self, l: Layout) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+    pub(super) fn ids(self, l: Layout) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
         self.records.chunks_exact(l.stride()).map(move |r| l.id(r))
     }
 
     pub(super) fn contact(&self, l: Layout, pos: usize) -> Contact {
-        l.decode(self.record(l, pos))
+        let s = l.stride();
+        l.decode(&self.records[pos * s..(pos + 1) * s])
     }
 
     pub(super) fn position(&self, l: Layout, id: &NodeId) -> Option<usize> {
@@ -287,59 +472,6 @@ impl Bucket {
 
     pub(super) fn get(&self, l: Layout, id: &NodeId) -> Option<Contact> {
         self.position(l, id).map(|pos| self.contact(l, pos))
-    }
-
-    /// Rewrites the contact at `pos`.
-    pub(super) fn set(&mut self, l: Layout, pos: usize, c: &Contact) {
-        let s = l.stride();
-        l.encode(c, &mut self.records[pos * s..(pos + 1) * s]);
-    }
-
-    /// Moves the contact at `pos` to the tail (most recently seen), keeping the others' order;
-    /// returns its new position.
-    pub(super) fn move_to_tail(&mut self, l: Layout, pos: usize) -> Option<usize> {
-        let s = l.stride();
-        let tail = self.records.get_mut(pos * s..)?;
-        if tail.is_empty() {
-            return None;
-        }
-        tail.rotate_left(s);
-        Some(self.len(l) - 1)
-    }
-
-    /// Appends a contact. The caller checks the bucket has room for it (at most k).
-    pub(super) fn push(&mut self, l: Layout, contact: &Contact) {
-        let s = l.stride();
-        let mut v = core::mem::take(&mut self.records).into_vec();
-        v.reserve_exact(s);
-        let start = v.len();
-        v.resize(start + s, 0);
-        l.encode(contact, &mut v[start..]);
-        self.records = v.into_boxed_slice();
-    }
-
-    pub(super) fn remove(&mut self, l: Layout, pos: usize) -> Option<Contact> {
-        if pos >= self.len(l) {
-            return None;
-        }
-        let removed = self.contact(l, pos);
-        let s = l.stride();
-        let mut v = core::mem::take(&mut self.records).into_vec();
-        v.drain(pos * s..(pos + 1) * s);
-        self.records = v.into_boxed_slice();
-        Some(removed)
-    }
-
-    /// The same contacts in another layout.
-    pub(super) fn relayout(&mut self, from: Layout, to: Layout) {
-        let contacts: Vec<Contact> = self.contacts(from).collect();
-        let mut v = Vec::with_capacity(contacts.len() * to.stride());
-        for c in &contacts {
-            let start = v.len();
-            v.resize(start + to.stride(), 0);
-            to.encode(c, &mut v[start..]);
-        }
-        self.records = v.into_boxed_slice();
     }
 
     /// The bad contact to evict first: the one with the most failures, then the least recently
@@ -359,22 +491,6 @@ impl Bucket {
             }
         }
         worst.map(|(i, _)| i)
-    }
-
-    /// Splits this bucket, which covers every id sharing at least `depth` leading bits with
-    /// `local`: the contacts sharing more than `depth` bits move to the returned bucket and the
-    /// ones sharing exactly `depth` stay. Both keep their relative order, and the new bucket
-    /// inherits `last_changed` because a split is not news about any node.
-    pub(super) fn split_off_near(&mut self, l: Layout, local: &NodeId, depth: usize) -> Bucket {
-        let s = l.stride();
-        let local = local.as_bytes();
-        let (mut stay, mut near) = (Vec::new(), Vec::new());
-        for r in self.records.chunks_exact(s) {
-            let moves = common_prefix_len(local, l.id(r)) > depth;
-            if moves { &mut near } else { &mut stay }.extend_from_slice(r);
-        }
-        self.records = stay.into_boxed_slice();
-        Bucket { records: near.into_boxed_slice(), last_changed: self.last_changed }
     }
 }
 
@@ -476,11 +592,11 @@ mod tests {
         assert_eq!(to_tick(Instant::MAX), u32::MAX);
         assert_eq!(kept(Instant::MAX), Instant::from_nanos(u64::MAX - (TICK - 1)));
         let l = Layout::new(20);
-        let mut b = Bucket::new(Instant::ZERO);
+        let mut b = Buckets::new(Instant::ZERO);
         let node = NodeInfo::new(NodeId::from_array([1; 20]), "192.0.2.1:1".parse().unwrap());
         for t in [late, Instant::MAX] {
-            b.push(l, &Contact { node, last_seen: t, last_reply: Some(t), last_query: Some(t), failures: 0 });
-            let c = b.remove(l, 0).unwrap();
+            b.push(l, 0, &Contact { node, last_seen: t, last_reply: Some(t), last_query: Some(t), failures: 0 });
+            let c = b.remove(l, 0, 0).unwrap();
             assert_eq!((c.last_seen, c.last_reply, c.last_query), (kept(t), Some(kept(t)), Some(kept(t))));
             assert!(kept(t) <= t && t.saturating_duration_since(kept(t)) < Duration::from_nanos(TICK));
         }
@@ -535,12 +651,12 @@ mod tests {
                             if !wide && !Layout::narrow_holds(&addr) {
                                 continue;
                             }
-                            let mut b = Bucket::new(Instant::ZERO);
-                            b.push(l, &c);
-                            assert_eq!(b.contact(l, 0), want, "{l:?}");
+                            let mut b = Buckets::new(Instant::ZERO);
+                            b.push(l, 0, &c);
+                            assert_eq!(b.bucket(l, 0).contact(l, 0), want, "{l:?}");
                             // Read back and written again, it stays as it is.
-                            b.set(l, 0, &want);
-                            assert_eq!(b.contact(l, 0), want, "{l:?}, rewritten");
+                            b.set(l, 0, 0, &want);
+                            assert_eq!(b.bucket(l, 0).contact(l, 0), want, "{l:?}, rewritten");
                         }
                     }
                 }
@@ -549,20 +665,70 @@ mod tests {
     }
 
     #[test]
-    fn records_are_exactly_as_long_as_the_contacts() {
+    fn records_are_exactly_as_long_as_the_contacts_in_one_allocation() {
         let l = Layout::new(20);
-        let mut b = Bucket::new(Instant::ZERO);
+        let mut b = Buckets::new(Instant::ZERO);
         let c = |n: u8| {
             Contact::verified(NodeInfo::new(NodeId::from_array([n; 20]), "192.0.2.1:1".parse().unwrap()), at(0))
         };
         for n in 0..5 {
-            b.push(l, &c(n));
+            b.push(l, 0, &c(n));
         }
-        assert_eq!(b.heap_bytes(), 5 * 36);
-        assert_eq!(b.remove(l, 1), Some(c(1)));
-        assert_eq!(b.heap_bytes(), 4 * 36);
-        assert_eq!(b.move_to_tail(l, 0), Some(3));
-        let ids: Vec<u8> = b.contacts(l).map(|c| c.node.id.as_bytes()[0]).collect();
-        assert_eq!(ids, [2, 3, 4, 0]);
+        assert_eq!(b.record_bytes(), 5 * 36);
+        assert_eq!(b.remove(l, 0, 1), Some(c(1)));
+        assert_eq!(b.record_bytes(), 4 * 36);
+        assert_eq!(b.move_to_tail(l, 0, 0), Some(3));
+        let ids = |b: &Buckets, i: usize| -> Vec<u8> {
+            b.bucket(l, i).contacts(l).map(|c| c.node.id.as_bytes()[0]).collect()
+        };
+        assert_eq!(ids(&b, 0), [2, 3, 4, 0]);
+        assert_eq!(b.heap_bytes(), 4 * 36 + core::mem::size_of::<Head>());
+        assert!(b.is_whole(l));
+    }
+
+    #[test]
+    fn buckets_share_the_allocation_in_order_and_keep_their_contacts_apart() {
+        let l = Layout::new(20);
+        // Local id 0x00..: ids 0x80.. share 0 bits, 0x40.. 1 bit, 0x20.. 2 bits.
+        let c = |first: u8, n: u8| {
+            let mut id = [n; 20];
+            id[0] = first;
+            Contact::verified(NodeInfo::new(NodeId::from_array(id), "192.0.2.1:1".parse().unwrap()), at(0))
+        };
+        let local = NodeId::from_array([0; 20]);
+        let mut b = Buckets::new(at(5));
+        for (first, n) in [(0x80, 1), (0x40, 2), (0x20, 3), (0x81, 4), (0x41, 5)] {
+            b.push(l, 0, &c(first, n));
+        }
+        b.split_last(l, &local);
+        assert_eq!(b.count(), 2);
+        let firsts = |b: &Buckets, i: usize| -> Vec<u8> { b.bucket(l, i).ids(l).map(|id| id[0]).collect() };
+        assert_eq!(firsts(&b, 0), [0x80, 0x81]);
+        assert_eq!(firsts(&b, 1), [0x40, 0x20, 0x41]);
+        assert_eq!(b.bucket(l, 1).last_changed, at(5), "a split inherits last_changed");
+        b.split_last(l, &local);
+        assert_eq!((firsts(&b, 1), firsts(&b, 2)), (alloc::vec![0x40, 0x41], alloc::vec![0x20]));
+        // Growing a bucket in the middle moves the ones after it, not their contents.
+        b.push(l, 0, &c(0x82, 6));
+        b.set_changed(1, at(9));
+        assert_eq!(firsts(&b, 0), [0x80, 0x81, 0x82]);
+        assert_eq!(firsts(&b, 1), [0x40, 0x41]);
+        assert_eq!(firsts(&b, 2), [0x20]);
+        assert_eq!(b.bucket(l, 1).last_changed, at(9));
+        assert_eq!(b.remove(l, 1, 0), Some(c(0x40, 2)));
+        assert_eq!(b.move_to_tail(l, 0, 0), Some(2));
+        assert_eq!(firsts(&b, 0), [0x81, 0x82, 0x80]);
+        assert_eq!(firsts(&b, 2), [0x20]);
+        let all: Vec<usize> = b.iter(l).map(|r| r.len(l)).collect();
+        assert_eq!(all, [3, 1, 1]);
+        assert_eq!(b.record_bytes(), 5 * 36);
+        assert!(b.is_whole(l));
+        // Widened, every contact reads back the same.
+        let before: Vec<Contact> = b.iter(l).flat_map(|r| r.contacts(l)).collect();
+        let wide = Layout { wide: true, ..l };
+        b.relayout(l, wide);
+        let after: Vec<Contact> = b.iter(wide).flat_map(|r| r.contacts(wide)).collect();
+        assert_eq!(before, after);
+        assert_eq!(b.record_bytes(), 5 * 56);
     }
 }

@@ -28,12 +28,14 @@ pub enum InvariantViolation {
         /// The table's k.
         k: usize,
     },
-    /// A bucket's storage is not a whole number of packed contacts, so the memory bound
-    /// ("Memory bound" in [`crate::routing`]) no longer holds.
+    /// The table's record storage (one allocation for all buckets) is not exactly its
+    /// buckets' contacts as whole packed records, so the memory bound ("Memory bound" in
+    /// [`crate::routing`]) no longer holds. Reported against the last bucket, whose records
+    /// end the storage.
     Capacity {
-        /// The bucket.
+        /// The bucket (the last).
         bucket: usize,
-        /// The bytes it holds.
+        /// The bytes the table's records take.
         capacity: usize,
         /// The bytes of one contact ([`RoutingTable::entry_bytes`]).
         k: usize,
@@ -98,7 +100,7 @@ impl fmt::Display for InvariantViolation {
             }
             InvariantViolation::Overfull { bucket, len, k } => write!(f, "bucket {bucket} holds {len} > k = {k}"),
             InvariantViolation::Capacity { bucket, capacity, k } => {
-                write!(f, "bucket {bucket} holds {capacity} bytes, not a whole number of {k}-byte contacts")
+                write!(f, "the records up to bucket {bucket} take {capacity} bytes, not the buckets' {k}-byte contacts")
             }
             InvariantViolation::IdLength { bucket, id, expected } => {
                 write!(f, "bucket {bucket} holds {id:?} of {} bytes, not {expected}", id.len())
@@ -137,22 +139,24 @@ impl RoutingTable {
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         let local = &self.local_id;
         let id_bits = local.len() * 8;
-        let buckets = self.buckets.len();
+        let buckets = self.buckets.count();
         if buckets == 0 || buckets > id_bits {
             return Err(InvariantViolation::BucketCount { buckets, id_bits });
         }
         let last = buckets - 1;
+        let l = self.layout;
+        // The buckets share one allocation, so a record cut short shows in the total; it is
+        // reported against the last bucket, whose records end the allocation.
+        if !self.buckets.is_whole(l) {
+            return Err(InvariantViolation::Capacity {
+                bucket: last,
+                capacity: self.buckets.record_bytes(),
+                k: l.stride(),
+            });
+        }
         let mut counted = 0;
-        for (view, bucket) in self.buckets().zip(&self.buckets) {
+        for (view, bucket) in self.buckets().zip(self.buckets.iter(l)) {
             let index = view.index;
-            let l = self.layout;
-            if !bucket.is_whole(l) {
-                return Err(InvariantViolation::Capacity {
-                    bucket: index,
-                    capacity: bucket.heap_bytes(),
-                    k: l.stride(),
-                });
-            }
             let len = bucket.len(l);
             if len > self.k {
                 return Err(InvariantViolation::Overfull { bucket: index, len, k: self.k });
@@ -199,7 +203,6 @@ impl RoutingTable {
 mod tests {
     use core::net::SocketAddr;
 
-    use super::super::bucket::Bucket;
     use super::super::contact::Contact;
     use super::*;
     use crate::{Instant, NodeInfo};
@@ -230,17 +233,14 @@ mod tests {
     /// Stores `c` in `bucket` behind the table's back, counting it.
     fn smuggle(table: &mut RoutingTable, bucket: usize, c: Contact) {
         let l = table.layout;
-        table.buckets[bucket].push(l, &c);
+        table.buckets.push(l, bucket, &c);
         table.len += 1;
     }
 
     /// Replaces `bucket` with one holding `contacts`, behind the table's back.
     fn replace(table: &mut RoutingTable, bucket: usize, contacts: &[Contact]) {
         let l = table.layout;
-        table.buckets[bucket] = Bucket::new(Instant::ZERO);
-        for c in contacts {
-            table.buckets[bucket].push(l, c);
-        }
+        table.buckets.replace(l, bucket, contacts);
     }
 
     #[test]
@@ -303,11 +303,9 @@ mod tests {
         // A record cut short: the storage is no whole number of contacts.
         let mut table = self::table();
         let l = table.layout;
-        table.buckets[1] = Bucket::new(Instant::ZERO);
-        table.buckets[1].push(l, &contact(&[0x40, 0]));
-        table.buckets[1].push(l, &contact(&[0x00, 1]));
-        table.buckets[1].truncate_bytes(l.stride() * 2 - 1);
-        let capacity = l.stride() * 2 - 1;
+        table.buckets.replace(l, 1, &[contact(&[0x40, 0]), contact(&[0x00, 1])]);
+        let capacity = l.stride() * 3 - 1;
+        table.buckets.truncate_bytes(capacity);
         assert_eq!(table.check_invariants(), Err(InvariantViolation::Capacity { bucket: 1, capacity, k: l.stride() }));
     }
 
@@ -318,11 +316,9 @@ mod tests {
         assert_eq!(table.check_invariants(), Err(InvariantViolation::Count { len: 4, counted: 3 }));
 
         let mut table = RoutingTable::new(id(&[0]), 2);
-        table.buckets.clear();
+        table.buckets.set_count(0);
         assert_eq!(table.check_invariants(), Err(InvariantViolation::BucketCount { buckets: 0, id_bits: 8 }));
-        for _ in 0..9 {
-            table.buckets.push(Bucket::new(Instant::ZERO));
-        }
+        table.buckets.set_count(9);
         assert_eq!(table.check_invariants(), Err(InvariantViolation::BucketCount { buckets: 9, id_bits: 8 }));
     }
 

@@ -30,24 +30,24 @@
 //! id has bits (160 for BEP 5 ids, 256 at most). The table therefore never holds more than
 //! `bits × k` contacts (1280 for 20-byte ids and k = 8) whatever its peers send. Contacts are
 //! stored packed, [`RoutingTable::entry_bytes`] each (36 for a BEP 5 id and an IPv4 address),
-//! in one exactly sized allocation per bucket that grows and shrinks a contact at a time, so a
-//! table costs what it holds: [`RoutingTable::heap_bytes`]. To fit, a contact's reply and
+//! all buckets' records in one exactly sized allocation that grows and shrinks a contact at a
+//! time, next to a list of 16 bytes per bucket, so a table costs what it holds in two
+//! allocations: [`RoutingTable::heap_bytes`]. To fit, a contact's reply and
 //! query times are kept in 4 bytes each, rounded down to [`TIME_RESOLUTION`].
 
 mod bucket;
 mod contact;
 mod invariants;
 
-use alloc::vec::Vec;
 use core::cmp::Ordering;
 use core::net::SocketAddr;
 use core::time::Duration;
 
 use arrayvec::ArrayVec;
 
-use self::bucket::Bucket;
 pub use self::bucket::BucketView;
 use self::bucket::Layout;
+use self::bucket::{BucketRef, Buckets};
 pub use self::contact::{Contact, NodeState, NodeStatePolicy};
 pub use self::invariants::InvariantViolation;
 use crate::{Instant, MAX_ID_LEN, NodeId, NodeInfo};
@@ -144,7 +144,7 @@ pub struct RoutingTable {
     k: usize,
     policy: NodeStatePolicy,
     /// Never empty: the table starts with one bucket and buckets are never merged.
-    buckets: Vec<Bucket>,
+    buckets: Buckets,
     len: usize,
     /// How the buckets' records are laid out (narrow until an IPv6 address arrives).
     layout: Layout,
@@ -170,7 +170,7 @@ impl RoutingTable {
     /// If `k` is 0 or greater than [`MAX_K`].
     pub fn with_policy(local_id: NodeId, k: usize, policy: NodeStatePolicy) -> RoutingTable {
         assert!(k > 0 && k <= MAX_K, "bucket size k = {k} is outside 1..={MAX_K}");
-        let buckets = alloc::vec![Bucket::new(Instant::ZERO)];
+        let buckets = Buckets::new(Instant::ZERO);
         RoutingTable { local_id, k, policy, buckets, len: 0, layout: Layout::new(local_id.len()) }
     }
 
@@ -206,17 +206,16 @@ impl RoutingTable {
         self.layout.stride()
     }
 
-    /// Heap bytes the table holds: the bucket list and every bucket's records. Nothing is
-    /// reserved ahead, so this is [`entry_bytes`](Self::entry_bytes) per contact plus the
-    /// bucket list.
+    /// Heap bytes the table holds: the bucket list (16 bytes a bucket) and every bucket's
+    /// records, in two allocations. Nothing is reserved ahead, so this is
+    /// [`entry_bytes`](Self::entry_bytes) per contact plus the bucket list.
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * core::mem::size_of::<Bucket>()
-            + self.buckets.iter().map(Bucket::heap_bytes).sum::<usize>()
+        self.buckets.heap_bytes()
     }
 
     /// The number of buckets (at least 1, at most the id length in bits).
     pub fn bucket_count(&self) -> usize {
-        self.buckets.len()
+        self.buckets.count()
     }
 
     /// The index of the bucket `id` belongs to, or `None` if its length differs from the local
@@ -227,12 +226,12 @@ impl RoutingTable {
 
     /// The contact with this id (a copy: the table stores contacts packed).
     pub fn get(&self, id: &NodeId) -> Option<Contact> {
-        self.bucket_for(id).and_then(|i| self.buckets[i].get(self.layout, id))
+        self.bucket_for(id).and_then(|i| self.buckets.bucket(self.layout, i).get(self.layout, id))
     }
 
     /// Whether a contact with this id is in the table.
     pub fn contains(&self, id: &NodeId) -> bool {
-        self.bucket_for(id).is_some_and(|i| self.buckets[i].position(self.layout, id).is_some())
+        self.bucket_for(id).is_some_and(|i| self.buckets.bucket(self.layout, i).position(self.layout, id).is_some())
     }
 
     /// Every contact, bucket by bucket from the farthest (bucket 0, ids differing from ours in
@@ -242,24 +241,24 @@ impl RoutingTable {
     /// id's bits; this order depends only on the distance bands.
     pub fn iter(&self) -> impl Iterator<Item = Contact> + '_ {
         let l = self.layout;
-        self.buckets.iter().flat_map(move |b| b.contacts(l))
+        self.buckets.iter(l).flat_map(move |b| b.contacts(l))
     }
 
     /// The contacts of one bucket, least recently seen first (empty if there is no such bucket).
     pub fn bucket_contacts(&self, bucket: usize) -> impl ExactSizeIterator<Item = Contact> + '_ {
         let l = self.layout;
-        let records: &[u8] = self.buckets.get(bucket).map_or(&[], |b| b.records());
+        let records: &[u8] = self.buckets.get(l, bucket).map_or(&[], |b| b.records());
         records.chunks_exact(l.stride()).map(move |r| l.decode(r))
     }
 
     /// How many contacts one bucket holds (0 if there is no such bucket).
     pub fn bucket_len(&self, bucket: usize) -> usize {
-        self.buckets.get(bucket).map_or(0, |b| b.len(self.layout))
+        self.buckets.len(bucket)
     }
 
     /// A summary of every bucket, farthest first.
     pub fn buckets(&self) -> impl Iterator<Item = BucketView> {
-        self.buckets.iter().enumerate().map(|(index, b)| {
+        self.buckets.iter(self.layout).enumerate().map(|(index, b)| {
             let (prefix, prefix_bits) = self.prefix_of(index);
             BucketView { index, len: b.len(self.layout), last_changed: b.last_changed, prefix, prefix_bits }
         })
@@ -282,18 +281,17 @@ impl RoutingTable {
         self.fit(&node.addr);
         let l = self.layout;
         let mut index = self.index_for(&node.id);
-        let bucket = &mut self.buckets[index];
-        if let Some(pos) = bucket.position(l, &node.id) {
+        if let Some(pos) = self.buckets.bucket(l, index).position(l, &node.id) {
             // BEP 5: "When a node in a bucket is pinged and it responds, or a node is added to a
             // bucket, or a node in a bucket is replaced with another node, the bucket's last
             // changed property should be updated."
-            bucket.last_changed = now;
-            return match bucket.move_to_tail(l, pos) {
+            self.buckets.set_changed(index, now);
+            return match self.buckets.move_to_tail(l, index, pos) {
                 Some(pos) => {
-                    let mut contact = bucket.contact(l, pos);
+                    let mut contact = self.buckets.bucket(l, index).contact(l, pos);
                     let previous = contact.node.addr;
                     contact.mark_reply(node.addr, now);
-                    bucket.set(l, pos, &contact);
+                    self.buckets.set(l, index, pos, &contact);
                     if previous == node.addr {
                         InsertOutcome::Refreshed
                     } else {
@@ -304,11 +302,10 @@ impl RoutingTable {
             };
         }
         loop {
-            let can_split = index == self.last() && self.buckets.len() < self.id_bits();
-            let bucket = &mut self.buckets[index];
-            if bucket.len(l) < self.k {
-                bucket.push(l, &Contact::verified(node, now));
-                bucket.last_changed = now;
+            let can_split = index == self.last() && self.buckets.count() < self.id_bits();
+            if self.buckets.len(index) < self.k {
+                self.buckets.push(l, index, &Contact::verified(node, now));
+                self.buckets.set_changed(index, now);
                 self.len += 1;
                 return InsertOutcome::Added;
             }
@@ -317,9 +314,10 @@ impl RoutingTable {
                 index = self.index_for(&node.id);
                 continue;
             }
-            if let Some(evicted) = bucket.worst_bad(l, now, &self.policy).and_then(|pos| bucket.remove(l, pos)) {
-                bucket.push(l, &Contact::verified(node, now));
-                bucket.last_changed = now;
+            let worst = self.buckets.bucket(l, index).worst_bad(l, now, &self.policy);
+            if let Some(evicted) = worst.and_then(|pos| self.buckets.remove(l, index, pos)) {
+                self.buckets.push(l, index, &Contact::verified(node, now));
+                self.buckets.set_changed(index, now);
                 return InsertOutcome::Replaced { evicted };
             }
             return InsertOutcome::BucketFull { bucket: index };
@@ -338,16 +336,15 @@ impl RoutingTable {
             return InsertOutcome::IsLocal;
         }
         let mut index = self.index_for(&node.id);
-        if self.buckets[index].position(self.layout, &node.id).is_some() {
+        if self.buckets.bucket(self.layout, index).position(self.layout, &node.id).is_some() {
             return InsertOutcome::Refreshed;
         }
         self.fit(&node.addr);
         let l = self.layout;
         loop {
-            let can_split = index == self.last() && self.buckets.len() < self.id_bits();
-            let bucket = &mut self.buckets[index];
-            if bucket.len(l) < self.k {
-                bucket.push(l, &Contact::restored(node, now));
+            let can_split = index == self.last() && self.buckets.count() < self.id_bits();
+            if self.buckets.len(index) < self.k {
+                self.buckets.push(l, index, &Contact::restored(node, now));
                 self.len += 1;
                 return InsertOutcome::Added;
             }
@@ -369,17 +366,17 @@ impl RoutingTable {
     pub fn record_query(&mut self, id: &NodeId, addr: SocketAddr, now: Instant) -> bool {
         let Some(index) = self.bucket_for(id) else { return false };
         let l = self.layout;
-        let bucket = &mut self.buckets[index];
+        let bucket = self.buckets.bucket(l, index);
         let Some(pos) = bucket.position(l, id) else { return false };
         let mut contact = bucket.contact(l, pos);
         if contact.node.addr != addr {
             return false;
         }
-        match bucket.move_to_tail(l, pos) {
+        match self.buckets.move_to_tail(l, index, pos) {
             Some(pos) => {
                 contact.last_query = Some(now);
                 contact.last_seen = now;
-                bucket.set(l, pos, &contact);
+                self.buckets.set(l, index, pos, &contact);
                 true
             }
             None => false,
@@ -398,11 +395,11 @@ impl RoutingTable {
         let _ = now;
         let index = self.bucket_for(id)?;
         let l = self.layout;
-        let bucket = &mut self.buckets[index];
+        let bucket = self.buckets.bucket(l, index);
         let pos = bucket.position(l, id)?;
         let mut contact = bucket.contact(l, pos);
         contact.failures = contact.failures.saturating_add(1);
-        bucket.set(l, pos, &contact);
+        self.buckets.set(l, index, pos, &contact);
         Some(contact.failures)
     }
 
@@ -410,8 +407,8 @@ impl RoutingTable {
     pub fn remove(&mut self, id: &NodeId) -> Option<Contact> {
         let index = self.bucket_for(id)?;
         let l = self.layout;
-        let bucket = &mut self.buckets[index];
-        let removed = bucket.position(l, id).and_then(|pos| bucket.remove(l, pos))?;
+        let pos = self.buckets.bucket(l, index).position(l, id)?;
+        let removed = self.buckets.remove(l, index, pos)?;
         self.len -= 1;
         Some(removed)
     }
@@ -428,22 +425,22 @@ impl RoutingTable {
             return SwapOutcome::Refused;
         }
         let Some(index) = self.bucket_for(dead) else { return SwapOutcome::DeadNotFound };
-        let Some(pos) = self.buckets[index].position(self.layout, dead) else { return SwapOutcome::DeadNotFound };
-        if self.buckets[index].contact(self.layout, pos).state(now, &self.policy) == NodeState::Good {
+        let bucket = self.buckets.bucket(self.layout, index);
+        let Some(pos) = bucket.position(self.layout, dead) else { return SwapOutcome::DeadNotFound };
+        if bucket.contact(self.layout, pos).state(now, &self.policy) == NodeState::Good {
             return SwapOutcome::DeadIsGood;
         }
         if self.index_for(&replacement.id) != index {
             return SwapOutcome::Refused;
         }
-        if self.buckets[index].position(self.layout, &replacement.id).is_some() {
+        if bucket.position(self.layout, &replacement.id).is_some() {
             return SwapOutcome::Refused;
         }
         self.fit(&replacement.addr);
         let l = self.layout;
-        let bucket = &mut self.buckets[index];
-        let Some(evicted) = bucket.remove(l, pos) else { return SwapOutcome::DeadNotFound };
-        bucket.push(l, &Contact::verified(replacement, now));
-        bucket.last_changed = now;
+        let Some(evicted) = self.buckets.remove(l, index, pos) else { return SwapOutcome::DeadNotFound };
+        self.buckets.push(l, index, &Contact::verified(replacement, now));
+        self.buckets.set_changed(index, now);
         SwapOutcome::Swapped { evicted }
     }
 
@@ -457,7 +454,7 @@ impl RoutingTable {
     pub fn ping_candidates(&self, bucket: usize, n: usize, now: Instant) -> ArrayVec<NodeInfo, MAX_K> {
         let mut out = ArrayVec::new();
         let n = n.min(MAX_K);
-        let Some(bucket) = self.buckets.get(bucket) else { return out };
+        let Some(bucket) = self.buckets.get(self.layout, bucket) else { return out };
         for wanted in [NodeState::Questionable, NodeState::Bad, NodeState::Good] {
             for c in bucket.contacts(self.layout) {
                 if out.len() >= n {
@@ -498,7 +495,7 @@ impl RoutingTable {
             return out;
         }
         if target.len() != self.local_id.len() {
-            for bucket in &self.buckets {
+            for bucket in self.buckets.iter(self.layout) {
                 offer_bucket(bucket, self.layout, target, n, &mut pred, &mut out);
             }
             return out;
@@ -511,7 +508,7 @@ impl RoutingTable {
         // buckets below c come last, nearest (highest) first. `offer_bucket` keeps the n best,
         // so the walk may stop as soon as a whole band could not improve on a full result.
         let start = self.index_for(target);
-        let last = self.buckets.len() - 1;
+        let last = self.last();
         let x = |bit: usize| target.bit(bit) != self.local_id.bit(bit);
         let order = core::iter::once(start)
             .chain((start + 1..last).filter(|&j| x(j)))
@@ -522,7 +519,7 @@ impl RoutingTable {
             if out.len() >= n {
                 break;
             }
-            offer_bucket(&self.buckets[bucket], self.layout, target, n, &mut pred, &mut out);
+            offer_bucket(self.buckets.bucket(self.layout, bucket), self.layout, target, n, &mut pred, &mut out);
         }
         out
     }
@@ -531,7 +528,7 @@ impl RoutingTable {
     /// been changed in 15 minutes should be 'refreshed.'", see [`BUCKET_REFRESH_INTERVAL`]).
     pub fn stale_buckets(&self, now: Instant, interval: Duration) -> impl Iterator<Item = usize> {
         self.buckets
-            .iter()
+            .iter(self.layout)
             .enumerate()
             .filter(move |(_, b)| now.saturating_duration_since(b.last_changed) >= interval)
             .map(|(i, _)| i)
@@ -541,9 +538,7 @@ impl RoutingTable {
     /// "Buckets are refreshed by picking a random ID in the range of the bucket and performing
     /// a find_nodes search on it."). An unknown bucket is ignored.
     pub fn mark_bucket_refreshed(&mut self, bucket: usize, now: Instant) {
-        if let Some(b) = self.buckets.get_mut(bucket) {
-            b.last_changed = now;
-        }
+        self.buckets.set_changed(bucket, now);
     }
 
     /// A random id in `bucket`'s range, never the local id: for a far bucket `i`, the first `i`
@@ -574,7 +569,7 @@ impl RoutingTable {
     }
 
     fn last(&self) -> usize {
-        self.buckets.len() - 1
+        self.buckets.count() - 1
     }
 
     /// The bucket of an id of the local id's length.
@@ -585,11 +580,7 @@ impl RoutingTable {
     /// Splits the last bucket: its contacts sharing exactly `last` bits with us stay as a far
     /// bucket that never splits again, the nearer ones form the new last bucket.
     fn split_last(&mut self) {
-        let depth = self.last();
-        let near = self.buckets[depth].split_off_near(self.layout, &self.local_id, depth);
-        // One bucket more, not double the room: a table splits about log2(N / k) times.
-        self.buckets.reserve_exact(1);
-        self.buckets.push(near);
+        self.buckets.split_last(self.layout, &self.local_id);
     }
 
     /// Widens every record before an address that a narrow record cannot hold is stored (an
@@ -599,9 +590,7 @@ impl RoutingTable {
             return;
         }
         let wide = Layout { wide: true, ..self.layout };
-        for bucket in &mut self.buckets {
-            bucket.relayout(self.layout, wide);
-        }
+        self.buckets.relayout(self.layout, wide);
         self.layout = wide;
     }
 
@@ -636,7 +625,7 @@ fn splice(prefix: &NodeId, bits: usize, rest: &[u8; MAX_ID_LEN]) -> NodeId {
 /// Offers every contact of `bucket` accepted by `pred` to `out`, which keeps the `n` nearest
 /// to `target` sorted nearest first (ties keep their arrival order).
 fn offer_bucket(
-    bucket: &Bucket,
+    bucket: BucketRef<'_>,
     l: Layout,
     target: &NodeId,
     n: usize,
