@@ -8,8 +8,11 @@
 //! the endpoint's seeded RNG, so an attacker cannot aim many addresses at one set). A slot
 //! keeps that 64-bit hash, not the address: two sources whose hashes collide share one
 //! budget, which happens for a given pair with probability 2^-64 and, with the keys secret,
-//! cannot be aimed (decision 0028). It starts with one set and doubles while it is full of
-//! live entries, up to [`RateLimit::sources`]; lookups and updates never allocate. At the
+//! cannot be aimed (decision 0028). Its first set grows a slot at a time, as sources arrive
+//! (most engines of a large network hear from a few sources per window, and 8 slots of 28
+//! bytes each were most of an idle engine's limiter); then the table doubles while a set is
+//! full of live entries, up to [`RateLimit::sources`]. Counting a known source never
+//! allocates. At the
 //! cap, a new source takes the slot of the least active one in its set: the limit can be
 //! diluted by an attacker who controls very many addresses, but memory cannot grow, and the
 //! reply budget still caps what we send. Once a burst of sources has gone quiet, the live
@@ -298,10 +301,12 @@ impl SourceLimiter {
     /// none.
     fn slot_for(&mut self, now: Instant, hash: u64) -> usize {
         loop {
-            let sets = self.slots.len() / WAYS;
-            if sets > 0 {
+            let n = self.slots.len();
+            if n > 0 {
+                // Fewer than WAYS slots: the first set, not yet full grown.
+                let sets = (n / WAYS).max(1);
                 let base = (hash as usize & (sets - 1)) * WAYS;
-                let set = base..base + WAYS;
+                let set = base..(base + WAYS).min(n);
                 if let Some(i) = set.clone().find(|&i| self.slots[i].hash() == hash) {
                     return i;
                 }
@@ -322,6 +327,16 @@ impl SourceLimiter {
                     self.slots[i] = Slot { hash: U64::new(hash), window_start: U64::new(now.as_nanos()), ..EMPTY };
                     return i;
                 }
+            }
+            if n < WAYS {
+                // The first set takes one slot more. A full-grown set would give this source
+                // its first never-used slot, which is the same position: used slots are
+                // always a prefix of a set (growing and shrinking place entries in order, and
+                // a slot is never emptied in place), so the decisions are those of a table
+                // allocated whole.
+                self.slots.reserve_exact(1);
+                self.slots.push(Slot { hash: U64::new(hash), window_start: U64::new(now.as_nanos()), ..EMPTY });
+                return n;
             }
             self.grow(now);
         }
@@ -353,6 +368,18 @@ impl SourceLimiter {
 
     /// The live entries in a table of `sets` sets, or `None` if one set cannot hold its share.
     fn rehash(&self, sets: usize, now: Instant) -> Option<Vec<Slot>> {
+        if sets == 1 {
+            // One set: just its live entries, in order (the first set grows a slot at a time).
+            let mut slots = Vec::new();
+            for slot in self.slots.iter().filter(|s| !self.idle(s, now)) {
+                if slots.len() == WAYS {
+                    return None;
+                }
+                slots.reserve_exact(1);
+                slots.push(*slot);
+            }
+            return Some(slots);
+        }
         let mut slots = Vec::new();
         slots.resize(sets * WAYS, EMPTY);
         for slot in self.slots.iter().filter(|s| !self.idle(s, now)) {
@@ -623,7 +650,41 @@ mod tests {
             let ip = core::net::Ipv4Addr::from(0x0100_0000 + i as u32);
             l.admit(Instant::from_millis(1 + i * 20_000), SocketAddr::new(ip.into(), 1));
         }
-        assert_eq!(l.slots.len(), WAYS);
+        // One live source at a time: the first set never needed a second slot.
+        assert_eq!(l.slots.len(), 1);
+    }
+
+    #[test]
+    fn the_first_set_grows_a_slot_at_a_time_then_the_table_doubles() {
+        let mut l = limiter(LIMIT);
+        let t = Instant::from_millis(1);
+        let source = |i: u32| SocketAddr::new(core::net::Ipv4Addr::from(0x0100_0000 + i).into(), 1);
+        for i in 0..WAYS as u32 {
+            assert_eq!(l.admit(t, source(i)), Admission::Admit);
+            assert_eq!(l.slots.len(), i as usize + 1);
+            assert_eq!(l.capacity_bytes(), l.slots.len() * core::mem::size_of::<Slot>(), "exactly sized");
+        }
+        // A ninth live source finds the one set full: two sets of WAYS.
+        l.admit(t, source(100));
+        assert_eq!(l.slots.len(), 2 * WAYS);
+        assert_eq!(l.tracked(), WAYS + 1);
+        // Counting known sources allocates nothing, and each keeps its own count.
+        let before = l.capacity_bytes();
+        for _ in 0..LIMIT.queries - 1 {
+            assert_eq!(l.admit(t, source(3)), Admission::Admit);
+        }
+        assert_eq!(l.admit(t, source(3)), Admission::NewlyBlocked);
+        assert_eq!(l.admit(t, source(4)), Admission::Admit);
+        assert_eq!(l.capacity_bytes(), before);
+        // Once the burst is over, the one source still blocked keeps one exactly sized set.
+        let later = t + LIMIT.window + Duration::from_millis(1);
+        assert!(later < t + LIMIT.block, "the block outlasts the window");
+        l.shrink(later);
+        assert_eq!(l.slots.len(), 1);
+        assert_eq!(l.admit(later, source(3)), Admission::Blocked);
+        // A new source takes one slot more.
+        assert_eq!(l.admit(later, source(7)), Admission::Admit);
+        assert_eq!(l.slots.len(), 2);
     }
 
     #[test]
