@@ -218,32 +218,31 @@ impl Layout {
     }
 }
 
-/// One bucket's head: how many records it holds, and the time BEP 5 asks us to keep: "Each
-/// bucket should maintain a 'last changed' property to indicate how 'fresh' the contents are."
-#[derive(Clone, Copy, Debug)]
-struct Head {
-    last_changed: Instant,
-    /// Records in the bucket; at most [`MAX_K`](super::MAX_K) = 64, so a byte.
-    len: u8,
-}
-
-/// Every bucket of one table: their heads, and all their records in one exactly sized
-/// allocation, bucket after bucket (farthest first), each bucket's oldest contact first.
+/// Every bucket of one table: how many records each holds, each one's "last changed" time,
+/// and all their records, bucket after bucket (farthest first), each bucket's oldest contact
+/// first.
 ///
 /// # Why one allocation
 ///
 /// A table of a million-node network has about 18 buckets. With one allocation per bucket, each
 /// paid the allocator's header and rounding (about 16 bytes) and a 24-byte bucket header,
-/// about 0.4 KB per table; here a table pays two allocations and 16 bytes per bucket. The
-/// price is a copy of the records behind a bucket when it grows or shrinks (a few KB at most,
-/// and only when a contact is added or removed; refreshing a known contact rewrites it in
-/// place), and finding a bucket's first record by adding up the lengths before it.
+/// about 0.7 KB per table. Here the bucket lengths and the records share one exactly sized
+/// allocation (`data`: a byte per bucket, then the records) and the times another: two
+/// allocations and 9 bytes per bucket. The price is a copy of the records behind a bucket when
+/// it grows or shrinks (a few KB at most, and only when a contact is added or removed;
+/// refreshing a known contact rewrites it in place), and finding a bucket's first record by
+/// adding up the lengths before it.
+///
+/// BEP 5: "Each bucket should maintain a 'last changed' property to indicate how 'fresh' the
+/// contents are." It is kept exact, one per bucket (`changed`).
 #[derive(Clone, Debug)]
 pub(super) struct Buckets {
-    /// Records of [`Layout::stride`] bytes; exactly as long as the heads' lengths say.
-    records: Box<[u8]>,
-    /// Never empty once built: a table starts with one bucket and buckets are never merged.
-    heads: Vec<Head>,
+    /// One byte per bucket, its number of records (at most [`MAX_K`](super::MAX_K) = 64),
+    /// then the records of [`Layout::stride`] bytes: exactly as long as the lengths say.
+    data: Box<[u8]>,
+    /// Each bucket's "last changed" time. Never empty once built: a table starts with one
+    /// bucket and buckets are never merged.
+    changed: Box<[Instant]>,
 }
 
 /// One bucket's records and "last changed" time, read from [`Buckets`].
@@ -254,75 +253,84 @@ pub(super) struct BucketRef<'a> {
 }
 
 impl Buckets {
-    /// One empty bucket. Its records allocate nothing until the first contact.
+    /// One empty bucket.
     pub(super) fn new(last_changed: Instant) -> Buckets {
-        let mut heads = Vec::new();
-        heads.reserve_exact(1);
-        heads.push(Head { last_changed, len: 0 });
-        Buckets { records: Box::default(), heads }
+        Buckets { data: Box::new([0]), changed: Box::new([last_changed]) }
     }
 
     /// The number of buckets.
     pub(super) fn count(&self) -> usize {
-        self.heads.len()
+        self.changed.len()
     }
 
-    /// Heap bytes: the heads' list and the records.
+    fn lens(&self) -> &[u8] {
+        // The lengths are always there: only the test helpers below could cut into them.
+        self.data.get(..self.count()).unwrap_or(&[])
+    }
+
+    fn records(&self) -> &[u8] {
+        self.data.get(self.count()..).unwrap_or(&[])
+    }
+
+    /// Heap bytes: the lengths, the times and the records.
     pub(super) fn heap_bytes(&self) -> usize {
-        self.heads.capacity() * core::mem::size_of::<Head>() + self.records.len()
+        self.data.len() + self.changed.len() * core::mem::size_of::<Instant>()
     }
 
     /// Bytes of records held.
     pub(super) fn record_bytes(&self) -> usize {
-        self.records.len()
+        self.records().len()
     }
 
-    /// Whether the records are exactly the heads' contacts, whole.
+    /// Whether the records are exactly the buckets' contacts, whole.
     pub(super) fn is_whole(&self, l: Layout) -> bool {
-        self.records.len() == self.heads.iter().map(|h| usize::from(h.len)).sum::<usize>() * l.stride()
+        self.data.len() >= self.count()
+            && self.records().len() == self.lens().iter().map(|&n| usize::from(n)).sum::<usize>() * l.stride()
     }
 
-    /// The byte range of bucket `i`'s records (`i` must be a bucket).
+    /// The byte range in `data` of bucket `i`'s records (`i` must be a bucket).
     fn range(&self, l: Layout, i: usize) -> core::ops::Range<usize> {
-        let before: usize = self.heads[..i].iter().map(|h| usize::from(h.len)).sum();
-        let s = l.stride();
-        before * s..(before + usize::from(self.heads[i].len)) * s
+        let lens = self.lens();
+        let before: usize = lens[..i].iter().map(|&n| usize::from(n)).sum();
+        let (s, base) = (l.stride(), self.count());
+        base + before * s..base + (before + usize::from(lens[i])) * s
     }
 
     /// Bucket `i` (which must exist).
     pub(super) fn bucket(&self, l: Layout, i: usize) -> BucketRef<'_> {
         // A range past the records (only a corrupted table, which `is_whole` reports) reads
         // as an empty bucket rather than panicking.
-        let records = self.records.get(self.range(l, i)).unwrap_or(&[]);
-        BucketRef { records, last_changed: self.heads[i].last_changed }
+        let records = self.data.get(self.range(l, i)).unwrap_or(&[]);
+        BucketRef { records, last_changed: self.changed[i] }
     }
 
     /// Bucket `i`, or `None` if there is no such bucket.
     pub(super) fn get(&self, l: Layout, i: usize) -> Option<BucketRef<'_>> {
-        (i < self.heads.len()).then(|| self.bucket(l, i))
+        (i < self.count()).then(|| self.bucket(l, i))
     }
 
     /// Every bucket, farthest first.
     pub(super) fn iter(&self, l: Layout) -> impl ExactSizeIterator<Item = BucketRef<'_>> + '_ {
         let s = l.stride();
+        let records = self.records();
         let mut start = 0;
-        self.heads.iter().map(move |h| {
-            let end = start + usize::from(h.len) * s;
-            let records = self.records.get(start..end).unwrap_or(&[]);
+        self.lens().iter().zip(self.changed.iter()).map(move |(&n, &last_changed)| {
+            let end = start + usize::from(n) * s;
+            let records = records.get(start..end).unwrap_or(&[]);
             start = end;
-            BucketRef { records, last_changed: h.last_changed }
+            BucketRef { records, last_changed }
         })
     }
 
     /// How many contacts bucket `i` holds (0 if there is no such bucket).
     pub(super) fn len(&self, i: usize) -> usize {
-        self.heads.get(i).map_or(0, |h| usize::from(h.len))
+        self.lens().get(i).map_or(0, |&n| usize::from(n))
     }
 
     /// Sets bucket `i`'s "last changed" time; an unknown bucket is ignored.
     pub(super) fn set_changed(&mut self, i: usize, now: Instant) {
-        if let Some(h) = self.heads.get_mut(i) {
-            h.last_changed = now;
+        if let Some(t) = self.changed.get_mut(i) {
+            *t = now;
         }
     }
 
@@ -330,7 +338,7 @@ impl Buckets {
     pub(super) fn set(&mut self, l: Layout, i: usize, pos: usize, c: &Contact) {
         let s = l.stride();
         let start = self.range(l, i).start + pos * s;
-        l.encode(c, &mut self.records[start..start + s]);
+        l.encode(c, &mut self.data[start..start + s]);
     }
 
     /// Moves the contact at `pos` of bucket `i` to the bucket's tail (most recently seen),
@@ -338,27 +346,27 @@ impl Buckets {
     pub(super) fn move_to_tail(&mut self, l: Layout, i: usize, pos: usize) -> Option<usize> {
         let s = l.stride();
         let r = self.range(l, i);
-        let tail = self.records.get_mut(r.start + pos * s..r.end)?;
+        let tail = self.data.get_mut(r.start + pos * s..r.end)?;
         if tail.is_empty() {
             return None;
         }
         tail.rotate_left(s);
-        Some(usize::from(self.heads[i].len) - 1)
+        Some(self.len(i) - 1)
     }
 
     /// Appends a contact to bucket `i`. The caller checks the bucket has room (at most k).
     pub(super) fn push(&mut self, l: Layout, i: usize, contact: &Contact) {
         let s = l.stride();
         let at = self.range(l, i).end;
-        let mut v = core::mem::take(&mut self.records).into_vec();
+        let mut v = core::mem::take(&mut self.data).into_vec();
         v.reserve_exact(s);
         let old = v.len();
         v.resize(old + s, 0);
         // The buckets after this one move up by one record.
         v[at..].rotate_right(s);
         l.encode(contact, &mut v[at..at + s]);
-        self.records = v.into_boxed_slice();
-        self.heads[i].len += 1;
+        v[i] += 1;
+        self.data = v.into_boxed_slice();
     }
 
     /// Removes the contact at `pos` of bucket `i`.
@@ -368,23 +376,25 @@ impl Buckets {
         }
         let s = l.stride();
         let start = self.range(l, i).start + pos * s;
-        let removed = l.decode(&self.records[start..start + s]);
-        let mut v = core::mem::take(&mut self.records).into_vec();
+        let removed = l.decode(&self.data[start..start + s]);
+        let mut v = core::mem::take(&mut self.data).into_vec();
         v.drain(start..start + s);
-        self.records = v.into_boxed_slice();
-        self.heads[i].len -= 1;
+        v[i] -= 1;
+        self.data = v.into_boxed_slice();
         Some(removed)
     }
 
     /// The same contacts in another layout.
     pub(super) fn relayout(&mut self, from: Layout, to: Layout) {
-        let mut v = Vec::with_capacity(self.records.len() / from.stride() * to.stride());
-        for r in self.records.chunks_exact(from.stride()) {
+        let records = self.records();
+        let mut v = Vec::with_capacity(self.count() + records.len() / from.stride() * to.stride());
+        v.extend_from_slice(self.lens());
+        for r in records.chunks_exact(from.stride()) {
             let start = v.len();
             v.resize(start + to.stride(), 0);
             to.encode(&from.decode(r), &mut v[start..]);
         }
-        self.records = v.into_boxed_slice();
+        self.data = v.into_boxed_slice();
     }
 
     /// Splits the last bucket, which covers every id sharing at least `depth` = its index
@@ -393,26 +403,33 @@ impl Buckets {
     /// and the new bucket inherits `last_changed` because a split is not news about any node.
     pub(super) fn split_last(&mut self, l: Layout, local: &NodeId) {
         let s = l.stride();
-        let depth = self.heads.len() - 1;
+        let depth = self.count() - 1;
         let r = self.range(l, depth);
         let local = local.as_bytes();
-        let last: Vec<u8> = self.records[r.clone()].to_vec();
-        let (mut at, mut near) = (r.start, 0u8);
+        // One length byte more in front, then the records, the last bucket's partitioned.
+        let mut v = Vec::with_capacity(self.data.len() + 1);
+        v.extend_from_slice(self.lens());
+        v.push(0);
+        v.extend_from_slice(&self.data[self.count()..r.start]);
+        let last = &self.data[r];
+        let mut near = 0u8;
         // Those that stay first, then those that move, each in their order.
         for moves in [false, true] {
             for rec in last.chunks_exact(s) {
                 if (common_prefix_len(local, l.id(rec)) > depth) == moves {
-                    self.records[at..at + s].copy_from_slice(rec);
-                    at += s;
+                    v.extend_from_slice(rec);
                     near += u8::from(moves);
                 }
             }
         }
-        let head = self.heads[depth];
-        self.heads[depth].len = head.len - near;
+        v[depth] -= near;
+        v[depth + 1] = near;
+        self.data = v.into_boxed_slice();
         // One bucket more, not double the room: a table splits about log2(N / k) times.
-        self.heads.reserve_exact(1);
-        self.heads.push(Head { last_changed: head.last_changed, len: near });
+        let mut changed = core::mem::take(&mut self.changed).into_vec();
+        changed.reserve_exact(1);
+        changed.push(changed[depth]);
+        self.changed = changed.into_boxed_slice();
     }
 
     /// Replaces bucket `i`'s contacts, behind the table's back (tests of the invariant checker).
@@ -427,16 +444,21 @@ impl Buckets {
     /// Cuts the records to `len` bytes (tests of the invariant checker only).
     #[cfg(test)]
     pub(super) fn truncate_bytes(&mut self, len: usize) {
-        let mut v = core::mem::take(&mut self.records).into_vec();
-        v.truncate(len);
-        self.records = v.into_boxed_slice();
+        let mut v = core::mem::take(&mut self.data).into_vec();
+        v.truncate(self.changed.len() + len);
+        self.data = v.into_boxed_slice();
     }
 
     /// Sets the number of buckets, empty ones added at the end (tests of the invariant
     /// checker only).
     #[cfg(test)]
     pub(super) fn set_count(&mut self, n: usize) {
-        self.heads.resize(n, Head { last_changed: Instant::ZERO, len: 0 });
+        let mut v: Vec<u8> = self.lens().iter().copied().chain(core::iter::repeat(0)).take(n).collect();
+        v.extend_from_slice(self.records());
+        self.data = v.into_boxed_slice();
+        let mut changed = core::mem::take(&mut self.changed).into_vec();
+        changed.resize(n, Instant::ZERO);
+        self.changed = changed.into_boxed_slice();
     }
 }
 
@@ -682,7 +704,8 @@ mod tests {
             b.bucket(l, i).contacts(l).map(|c| c.node.id.as_bytes()[0]).collect()
         };
         assert_eq!(ids(&b, 0), [2, 3, 4, 0]);
-        assert_eq!(b.heap_bytes(), 4 * 36 + core::mem::size_of::<Head>());
+        assert_eq!(b.heap_bytes(), 4 * 36 + 1 + core::mem::size_of::<Instant>());
+        assert_eq!(b.data.len(), 1 + 4 * 36, "the length byte and the records: one allocation");
         assert!(b.is_whole(l));
     }
 

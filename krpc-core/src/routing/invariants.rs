@@ -158,8 +158,8 @@ impl RoutingTable {
         for (view, bucket) in self.buckets().zip(self.buckets.iter(l)) {
             let index = view.index;
             let len = bucket.len(l);
-            if len > self.k {
-                return Err(InvariantViolation::Overfull { bucket: index, len, k: self.k });
+            if len > self.k() {
+                return Err(InvariantViolation::Overfull { bucket: index, len, k: self.k() });
             }
             if view.len != len {
                 return Err(InvariantViolation::BucketView { bucket: index });
@@ -192,8 +192,8 @@ impl RoutingTable {
             }
             counted += len;
         }
-        if self.len != counted || self.iter().count() != counted {
-            return Err(InvariantViolation::Count { len: self.len, counted });
+        if self.len() != counted || self.iter().count() != counted {
+            return Err(InvariantViolation::Count { len: self.len(), counted });
         }
         Ok(())
     }

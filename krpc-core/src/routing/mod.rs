@@ -141,11 +141,13 @@ pub enum SwapOutcome {
 #[derive(Clone, Debug)]
 pub struct RoutingTable {
     local_id: NodeId,
-    k: usize,
+    /// At most [`MAX_K`] = 64: a byte.
+    k: u8,
     policy: NodeStatePolicy,
     /// Never empty: the table starts with one bucket and buckets are never merged.
     buckets: Buckets,
-    len: usize,
+    /// At most 256 buckets of 64: 16,384 fits in 16 bits.
+    len: u16,
     /// How the buckets' records are laid out (narrow until an IPv6 address arrives).
     layout: Layout,
 }
@@ -171,7 +173,7 @@ impl RoutingTable {
     pub fn with_policy(local_id: NodeId, k: usize, policy: NodeStatePolicy) -> RoutingTable {
         assert!(k > 0 && k <= MAX_K, "bucket size k = {k} is outside 1..={MAX_K}");
         let buckets = Buckets::new(Instant::ZERO);
-        RoutingTable { local_id, k, policy, buckets, len: 0, layout: Layout::new(local_id.len()) }
+        RoutingTable { local_id, k: k as u8, policy, buckets, len: 0, layout: Layout::new(local_id.len()) }
     }
 
     /// Our own id.
@@ -181,7 +183,7 @@ impl RoutingTable {
 
     /// The bucket size.
     pub fn k(&self) -> usize {
-        self.k
+        usize::from(self.k)
     }
 
     /// The node-state policy.
@@ -191,7 +193,7 @@ impl RoutingTable {
 
     /// The number of contacts.
     pub fn len(&self) -> usize {
-        self.len
+        usize::from(self.len)
     }
 
     /// Whether the table holds no contact.
@@ -303,7 +305,7 @@ impl RoutingTable {
         }
         loop {
             let can_split = index == self.last() && self.buckets.count() < self.id_bits();
-            if self.buckets.len(index) < self.k {
+            if self.buckets.len(index) < self.k() {
                 self.buckets.push(l, index, &Contact::verified(node, now));
                 self.buckets.set_changed(index, now);
                 self.len += 1;
@@ -343,7 +345,7 @@ impl RoutingTable {
         let l = self.layout;
         loop {
             let can_split = index == self.last() && self.buckets.count() < self.id_bits();
-            if self.buckets.len(index) < self.k {
+            if self.buckets.len(index) < self.k() {
                 self.buckets.push(l, index, &Contact::restored(node, now));
                 self.len += 1;
                 return InsertOutcome::Added;
