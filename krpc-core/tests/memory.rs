@@ -93,9 +93,11 @@ fn a_routing_entry_takes_36_bytes() {
         table.bucket_count()
     );
     assert_eq!(table.entry_bytes(), 36);
-    // Nothing is reserved ahead: the contacts plus the bucket list (16 bytes a bucket).
-    assert!(
-        table.heap_bytes() <= 36 * table.len() + 16 * table.bucket_count(),
+    // Nothing is reserved ahead: the contacts, plus a time and a length per bucket and the
+    // bucket count, in one allocation.
+    assert_eq!(
+        table.heap_bytes(),
+        36 * table.len() + 9 * table.bucket_count() + 1,
         "{} bytes for {} contacts in {} buckets",
         table.heap_bytes(),
         table.len(),

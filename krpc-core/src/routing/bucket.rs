@@ -218,32 +218,35 @@ impl Layout {
     }
 }
 
-/// Every bucket of one table: how many records each holds, each one's "last changed" time,
-/// and all their records, bucket after bucket (farthest first), each bucket's oldest contact
-/// first.
+/// Every bucket of one table, in one exactly sized allocation of bytes: how many buckets
+/// there are, each one's "last changed" time and number of records, then all their records,
+/// bucket after bucket (farthest first), each bucket's oldest contact first.
+///
+/// # Layout
+///
+/// `n - 1` for `n` buckets (one byte: 1 to 256 buckets), `n` times of 8 bytes (nanoseconds
+/// since [`Instant::ZERO`], little-endian), `n` lengths of one byte (at most
+/// [`MAX_K`](super::MAX_K) = 64 records each), then the records of [`Layout::stride`] bytes.
 ///
 /// # Why one allocation
 ///
-/// A table of a million-node network has about 18 buckets. With one allocation per bucket, each
+/// A table of a million-node network has about 19 buckets. With one allocation per bucket, each
 /// paid the allocator's header and rounding (about 16 bytes) and a 24-byte bucket header,
-/// about 0.7 KB per table. Here the bucket lengths and the records share one exactly sized
-/// allocation (`data`: a byte per bucket, then the records) and the times another: two
-/// allocations and 9 bytes per bucket. The price is a copy of the records behind a bucket when
-/// it grows or shrinks (a few KB at most, and only when a contact is added or removed;
-/// refreshing a known contact rewrites it in place), and finding a bucket's first record by
-/// adding up the lengths before it.
+/// about 0.7 KB per table; here a table pays 9 bytes per bucket and one allocation, and an
+/// empty table (the IPv6 one of most nodes) 10 bytes. The price is a copy of the records behind
+/// a bucket when it grows or shrinks (a few KB at most, and only when a contact is added or
+/// removed; refreshing a known contact rewrites it in place), and finding a bucket's first
+/// record by adding up the lengths before it.
 ///
 /// BEP 5: "Each bucket should maintain a 'last changed' property to indicate how 'fresh' the
-/// contents are." It is kept exact, one per bucket (`changed`).
+/// contents are." It is kept exact, one per bucket.
 #[derive(Clone, Debug)]
 pub(super) struct Buckets {
-    /// One byte per bucket, its number of records (at most [`MAX_K`](super::MAX_K) = 64),
-    /// then the records of [`Layout::stride`] bytes: exactly as long as the lengths say.
     data: Box<[u8]>,
-    /// Each bucket's "last changed" time. Never empty once built: a table starts with one
-    /// bucket and buckets are never merged.
-    changed: Box<[Instant]>,
 }
+
+/// Bytes of one bucket's "last changed" time.
+const TIME: usize = 8;
 
 /// One bucket's records and "last changed" time, read from [`Buckets`].
 #[derive(Clone, Copy, Debug)]
@@ -255,26 +258,42 @@ pub(super) struct BucketRef<'a> {
 impl Buckets {
     /// One empty bucket.
     pub(super) fn new(last_changed: Instant) -> Buckets {
-        Buckets { data: Box::new([0]), changed: Box::new([last_changed]) }
+        let mut data = [0u8; 1 + TIME + 1];
+        data[1..1 + TIME].copy_from_slice(&last_changed.as_nanos().to_le_bytes());
+        Buckets { data: Box::new(data) }
     }
 
     /// The number of buckets.
     pub(super) fn count(&self) -> usize {
-        self.changed.len()
+        self.data.first().map_or(0, |&n| usize::from(n) + 1)
+    }
+
+    /// Where the lengths start, and the records.
+    fn offsets(&self) -> (usize, usize) {
+        let n = self.count();
+        (1 + TIME * n, 1 + (TIME + 1) * n)
     }
 
     fn lens(&self) -> &[u8] {
-        // The lengths are always there: only the test helpers below could cut into them.
-        self.data.get(..self.count()).unwrap_or(&[])
+        let (lens, records) = self.offsets();
+        // Always there: only the test helpers below could cut into them.
+        self.data.get(lens..records).unwrap_or(&[])
     }
 
     fn records(&self) -> &[u8] {
-        self.data.get(self.count()..).unwrap_or(&[])
+        self.data.get(self.offsets().1..).unwrap_or(&[])
     }
 
-    /// Heap bytes: the lengths, the times and the records.
+    fn changed(&self, i: usize) -> Instant {
+        let at = 1 + TIME * i;
+        let mut t = [0u8; TIME];
+        t.copy_from_slice(&self.data[at..at + TIME]);
+        Instant::from_nanos(u64::from_le_bytes(t))
+    }
+
+    /// Heap bytes.
     pub(super) fn heap_bytes(&self) -> usize {
-        self.data.len() + self.changed.len() * core::mem::size_of::<Instant>()
+        self.data.len()
     }
 
     /// Bytes of records held.
@@ -284,7 +303,7 @@ impl Buckets {
 
     /// Whether the records are exactly the buckets' contacts, whole.
     pub(super) fn is_whole(&self, l: Layout) -> bool {
-        self.data.len() >= self.count()
+        self.data.len() >= self.offsets().1
             && self.records().len() == self.lens().iter().map(|&n| usize::from(n)).sum::<usize>() * l.stride()
     }
 
@@ -292,7 +311,7 @@ impl Buckets {
     fn range(&self, l: Layout, i: usize) -> core::ops::Range<usize> {
         let lens = self.lens();
         let before: usize = lens[..i].iter().map(|&n| usize::from(n)).sum();
-        let (s, base) = (l.stride(), self.count());
+        let (s, base) = (l.stride(), self.offsets().1);
         base + before * s..base + (before + usize::from(lens[i])) * s
     }
 
@@ -301,7 +320,7 @@ impl Buckets {
         // A range past the records (only a corrupted table, which `is_whole` reports) reads
         // as an empty bucket rather than panicking.
         let records = self.data.get(self.range(l, i)).unwrap_or(&[]);
-        BucketRef { records, last_changed: self.changed[i] }
+        BucketRef { records, last_changed: self.changed(i) }
     }
 
     /// Bucket `i`, or `None` if there is no such bucket.
@@ -314,11 +333,11 @@ impl Buckets {
         let s = l.stride();
         let records = self.records();
         let mut start = 0;
-        self.lens().iter().zip(self.changed.iter()).map(move |(&n, &last_changed)| {
+        self.lens().iter().enumerate().map(move |(i, &n)| {
             let end = start + usize::from(n) * s;
             let records = records.get(start..end).unwrap_or(&[]);
             start = end;
-            BucketRef { records, last_changed }
+            BucketRef { records, last_changed: self.changed(i) }
         })
     }
 
@@ -329,8 +348,9 @@ impl Buckets {
 
     /// Sets bucket `i`'s "last changed" time; an unknown bucket is ignored.
     pub(super) fn set_changed(&mut self, i: usize, now: Instant) {
-        if let Some(t) = self.changed.get_mut(i) {
-            *t = now;
+        if i < self.count() {
+            let at = 1 + TIME * i;
+            self.data[at..at + TIME].copy_from_slice(&now.as_nanos().to_le_bytes());
         }
     }
 
@@ -358,6 +378,7 @@ impl Buckets {
     pub(super) fn push(&mut self, l: Layout, i: usize, contact: &Contact) {
         let s = l.stride();
         let at = self.range(l, i).end;
+        let len_at = self.offsets().0 + i;
         let mut v = core::mem::take(&mut self.data).into_vec();
         v.reserve_exact(s);
         let old = v.len();
@@ -365,7 +386,7 @@ impl Buckets {
         // The buckets after this one move up by one record.
         v[at..].rotate_right(s);
         l.encode(contact, &mut v[at..at + s]);
-        v[i] += 1;
+        v[len_at] += 1;
         self.data = v.into_boxed_slice();
     }
 
@@ -376,19 +397,21 @@ impl Buckets {
         }
         let s = l.stride();
         let start = self.range(l, i).start + pos * s;
+        let len_at = self.offsets().0 + i;
         let removed = l.decode(&self.data[start..start + s]);
         let mut v = core::mem::take(&mut self.data).into_vec();
         v.drain(start..start + s);
-        v[i] -= 1;
+        v[len_at] -= 1;
         self.data = v.into_boxed_slice();
         Some(removed)
     }
 
     /// The same contacts in another layout.
     pub(super) fn relayout(&mut self, from: Layout, to: Layout) {
+        let (_, base) = self.offsets();
         let records = self.records();
-        let mut v = Vec::with_capacity(self.count() + records.len() / from.stride() * to.stride());
-        v.extend_from_slice(self.lens());
+        let mut v = Vec::with_capacity(base + records.len() / from.stride() * to.stride());
+        v.extend_from_slice(&self.data[..base]);
         for r in records.chunks_exact(from.stride()) {
             let start = v.len();
             v.resize(start + to.stride(), 0);
@@ -401,35 +424,37 @@ impl Buckets {
     /// leading bits with `local`: the contacts sharing more than `depth` bits move to a new
     /// last bucket and the ones sharing exactly `depth` stay. Both keep their relative order,
     /// and the new bucket inherits `last_changed` because a split is not news about any node.
+    /// A table has at most 256 buckets (the caller splits only below the id's bits).
     pub(super) fn split_last(&mut self, l: Layout, local: &NodeId) {
         let s = l.stride();
-        let depth = self.count() - 1;
+        let n = self.count();
+        let depth = n - 1;
         let r = self.range(l, depth);
+        let (lens_at, base) = self.offsets();
         let local = local.as_bytes();
-        // One length byte more in front, then the records, the last bucket's partitioned.
-        let mut v = Vec::with_capacity(self.data.len() + 1);
-        v.extend_from_slice(self.lens());
+        // The header of n + 1 buckets (the new one's time is the split one's), then the
+        // records, the last bucket's partitioned.
+        let mut v = Vec::with_capacity(self.data.len() + TIME + 1);
+        v.push(self.data[0].saturating_add(1));
+        v.extend_from_slice(&self.data[1..lens_at]);
+        v.extend_from_slice(&self.data[1 + TIME * depth..1 + TIME * n]);
+        v.extend_from_slice(&self.data[lens_at..base]);
         v.push(0);
-        v.extend_from_slice(&self.data[self.count()..r.start]);
-        let last = &self.data[r];
+        v.extend_from_slice(&self.data[base..r.start]);
         let mut near = 0u8;
         // Those that stay first, then those that move, each in their order.
         for moves in [false, true] {
-            for rec in last.chunks_exact(s) {
+            for rec in self.data[r.clone()].chunks_exact(s) {
                 if (common_prefix_len(local, l.id(rec)) > depth) == moves {
                     v.extend_from_slice(rec);
                     near += u8::from(moves);
                 }
             }
         }
-        v[depth] -= near;
-        v[depth + 1] = near;
+        let new_lens = 1 + TIME * (n + 1);
+        v[new_lens + depth] -= near;
+        v[new_lens + depth + 1] = near;
         self.data = v.into_boxed_slice();
-        // One bucket more, not double the room: a table splits about log2(N / k) times.
-        let mut changed = core::mem::take(&mut self.changed).into_vec();
-        changed.reserve_exact(1);
-        changed.push(changed[depth]);
-        self.changed = changed.into_boxed_slice();
     }
 
     /// Replaces bucket `i`'s contacts, behind the table's back (tests of the invariant checker).
@@ -444,21 +469,29 @@ impl Buckets {
     /// Cuts the records to `len` bytes (tests of the invariant checker only).
     #[cfg(test)]
     pub(super) fn truncate_bytes(&mut self, len: usize) {
+        let base = self.offsets().1;
         let mut v = core::mem::take(&mut self.data).into_vec();
-        v.truncate(self.changed.len() + len);
+        v.truncate(base + len);
         self.data = v.into_boxed_slice();
     }
 
     /// Sets the number of buckets, empty ones added at the end (tests of the invariant
-    /// checker only).
+    /// checker only); 0 leaves no header at all.
     #[cfg(test)]
     pub(super) fn set_count(&mut self, n: usize) {
-        let mut v: Vec<u8> = self.lens().iter().copied().chain(core::iter::repeat(0)).take(n).collect();
-        v.extend_from_slice(self.records());
+        let old = self.count();
+        let times: Vec<Instant> = (0..n).map(|i| if i < old { self.changed(i) } else { Instant::ZERO }).collect();
+        let lens: Vec<u8> = (0..n).map(|i| self.len(i) as u8).collect();
+        let mut v = Vec::new();
+        if n > 0 {
+            v.push((n - 1) as u8);
+            for t in times {
+                v.extend_from_slice(&t.as_nanos().to_le_bytes());
+            }
+            v.extend_from_slice(&lens);
+            v.extend_from_slice(self.records());
+        }
         self.data = v.into_boxed_slice();
-        let mut changed = core::mem::take(&mut self.changed).into_vec();
-        changed.resize(n, Instant::ZERO);
-        self.changed = changed.into_boxed_slice();
     }
 }
 
@@ -704,8 +737,7 @@ mod tests {
             b.bucket(l, i).contacts(l).map(|c| c.node.id.as_bytes()[0]).collect()
         };
         assert_eq!(ids(&b, 0), [2, 3, 4, 0]);
-        assert_eq!(b.heap_bytes(), 4 * 36 + 1 + core::mem::size_of::<Instant>());
-        assert_eq!(b.data.len(), 1 + 4 * 36, "the length byte and the records: one allocation");
+        assert_eq!(b.heap_bytes(), 1 + 8 + 1 + 4 * 36, "the count, the time, the length, the records");
         assert!(b.is_whole(l));
     }
 

@@ -30,9 +30,8 @@
 //! id has bits (160 for BEP 5 ids, 256 at most). The table therefore never holds more than
 //! `bits × k` contacts (1280 for 20-byte ids and k = 8) whatever its peers send. Contacts are
 //! stored packed, [`RoutingTable::entry_bytes`] each (36 for a BEP 5 id and an IPv4 address),
-//! all buckets' records in one exactly sized allocation that grows and shrinks a contact at a
-//! time, next to a list of 16 bytes per bucket, so a table costs what it holds in two
-//! allocations: [`RoutingTable::heap_bytes`]. To fit, a contact's reply and
+//! all buckets' records and 9 bytes per bucket in one exactly sized allocation that grows and
+//! shrinks a contact at a time, so a table costs what it holds: [`RoutingTable::heap_bytes`]. To fit, a contact's reply and
 //! query times are kept in 4 bytes each, rounded down to [`TIME_RESOLUTION`].
 
 mod bucket;
@@ -208,9 +207,9 @@ impl RoutingTable {
         self.layout.stride()
     }
 
-    /// Heap bytes the table holds: the bucket list (16 bytes a bucket) and every bucket's
-    /// records, in two allocations. Nothing is reserved ahead, so this is
-    /// [`entry_bytes`](Self::entry_bytes) per contact plus the bucket list.
+    /// Heap bytes the table holds, in one allocation: [`entry_bytes`](Self::entry_bytes) per
+    /// contact, 9 per bucket (its "last changed" time and its length) and one (the bucket
+    /// count). Nothing is reserved ahead.
     pub fn heap_bytes(&self) -> usize {
         self.buckets.heap_bytes()
     }
