@@ -23,7 +23,7 @@ use super::craft::near;
 use super::input::Input;
 use super::watch::check_table;
 use crate::routing::{
-    Contact, InsertOutcome, MAX_K, NodeState, NodeStatePolicy, RoutingTable, SwapOutcome, TIME_RESOLUTION,
+    Contact, InsertOutcome, MAX_FAILURES, MAX_K, NodeState, NodeStatePolicy, RoutingTable, SwapOutcome, TIME_RESOLUTION,
 };
 use crate::{Instant, NodeId, NodeInfo};
 
@@ -274,10 +274,13 @@ pub fn check_routing(data: &[u8]) {
     let k = 1 + input.below(MAX_K.min(12));
     let policy = NodeStatePolicy {
         fresh_for: Duration::from_secs(1 + input.below(1800) as u64),
-        max_failures: input.below(4) as u8,
+        // Now and then above MAX_FAILURES, which the table lowers to it.
+        max_failures: input.below(20) as u8,
     };
     let local = input.raw_id(id_len);
     let table = RoutingTable::with_policy(local, k, policy);
+    assert_eq!(table.policy().max_failures, policy.max_failures.min(MAX_FAILURES), "policy");
+    let policy = *table.policy();
     let mut h = Harness { table, model: Vec::new(), policy, local, stamp: 0 };
     let mut rng = ChaCha8Rng::seed_from_u64(input.u64());
     let mut now = Instant::ZERO;
@@ -315,7 +318,8 @@ pub fn check_routing(data: &[u8]) {
                 let got = h.table.record_failure(&id, now);
                 let want = h.find(&id).map(|i| {
                     let c = &mut h.model[i].contact;
-                    c.failures = c.failures.saturating_add(1);
+                    // The table counts up to MAX_FAILURES (4 bits of a record).
+                    c.failures = c.failures.saturating_add(1).min(MAX_FAILURES);
                     c.failures
                 });
                 assert_eq!(got, want, "record_failure");

@@ -5,7 +5,7 @@
 //! A [`Contact`] is 112 bytes: its [`NodeId`] has room for any id up to 32 bytes and its
 //! `SocketAddr` for IPv6. A network of a million simulated nodes holds about 140 million
 //! contacts, so that size was most of its memory. A bucket instead stores each contact as
-//! one record of `id_len + 6 + 10` bytes (36 for a BEP 5 id and an IPv4 address) and builds
+//! one record of `id_len + 6 + 9` bytes (35 for a BEP 5 id and an IPv4 address) and builds
 //! the [`Contact`] when asked. The tables are per address family (BEP 32), so a table's
 //! records hold an IPv4 address in 6 bytes; a table that meets an IPv6 address switches all
 //! its records to 26-byte addresses ([`Layout::wide`]). The records of all of a table's
@@ -16,7 +16,8 @@
 //!
 //! `id` (id_len bytes), the address (6 bytes: IPv4 and port; or 26: IPv6, port, flow info,
 //! scope id), the reply time (4 bytes; the restore time for a restored contact, which has
-//! none), the query time (4), the failure count (1) and flags (1). `last_seen` is whichever
+//! none), the query time (4), and one byte of flags (high 4 bits) and the failure count (low 4
+//! bits, so counts stop at [`MAX_FAILURES`](super::MAX_FAILURES) = 15). `last_seen` is whichever
 //! of the two times was set last, which a flag records.
 //!
 //! # Times: 4 bytes, ticks of 2^32 ns since `Instant::ZERO`
@@ -58,16 +59,19 @@ use super::contact::{Contact, NodeState, NodeStatePolicy};
 use crate::{Instant, NodeId, NodeInfo};
 
 /// The contact has answered (the reply time is a reply, not a restore time).
-const HAS_REPLY: u8 = 1;
+const HAS_REPLY: u8 = 0x10;
 /// The contact has queried us.
-const HAS_QUERY: u8 = 2;
+const HAS_QUERY: u8 = 0x20;
 /// `last_seen` is the query time (else the reply time).
-const SEEN_IS_QUERY: u8 = 4;
+const SEEN_IS_QUERY: u8 = 0x40;
 /// Narrow records: the address is an IPv4-mapped IPv6 one. Wide records: it is an IPv4 one.
-const OTHER_FORM: u8 = 8;
+const OTHER_FORM: u8 = 0x80;
 
-/// Bytes of a record besides the id and the address: two times, failures, flags.
-const TAIL: usize = 10;
+/// Bytes of a record besides the id and the address: two times, flags and failures.
+const TAIL: usize = 9;
+
+/// The failure count's bits in the last byte of a record (the flags take the other four).
+const FAILURES: u8 = 0x0f;
 
 /// The bits of a time's nanosecond count that a record drops (see the module docs).
 const TICK_SHIFT: u32 = 32;
@@ -172,8 +176,7 @@ impl Layout {
         let t = &mut out[n + self.addr_len()..];
         t[..4].copy_from_slice(&to_tick(reply_slot).to_le_bytes());
         t[4..8].copy_from_slice(&c.last_query.map_or(0, to_tick).to_le_bytes());
-        t[8] = c.failures;
-        t[9] = flags;
+        t[8] = flags | c.failures.min(super::MAX_FAILURES);
     }
 
     pub(super) fn decode(self, record: &[u8]) -> Contact {
@@ -182,7 +185,7 @@ impl Layout {
         let id = NodeId::from_bytes(&record[..n]).unwrap_or(NodeId::from_array([0; 20]));
         let a = &record[n..n + self.addr_len()];
         let t = &record[n + self.addr_len()..];
-        let flags = t[9];
+        let flags = t[8] & !FAILURES;
         let port = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
         let word = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
         let addr = if self.wide {
@@ -213,7 +216,7 @@ impl Layout {
             last_seen,
             last_reply: (flags & HAS_REPLY != 0).then_some(reply_slot),
             last_query: query,
-            failures: t[8],
+            failures: t[8] & FAILURES,
         }
     }
 }
@@ -598,9 +601,9 @@ mod tests {
     const TICK: u64 = 1 << 32;
 
     #[test]
-    fn a_bep5_ipv4_record_is_36_bytes_and_a_wide_one_56() {
-        assert_eq!(Layout::new(20).stride(), 36);
-        assert_eq!(Layout { id_len: 20, wide: true }.stride(), 56);
+    fn a_bep5_ipv4_record_is_35_bytes_and_a_wide_one_55() {
+        assert_eq!(Layout::new(20).stride(), 35);
+        assert_eq!(Layout { id_len: 20, wide: true }.stride(), 55);
         assert_eq!(Duration::from_nanos(TICK), super::super::TIME_RESOLUTION);
     }
 
@@ -720,6 +723,26 @@ mod tests {
     }
 
     #[test]
+    fn the_failure_count_shares_a_byte_with_the_flags_and_stops_at_15() {
+        let l = Layout::new(20);
+        let node = NodeInfo::new(NodeId::from_array([3; 20]), "[::ffff:192.0.2.1]:1".parse().unwrap());
+        for failures in [0, 1, 14, 15, 16, 200, u8::MAX] {
+            let c =
+                Contact { node, last_seen: at(9_000), last_reply: Some(at(1)), last_query: Some(at(9_000)), failures };
+            let mut b = Buckets::new(Instant::ZERO);
+            b.push(l, 0, &c);
+            let back = b.bucket(l, 0).contact(l, 0);
+            assert_eq!(back.failures, failures.min(super::super::MAX_FAILURES));
+            // Every flag survives beside it: the reply, the query, which was last, the mapped form.
+            assert_eq!(
+                (back.last_reply, back.last_query, back.last_seen),
+                (Some(kept(at(1))), Some(kept(at(9_000))), kept(at(9_000)))
+            );
+            assert_eq!(back.node, node);
+        }
+    }
+
+    #[test]
     fn records_are_exactly_as_long_as_the_contacts_in_one_allocation() {
         let l = Layout::new(20);
         let mut b = Buckets::new(Instant::ZERO);
@@ -729,15 +752,15 @@ mod tests {
         for n in 0..5 {
             b.push(l, 0, &c(n));
         }
-        assert_eq!(b.record_bytes(), 5 * 36);
+        assert_eq!(b.record_bytes(), 5 * 35);
         assert_eq!(b.remove(l, 0, 1), Some(c(1)));
-        assert_eq!(b.record_bytes(), 4 * 36);
+        assert_eq!(b.record_bytes(), 4 * 35);
         assert_eq!(b.move_to_tail(l, 0, 0), Some(3));
         let ids = |b: &Buckets, i: usize| -> Vec<u8> {
             b.bucket(l, i).contacts(l).map(|c| c.node.id.as_bytes()[0]).collect()
         };
         assert_eq!(ids(&b, 0), [2, 3, 4, 0]);
-        assert_eq!(b.heap_bytes(), 1 + 8 + 1 + 4 * 36, "the count, the time, the length, the records");
+        assert_eq!(b.heap_bytes(), 1 + 8 + 1 + 4 * 35, "the count, the time, the length, the records");
         assert!(b.is_whole(l));
     }
 
@@ -776,7 +799,7 @@ mod tests {
         assert_eq!(firsts(&b, 2), [0x20]);
         let all: Vec<usize> = b.iter(l).map(|r| r.len(l)).collect();
         assert_eq!(all, [3, 1, 1]);
-        assert_eq!(b.record_bytes(), 5 * 36);
+        assert_eq!(b.record_bytes(), 5 * 35);
         assert!(b.is_whole(l));
         // Widened, every contact reads back the same.
         let before: Vec<Contact> = b.iter(l).flat_map(|r| r.contacts(l)).collect();
@@ -784,6 +807,6 @@ mod tests {
         b.relayout(l, wide);
         let after: Vec<Contact> = b.iter(wide).flat_map(|r| r.contacts(wide)).collect();
         assert_eq!(before, after);
-        assert_eq!(b.record_bytes(), 5 * 56);
+        assert_eq!(b.record_bytes(), 5 * 55);
     }
 }

@@ -24,7 +24,9 @@ pub struct NodeStatePolicy {
     /// Consecutive timeouts after which a node is bad. Default: 2, because BEP 5 says "Nodes
     /// become bad when they fail to respond to multiple queries in a row" and "If a node in the
     /// bucket fails to respond to a ping, it is suggested to try once more before discarding
-    /// the node". A value of 0 makes every node bad, so use at least 1.
+    /// the node". A value of 0 makes every node bad, so use at least 1. A
+    /// [`RoutingTable`](super::RoutingTable) counts up to [`MAX_FAILURES`](super::MAX_FAILURES)
+    /// and lowers a larger value to it.
     pub max_failures: u8,
 }
 
@@ -53,7 +55,7 @@ pub enum NodeState {
 
 /// A node in the routing table with the history BEP 5's node states are computed from.
 ///
-/// The table stores contacts packed (36 bytes for a BEP 5 id and an IPv4 address, see
+/// The table stores contacts packed (35 bytes for a BEP 5 id and an IPv4 address, see
 /// `routing/bucket.rs`) and hands out this type as a copy, built on access. Its times come
 /// back rounded down to [`TIME_RESOLUTION`](super::TIME_RESOLUTION): never later than
 /// recorded, so a node is never taken as good for longer than BEP 5 allows.
@@ -67,7 +69,8 @@ pub struct Contact {
     pub last_reply: Option<Instant>,
     /// When it last sent us a query.
     pub last_query: Option<Instant>,
-    /// Consecutive queries to it that timed out; a reply resets this to 0.
+    /// Consecutive queries to it that timed out; a reply resets this to 0. A
+    /// [`RoutingTable`](super::RoutingTable) counts up to [`MAX_FAILURES`](super::MAX_FAILURES).
     pub failures: u8,
 }
 

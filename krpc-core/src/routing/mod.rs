@@ -29,7 +29,7 @@
 //! A bucket holds at most `k ≤` [`MAX_K`] contacts; there are at most as many buckets as the
 //! id has bits (160 for BEP 5 ids, 256 at most). The table therefore never holds more than
 //! `bits × k` contacts (1280 for 20-byte ids and k = 8) whatever its peers send. Contacts are
-//! stored packed, [`RoutingTable::entry_bytes`] each (36 for a BEP 5 id and an IPv4 address),
+//! stored packed, [`RoutingTable::entry_bytes`] each (35 for a BEP 5 id and an IPv4 address),
 //! all buckets' records and 9 bytes per bucket in one exactly sized allocation that grows and
 //! shrinks a contact at a time, so a table costs what it holds: [`RoutingTable::heap_bytes`]. To fit, a contact's reply and
 //! query times are kept in 4 bytes each, rounded down to [`TIME_RESOLUTION`].
@@ -54,6 +54,13 @@ use crate::{Instant, MAX_ID_LEN, NodeId, NodeInfo};
 /// The largest bucket size (k) a [`RoutingTable`] accepts; it also caps every list of nodes the
 /// table returns, which lets those lists live on the stack.
 pub const MAX_K: usize = 64;
+
+/// The most consecutive failures a [`RoutingTable`] counts for a contact: a record keeps the
+/// count in 4 bits beside its flags, one byte for both (a million-node simulation holds about
+/// 140 million records). BEP 5 calls a node bad after "multiple queries in a row" fail, and
+/// the default policy after 2, so 15 is far above any useful threshold; a policy's
+/// `max_failures` above it counts as 15.
+pub const MAX_FAILURES: u8 = 15;
 
 /// How long a bucket may go unchanged before it should be refreshed. BEP 5: "Buckets that have
 /// not been changed in 15 minutes should be 'refreshed.'"
@@ -164,7 +171,8 @@ impl RoutingTable {
         RoutingTable::with_policy(local_id, k, NodeStatePolicy::DEFAULT)
     }
 
-    /// An empty table with a custom node-state policy.
+    /// An empty table with a custom node-state policy. A `max_failures` above
+    /// [`MAX_FAILURES`] is lowered to it: the table counts no further.
     ///
     /// # Panics
     ///
@@ -172,6 +180,7 @@ impl RoutingTable {
     pub fn with_policy(local_id: NodeId, k: usize, policy: NodeStatePolicy) -> RoutingTable {
         assert!(k > 0 && k <= MAX_K, "bucket size k = {k} is outside 1..={MAX_K}");
         let buckets = Buckets::new(Instant::ZERO);
+        let policy = NodeStatePolicy { max_failures: policy.max_failures.min(MAX_FAILURES), ..policy };
         RoutingTable { local_id, k: k as u8, policy, buckets, len: 0, layout: Layout::new(local_id.len()) }
     }
 
@@ -201,8 +210,8 @@ impl RoutingTable {
     }
 
     /// Bytes one contact takes in this table: the id, the address (6 bytes while every address
-    /// is IPv4, 26 once an IPv6 one arrived) and 10 bytes of history (two 4-byte times, the
-    /// failure count, flags). 36 for a BEP 5 id and IPv4.
+    /// is IPv4, 26 once an IPv6 one arrived) and 9 bytes of history (two 4-byte times, and
+    /// the failure count and flags in one byte). 35 for a BEP 5 id and IPv4.
     pub fn entry_bytes(&self) -> usize {
         self.layout.stride()
     }
@@ -385,7 +394,7 @@ impl RoutingTable {
     }
 
     /// Records that one of our queries to `id` timed out and returns its new count of
-    /// consecutive failures, or `None` if it is not in the table.
+    /// consecutive failures (at most [`MAX_FAILURES`]), or `None` if it is not in the table.
     ///
     /// The contact stays: one timeout never evicts (the JS k-rpc dropped a node on its first
     /// timeout, weakness W5). Once the count reaches [`NodeStatePolicy::max_failures`] the node
@@ -399,7 +408,7 @@ impl RoutingTable {
         let bucket = self.buckets.bucket(l, index);
         let pos = bucket.position(l, id)?;
         let mut contact = bucket.contact(l, pos);
-        contact.failures = contact.failures.saturating_add(1);
+        contact.failures = contact.failures.saturating_add(1).min(MAX_FAILURES);
         self.buckets.set(l, index, pos, &contact);
         Some(contact.failures)
     }
@@ -1090,7 +1099,18 @@ mod tests {
         for _ in 0..300 {
             let _ = table.record_failure(&id(&[0x80, 1]), at_mins(1));
         }
-        assert_eq!(table.get(&id(&[0x80, 1])).unwrap().failures, u8::MAX);
+        assert_eq!(table.get(&id(&[0x80, 1])).unwrap().failures, MAX_FAILURES);
+        assert_eq!(table.record_failure(&id(&[0x80, 1]), at_mins(1)), Some(MAX_FAILURES));
+        // A policy that asks for more failures than the table counts gets the most it counts.
+        let lenient = NodeStatePolicy { max_failures: 200, ..NodeStatePolicy::DEFAULT };
+        let mut table = RoutingTable::with_policy(id(&[0, 0]), 20, lenient);
+        assert_eq!(table.policy().max_failures, MAX_FAILURES);
+        let _ = table.insert_verified(node(&[0x80, 1]), at_mins(1));
+        for _ in 0..MAX_FAILURES {
+            let _ = table.record_failure(&id(&[0x80, 1]), at_mins(1));
+        }
+        let c = table.get(&id(&[0x80, 1])).unwrap();
+        assert_eq!(c.state(at_mins(1), table.policy()), NodeState::Bad, "bad after 15, not never");
     }
 
     #[test]
