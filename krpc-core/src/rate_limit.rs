@@ -370,14 +370,12 @@ impl SourceLimiter {
     fn rehash(&self, sets: usize, now: Instant) -> Option<Vec<Slot>> {
         if sets == 1 {
             // One set: just its live entries, in order (the first set grows a slot at a time).
-            let mut slots = Vec::new();
-            for slot in self.slots.iter().filter(|s| !self.idle(s, now)) {
-                if slots.len() == WAYS {
-                    return None;
-                }
-                slots.reserve_exact(1);
-                slots.push(*slot);
+            let live = self.slots.iter().filter(|s| !self.idle(s, now)).count();
+            if live > WAYS {
+                return None;
             }
+            let mut slots = Vec::with_capacity(live);
+            slots.extend(self.slots.iter().filter(|s| !self.idle(s, now)).copied());
             return Some(slots);
         }
         let mut slots = Vec::new();

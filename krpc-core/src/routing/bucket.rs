@@ -393,6 +393,16 @@ impl Buckets {
         self.data = v.into_boxed_slice();
     }
 
+    /// Evicts the contact at `pos` of bucket `i` for `c`, which goes to the bucket's tail (what
+    /// a removal then an append would leave, without resizing the allocation); returns the
+    /// evicted contact.
+    pub(super) fn replace(&mut self, l: Layout, i: usize, pos: usize, c: &Contact) -> Option<Contact> {
+        let evicted = self.get(l, i).filter(|b| pos < b.len(l))?.contact(l, pos);
+        let tail = self.move_to_tail(l, i, pos)?;
+        self.set(l, i, tail, c);
+        Some(evicted)
+    }
+
     /// Removes the contact at `pos` of bucket `i`.
     pub(super) fn remove(&mut self, l: Layout, i: usize, pos: usize) -> Option<Contact> {
         if pos >= self.len(i) {
@@ -462,7 +472,7 @@ impl Buckets {
 
     /// Replaces bucket `i`'s contacts, behind the table's back (tests of the invariant checker).
     #[cfg(test)]
-    pub(super) fn replace(&mut self, l: Layout, i: usize, contacts: &[Contact]) {
+    pub(super) fn replace_all(&mut self, l: Layout, i: usize, contacts: &[Contact]) {
         while self.remove(l, i, 0).is_some() {}
         for c in contacts {
             self.push(l, i, c);
@@ -799,6 +809,14 @@ mod tests {
         assert_eq!(firsts(&b, 2), [0x20]);
         let all: Vec<usize> = b.iter(l).map(|r| r.len(l)).collect();
         assert_eq!(all, [3, 1, 1]);
+        // An eviction is a removal and an append, in place.
+        let bytes = b.heap_bytes();
+        assert_eq!(b.replace(l, 0, 1, &c(0x83, 7)), Some(c(0x82, 6)));
+        assert_eq!(firsts(&b, 0), [0x81, 0x80, 0x83]);
+        assert_eq!(b.heap_bytes(), bytes);
+        assert_eq!(b.replace(l, 0, 3, &c(0x84, 8)), None, "no such position");
+        assert_eq!(b.replace(l, 0, 0, &c(0x82, 6)), Some(c(0x81, 4)));
+        assert_eq!(firsts(&b, 0), [0x80, 0x83, 0x82]);
         assert_eq!(b.record_bytes(), 5 * 35);
         assert!(b.is_whole(l));
         // Widened, every contact reads back the same.

@@ -240,7 +240,7 @@ mod tests {
     /// Replaces `bucket` with one holding `contacts`, behind the table's back.
     fn replace(table: &mut RoutingTable, bucket: usize, contacts: &[Contact]) {
         let l = table.layout;
-        table.buckets.replace(l, bucket, contacts);
+        table.buckets.replace_all(l, bucket, contacts);
     }
 
     #[test]
@@ -303,7 +303,7 @@ mod tests {
         // A record cut short: the storage is no whole number of contacts.
         let mut table = self::table();
         let l = table.layout;
-        table.buckets.replace(l, 1, &[contact(&[0x40, 0]), contact(&[0x00, 1])]);
+        table.buckets.replace_all(l, 1, &[contact(&[0x40, 0]), contact(&[0x00, 1])]);
         let capacity = l.stride() * 3 - 1;
         table.buckets.truncate_bytes(capacity);
         assert_eq!(table.check_invariants(), Err(InvariantViolation::Capacity { bucket: 1, capacity, k: l.stride() }));

@@ -31,8 +31,9 @@
 //! `bits × k` contacts (1280 for 20-byte ids and k = 8) whatever its peers send. Contacts are
 //! stored packed, [`RoutingTable::entry_bytes`] each (35 for a BEP 5 id and an IPv4 address),
 //! all buckets' records and 9 bytes per bucket in one exactly sized allocation that grows and
-//! shrinks a contact at a time, so a table costs what it holds: [`RoutingTable::heap_bytes`]. To fit, a contact's reply and
-//! query times are kept in 4 bytes each, rounded down to [`TIME_RESOLUTION`].
+//! shrinks a contact at a time, so a table costs what it holds: [`RoutingTable::heap_bytes`].
+//! To fit, a contact's reply and query times are kept in 4 bytes each, rounded down to
+//! [`TIME_RESOLUTION`].
 
 mod bucket;
 mod contact;
@@ -295,10 +296,10 @@ impl RoutingTable {
             // BEP 5: "When a node in a bucket is pinged and it responds, or a node is added to a
             // bucket, or a node in a bucket is replaced with another node, the bucket's last
             // changed property should be updated."
+            let mut contact = self.buckets.bucket(l, index).contact(l, pos);
             self.buckets.set_changed(index, now);
             return match self.buckets.move_to_tail(l, index, pos) {
                 Some(pos) => {
-                    let mut contact = self.buckets.bucket(l, index).contact(l, pos);
                     let previous = contact.node.addr;
                     contact.mark_reply(node.addr, now);
                     self.buckets.set(l, index, pos, &contact);
@@ -325,8 +326,9 @@ impl RoutingTable {
                 continue;
             }
             let worst = self.buckets.bucket(l, index).worst_bad(l, now, &self.policy);
-            if let Some(evicted) = worst.and_then(|pos| self.buckets.remove(l, index, pos)) {
-                self.buckets.push(l, index, &Contact::verified(node, now));
+            if let Some(evicted) =
+                worst.and_then(|pos| self.buckets.replace(l, index, pos, &Contact::verified(node, now)))
+            {
                 self.buckets.set_changed(index, now);
                 return InsertOutcome::Replaced { evicted };
             }
@@ -448,8 +450,9 @@ impl RoutingTable {
         }
         self.fit(&replacement.addr);
         let l = self.layout;
-        let Some(evicted) = self.buckets.remove(l, index, pos) else { return SwapOutcome::DeadNotFound };
-        self.buckets.push(l, index, &Contact::verified(replacement, now));
+        let Some(evicted) = self.buckets.replace(l, index, pos, &Contact::verified(replacement, now)) else {
+            return SwapOutcome::DeadNotFound;
+        };
         self.buckets.set_changed(index, now);
         SwapOutcome::Swapped { evicted }
     }
