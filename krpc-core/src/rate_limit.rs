@@ -179,27 +179,20 @@ pub(crate) enum Admission {
 /// The per-source counters.
 #[derive(Debug)]
 pub(crate) struct SourceLimiter {
-    limit: RateLimit,
     /// The SipHash keys; the hasher is built per use from them (16 bytes kept, not its
     /// 72-byte state).
     keys: (u64, u64),
     slots: Vec<Slot>,
-    max_slots: usize,
     /// When `admit` next looks for slots to give back (once per window at most).
     next_shrink: Instant,
 }
 
 impl SourceLimiter {
-    pub(crate) fn new<R: rand_core::Rng + ?Sized>(limit: RateLimit, rng: &mut R) -> SourceLimiter {
+    /// An empty limiter. Its limit is not kept: every call that needs it is given the
+    /// engine's (`Config::rate_limit`), since a simulated network holds a million limiters.
+    pub(crate) fn new<R: rand_core::Rng + ?Sized>(rng: &mut R) -> SourceLimiter {
         let (k0, k1) = (rng.next_u64(), rng.next_u64());
-        SourceLimiter {
-            limit,
-            keys: (k0, k1),
-            slots: Vec::new(),
-            // Sets come in powers of two (the set is picked by the low bits of the hash).
-            max_slots: prev_power_of_two((limit.sources / WAYS).max(1)) * WAYS,
-            next_shrink: Instant::ZERO,
-        }
+        SourceLimiter { keys: (k0, k1), slots: Vec::new(), next_shrink: Instant::ZERO }
     }
 
     /// Sources tracked right now (live or not yet reused).
@@ -212,14 +205,14 @@ impl SourceLimiter {
         self.slots.capacity() * core::mem::size_of::<Slot>()
     }
 
-    fn key(&self, from: SocketAddr) -> Option<Key> {
+    fn key(limit: &RateLimit, from: SocketAddr) -> Option<Key> {
         let ip = match from.ip() {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
             v4 => v4,
         };
         let mut key = [0u8; 19];
         let per_socket = if is_local(ip) {
-            match self.limit.local {
+            match limit.local {
                 LocalSources::Exempt => return None,
                 LocalSources::PerSocket => true,
                 LocalSources::PerIp => false,
@@ -257,30 +250,30 @@ impl SourceLimiter {
     }
 
     /// Whether a slot no longer restricts anything and may be reused.
-    fn idle(&self, slot: &Slot, now: Instant) -> bool {
-        !slot.used() || (now >= slot.blocked_until() && now >= slot.window_start().saturating_add(self.limit.window))
+    fn idle(slot: &Slot, now: Instant, window: Duration) -> bool {
+        !slot.used() || (now >= slot.blocked_until() && now >= slot.window_start().saturating_add(window))
     }
 
     /// Counts one unsolicited query from `from` at `now`.
-    pub(crate) fn admit(&mut self, now: Instant, from: SocketAddr) -> Admission {
-        if self.limit.queries == 0 {
+    pub(crate) fn admit(&mut self, limit: &RateLimit, now: Instant, from: SocketAddr) -> Admission {
+        if limit.queries == 0 {
             return Admission::Admit;
         }
-        let Some(key) = self.key(from) else { return Admission::Admit };
+        let Some(key) = Self::key(limit, from) else { return Admission::Admit };
         let hash = self.hash(&key);
-        let i = self.slot_for(now, hash);
-        let admission = self.count(i, now);
+        let i = self.slot_for(limit, now, hash);
+        let admission = self.count(limit, i, now);
         if now >= self.next_shrink {
             // After counting, so this source is live and keeps its set: a single steady
             // source never makes the table allocate again.
-            self.next_shrink = now.saturating_add(self.limit.window);
-            self.shrink(now);
+            self.next_shrink = now.saturating_add(limit.window);
+            self.shrink(limit, now);
         }
         admission
     }
 
-    fn count(&mut self, i: usize, now: Instant) -> Admission {
-        let (window, block, queries) = (self.limit.window, self.limit.block, self.limit.queries);
+    fn count(&mut self, limit: &RateLimit, i: usize, now: Instant) -> Admission {
+        let (window, block, queries) = (limit.window, limit.block, limit.queries);
         let slot = &mut self.slots[i];
         if now < slot.blocked_until() {
             return Admission::Blocked;
@@ -299,7 +292,9 @@ impl SourceLimiter {
 
     /// The slot of the source with this hash, claiming one (growing or evicting) if it has
     /// none.
-    fn slot_for(&mut self, now: Instant, hash: u64) -> usize {
+    fn slot_for(&mut self, limit: &RateLimit, now: Instant, hash: u64) -> usize {
+        // Sets come in powers of two (the set is picked by the low bits of the hash).
+        let max_slots = prev_power_of_two((limit.sources / WAYS).max(1)) * WAYS;
         loop {
             let n = self.slots.len();
             if n > 0 {
@@ -310,9 +305,9 @@ impl SourceLimiter {
                 if let Some(i) = set.clone().find(|&i| self.slots[i].hash() == hash) {
                     return i;
                 }
-                let free = set.clone().find(|&i| self.idle(&self.slots[i], now));
+                let free = set.clone().find(|&i| Self::idle(&self.slots[i], now, limit.window));
                 let victim = free.or_else(|| {
-                    (self.slots.len() >= self.max_slots).then(|| {
+                    (self.slots.len() >= max_slots).then(|| {
                         // At the cap: the source that restricts least, that is unblocked first,
                         // then the one whose window started longest ago.
                         set.clone()
@@ -338,7 +333,7 @@ impl SourceLimiter {
                 self.slots.push(Slot { hash: U64::new(hash), window_start: U64::new(now.as_nanos()), ..EMPTY });
                 return n;
             }
-            self.grow(now);
+            self.grow(now, limit.window);
         }
     }
 
@@ -347,8 +342,9 @@ impl SourceLimiter {
     /// idle entry restricts nothing, so dropping it changes no decision). A table with no live
     /// entry is freed. Without this, every engine that was once queried by many sources (a
     /// node near many joiners) would keep the table at its peak size for good.
-    pub(crate) fn shrink(&mut self, now: Instant) {
-        let live = self.slots.iter().filter(|s| !self.idle(s, now)).count();
+    pub(crate) fn shrink(&mut self, limit: &RateLimit, now: Instant) {
+        let window = limit.window;
+        let live = self.slots.iter().filter(|s| !Self::idle(s, now, window)).count();
         if live * 4 > self.slots.len() {
             return;
         }
@@ -358,7 +354,7 @@ impl SourceLimiter {
         }
         let mut sets = live.div_ceil(WAYS).next_power_of_two();
         while sets * WAYS < self.slots.len() {
-            if let Some(slots) = self.rehash(sets, now) {
+            if let Some(slots) = self.rehash(sets, now, window) {
                 self.slots = slots;
                 return;
             }
@@ -367,20 +363,20 @@ impl SourceLimiter {
     }
 
     /// The live entries in a table of `sets` sets, or `None` if one set cannot hold its share.
-    fn rehash(&self, sets: usize, now: Instant) -> Option<Vec<Slot>> {
+    fn rehash(&self, sets: usize, now: Instant, window: Duration) -> Option<Vec<Slot>> {
         if sets == 1 {
             // One set: just its live entries, in order (the first set grows a slot at a time).
-            let live = self.slots.iter().filter(|s| !self.idle(s, now)).count();
+            let live = self.slots.iter().filter(|s| !Self::idle(s, now, window)).count();
             if live > WAYS {
                 return None;
             }
             let mut slots = Vec::with_capacity(live);
-            slots.extend(self.slots.iter().filter(|s| !self.idle(s, now)).copied());
+            slots.extend(self.slots.iter().filter(|s| !Self::idle(s, now, window)).copied());
             return Some(slots);
         }
         let mut slots = Vec::new();
         slots.resize(sets * WAYS, EMPTY);
-        for slot in self.slots.iter().filter(|s| !self.idle(s, now)) {
+        for slot in self.slots.iter().filter(|s| !Self::idle(s, now, window)) {
             let base = (slot.hash() as usize & (sets - 1)) * WAYS;
             let i = (base..base + WAYS).find(|&i| !slots[i].used())?;
             slots[i] = *slot;
@@ -390,11 +386,11 @@ impl SourceLimiter {
 
     /// Doubles the number of sets. Entries of one set split between two by the next hash
     /// bit, so every entry finds room.
-    fn grow(&mut self, now: Instant) {
+    fn grow(&mut self, now: Instant, window: Duration) {
         let sets = (self.slots.len() / WAYS * 2).max(1);
         let mut slots = Vec::new();
         slots.resize(sets * WAYS, EMPTY);
-        for slot in self.slots.iter().filter(|s| !self.idle(s, now)) {
+        for slot in self.slots.iter().filter(|s| !Self::idle(s, now, window)) {
             let base = (slot.hash() as usize & (sets - 1)) * WAYS;
             if let Some(i) = (base..base + WAYS).find(|&i| !slots[i].used()) {
                 slots[i] = *slot;
@@ -408,10 +404,10 @@ fn prev_power_of_two(n: usize) -> usize {
     if n.is_power_of_two() { n } else { n.next_power_of_two() / 2 }
 }
 
-/// The global budget for answers: a token bucket of bytes.
+/// The global budget for answers: a token bucket of bytes. Its rate, `per_sec`
+/// (`RateLimit::reply_bytes_per_sec`; 0: no budget), is given to each call, not kept.
 #[derive(Debug)]
 pub(crate) struct ReplyBudget {
-    per_sec: u64,
     /// May go below zero: an answer is allowed while any budget is left and its whole size is
     /// charged after it is written.
     tokens: i64,
@@ -420,28 +416,29 @@ pub(crate) struct ReplyBudget {
 
 impl ReplyBudget {
     pub(crate) fn new(per_sec: u32, now: Instant) -> ReplyBudget {
-        ReplyBudget { per_sec: u64::from(per_sec), tokens: i64::from(per_sec), last: now }
+        ReplyBudget { tokens: i64::from(per_sec), last: now }
     }
 
     /// Whether an answer may be sent at `now`.
-    pub(crate) fn allows(&mut self, now: Instant) -> bool {
-        if self.per_sec == 0 {
+    pub(crate) fn allows(&mut self, per_sec: u32, now: Instant) -> bool {
+        if per_sec == 0 {
             return true;
         }
+        let per_sec = u64::from(per_sec);
         let elapsed = now.saturating_duration_since(self.last);
         if !elapsed.is_zero() {
             self.last = now;
             // At most one second's worth: the bucket holds a one-second burst.
             let nanos = elapsed.as_nanos().min(1_000_000_000) as u64;
-            let refill = (self.per_sec * nanos / 1_000_000_000) as i64;
-            self.tokens = self.tokens.saturating_add(refill).min(self.per_sec as i64);
+            let refill = (per_sec * nanos / 1_000_000_000) as i64;
+            self.tokens = self.tokens.saturating_add(refill).min(per_sec as i64);
         }
         self.tokens > 0
     }
 
     /// Charges an answer of `len` bytes.
-    pub(crate) fn spend(&mut self, len: usize) {
-        if self.per_sec != 0 {
+    pub(crate) fn spend(&mut self, per_sec: u32, len: usize) {
+        if per_sec != 0 {
             // Answers to routing-table nodes are charged even while the budget is spent, so
             // the debt has no floor of its own: saturate rather than wrap.
             self.tokens = self.tokens.saturating_sub(i64::try_from(len).unwrap_or(i64::MAX));
@@ -455,8 +452,37 @@ mod tests {
     use rand_chacha::ChaCha12Rng;
     use rand_core::SeedableRng;
 
-    fn limiter(limit: RateLimit) -> SourceLimiter {
-        SourceLimiter::new(limit, &mut ChaCha12Rng::from_seed([7; 32]))
+    /// A limiter with its limit beside it, as the engine keeps it (in its `Config`).
+    struct Limited {
+        inner: SourceLimiter,
+        limit: RateLimit,
+    }
+
+    impl Limited {
+        fn admit(&mut self, now: Instant, from: SocketAddr) -> Admission {
+            self.inner.admit(&self.limit, now, from)
+        }
+
+        fn shrink(&mut self, now: Instant) {
+            self.inner.shrink(&self.limit, now)
+        }
+    }
+
+    impl core::ops::Deref for Limited {
+        type Target = SourceLimiter;
+        fn deref(&self) -> &SourceLimiter {
+            &self.inner
+        }
+    }
+
+    impl core::ops::DerefMut for Limited {
+        fn deref_mut(&mut self) -> &mut SourceLimiter {
+            &mut self.inner
+        }
+    }
+
+    fn limiter(limit: RateLimit) -> Limited {
+        Limited { inner: SourceLimiter::new(&mut ChaCha12Rng::from_seed([7; 32])), limit }
     }
 
     fn addr(s: &str) -> SocketAddr {
@@ -698,18 +724,18 @@ mod tests {
     fn the_budget_refills_at_its_rate_with_a_one_second_burst() {
         let start = Instant::from_millis(1);
         let mut b = ReplyBudget::new(1000, start);
-        assert!(b.allows(start));
-        b.spend(1500);
-        assert!(!b.allows(start));
+        assert!(b.allows(1000, start));
+        b.spend(1000, 1500);
+        assert!(!b.allows(1000, start));
         // 0.5 s brings back 500 bytes: still in debt by 0.
-        assert!(!b.allows(start + Duration::from_millis(500)));
-        assert!(b.allows(start + Duration::from_millis(501)));
+        assert!(!b.allows(1000, start + Duration::from_millis(500)));
+        assert!(b.allows(1000, start + Duration::from_millis(501)));
         // A long pause refills one second's worth, no more.
-        assert!(b.allows(start + Duration::from_secs(100)));
-        b.spend(1000);
-        assert!(!b.allows(start + Duration::from_secs(100)));
+        assert!(b.allows(1000, start + Duration::from_secs(100)));
+        b.spend(1000, 1000);
+        assert!(!b.allows(1000, start + Duration::from_secs(100)));
         let mut off = ReplyBudget::new(0, start);
-        off.spend(usize::MAX / 2);
-        assert!(off.allows(start));
+        off.spend(0, usize::MAX / 2);
+        assert!(off.allows(0, start));
     }
 }

@@ -37,7 +37,7 @@ impl Endpoint {
         if is_never_valid(&peer.addr) {
             return Err(CommandError::InvalidAddress);
         }
-        if !self.rpc.can_queue(1) {
+        if !self.rpc.can_queue(1, &self.config) {
             return Err(CommandError::QueueFull);
         }
         let op = self.ops.start_query(query);
@@ -62,7 +62,7 @@ impl Endpoint {
         if peers.is_empty() {
             return Err(CommandError::NoNodes);
         }
-        if !self.rpc.can_queue(peers.len()) {
+        if !self.rpc.can_queue(peers.len(), &self.config) {
             return Err(CommandError::QueueFull);
         }
         let op = self.ops.start_query_all(query, peers.len());
@@ -462,7 +462,7 @@ impl Endpoint {
     pub fn respond(&mut self, to: &ReplyTo, values: Dictionary, nodes: &[NodeInfo]) -> Result<(), CommandError> {
         self.check_open()?;
         let out = Outbound::Response { to: to.addr, t: tid(&to.t), values, nodes: nodes.to_vec() };
-        if !self.rpc.push(out, &mut self.stats) {
+        if !self.rpc.push(out, &self.config, &mut self.stats) {
             return Err(CommandError::TransmitQueueFull);
         }
         Ok(())
@@ -472,7 +472,14 @@ impl Endpoint {
     /// `[code, message]` (weakness W20). Messages longer than 128 bytes are cut.
     pub fn error(&mut self, to: &ReplyTo, code: i64, message: &[u8]) -> Result<(), CommandError> {
         self.check_open()?;
-        if !self.rpc.push_error(to.addr, &to.t, code, super::rpc::ErrorText::copy(message), &mut self.stats) {
+        if !self.rpc.push_error(
+            to.addr,
+            &to.t,
+            code,
+            super::rpc::ErrorText::copy(message),
+            &self.config,
+            &mut self.stats,
+        ) {
             return Err(CommandError::TransmitQueueFull);
         }
         Ok(())

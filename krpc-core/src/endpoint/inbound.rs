@@ -45,14 +45,14 @@ impl Endpoint {
         self.stats.malformed += 1;
         if !e.is_protocol_error()
             || self.read_only
-            || !self.rpc.admit(now, from, &mut self.stats)
-            || !self.rpc.within_budget(now, &mut self.stats)
+            || !self.rpc.admit(now, from, &self.config, &mut self.stats)
+            || !self.rpc.within_budget(now, &self.config, &mut self.stats)
         {
             return;
         }
         let max_t = self.decoder().max_transaction_id_len();
         if let Some(t) = salvage_query_transaction_id(datagram, max_t) {
-            if self.rpc.push_error(from, t, 203, ErrorText::Malformed(e.kind), &mut self.stats) {
+            if self.rpc.push_error(from, t, 203, ErrorText::Malformed(e.kind), &self.config, &mut self.stats) {
                 self.stats.malformed_answered += 1;
             }
         }
@@ -65,8 +65,12 @@ impl Endpoint {
             // The one exception, in adaptive mode: the ping a probed node sends back to verify
             // us (our probe went without `ro=1`, so it may add us; it must hear back).
             let probed = self.reach.as_ref().is_some_and(|r| r.was_probed(&from, now));
-            if probed && q.method == b"ping" && self.config.answer_pings && self.rpc.admit(now, from, &mut self.stats) {
-                self.rpc.push(Outbound::Pong { to: from, t: tid(msg.transaction_id) }, &mut self.stats);
+            if probed
+                && q.method == b"ping"
+                && self.config.answer_pings
+                && self.rpc.admit(now, from, &self.config, &mut self.stats)
+            {
+                self.rpc.push(Outbound::Pong { to: from, t: tid(msg.transaction_id) }, &self.config, &mut self.stats);
                 return;
             }
             // BEP 43: a read-only node "does not respond to queries".
@@ -75,7 +79,7 @@ impl Endpoint {
         }
         // Before anything else: a source over its limit costs no table update, no event, no
         // answer and no verification ping.
-        if !self.rpc.admit(now, from, &mut self.stats) {
+        if !self.rpc.admit(now, from, &self.config, &mut self.stats) {
             return;
         }
         // BEP 5: "All queries have an id key and value containing the node ID of the querying
@@ -88,6 +92,7 @@ impl Endpoint {
                 msg.transaction_id,
                 203,
                 ErrorText::Static(b"query requires a.id"),
+                &self.config,
                 &mut self.stats,
             );
             return;
@@ -99,7 +104,7 @@ impl Endpoint {
         // While the reply budget is spent, only nodes already in our table are answered: a
         // flood from many sources must not crowd out the nodes we route through. They stay
         // under their per-source limit, which bounds what spoofing their address can draw.
-        if !known && !self.rpc.within_budget(now, &mut self.stats) {
+        if !known && !self.rpc.within_budget(now, &self.config, &mut self.stats) {
             return;
         }
         let answer = match self.node.as_deref_mut() {
@@ -108,10 +113,10 @@ impl Endpoint {
         };
         match answer {
             Some(out) => {
-                self.rpc.push(out, &mut self.stats);
+                self.rpc.push(out, &self.config, &mut self.stats);
             }
             None if q.method == b"ping" && self.config.answer_pings => {
-                self.rpc.push(Outbound::Pong { to: from, t: tid(msg.transaction_id) }, &mut self.stats);
+                self.rpc.push(Outbound::Pong { to: from, t: tid(msg.transaction_id) }, &self.config, &mut self.stats);
             }
             None => {
                 let reply_to = ReplyTo { addr: from, t: tid(msg.transaction_id) };
@@ -167,7 +172,10 @@ impl Endpoint {
     }
 
     fn on_reply(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], msg: &Message<'_>) {
-        let Matched::Tx(tx) = self.rpc.match_reply(msg.transaction_id, &from, now, &mut self.stats) else { return };
+        let Matched::Tx(tx) = self.rpc.match_reply(msg.transaction_id, &from, now, &self.config, &mut self.stats)
+        else {
+            return;
+        };
         if let Some(reported) = msg.ip {
             self.on_ip_vote(reported, from, now);
         }

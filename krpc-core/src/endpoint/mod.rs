@@ -238,8 +238,12 @@ impl Endpoint {
         Self::with_rng(config, EngineRng::from_rng(rng), now)
     }
 
-    fn with_rng(config: Config, mut rng: EngineRng, now: Instant) -> Result<Endpoint, ConfigError> {
+    fn with_rng(mut config: Config, mut rng: EngineRng, now: Instant) -> Result<Endpoint, ConfigError> {
         config.validate()?;
+        // The list lives as long as the engine (it bootstraps again if its tables empty), and a
+        // list pushed one address at a time holds room for four: a simulator of a million
+        // engines pays for that slack a million times.
+        config.bootstrap.shrink_to_fit();
         let id = match config.id {
             Some(id) => id,
             None => NodeId::random(config.id_len, &mut rng).map_err(|_| ConfigError::IdLength)?,

@@ -249,14 +249,14 @@ impl Endpoint {
                     }
                     match tx {
                         Some(r) => {
-                            self.rpc.mark_sent(r, now);
+                            self.rpc.mark_sent(r, now, &self.config);
                             self.stats.queries_out += 1;
                         }
                         None => {
                             self.stats.replies_out += 1;
                             // Whoever the answer is for, it uses the budget; whether a query is
                             // answered at all was decided when it arrived.
-                            self.rpc.spend(len);
+                            self.rpc.spend(len, &self.config);
                         }
                     }
                     return Some(Transmit { destination: to, len, tx });

@@ -194,7 +194,7 @@ impl Endpoint {
             LookupEnd::Store { peers } => {
                 // The second phase of an announce or put: its queries run under the same id.
                 let peers: Vec<_> = peers.into_iter().filter(|p| !is_never_valid(&p.addr)).collect();
-                if peers.is_empty() || !self.rpc.can_queue(peers.len()) {
+                if peers.is_empty() || !self.rpc.can_queue(peers.len(), &self.config) {
                     if let Some(event) = self.ops.fail_store(op, QueryError::NoNodes) {
                         self.push_event(event);
                     }

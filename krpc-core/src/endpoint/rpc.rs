@@ -9,7 +9,6 @@
 use alloc::collections::VecDeque;
 use arrayvec::ArrayVec;
 use core::net::SocketAddr;
-use core::time::Duration;
 
 use crate::rng::EngineRng;
 
@@ -201,11 +200,8 @@ pub(crate) struct Rpc {
     limiter: SourceLimiter,
     /// Global budget for the bytes of our answers.
     budget: ReplyBudget,
-    timeout: Duration,
-    soft_timeout: Option<Duration>,
-    adaptive_soft_timeout: bool,
-    max_queued_queries: usize,
-    max_outbound: usize,
+    // The limits (`timeout`, queue caps, soft timeout) are read from the engine's `Config`,
+    // passed in, not copied here: a simulated network holds a million engines.
 }
 
 impl Rpc {
@@ -218,21 +214,16 @@ impl Rpc {
             outbound: VecDeque::new(),
             soft_deadlines: VecDeque::new(),
             rtt: RttEstimator::default(),
-            limiter: SourceLimiter::new(config.rate_limit, rng),
+            limiter: SourceLimiter::new(rng),
             budget: ReplyBudget::new(config.rate_limit.reply_bytes_per_sec, now),
-            timeout: config.timeout,
-            soft_timeout: config.lookup_soft_timeout,
-            adaptive_soft_timeout: config.lookup_adaptive_soft_timeout,
-            max_queued_queries: config.max_queued_queries,
-            max_outbound: config.max_queued_transmits,
         }
     }
 
     // ---- admission of unsolicited datagrams ----
 
     /// Counts an unsolicited datagram against its source's limit; false if it must be dropped.
-    pub(crate) fn admit(&mut self, now: Instant, from: SocketAddr, stats: &mut Stats) -> bool {
-        match self.limiter.admit(now, from) {
+    pub(crate) fn admit(&mut self, now: Instant, from: SocketAddr, config: &Config, stats: &mut Stats) -> bool {
+        match self.limiter.admit(&config.rate_limit, now, from) {
             Admission::Admit => return true,
             Admission::NewlyBlocked => stats.sources_blocked += 1,
             Admission::Blocked => {}
@@ -242,8 +233,8 @@ impl Rpc {
     }
 
     /// Whether the reply budget has bytes left; counts the answer dropped if not.
-    pub(crate) fn within_budget(&mut self, now: Instant, stats: &mut Stats) -> bool {
-        let left = self.budget.allows(now);
+    pub(crate) fn within_budget(&mut self, now: Instant, config: &Config, stats: &mut Stats) -> bool {
+        let left = self.budget.allows(config.rate_limit.reply_bytes_per_sec, now);
         if !left {
             stats.replies_over_budget += 1;
         }
@@ -258,14 +249,14 @@ impl Rpc {
     // ---- the outbound queue ----
 
     /// Whether one more datagram fits the outbound queue.
-    pub(crate) fn has_room(&self) -> bool {
-        self.outbound.len() < self.max_outbound
+    pub(crate) fn has_room(&self, config: &Config) -> bool {
+        self.outbound.len() < config.max_queued_transmits
     }
 
     /// Queues a datagram; when the queue is full it is dropped and counted. Returns whether
     /// it was queued.
-    pub(crate) fn push(&mut self, out: Outbound, stats: &mut Stats) -> bool {
-        if !self.has_room() {
+    pub(crate) fn push(&mut self, out: Outbound, config: &Config, stats: &mut Stats) -> bool {
+        if !self.has_room(config) {
             stats.transmits_dropped += 1;
             return false;
         }
@@ -280,9 +271,10 @@ impl Rpc {
         t: &[u8],
         code: i64,
         message: ErrorText,
+        config: &Config,
         stats: &mut Stats,
     ) -> bool {
-        self.push(Outbound::Error { to, t: tid(t), code, message }, stats)
+        self.push(Outbound::Error { to, t: tid(t), code, message }, config, stats)
     }
 
     pub(crate) fn pop_outbound(&mut self) -> Option<Outbound> {
@@ -296,15 +288,15 @@ impl Rpc {
     }
 
     /// Counts the bytes of an answer that left against the reply budget.
-    pub(crate) fn spend(&mut self, len: usize) {
-        self.budget.spend(len);
+    pub(crate) fn spend(&mut self, len: usize, config: &Config) {
+        self.budget.spend(config.rate_limit.reply_bytes_per_sec, len);
     }
 
     // ---- queues waiting for a slot ----
 
     /// Room for `n` more application queries in the waiting queue.
-    pub(crate) fn can_queue(&self, n: usize) -> bool {
-        self.waiting.len() + n <= self.max_queued_queries
+    pub(crate) fn can_queue(&self, n: usize, config: &Config) -> bool {
+        self.waiting.len() + n <= config.max_queued_queries
     }
 
     pub(crate) fn queue_query(&mut self, op: OpId, peer: Peer) {
@@ -428,11 +420,11 @@ impl Rpc {
 
     /// Starts the clock of a query that just left: its deadline, and for a lookup query its
     /// soft deadline.
-    pub(crate) fn mark_sent(&mut self, r: TxRef, now: Instant) {
-        self.txs.mark_sent(r, now + self.timeout);
+    pub(crate) fn mark_sent(&mut self, r: TxRef, now: Instant, config: &Config) {
+        self.txs.mark_sent(r, now + config.timeout);
         let lookup = self.txs.get(r).is_some_and(|tx| matches!(tx.purpose, Purpose::Lookup(_)));
-        if let (true, Some(cap)) = (lookup, self.soft_timeout) {
-            let soft = if self.adaptive_soft_timeout { self.rtt.soft_timeout(cap) } else { cap };
+        if let (true, Some(cap)) = (lookup, config.lookup_soft_timeout) {
+            let soft = if config.lookup_adaptive_soft_timeout { self.rtt.soft_timeout(cap) } else { cap };
             self.push_soft_deadline(now + soft, r);
         }
     }
@@ -450,7 +442,14 @@ impl Rpc {
 
     /// Matches a reply on (tid, IP, port) and finishes its transaction; unmatched replies are
     /// counted. Every matched reply times the path, for the adaptive soft timeout.
-    pub(crate) fn match_reply(&mut self, t: &[u8], from: &SocketAddr, now: Instant, stats: &mut Stats) -> Matched {
+    pub(crate) fn match_reply(
+        &mut self,
+        t: &[u8],
+        from: &SocketAddr,
+        now: Instant,
+        config: &Config,
+        stats: &mut Stats,
+    ) -> Matched {
         let r = match self.txs.find(t, from) {
             Ok(r) => r,
             // Never inserted, never surfaced: k-rpc fed these into its table (weakness W3).
@@ -467,7 +466,7 @@ impl Rpc {
         stats.replies_in += 1;
         if let Some(deadline) = tx.deadline {
             // Sent at `deadline - timeout`.
-            self.rtt.sample(now.saturating_duration_since(deadline.saturating_sub(self.timeout)));
+            self.rtt.sample(now.saturating_duration_since(deadline.saturating_sub(config.timeout)));
         }
         Matched::Tx(tx)
     }
@@ -548,8 +547,8 @@ impl Rpc {
     /// At the maintenance tick: gives back the rate limiter's room for sources that went quiet
     /// (see `SourceLimiter::shrink`), and every empty queue's last [`KEPT`] slots. An engine
     /// that has been quiet for a minute then holds no queue memory at all.
-    pub(crate) fn relax(&mut self, now: Instant) {
-        self.limiter.shrink(now);
+    pub(crate) fn relax(&mut self, now: Instant, config: &Config) {
+        self.limiter.shrink(&config.rate_limit, now);
         release_if_empty(&mut self.outbound, 0);
         release_if_empty(&mut self.waiting, 0);
         release_if_empty(&mut self.internal, 0);
@@ -602,10 +601,10 @@ pub(crate) fn release_if_empty<T>(queue: &mut VecDeque<T>, keep: usize) {
 mod tests {
     use super::*;
 
-    fn rpc(max_queued_transmits: usize) -> (Rpc, EngineRng) {
+    fn rpc(max_queued_transmits: usize) -> (Rpc, EngineRng, Config) {
         let mut rng = EngineRng::from_seed([3; 32]);
         let config = Config { max_queued_transmits, ..Config::default() };
-        (Rpc::new(&config, &mut rng, Instant::ZERO), rng)
+        (Rpc::new(&config, &mut rng, Instant::ZERO), rng, config)
     }
 
     #[test]
@@ -623,12 +622,12 @@ mod tests {
 
     #[test]
     fn the_outbound_cap_is_checked_once_for_every_kind_of_datagram() {
-        let (mut rpc, _) = rpc(2);
+        let (mut rpc, _, config) = rpc(2);
         let mut stats = Stats::default();
         let to: SocketAddr = "10.0.0.1:1".parse().unwrap();
-        assert!(rpc.push(Outbound::Pong { to, t: tid(b"aa") }, &mut stats));
-        assert!(rpc.push_error(to, b"bb", 203, ErrorText::copy(&[b'x'; 500]), &mut stats));
-        assert!(!rpc.push(Outbound::Pong { to, t: tid(b"cc") }, &mut stats));
+        assert!(rpc.push(Outbound::Pong { to, t: tid(b"aa") }, &config, &mut stats));
+        assert!(rpc.push_error(to, b"bb", 203, ErrorText::copy(&[b'x'; 500]), &config, &mut stats));
+        assert!(!rpc.push(Outbound::Pong { to, t: tid(b"cc") }, &config, &mut stats));
         assert_eq!(stats.transmits_dropped, 1);
         assert!(matches!(rpc.pop_outbound(), Some(Outbound::Pong { .. })));
         match rpc.pop_outbound() {
@@ -641,23 +640,26 @@ mod tests {
 
     #[test]
     fn a_reply_matches_only_its_query_and_the_soft_deadline_names_the_lookup() {
-        let (mut rpc, mut rng) = rpc(16);
+        let (mut rpc, mut rng, config) = rpc(16);
         let mut stats = Stats::default();
         let to: SocketAddr = "10.0.0.1:1".parse().unwrap();
         rpc.start(&mut rng, to, None, None, Purpose::Lookup(OpId(7)));
         let Some(Outbound::Query(r)) = rpc.pop_outbound() else { panic!() };
-        rpc.mark_sent(r, Instant::ZERO);
+        rpc.mark_sent(r, Instant::ZERO, &config);
         let t = rpc.tx(r).unwrap().tid.to_be_bytes();
         assert_eq!(rpc.app_in_flight(), 1);
         assert_eq!(rpc.queue_verification(to, NodeId::from_array([1; 20])), VerifyQueued::Duplicate, "already asked");
         let soft = rpc.next_soft_deadline().unwrap();
         assert!(soft < rpc.next_query_deadline().unwrap());
         assert_eq!(rpc.pop_soft_expired(soft), Some((to, OpId(7))));
-        assert!(matches!(rpc.match_reply(&t, &"10.0.0.2:1".parse().unwrap(), soft, &mut stats), Matched::Unmatched));
+        assert!(matches!(
+            rpc.match_reply(&t, &"10.0.0.2:1".parse().unwrap(), soft, &config, &mut stats),
+            Matched::Unmatched
+        ));
         assert_eq!(stats.mismatched_replies, 1);
-        assert!(matches!(rpc.match_reply(&t, &to, soft, &mut stats), Matched::Tx(_)));
+        assert!(matches!(rpc.match_reply(&t, &to, soft, &config, &mut stats), Matched::Tx(_)));
         assert_eq!(rpc.in_flight(), 0);
-        assert!(matches!(rpc.match_reply(&t, &to, soft, &mut stats), Matched::Unmatched));
+        assert!(matches!(rpc.match_reply(&t, &to, soft, &config, &mut stats), Matched::Unmatched));
         assert_eq!(stats.unsolicited_replies, 1);
     }
 }

@@ -233,7 +233,7 @@ impl Endpoint {
         self.probe(now);
         // An engine that nobody queries any more never reaches the limiter's own check, and
         // its emptied queues keep a few slots each until now.
-        self.rpc.relax(now);
+        self.rpc.relax(now, &self.config);
         self.swap_checks.relax();
         self.address_checks.relax();
         if self.tables.is_empty() {

@@ -875,6 +875,11 @@ impl Sim {
             }
             _ => {
                 let Some(Reverse((_, _, action))) = self.actions.pop() else { return false };
+                // Every join is scheduled up front, so the heap's peak is its first moment;
+                // without this its room for a million joins (32 MB) outlives them.
+                if self.actions.capacity() > 4 * self.actions.len() + 4096 {
+                    self.actions.shrink_to(2 * self.actions.len() + 1024);
+                }
                 self.act(action);
             }
         }
@@ -950,7 +955,7 @@ impl Sim {
                     Build::Join { seeds, .. } => seeds.max(1).min(self.nodes.len()),
                     Build::Preseed => 1,
                 };
-                let mut bootstrap = Vec::new();
+                let mut bootstrap = Vec::with_capacity(2);
                 for _ in 0..2.min(seeds) {
                     let mut s = below(&mut self.build_rng, seeds) as u32;
                     while bootstrap.contains(&self.addr(s)) {
@@ -1009,7 +1014,7 @@ impl Sim {
                 self.timer_at.push(u64::MAX);
                 self.busy.push(false);
                 self.oracle.insert(&id, i);
-                let mut bootstrap = Vec::new();
+                let mut bootstrap = Vec::with_capacity(3);
                 for _ in 0..3 {
                     if let Some(j) = self.pick_live(|sim, j| !sim.nodes[j as usize].read_only) {
                         if !bootstrap.contains(&self.addr(j)) {
