@@ -63,7 +63,7 @@ fn one_query_at_a_time_keeps_its_small_capacity() {
 }
 
 #[test]
-fn a_routing_entry_takes_36_bytes() {
+fn a_routing_entry_takes_35_bytes() {
     use krpc_core::NodeInfo;
     use krpc_core::routing::RoutingTable;
     // A BEP 5 table of IPv4 nodes, grown by splits to many buckets, some of them not full.
@@ -108,11 +108,13 @@ fn a_routing_entry_takes_36_bytes() {
 
 #[test]
 fn an_idle_engine_stays_within_its_measured_size() {
-    // Issue 16's goal is an idle engine of at most 1.5 KB (1,536 bytes). Measured: 1,512
-    // bytes, the `Endpoint` struct (the configuration 288 B, with the node layer's settings
-    // boxed; the RNG 40 B, a ChaCha12 key and position without its 256-byte buffer; the RPC
-    // part 512 B; two routing tables 208 B; the counters 168 B) and the two tables' bucket
-    // lists. It was 2,176 bytes before (docs/simulation.md, "Million nodes").
+    // Issue 16's goal is an idle engine of at most 1.5 KB (1,536 bytes). Measured: 1,300
+    // bytes, the `Endpoint` struct (1,280 B: the configuration 288 B, with the node layer's
+    // settings boxed; the RNG 40 B, a ChaCha12 key and position without its 256-byte buffer;
+    // the RPC part 376 B, which reads its limits from the configuration rather than keeping
+    // copies; two routing tables 160 B; the counters 168 B) and the two tables' allocations
+    // (10 B each). It was 2,176 bytes at first, 1,512 when the goal was first met
+    // (docs/simulation.md, "Million nodes"). The bound keeps a little room, not 236 bytes.
     let ep = Endpoint::new(Config::default(), [8; 32], Instant::ZERO).unwrap();
-    assert!(ep.memory_footprint() <= 1_536, "idle engine {} bytes", ep.memory_footprint());
+    assert!(ep.memory_footprint() <= 1_344, "idle engine {} bytes", ep.memory_footprint());
 }

@@ -387,12 +387,20 @@ impl Endpoint {
             + self.reach.as_ref().map_or(0, |r| r.memory_footprint())
             + self.swap_checks.memory_footprint()
             + self.address_checks.memory_footprint()
+            + self.config_heap_bytes()
+    }
+
+    /// What the configuration holds on the heap: the bootstrap list and the boxed node-layer
+    /// settings.
+    fn config_heap_bytes(&self) -> usize {
+        self.config.bootstrap.capacity() * core::mem::size_of::<SocketAddr>()
+            + self.config.dht.as_ref().map_or(0, |_| core::mem::size_of::<crate::dht::DhtConfig>())
     }
 
     /// [`memory_footprint`](Self::memory_footprint) split by part, for finding where the bytes
     /// of a large simulation go: `(part, bytes)` pairs in a fixed order.
     #[doc(hidden)]
-    pub fn memory_parts(&self) -> [(&'static str, usize); 10] {
+    pub fn memory_parts(&self) -> [(&'static str, usize); 11] {
         [
             ("endpoint_struct", core::mem::size_of::<Self>()),
             ("tables", self.tables.memory_footprint()),
@@ -404,6 +412,7 @@ impl Endpoint {
             ("node_layer", self.node.as_ref().map_or(0, |n| n.memory_footprint())),
             ("reachability", self.reach.as_ref().map_or(0, |r| r.memory_footprint())),
             ("upkeep_checks", self.swap_checks.memory_footprint() + self.address_checks.memory_footprint()),
+            ("config", self.config_heap_bytes()),
         ]
     }
 
