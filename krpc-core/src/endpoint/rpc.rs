@@ -5,6 +5,10 @@
 //! It knows nothing of what a query is for beyond its [`Purpose`]; the operations part decides
 //! what to send, the node layer what to answer. Every datagram the engine sends passes through
 //! [`Rpc::push`], so the cap on the outbound queue is checked in one place.
+//!
+//! Its limits (the timeouts, the queue caps, the rate limits) are the engine's [`Config`],
+//! passed to each call that needs one rather than copied in: the engine keeps its
+//! configuration whole anyway, and a simulated network holds a million engines.
 
 use alloc::collections::VecDeque;
 use arrayvec::ArrayVec;
@@ -200,8 +204,6 @@ pub(crate) struct Rpc {
     limiter: SourceLimiter,
     /// Global budget for the bytes of our answers.
     budget: ReplyBudget,
-    // The limits (`timeout`, queue caps, soft timeout) are read from the engine's `Config`,
-    // passed in, not copied here: a simulated network holds a million engines.
 }
 
 impl Rpc {
