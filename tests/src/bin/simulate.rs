@@ -6,7 +6,7 @@
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -20,8 +20,13 @@ use krpc_tests::sim::report::{Report, Summary};
 use krpc_tests::sim::svg::{self, Series};
 use krpc_tests::sim::{Build, OtherK, Partition, Scenario, Sim, libtorrent_lookup_config};
 
-/// Counts the bytes the process holds on the heap, and the most it ever held.
+/// Counts the bytes the process holds on the heap, and the most it ever held, and hands every
+/// request to jemalloc: with a million engines, glibc's malloc kept about a sixth of the
+/// peak RSS as free chunks between live ones (docs/decisions/0030-simulator-allocator.md).
 struct Counting;
+
+/// The allocator underneath.
+const INNER: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
@@ -29,8 +34,8 @@ static PEAK: AtomicUsize = AtomicUsize::new(0);
 #[allow(unsafe_code)] // a global allocator is an unsafe trait; this one only forwards and counts
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let p = unsafe { System.alloc(layout) };
+        // SAFETY: forwarded unchanged to jemalloc.
+        let p = unsafe { INNER.alloc(layout) };
         if !p.is_null() {
             let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
             PEAK.fetch_max(live, Ordering::Relaxed);
@@ -40,13 +45,13 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: `ptr` came from `alloc` above with this layout.
-        unsafe { System.dealloc(ptr, layout) };
+        unsafe { INNER.dealloc(ptr, layout) };
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        // SAFETY: forwarded unchanged to jemalloc.
+        let p = unsafe { INNER.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             if new_size >= layout.size() {
                 let live = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size - layout.size();
@@ -557,6 +562,8 @@ fn main() {
         header: vec![
             ("nodes".into(), args.nodes.to_string()),
             ("build".into(), build_name.into()),
+            // Peak RSS depends on it (docs/decisions/0030-simulator-allocator.md).
+            ("allocator".into(), "jemalloc".into()),
             ("seed".into(), args.seed.to_string()),
             ("k".into(), args.k.to_string()),
             ("answer_k".into(), args.answer_k.map_or("k".into(), |a| a.to_string())),
