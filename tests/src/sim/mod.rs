@@ -352,6 +352,14 @@ struct Node {
     doomed: bool,
 }
 
+/// Shrinks a heap that holds far more room than entries (after a burst, or once the joins
+/// scheduled up front are done), keeping room for twice what is left. Its order is untouched.
+fn give_back_room<T: Ord>(heap: &mut BinaryHeap<T>) {
+    if heap.capacity() > 4 * heap.len() + 4096 {
+        heap.shrink_to(2 * heap.len() + 1024);
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Action {
     Join(u32),
@@ -877,9 +885,7 @@ impl Sim {
                 let Some(Reverse((_, _, action))) = self.actions.pop() else { return false };
                 // Every join is scheduled up front, so the heap's peak is its first moment;
                 // without this its room for a million joins (32 MB) outlives them.
-                if self.actions.capacity() > 4 * self.actions.len() + 4096 {
-                    self.actions.shrink_to(2 * self.actions.len() + 1024);
-                }
+                give_back_room(&mut self.actions);
                 self.act(action);
             }
         }
@@ -942,9 +948,7 @@ impl Sim {
             self.payloads[p.slot as usize] = bytes;
         }
         self.free_payloads.push(p.slot);
-        if self.deliveries.capacity() > 4 * self.deliveries.len() + 4096 {
-            self.deliveries.shrink_to(2 * self.deliveries.len() + 1024);
-        }
+        give_back_room(&mut self.deliveries);
     }
 
     fn act(&mut self, action: Action) {
