@@ -155,6 +155,18 @@ pub struct Config {
     /// queries and saves a round trip at the end (`docs/simulation.md`, "The final round").
     /// Default on.
     pub lookup_final_round: bool,
+    /// The neighbourhood of a lookup's target, in multiples of the expected distance of its
+    /// k-th nearest node: a candidate nearer than that is asked at once, without waiting for
+    /// an α slot, as in the final round. The expected distance is k / N of the id space, with
+    /// N the DHT's size estimated from how densely the nodes nearest our own id sit around it
+    /// ([`NodeStatus::dht_size_estimate`](crate::NodeStatus::dht_size_estimate)), once the
+    /// routing table holds the 8 nodes that estimate is fitted to (off before). Such
+    /// candidates are almost all among the k nearest, which the lookup asks anyway, so this
+    /// costs few queries and saves the round trips the α cap would add once the lookup is
+    /// near its target (`docs/simulation.md`, "The neighbourhood"). A wrong estimate only
+    /// moves the radius: too many nodes shrinks it (plain α), too few widens it (at most k in
+    /// flight). 0 turns it off. Default 2.
+    pub lookup_neighbourhood: u32,
 }
 
 /// Public routers of the BitTorrent DHT, as host names for a driver to resolve: nothing
@@ -206,6 +218,7 @@ impl Default for Config {
             restrict_local_ips: false,
             lookup_disjoint_paths: 1,
             lookup_final_round: true,
+            lookup_neighbourhood: 2,
         }
     }
 }

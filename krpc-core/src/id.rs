@@ -222,6 +222,16 @@ impl Distance {
         &self.bytes[..self.len as usize]
     }
 
+    /// The distance's first 128 bits as a number (shorter ids padded with zero bits): enough
+    /// to place it within the id space, as a fraction of 2^128.
+    pub(crate) fn top128(&self) -> u128 {
+        let mut top = [0u8; 16];
+        let bytes = self.as_bytes();
+        let n = bytes.len().min(16);
+        top[..n].copy_from_slice(&bytes[..n]);
+        u128::from_be_bytes(top)
+    }
+
     /// Leading zero bits: 0 for the farthest half of the id space.
     pub fn leading_zeros(&self) -> usize {
         for (i, b) in self.as_bytes().iter().enumerate() {

@@ -23,6 +23,11 @@
 //!   closest already seen, the initiator resends the FIND_NODE to all of the k closest nodes
 //!   it has not already queried." These are the nodes the lookup would ask anyway, so it
 //!   costs almost no queries and saves the last round trip.
+//! - the neighbourhood (`lookup_neighbourhood`): a candidate within a few times the expected
+//!   distance of the target's k-th nearest node (k / N of the id space, N the DHT's estimated
+//!   size) is asked at once too, as in the final round. The answer that first names the
+//!   target's neighbours usually names several; with α slots they would be asked one round
+//!   trip after another, though the lookup must ask nearly all of them anyway.
 
 use alloc::vec::Vec;
 use core::net::SocketAddr;
@@ -117,6 +122,22 @@ pub(crate) struct Lookup {
     restrict_ips: bool,
     restrict_local: bool,
     final_round: bool,
+    /// [`neighbourhood_radius`]: a candidate nearer than this (the first 128 bits of its
+    /// distance) is asked without waiting for an α slot. 0: none is.
+    near: u128,
+}
+
+/// The radius of a target's neighbourhood (the first 128 bits of an XOR distance): `factor`
+/// times the expected distance of the k-th nearest of `dht_size` uniformly spread ids, k / N
+/// of the id space. 0 (nothing is near) when `factor` is 0 or the size unknown; the whole
+/// space when the product passes it.
+pub(crate) fn neighbourhood_radius(dht_size: Option<u64>, k: usize, factor: u32) -> u128 {
+    match dht_size {
+        Some(n) if n > 0 && factor > 0 => {
+            (u128::MAX / u128::from(n)).saturating_mul((k as u128).saturating_mul(u128::from(factor)))
+        }
+        _ => 0,
+    }
 }
 
 /// What the lookup wants next.
@@ -239,6 +260,8 @@ pub(crate) struct Params {
     /// Ask the rest of the k nearest at once once the nearest has answered
     /// (`lookup_final_round`).
     pub(crate) final_round: bool,
+    /// Candidates nearer than this are asked at once ([`neighbourhood_radius`]).
+    pub(crate) near: u128,
 }
 
 impl Params {
@@ -252,7 +275,14 @@ impl Params {
             restrict_local: config.restrict_local_ips,
             paths: config.lookup_disjoint_paths.clamp(1, MAX_PATHS) as u8,
             final_round: config.lookup_final_round,
+            near: 0,
         }
+    }
+
+    /// The same, with the neighbourhood of a DHT of `dht_size` nodes (estimated by the
+    /// caller, who has the routing table).
+    pub(crate) fn with_dht_size(self, config: &crate::Config, dht_size: Option<u64>) -> Params {
+        Params { near: neighbourhood_radius(dht_size, config.k, config.lookup_neighbourhood), ..self }
     }
 }
 
@@ -321,7 +351,7 @@ impl Lookup {
     }
 
     pub(crate) fn new(target: NodeId, query: Query, background: bool, report_replies: bool, params: Params) -> Lookup {
-        let Params { k, alpha, max_candidates, retries, restrict_ips, restrict_local, paths, final_round } = params;
+        let Params { k, alpha, max_candidates, retries, restrict_ips, restrict_local, paths, final_round, near } = params;
         Lookup {
             target,
             query,
@@ -343,6 +373,7 @@ impl Lookup {
             restrict_ips,
             restrict_local,
             final_round,
+            near,
         }
     }
 
@@ -435,7 +466,8 @@ impl Lookup {
     /// every path is. With one path this is the plain Kademlia rule.
     ///
     /// A path keeps α queries in flight, or up to k once the nearest of its candidates still
-    /// in the running has answered (the final round, when `final_round` is on).
+    /// in the running has answered (the final round, when `final_round` is on) or while the
+    /// candidate it would ask next lies in the target's neighbourhood (`near`).
     pub(crate) fn step(&mut self, may_send: bool) -> Step {
         // Bootstrap nodes first, within α; then the nearest fresh candidate among the k
         // nearest that are still in the running.
@@ -447,6 +479,8 @@ impl Lookup {
         // Whether the nearest candidate of the path (with an id, still in the running) has
         // answered.
         let mut converged = [false; MAX_PATHS];
+        // Whether the candidate the path would ask next is a neighbour of the target.
+        let mut neighbour = [false; MAX_PATHS];
         let retries = self.retries;
         for (i, c) in self.candidates.iter().enumerate() {
             let p = usize::from(c.path);
@@ -474,6 +508,7 @@ impl Lookup {
             }
             if c.state == CandidateState::Fresh && pick[p].is_none() {
                 pick[p] = Some(i);
+                neighbour[p] = c.id.is_some_and(|id| self.target.distance(&id).top128() < self.near);
             }
             if full == paths {
                 break;
@@ -488,7 +523,7 @@ impl Lookup {
                 continue;
             }
             match pick[p] {
-                Some(_) if may_send && self.path_active[p] < self.slots(converged[p]) => {
+                Some(_) if may_send && self.path_active[p] < self.slots(converged[p], neighbour[p]) => {
                     next = Some(next.map_or(p, |q| if self.path_active[p] < self.path_active[q] { p } else { q }));
                 }
                 Some(_) => busy = true,
@@ -518,9 +553,10 @@ impl Lookup {
         }
     }
 
-    /// The α slots of a path: α, or k in the final round.
-    fn slots(&self, converged: bool) -> usize {
-        if self.final_round && converged { self.alpha.max(self.k) } else { self.alpha }
+    /// The α slots of a path: α, or k in the final round or for a neighbour of the target
+    /// (it would be asked anyway, so at once).
+    fn slots(&self, converged: bool, neighbour: bool) -> usize {
+        if (self.final_round && converged) || neighbour { self.alpha.max(self.k) } else { self.alpha }
     }
 
     /// Index of the candidate at `addr` with a query open.
@@ -670,6 +706,7 @@ mod tests {
                 restrict_local: false,
                 paths: 1,
                 final_round: false,
+                near: 0,
             },
         )
     }
@@ -689,6 +726,7 @@ mod tests {
                 restrict_local: false,
                 paths,
                 final_round: false,
+                near: 0,
             },
         )
     }
@@ -832,6 +870,7 @@ mod tests {
                 restrict_local: false,
                 paths: 1,
                 final_round,
+                near: 0,
             };
             let mut l = Lookup::new(id(0), Query::ping(), false, true, params);
             for b in [2, 4, 6, 8, 10] {
@@ -856,6 +895,44 @@ mod tests {
             assert!(matches!(l.step(true), Step::Done), "1, 2 and 4 answered");
             assert_eq!(l.queries_sent, 4, "8 and 10 were never asked");
         }
+    }
+
+    #[test]
+    fn the_neighbourhood_radius_is_factor_times_k_over_n_of_the_space() {
+        assert_eq!(neighbourhood_radius(None, 8, 2), 0, "no estimate, no neighbourhood");
+        assert_eq!(neighbourhood_radius(Some(65_536), 8, 0), 0, "turned off");
+        assert_eq!(neighbourhood_radius(Some(0), 8, 2), 0);
+        assert_eq!(neighbourhood_radius(Some(65_536), 8, 2), (u128::MAX >> 16) * 16);
+        assert_eq!(neighbourhood_radius(Some(1), 8, 2), u128::MAX, "a tiny DHT is all neighbourhood");
+    }
+
+    #[test]
+    fn a_candidate_in_the_neighbourhood_is_asked_without_an_alpha_slot() {
+        // Near: distances to target 0 below that of id(5), i.e. ids 1 to 4.
+        let near = id(0).distance(&id(5)).top128();
+        let params = Params {
+            k: 4,
+            alpha: 1,
+            max_candidates: 16,
+            retries: 0,
+            restrict_ips: false,
+            restrict_local: false,
+            paths: 1,
+            final_round: false,
+            near,
+        };
+        let mut l = Lookup::new(id(0), Query::ping(), false, true, params);
+        for b in [6, 8, 10] {
+            l.add_node(node(b));
+        }
+        assert_eq!(asked(&mut l), [6], "α = 1 outside the neighbourhood");
+        reply(&mut l, 6, &[2, 3, 7]);
+        assert_eq!(asked(&mut l), [2, 3], "both neighbours at once; 7 waits for a slot");
+        reply(&mut l, 2, &[]);
+        reply(&mut l, 3, &[]);
+        assert_eq!(asked(&mut l), [7], "back to α = 1 outside it");
+        reply(&mut l, 7, &[]);
+        assert!(matches!(l.step(true), Step::Done), "2, 3, 6 and 7 answered");
     }
 
     #[test]
@@ -892,6 +969,7 @@ mod tests {
                 restrict_local: false,
                 paths: 1,
                 final_round: false,
+                near: 0,
             },
         )
     }
@@ -1045,6 +1123,7 @@ mod tests {
             restrict_local: false,
             paths: 1,
             final_round: false,
+            near: 0,
         };
         let mut l = Lookup::new(id(0), Query::ping(), false, true, params);
         let at = |b: u8, host: [u8; 4]| NodeInfo::new(id(b), SocketAddr::from((host, 6881)));

@@ -94,7 +94,9 @@ fn the_default_lookup_settings_are_alpha_four_one_retry_and_an_adaptive_one_seco
 
 #[test]
 fn a_lookup_keeps_alpha_queries_in_flight() {
-    let mut s = Script::new(Config { k: 8, ..Config::default() });
+    // Eight nodes are a DHT of about one node by the size estimate, whose whole space is
+    // every target's neighbourhood; without it, α holds.
+    let mut s = Script::new(Config { k: 8, lookup_neighbourhood: 0, ..Config::default() });
     for b in 1..=8 {
         assert!(s.ep.insert_node(s.now, node(b)));
     }
@@ -103,6 +105,45 @@ fn a_lookup_keeps_alpha_queries_in_flight() {
     s.ep.closest(s.now, target, Query::find_node(&target)).unwrap();
     let sent = s.sent();
     assert_eq!(sent.iter().map(|q| q.to).collect::<Vec<_>>(), (1..=4).map(|b| node(b).addr).collect::<Vec<_>>());
+}
+
+/// A node whose id starts with `prefix`, at 10.0.`host`.`host`.
+fn node_at(prefix: [u8; 2], host: u8) -> NodeInfo {
+    let mut b = [0u8; 20];
+    b[..2].copy_from_slice(&prefix);
+    NodeInfo::new(NodeId::from_array(b), SocketAddr::from(([10, 0, host, host], 7000)))
+}
+
+#[test]
+fn candidates_in_the_targets_neighbourhood_are_asked_at_once_and_the_rest_within_alpha() {
+    // Our 8 nearest neighbours sit 1/65,536 of the id space apart: the DHT is estimated at
+    // about 65,536 nodes, so the 8th nearest of a target is expected within 8/65,536 of the
+    // space and its neighbourhood (factor 2) is 16/65,536: ids that start with 0x00 0x0_ for
+    // target 0. The table's nodes are all far from target 0.
+    for neighbourhood in [2, 0] {
+        let mut s = Script::new(Config { k: 8, lookup_neighbourhood: neighbourhood, ..Config::default() });
+        for b in 1..=8 {
+            assert!(s.ep.insert_node(s.now, node_at([0xff, b], b)));
+        }
+        assert_eq!(s.ep.status().dht_size_estimate, Some(65_536));
+        s.sent();
+        let target = id(0);
+        s.ep.closest(s.now, target, Query::find_node(&target)).unwrap();
+        let first = s.sent();
+        assert_eq!(first.len(), 4, "far from the target: α = 4");
+        // One answer names six nodes of the neighbourhood and one outside it (0x00 0x40).
+        let near: Vec<NodeInfo> = (1..=6).map(|b| node_at([0, b], 100 + b)).collect();
+        let mut named = near.clone();
+        named.push(node_at([0, 0x40], 200));
+        s.reply(&first[0], node_at([0xff, 1], 1), &named);
+        let next: Vec<SocketAddr> = s.sent().into_iter().map(|q| q.to).collect();
+        if neighbourhood == 2 {
+            // Up to k = 8 in flight: the five nearest beside the three still out.
+            assert_eq!(next, near[..5].iter().map(|n| n.addr).collect::<Vec<_>>(), "at once, nearest first");
+        } else {
+            assert_eq!(next, [near[0].addr], "one free α slot, three queries still out");
+        }
+    }
 }
 
 #[test]

@@ -393,7 +393,10 @@ impl Endpoint {
         if self.ops.lookup_slots() >= self.config.max_lookups {
             return Err(CommandError::TooManyLookups);
         }
-        let mut lookup = Lookup::new(target, query, background, report_replies, Params::of(&self.config));
+        // The neighbourhood needs a size estimated from a full set of our own neighbours: a
+        // node that knows a handful has no idea of the DHT's size yet.
+        let params = Params::of(&self.config).with_dht_size(&self.config, self.dht_size_estimate(8));
+        let mut lookup = Lookup::new(target, query, background, report_replies, params);
         // Both families: a single-stack node has one empty table, a dual-stack one searches
         // through either (BEP 32 lets one lookup use `nodes` and `nodes6`).
         let seeds = self.tables.lookup_seeds(&target, self.config.k);

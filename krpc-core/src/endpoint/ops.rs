@@ -643,6 +643,7 @@ mod tests {
                 restrict_local: false,
                 paths: 1,
                 final_round: true,
+                near: 0,
             },
         )
     }

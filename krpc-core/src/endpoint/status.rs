@@ -39,13 +39,8 @@ pub struct NodeStatus {
 pub fn estimate_dht_size<'a>(around: &NodeId, nearest: impl IntoIterator<Item = &'a NodeId>) -> Option<u64> {
     let mut fractions: arrayvec::ArrayVec<f64, 8> = arrayvec::ArrayVec::new();
     for id in nearest.into_iter().take(8) {
-        let d = around.distance(id);
-        // The first 16 bytes are plenty for a fraction of the space.
-        let mut top = [0u8; 16];
-        let bytes = d.as_bytes();
-        let n = bytes.len().min(16);
-        top[..n].copy_from_slice(&bytes[..n]);
-        fractions.push(u128::from_be_bytes(top) as f64 / TWO_POW_128);
+        // The first 128 bits are plenty for a fraction of the space.
+        fractions.push(around.distance(id).top128() as f64 / TWO_POW_128);
     }
     fractions.sort_by(f64::total_cmp);
     if fractions.len() < 2 {
@@ -70,9 +65,6 @@ impl Endpoint {
             t.iter().filter(|c| c.state(now, &policy) == NodeState::Good).count()
         };
         let (v4, v6) = (self.tables.v4(), self.tables.v6());
-        // The nodes nearest our id, from the larger table.
-        let table = if v4.len() >= v6.len() { v4 } else { v6 };
-        let nearest = table.closest(&self.id, 8);
         NodeStatus {
             id: self.id,
             external_address: self.external_address(),
@@ -80,8 +72,20 @@ impl Endpoint {
             good_nodes: [good(v4), good(v6)],
             read_only: self.read_only,
             reachability: self.reachability(),
-            dht_size_estimate: estimate_dht_size(&self.id, nearest.iter().map(|n| &n.id)),
+            dht_size_estimate: self.dht_size_estimate(2),
         }
+    }
+
+    /// [`estimate_dht_size`] around our id, from the larger table (no allocation: the nearest
+    /// come in an `ArrayVec`); `None` unless it knows at least `min_nodes` of the 8 it fits.
+    pub(super) fn dht_size_estimate(&self, min_nodes: usize) -> Option<u64> {
+        let (v4, v6) = (self.tables.v4(), self.tables.v6());
+        let table = if v4.len() >= v6.len() { v4 } else { v6 };
+        let nearest = table.closest(&self.id, 8);
+        if nearest.len() < min_nodes {
+            return None;
+        }
+        estimate_dht_size(&self.id, nearest.iter().map(|n| &n.id))
     }
 }
 

@@ -48,6 +48,8 @@ pub(crate) fn read_config(input: &mut Input<'_>, bootstrap_pool: &[core::net::So
     // every committed corpus input as it was.
     c.lookup_disjoint_paths = 1 + usize::from((flags >> 2) & 3);
     c.lookup_final_round = flags & 0x10 == 0;
+    // Bits 5–6 were unused too; 0 keeps the default.
+    c.lookup_neighbourhood = [2, 0, 1, 4][usize::from((flags >> 5) & 3)];
     let knobs = input.u8();
     c.answer_pings = knobs & 1 == 0;
     c.auto_ping_swap = knobs & 2 == 0;

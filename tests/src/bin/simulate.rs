@@ -111,6 +111,10 @@ struct Args {
     /// Disjoint paths per lookup (`lookup_disjoint_paths`, 1–4; default: the engine's default).
     #[arg(long)]
     disjoint_paths: Option<usize>,
+    /// The target's neighbourhood, asked without α slots (`lookup_neighbourhood`, multiples
+    /// of the k-th nearest's expected distance; 0 disables; default: the engine's default).
+    #[arg(long)]
+    neighbourhood: Option<u32>,
     /// Soft timeout in ms after which a silent candidate frees its α slot; 0 disables
     /// (default: the engine's default).
     #[arg(long)]
@@ -437,6 +441,9 @@ fn main() {
     if let Some(d) = args.disjoint_paths {
         engine.lookup_disjoint_paths = d;
     }
+    if let Some(n) = args.neighbourhood {
+        engine.lookup_neighbourhood = n;
+    }
     if let Some(ms) = args.soft_timeout_ms {
         engine.lookup_soft_timeout = (ms > 0).then(|| Duration::from_millis(ms));
     }
@@ -571,6 +578,7 @@ fn main() {
             ("alpha".into(), alpha.to_string()),
             ("retries".into(), engine.lookup_retries.to_string()),
             ("disjoint_paths".into(), engine.lookup_disjoint_paths.to_string()),
+            ("neighbourhood".into(), engine.lookup_neighbourhood.to_string()),
             ("soft_timeout_ms".into(), engine.lookup_soft_timeout.map_or("0".into(), |d| d.as_millis().to_string())),
             ("adaptive_soft_timeout".into(), engine.lookup_adaptive_soft_timeout.to_string()),
             ("loss".into(), args.loss.to_string()),

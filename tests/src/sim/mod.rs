@@ -219,6 +219,7 @@ pub fn krpc_parity_config() -> Config {
         lookup_retries: 0,
         lookup_soft_timeout: None,
         lookup_final_round: false,
+        lookup_neighbourhood: 0,
         ..Config::default()
     }
 }
@@ -235,6 +236,7 @@ pub fn libtorrent_lookup_config(base: Config) -> Config {
         timeout: Duration::from_secs(15),
         lookup_retries: 0,
         lookup_final_round: false,
+        lookup_neighbourhood: 0,
         ..base
     }
 }
