@@ -351,7 +351,8 @@ impl Lookup {
     }
 
     pub(crate) fn new(target: NodeId, query: Query, background: bool, report_replies: bool, params: Params) -> Lookup {
-        let Params { k, alpha, max_candidates, retries, restrict_ips, restrict_local, paths, final_round, near } = params;
+        let Params { k, alpha, max_candidates, retries, restrict_ips, restrict_local, paths, final_round, near } =
+            params;
         Lookup {
             target,
             query,
