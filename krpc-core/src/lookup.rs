@@ -692,44 +692,27 @@ mod tests {
         NodeInfo::new(id(b), SocketAddr::from(([10, 0, 0, b], 1000 + u16::from(b))))
     }
 
+    /// One path, 16 candidates, no retries, no diversity rule, no final round, no neighbourhood.
+    fn params(k: usize, alpha: usize) -> Params {
+        Params {
+            k,
+            alpha,
+            max_candidates: 16,
+            retries: 0,
+            restrict_ips: false,
+            restrict_local: false,
+            paths: 1,
+            final_round: false,
+            near: 0,
+        }
+    }
+
     fn lookup(k: usize, alpha: usize, max: usize) -> Lookup {
-        Lookup::new(
-            id(0),
-            Query::ping(),
-            false,
-            true,
-            Params {
-                k,
-                alpha,
-                max_candidates: max,
-                retries: 0,
-                restrict_ips: false,
-                restrict_local: false,
-                paths: 1,
-                final_round: false,
-                near: 0,
-            },
-        )
+        Lookup::new(id(0), Query::ping(), false, true, Params { max_candidates: max, ..params(k, alpha) })
     }
 
     fn lookup_with_paths(k: usize, alpha: usize, paths: u8) -> Lookup {
-        Lookup::new(
-            id(0),
-            Query::ping(),
-            false,
-            true,
-            Params {
-                k,
-                alpha,
-                max_candidates: 32,
-                retries: 0,
-                restrict_ips: false,
-                restrict_local: false,
-                paths,
-                final_round: false,
-                near: 0,
-            },
-        )
+        Lookup::new(id(0), Query::ping(), false, true, Params { max_candidates: 32, paths, ..params(k, alpha) })
     }
 
     /// Answers the query `step` asks for, with `named` learned from it; returns its id byte.
@@ -862,17 +845,7 @@ mod tests {
     #[test]
     fn the_final_round_asks_the_rest_of_the_k_nearest_at_once_once_the_nearest_answered() {
         for final_round in [false, true] {
-            let params = Params {
-                k: 3,
-                alpha: 1,
-                max_candidates: 16,
-                retries: 0,
-                restrict_ips: false,
-                restrict_local: false,
-                paths: 1,
-                final_round,
-                near: 0,
-            };
+            let params = Params { final_round, ..params(3, 1) };
             let mut l = Lookup::new(id(0), Query::ping(), false, true, params);
             for b in [2, 4, 6, 8, 10] {
                 l.add_node(node(b));
@@ -911,17 +884,7 @@ mod tests {
     fn a_candidate_in_the_neighbourhood_is_asked_without_an_alpha_slot() {
         // Near: distances to target 0 below that of id(5), i.e. ids 1 to 4.
         let near = id(0).distance(&id(5)).top128();
-        let params = Params {
-            k: 4,
-            alpha: 1,
-            max_candidates: 16,
-            retries: 0,
-            restrict_ips: false,
-            restrict_local: false,
-            paths: 1,
-            final_round: false,
-            near,
-        };
+        let params = Params { near, ..params(4, 1) };
         let mut l = Lookup::new(id(0), Query::ping(), false, true, params);
         for b in [6, 8, 10] {
             l.add_node(node(b));
@@ -956,23 +919,7 @@ mod tests {
     }
 
     fn with_retries(k: usize, alpha: usize, retries: u8) -> Lookup {
-        Lookup::new(
-            id(0),
-            Query::ping(),
-            false,
-            true,
-            Params {
-                k,
-                alpha,
-                max_candidates: 10,
-                retries,
-                restrict_ips: false,
-                restrict_local: false,
-                paths: 1,
-                final_round: false,
-                near: 0,
-            },
-        )
+        Lookup::new(id(0), Query::ping(), false, true, Params { max_candidates: 10, retries, ..params(k, alpha) })
     }
 
     fn queried(l: &mut Lookup) -> SocketAddr {
@@ -1115,17 +1062,7 @@ mod tests {
 
     #[test]
     fn one_candidate_per_subnet_the_nearer_one_while_neither_is_asked() {
-        let params = Params {
-            k: 8,
-            alpha: 3,
-            max_candidates: 64,
-            retries: 0,
-            restrict_ips: true,
-            restrict_local: false,
-            paths: 1,
-            final_round: false,
-            near: 0,
-        };
+        let params = Params { max_candidates: 64, restrict_ips: true, ..params(8, 3) };
         let mut l = Lookup::new(id(0), Query::ping(), false, true, params);
         let at = |b: u8, host: [u8; 4]| NodeInfo::new(id(b), SocketAddr::from((host, 6881)));
         l.add_node(at(9, [66, 6, 6, 1]));
