@@ -91,6 +91,32 @@ fn the_mainline_profile_is_deterministic_and_slower_than_its_fastest_pairs() {
 }
 
 #[test]
+fn under_the_profile_the_neighbourhood_rule_completes_lookups_sooner_for_about_one_query_more() {
+    use krpc_tests::sim::profile::PairDelays;
+    // Measured (2,000 pre-seeded nodes, 200 lookups): completion median 847 → 737 ms (seed 1)
+    // and 865 → 754 ms (seed 2) with the rule, at 13.4 → 14.6 and 13.6 → 14.7 queries (mean),
+    // recall 0.998 and 0.999 both ways.
+    for seed in seeds_or_env(&[1]) {
+        let _guard = SeedGuard(seed);
+        let with = |neighbourhood: u32| {
+            let scenario = Scenario {
+                seed,
+                nodes: 2_000,
+                engine: Config { lookup_neighbourhood: neighbourhood, ..bep5_config() },
+                link: Link { pairs: Some(PairDelays::mainline(seed)), ..Link::default() },
+                holders: true,
+                ..Scenario::default()
+            };
+            run(scenario, 200).1
+        };
+        let (off, on) = (with(0), with(2));
+        assert!(on.time_median_ms < 0.95 * off.time_median_ms, "{on:?} vs {off:?}");
+        assert!(on.queries_mean < off.queries_mean + 2.0, "{on:?} vs {off:?}");
+        assert!(on.recall_mean >= off.recall_mean - 0.01 && on.success_rate == 1.0, "{on:?} vs {off:?}");
+    }
+}
+
+#[test]
 fn weibull_sessions_take_nodes_away_at_the_rate_their_curve_gives() {
     use krpc_tests::sim::profile::Sessions;
     // 10,000 pre-seeded nodes with KAD's session curve, lookups at 1 a second for about 5
