@@ -1,6 +1,6 @@
 //! The lookup knobs tuned with the simulator (`docs/simulation.md`), checked on one scripted
 //! endpoint: α, retries of silent candidates, the soft timeout and its adaptation to measured
-//! round trips.
+//! round trips, and the target's neighbourhood asked without α slots.
 
 use std::net::SocketAddr;
 use std::time::Duration;
