@@ -210,6 +210,42 @@ fn with_thirty_percent_loss_nearly_every_lookup_still_succeeds() {
 }
 
 #[test]
+fn a_lookup_record_names_each_true_nearest_node_it_missed_and_how_far_it_got() {
+    // With 30% loss about a quarter of the true nearest go missing: mostly nodes the lookup
+    // asked and never heard back from. `simulate --lookup-log` prints these records.
+    let scenario = Scenario {
+        seed: 4,
+        nodes: 2_000,
+        engine: bep5_config(),
+        link: Link { loss: 0.3, ..Link::default() },
+        ..Scenario::default()
+    };
+    let mut sim = Sim::new(scenario);
+    sim.build();
+    let records = sim.run_lookups(100, 20.0);
+    let (mut missed, mut unanswered) = (0, 0);
+    for r in records.iter().filter(|r| r.outcome.is_some()) {
+        assert_eq!(r.found8 + r.missed.len(), 8, "each of the true 8 is found or missed: {r:?}");
+        for m in &r.missed {
+            assert_ne!(m.node, r.initiator);
+            assert!(sim.answers(m.node), "a missed node is one of the live truth");
+            assert!(!m.answered || m.asked, "only an asked node answers");
+            assert!(!m.asked || m.known, "an asked node is known");
+            unanswered += usize::from(m.asked && !m.answered);
+        }
+        missed += r.missed.len();
+    }
+    assert!(missed >= 50, "30% loss misses some of the true nearest ({missed})");
+    assert!(unanswered * 2 > missed, "loss shows as asked and unanswered ({unanswered} of {missed})");
+
+    // Without loss nothing is missed.
+    let mut sim = Sim::new(Scenario { seed: 4, nodes: 2_000, engine: bep5_config(), ..Scenario::default() });
+    sim.build();
+    let records = sim.run_lookups(50, 20.0);
+    assert!(records.iter().all(|r| r.outcome.is_some() && r.missed.is_empty()));
+}
+
+#[test]
 fn with_thirty_percent_dead_contacts_nearly_every_lookup_still_succeeds() {
     // Measured (seeds 1..=8): success 1.0, recall 0.924–0.948 (answers carry dead contacts,
     // which crowd the farthest live ones out of every 8-node answer).

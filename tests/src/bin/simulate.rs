@@ -28,6 +28,15 @@ struct Counting;
 /// The allocator underneath.
 const INNER: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read once at start-up (the `_RJEM_MALLOC_CONF` environment variable
+/// still overrides them): back the heap with transparent huge pages. Every datagram lands on a
+/// random engine among a million, so nearly every one costs TLB misses with 4 KiB pages; with
+/// 2 MiB pages the same work took 7% less time at 300,000 joining nodes
+/// (docs/decisions/0032-simulator-huge-pages.md).
+#[allow(unsafe_code)] // jemalloc reads its compiled-in options from this C symbol
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: &[u8; 31] = b"thp:always,metadata_thp:always\0";
+
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
@@ -201,6 +210,12 @@ struct Args {
     /// Write an SVG plot of the CDF of queries per lookup to this file.
     #[arg(long)]
     svg: Option<String>,
+    /// Write one JSON line per measured lookup to this file: who ran it, its queries and
+    /// time, and each of the true 8 nearest it missed (whether the lookup knew of it, whether
+    /// it was asked and answered, and at the end of the run: behind a NAT, read-only, answering,
+    /// in how many routing tables).
+    #[arg(long)]
+    lookup_log: Option<String>,
     /// After the lookups, run until every operation of every node has resolved (checked).
     #[arg(long)]
     drain: bool,
@@ -558,6 +573,9 @@ fn main() {
             fail(&e);
         }
     }
+    if let Some(path) = &args.lookup_log {
+        write_lookup_log(&sim, &records, path);
+    }
     let summary = Summary::of(&records);
     let stats = sim.stats();
     let build_name = match args.build {
@@ -643,6 +661,44 @@ fn main() {
         println!("{}", report.json());
     } else {
         print!("{}", report.table());
+    }
+}
+
+/// `--lookup-log`: one JSON object per line and lookup.
+fn write_lookup_log(sim: &Sim, records: &[krpc_tests::sim::LookupRecord], path: &str) {
+    let mut out = String::new();
+    for r in records {
+        let missed: Vec<serde_json::Value> = r
+            .missed
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "node": m.node,
+                    "known": m.known,
+                    "asked": m.asked,
+                    "answered": m.answered,
+                    "nat": sim.nats().is_behind(m.node),
+                    "read_only": sim.endpoint(m.node).is_some_and(|ep| ep.is_read_only()),
+                    "answers": sim.answers(m.node),
+                    "tables": sim.tables_holding(m.node),
+                })
+            })
+            .collect();
+        let line = serde_json::json!({
+            "initiator": r.initiator,
+            "queries": r.queries,
+            "rounds": r.rounds,
+            "time_ms": r.duration.map(|d| d.as_millis() as u64),
+            "outcome": r.outcome.map(|o| format!("{o:?}")),
+            "found8": r.found8,
+            "success": r.success(),
+            "missed": missed,
+        });
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    if let Err(e) = std::fs::write(path, out) {
+        fail(&format!("cannot write {path}: {e}"));
     }
 }
 

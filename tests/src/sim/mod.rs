@@ -280,6 +280,22 @@ pub struct LookupRecord {
     /// How long after its start the first `values` arrived (what a `get_peers` caller waits
     /// for its first peers), if they did.
     pub values_after: Option<Duration>,
+    /// The true 8 closest live nodes the result lacks (the initiator never counts as missed),
+    /// and how far the lookup got toward each: what to look at when recall falls.
+    pub missed: Vec<Missed>,
+}
+
+/// One of the true nearest nodes a finished lookup did not return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Missed {
+    /// The node.
+    pub node: u32,
+    /// The lookup knew of it: an answer named it, or it was asked (from the table).
+    pub known: bool,
+    /// The lookup queried it.
+    pub asked: bool,
+    /// It answered the lookup.
+    pub answered: bool,
 }
 
 impl LookupRecord {
@@ -394,6 +410,9 @@ struct Tracked {
     round_of: HashMap<u32, u32>,
     /// Round of each query in flight, by (destination, transaction id).
     pending: HashMap<(u32, u32), u32>,
+    /// Nodes queried, and those that answered.
+    asked: std::collections::HashSet<u32>,
+    answered: std::collections::HashSet<u32>,
     /// An honest node answered with `values`.
     got_values: bool,
     /// When the first `values` arrived.
@@ -617,13 +636,19 @@ impl Sim {
     }
 
     /// Whether node `i` answers queries now (the oracle's notion of live).
-    fn answers(&self, i: u32) -> bool {
+    pub fn answers(&self, i: u32) -> bool {
         let n = &self.nodes[i as usize];
         // Adaptive nodes answer once they left read-only mode; NATed ones answer strangers never.
         n.status == Status::Alive
             && !n.read_only
             && !self.nats.is_behind(i)
             && n.ep.as_deref().is_none_or(|ep| !ep.is_read_only())
+    }
+
+    /// How many running engines hold node `i` in a routing table.
+    pub fn tables_holding(&self, i: u32) -> usize {
+        let id = self.nodes[i as usize].id;
+        self.nodes.iter().filter_map(|n| n.ep.as_deref()).filter(|ep| ep.routing_table().contains(&id)).count()
     }
 
     /// Running nodes in BEP 43 read-only mode right now (adaptive ones included).
@@ -1254,7 +1279,19 @@ impl Sim {
                         (hits, truth.contains(&i))
                     };
                     let (found_others, own) = found_in(&self.true_closest(&rec.target, rec.k));
-                    let (found8, own8) = found_in(&self.true_closest(&rec.target, 8));
+                    let truth8 = self.true_closest(&rec.target, 8);
+                    let (found8, own8) = found_in(&truth8);
+                    let returned: Vec<u32> = closest.iter().filter_map(|n| index_of(&n.node.addr)).collect();
+                    let missed = truth8
+                        .iter()
+                        .filter(|&&j| j != i && !returned.contains(&j))
+                        .map(|&j| Missed {
+                            node: j,
+                            known: t.round_of.contains_key(&j),
+                            asked: t.asked.contains(&j),
+                            answered: t.answered.contains(&j),
+                        })
+                        .collect();
                     let rec = &mut self.records[t.record];
                     rec.queries = t.queries;
                     rec.replies = t.replies;
@@ -1267,6 +1304,7 @@ impl Sim {
                     rec.outcome = Some(outcome);
                     rec.values = rec.values.map(|_| t.got_values);
                     rec.values_after = t.first_values.map(|at| at - rec.started);
+                    rec.missed = missed;
                 }
             }
             other => {
@@ -1426,6 +1464,7 @@ impl Sim {
             outcome: None,
             values: (self.attackers.is_some() || self.scenario.holders).then_some(false),
             values_after: None,
+            missed: Vec::new(),
         };
         match ep.closest(now, target, Query::get_peers(&target)) {
             Ok(op) => {
@@ -1438,6 +1477,8 @@ impl Sim {
                     max_round: 0,
                     round_of: HashMap::new(),
                     pending: HashMap::new(),
+                    asked: Default::default(),
+                    answered: Default::default(),
                     got_values: false,
                     first_values: None,
                 };
@@ -1461,6 +1502,7 @@ impl Sim {
         let Ok(tid) = <[u8; 4]>::try_from(msg.transaction_id) else { return };
         let round = *t.round_of.entry(dest).or_insert(1);
         t.pending.insert((dest, u32::from_be_bytes(tid)), round);
+        t.asked.insert(dest);
         t.queries += 1;
         t.max_round = t.max_round.max(round);
     }
@@ -1474,6 +1516,7 @@ impl Sim {
         let Some(round) = t.pending.remove(&(from, u32::from_be_bytes(tid))) else { return };
         let Some(r) = msg.as_response() else { return };
         t.replies += 1;
+        t.answered.insert(from);
         if from < attack::ATTACKER_BASE && r.values().next().is_some() {
             t.got_values = true;
             t.first_values.get_or_insert(now);
