@@ -283,6 +283,8 @@ pub struct LookupRecord {
     /// The true 8 closest live nodes the result lacks (the initiator never counts as missed),
     /// and how far the lookup got toward each: what to look at when recall falls.
     pub missed: Vec<Missed>,
+    /// The nodes the lookup returned, nearest first (simulated nodes only).
+    pub returned: Vec<u32>,
 }
 
 /// One of the true nearest nodes a finished lookup did not return.
@@ -1305,6 +1307,7 @@ impl Sim {
                     rec.values = rec.values.map(|_| t.got_values);
                     rec.values_after = t.first_values.map(|at| at - rec.started);
                     rec.missed = missed;
+                    rec.returned = returned;
                 }
             }
             other => {
@@ -1465,6 +1468,7 @@ impl Sim {
             values: (self.attackers.is_some() || self.scenario.holders).then_some(false),
             values_after: None,
             missed: Vec::new(),
+            returned: Vec::new(),
         };
         match ep.closest(now, target, Query::get_peers(&target)) {
             Ok(op) => {
