@@ -226,6 +226,8 @@ fn a_lookup_record_names_each_true_nearest_node_it_missed_and_how_far_it_got() {
     let (mut missed, mut unanswered) = (0, 0);
     for r in records.iter().filter(|r| r.outcome.is_some()) {
         assert_eq!(r.found8 + r.missed.len(), 8, "each of the true 8 is found or missed: {r:?}");
+        assert_eq!(r.returned.len(), r.responders, "every responder is a simulated node");
+        assert!(r.missed.iter().all(|m| !r.returned.contains(&m.node)));
         for m in &r.missed {
             assert_ne!(m.node, r.initiator);
             assert!(sim.answers(m.node), "a missed node is one of the live truth");

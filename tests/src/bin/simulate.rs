@@ -687,8 +687,7 @@ fn write_lookup_log(sim: &Sim, records: &[krpc_tests::sim::LookupRecord], path: 
         // Where the returned nodes rank among the nodes answering at the end of the run, by
         // distance to the target (0: the nearest; null: not among the nearest 256).
         let truth = sim.true_closest(&r.target, 256);
-        let ranks: Vec<Option<usize>> =
-            r.returned.iter().map(|j| truth.iter().position(|t| t == j)).collect();
+        let ranks: Vec<Option<usize>> = r.returned.iter().map(|j| truth.iter().position(|t| t == j)).collect();
         let line = serde_json::json!({
             "initiator": r.initiator,
             "returned_ranks": ranks,
