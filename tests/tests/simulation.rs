@@ -233,6 +233,8 @@ fn a_lookup_record_names_each_true_nearest_node_it_missed_and_how_far_it_got() {
             assert!(sim.answers(m.node), "a missed node is one of the live truth");
             assert!(!m.answered || m.asked, "only an asked node answers");
             assert!(!m.asked || m.known, "an asked node is known");
+            assert!(m.tables > 0, "pre-seeded tables hold every node");
+            assert!(m.held_by_responders <= m.tables);
             unanswered += usize::from(m.asked && !m.answered);
         }
         missed += r.missed.len();

@@ -681,6 +681,8 @@ fn write_lookup_log(sim: &Sim, records: &[krpc_tests::sim::LookupRecord], path: 
                     "read_only": sim.endpoint(m.node).is_some_and(|ep| ep.is_read_only()),
                     "answers": sim.answers(m.node),
                     "tables": sim.tables_holding(m.node),
+                    "tables_then": m.tables,
+                    "held_by_responders": m.held_by_responders,
                 })
             })
             .collect();
@@ -690,6 +692,7 @@ fn write_lookup_log(sim: &Sim, records: &[krpc_tests::sim::LookupRecord], path: 
         let ranks: Vec<Option<usize>> = r.returned.iter().map(|j| truth.iter().position(|t| t == j)).collect();
         let line = serde_json::json!({
             "initiator": r.initiator,
+            "responders": r.responders,
             "returned_ranks": ranks,
             "queries": r.queries,
             "rounds": r.rounds,

@@ -298,6 +298,11 @@ pub struct Missed {
     pub asked: bool,
     /// It answered the lookup.
     pub answered: bool,
+    /// When the lookup ended: how many running engines held it in a routing table.
+    pub tables: u32,
+    /// When the lookup ended: how many of the nodes that answered the lookup held it in their
+    /// routing table (so could have named it).
+    pub held_by_responders: u32,
 }
 
 impl LookupRecord {
@@ -1287,11 +1292,19 @@ impl Sim {
                     let missed = truth8
                         .iter()
                         .filter(|&&j| j != i && !returned.contains(&j))
-                        .map(|&j| Missed {
-                            node: j,
-                            known: t.round_of.contains_key(&j),
-                            asked: t.asked.contains(&j),
-                            answered: t.answered.contains(&j),
+                        .map(|&j| {
+                            let id = self.nodes[j as usize].id;
+                            let holds = |n: &u32| {
+                                self.nodes[*n as usize].ep.as_deref().is_some_and(|ep| ep.routing_table().contains(&id))
+                            };
+                            Missed {
+                                node: j,
+                                known: t.round_of.contains_key(&j),
+                                asked: t.asked.contains(&j),
+                                answered: t.answered.contains(&j),
+                                tables: self.tables_holding(j) as u32,
+                                held_by_responders: t.answered.iter().filter(|n| holds(n)).count() as u32,
+                            }
                         })
                         .collect();
                     let rec = &mut self.records[t.record];
