@@ -1294,8 +1294,12 @@ impl Sim {
                         .filter(|&&j| j != i && !returned.contains(&j))
                         .map(|&j| {
                             let id = self.nodes[j as usize].id;
+                            // Responders include attackers (indices past the population).
                             let holds = |n: &u32| {
-                                self.nodes[*n as usize].ep.as_deref().is_some_and(|ep| ep.routing_table().contains(&id))
+                                self.nodes
+                                    .get(*n as usize)
+                                    .and_then(|n| n.ep.as_deref())
+                                    .is_some_and(|ep| ep.routing_table().contains(&id))
                             };
                             Missed {
                                 node: j,
