@@ -522,6 +522,7 @@ fn main() {
         nat: args.nat,
         shared_ips: shared_ips_of(&args),
         public_ips: args.addresses.map_or(args.profile.is_some(), |a| a == Addresses::Public),
+        count_missed_holders: args.lookup_log.is_some(),
     };
 
     let idle = idle_engine_bytes(&Config { id: None, ..engine.clone() });

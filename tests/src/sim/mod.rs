@@ -153,6 +153,10 @@ pub struct Scenario {
     /// Public-looking node addresses, to which the engine's diversity rules and per-IP limits
     /// apply (see [`ips`]); private ones (10/8, exempt) otherwise.
     pub public_ips: bool,
+    /// When a measured lookup ends, count the routing tables holding each true nearest node it
+    /// missed ([`Missed::tables`], [`Missed::held_by_responders`]): a scan of every table per
+    /// missed node, so off unless asked for.
+    pub count_missed_holders: bool,
 }
 
 impl Default for Scenario {
@@ -177,6 +181,7 @@ impl Default for Scenario {
             sessions: None,
             shared_ips: None,
             public_ips: false,
+            count_missed_holders: false,
         }
     }
 }
@@ -298,11 +303,12 @@ pub struct Missed {
     pub asked: bool,
     /// It answered the lookup.
     pub answered: bool,
-    /// When the lookup ended: how many running engines held it in a routing table.
-    pub tables: u32,
+    /// When the lookup ended: how many running engines held it in a routing table (with
+    /// [`Scenario::count_missed_holders`]).
+    pub tables: Option<u32>,
     /// When the lookup ended: how many of the nodes that answered the lookup held it in their
-    /// routing table (so could have named it).
-    pub held_by_responders: u32,
+    /// routing table, so could have named it (with [`Scenario::count_missed_holders`]).
+    pub held_by_responders: Option<u32>,
 }
 
 impl LookupRecord {
@@ -1289,6 +1295,7 @@ impl Sim {
                     let truth8 = self.true_closest(&rec.target, 8);
                     let (found8, own8) = found_in(&truth8);
                     let returned: Vec<u32> = closest.iter().filter_map(|n| index_of(&n.node.addr)).collect();
+                    let count = self.scenario.count_missed_holders;
                     let missed = truth8
                         .iter()
                         .filter(|&&j| j != i && !returned.contains(&j))
@@ -1306,8 +1313,9 @@ impl Sim {
                                 known: t.round_of.contains_key(&j),
                                 asked: t.asked.contains(&j),
                                 answered: t.answered.contains(&j),
-                                tables: self.tables_holding(j) as u32,
-                                held_by_responders: t.answered.iter().filter(|n| holds(n)).count() as u32,
+                                tables: count.then(|| self.tables_holding(j) as u32),
+                                held_by_responders: count
+                                    .then(|| t.answered.iter().filter(|n| holds(n)).count() as u32),
                             }
                         })
                         .collect();
