@@ -65,6 +65,47 @@ fn the_same_seed_gives_the_same_trace_and_another_seed_another() {
 }
 
 #[test]
+fn threads_change_nothing_but_the_speed() {
+    // Joins, loss, duplicates, churn, silent and read-only nodes and a partition: the same
+    // datagrams at the same instants, the same counters and the same lookup records on one,
+    // two and three threads.
+    let run_on = |threads: usize| {
+        let _guard = SeedGuard(3);
+        let scenario = Scenario {
+            nodes: 600,
+            build: Build::Join { seeds: 4, per_second: 100.0, settle: Duration::from_secs(5) },
+            dead: 0.05,
+            read_only: 0.05,
+            partition: Some(Partition {
+                fraction: 0.2,
+                after: Duration::from_secs(2),
+                duration: Duration::from_secs(3),
+            }),
+            threads,
+            ..busy(3)
+        };
+        let mut sim = Sim::new(scenario);
+        sim.build();
+        let records = sim.run_lookups(40, 20.0);
+        sim.run_for(Duration::from_secs(10));
+        if let Err(e) = sim.check_all_tables() {
+            panic!("{e}");
+        }
+        (sim.trace_hash(), sim.stats(), records, sim.shared_windows())
+    };
+    let (one, stats, records, shared) = run_on(1);
+    assert_eq!(shared, 0, "one thread shares no window");
+    assert!(stats.lost > 0 && stats.duplicated > 0 && stats.left > 0 && stats.partitioned > 0, "{stats:?}");
+    for threads in [2, 3] {
+        let (hash, s, r, shared) = run_on(threads);
+        assert!(shared > 100, "{threads} threads shared only {shared} windows");
+        assert_eq!(hash, one, "{threads} threads: another trace");
+        assert_eq!(s, stats, "{threads} threads");
+        assert_eq!(r, records, "{threads} threads");
+    }
+}
+
+#[test]
 fn the_mainline_profile_is_deterministic_and_slower_than_its_fastest_pairs() {
     use krpc_tests::sim::profile::PairDelays;
     let with = |seed: u64, pairs: Option<PairDelays>| {

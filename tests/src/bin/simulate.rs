@@ -219,6 +219,11 @@ struct Args {
     /// After the lookups, run until every operation of every node has resolved (checked).
     #[arg(long)]
     drain: bool,
+    /// Threads: with more than one, windows of the link's shortest delay run their nodes on
+    /// several threads, with the same trace hash as one. Runs whose nodes read one another
+    /// (value holders, attacks, NATs, per-pair delays, adaptive nodes, --lookup-log) stay on one.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Check every routing table in full at the end.
     #[arg(long)]
     check: bool,
@@ -383,12 +388,18 @@ fn parse_partition(s: &str) -> Result<Partition, String> {
     })
 }
 
-/// CPU time this process has run, in seconds, from `/proc/self/schedstat` (Linux), if
-/// available: steadier than wall time on a shared machine.
+/// CPU time this process has run, in seconds, every thread counted (`--threads`), from
+/// `/proc/self/stat` (Linux), if available: steadier than wall time on a shared machine.
 fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/schedstat").ok()?;
-    let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
-    Some(ns as f64 / 1e9)
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces; the fields after it are plain numbers. utime and stime
+    // (fields 14 and 15) count the threads that have exited too, in clock ticks of 1/100 s
+    // (USER_HZ on Linux).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 / 100.0)
 }
 
 /// Peak resident set size in bytes, from `/proc/self/status` (Linux), if available.
@@ -523,6 +534,7 @@ fn main() {
         shared_ips: shared_ips_of(&args),
         public_ips: args.addresses.map_or(args.profile.is_some(), |a| a == Addresses::Public),
         count_missed_holders: args.lookup_log.is_some(),
+        threads: args.threads.max(1),
     };
 
     let idle = idle_engine_bytes(&Config { id: None, ..engine.clone() });
@@ -644,6 +656,8 @@ fn main() {
             ("nodes_joined".into(), stats.joined.to_string()),
             ("virtual_s".into(), format!("{:.1}", sim.now().as_duration().as_secs_f64())),
             ("trace_hash".into(), format!("{:016x}", sim.trace_hash())),
+            ("threads".into(), args.threads.max(1).to_string()),
+            ("shared_windows".into(), sim.shared_windows().to_string()),
             ("drain".into(), drained),
             ("build_wall_s".into(), format!("{:.2}", build_wall.as_secs_f64())),
             ("wall_s".into(), format!("{:.2}", wall.elapsed().as_secs_f64())),

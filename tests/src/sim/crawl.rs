@@ -124,28 +124,34 @@ impl Sim {
         self.samples = Some(store);
         hashes
     }
+}
 
-    /// Answers a `sample_infohashes` to node `i` from its store; false if this is another
-    /// query or no info-hashes were placed.
-    pub(super) fn answer_samples(&self, i: u32, ep: &mut Endpoint, q: &IncomingQuery, count: usize) -> bool {
-        let Some(store) = self.samples.as_ref() else { return false };
-        if q.method() != b"sample_infohashes" {
-            return false;
-        }
-        let Some(target) = q.args().target() else {
-            let _ = ep.error(q.reply_to(), 203, b"sample_infohashes requires a.target");
-            return true;
-        };
-        let held = store.get(i as usize).map_or(&[][..], Vec::as_slice);
-        let samples: Vec<u8> = held.iter().take(MAX_SAMPLES).flat_map(|h| h.as_bytes().to_vec()).collect();
-        let values = Dictionary::new()
-            .with_bytes("samples", samples)
-            .with_int("num", held.len() as i64)
-            .with_int("interval", SAMPLE_INTERVAL_S);
-        let nodes = ep.routing_table().closest(&target, count);
-        let _ = ep.respond(q.reply_to(), values, &nodes);
-        true
+/// Answers a `sample_infohashes` to node `i` from the placed `store`; false if this is another
+/// query or no info-hashes were placed.
+pub(super) fn answer_samples(
+    store: Option<&[Vec<NodeId>]>,
+    i: u32,
+    ep: &mut Endpoint,
+    q: &IncomingQuery,
+    count: usize,
+) -> bool {
+    let Some(store) = store else { return false };
+    if q.method() != b"sample_infohashes" {
+        return false;
     }
+    let Some(target) = q.args().target() else {
+        let _ = ep.error(q.reply_to(), 203, b"sample_infohashes requires a.target");
+        return true;
+    };
+    let held = store.get(i as usize).map_or(&[][..], Vec::as_slice);
+    let samples: Vec<u8> = held.iter().take(MAX_SAMPLES).flat_map(|h| h.as_bytes().to_vec()).collect();
+    let values = Dictionary::new()
+        .with_bytes("samples", samples)
+        .with_int("num", held.len() as i64)
+        .with_int("interval", SAMPLE_INTERVAL_S);
+    let nodes = ep.routing_table().closest(&target, count);
+    let _ = ep.respond(q.reply_to(), values, &nodes);
+    true
 }
 
 /// The naive crawler's state.

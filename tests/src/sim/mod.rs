@@ -39,6 +39,7 @@ pub mod ips;
 pub mod link;
 pub mod nat;
 pub mod oracle;
+mod parallel;
 pub mod profile;
 pub mod report;
 pub mod svg;
@@ -50,7 +51,10 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use krpc_core::wire::Message;
-use krpc_core::{AddressPolicy, Config, Endpoint, Event, Instant, LookupOutcome, NodeId, NodeInfo, OpId, Query};
+use krpc_core::{
+    AddressPolicy, Config, Endpoint, Event, IncomingQuery, Instant, LookupNode, LookupOutcome, NodeId, NodeInfo, OpId,
+    Query,
+};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -157,6 +161,10 @@ pub struct Scenario {
     /// missed ([`Missed::tables`], [`Missed::held_by_responders`]): a scan of every table per
     /// missed node, so off unless asked for.
     pub count_missed_holders: bool,
+    /// Threads to run on. With more than one, the run goes by windows of the link's shortest
+    /// delay, each window's nodes split among the threads (see `parallel.rs`); the trace is
+    /// the same for any number. Runs whose nodes read one another stay on one thread.
+    pub threads: usize,
 }
 
 impl Default for Scenario {
@@ -182,6 +190,7 @@ impl Default for Scenario {
             shared_ips: None,
             public_ips: false,
             count_missed_holders: false,
+            threads: 1,
         }
     }
 }
@@ -512,6 +521,8 @@ pub struct Sim {
     samples: Option<Vec<Vec<NodeId>>>,
     nats: nat::Nats,
     ips: ips::Ips,
+    /// Windows whose nodes ran on more than one thread ([`Scenario::threads`]).
+    shared_windows: u64,
 }
 
 impl Sim {
@@ -594,6 +605,7 @@ impl Sim {
             nats: nat::Nats::new(&scenario, &ips),
             ips,
             scenario,
+            shared_windows: 0,
         }
     }
 
@@ -837,20 +849,26 @@ impl Sim {
         }
         let total = self.joins_scheduled;
         let mut reported = 0;
-        while self.joins_scheduled > 0 || !self.joining.is_empty() {
-            if !self.step() {
-                break;
-            }
-            let done = total - self.joins_scheduled - self.joining.len();
+        let mut report = |sim: &mut Sim| {
+            let done = total - sim.joins_scheduled - sim.joining.len();
             if done >= reported + 10_000 || (done == total && reported < total) {
                 reported = done;
                 let line = format!(
                     "joined {done}/{total} nodes at t={:.0}s virtual ({} datagrams)",
-                    (self.now - EPOCH).as_secs_f64(),
-                    self.stats.sent
+                    (sim.now - EPOCH).as_secs_f64(),
+                    sim.stats.sent
                 );
-                self.report_progress(&line);
+                sim.report_progress(&line);
             }
+        };
+        // By windows while joins are still to come (the end depends on no window's events),
+        // then one step at a time until the last join's lookup ends.
+        self.advance(u64::MAX, |sim| sim.joins_scheduled == 0, &mut report);
+        while self.joins_scheduled > 0 || !self.joining.is_empty() {
+            if !self.step() {
+                break;
+            }
+            report(self);
         }
         // Let the last verifications and answers settle.
         self.run_for(settle);
@@ -940,6 +958,7 @@ impl Sim {
     /// Steps until virtual time reaches `now + d`.
     pub fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
+        self.advance(end.as_nanos(), |_| false, &mut |_| {});
         loop {
             let next = [
                 self.deliveries.peek().map(|Reverse(p)| p.at),
@@ -972,8 +991,8 @@ impl Sim {
         let from = self.addr(p.from);
         match self.nodes[to as usize].ep.as_mut() {
             Some(ep) => {
-                if self.tracked.contains_key(&to) {
-                    Self::tap_in(&mut self.tracked, to, p.from, &bytes, self.now);
+                if let Some(t) = self.tracked.get_mut(&to) {
+                    tap_in(t, p.from, &bytes, now);
                 }
                 ep.handle_datagram(now, from, &bytes);
                 self.touch(to);
@@ -1147,8 +1166,8 @@ impl Sim {
             while let Some(t) = ep.poll_transmit(now, &mut buf) {
                 moved = true;
                 let bytes = &buf[..t.len];
-                if self.tracked.contains_key(&i) {
-                    Self::tap_out(&mut self.tracked, i, &t.destination, bytes);
+                if let Some(tracked) = self.tracked.get_mut(&i) {
+                    tap_out(tracked, &t.destination, bytes);
                 }
                 self.send(i, t.destination, bytes);
             }
@@ -1173,7 +1192,7 @@ impl Sim {
         if self.timers.len() > 2 * self.nodes.len() + 1024 {
             self.compact_timers();
         }
-        self.check_cheap(i, &ep);
+        check_cheap(i, &ep, now, self.scenario.seed);
         let busy = ep.operations() > 0;
         self.nodes[i as usize].ep = Some(ep);
         self.set_busy(i, busy);
@@ -1260,14 +1279,8 @@ impl Sim {
         match e {
             Event::Query(q) => {
                 let count = self.scenario.answer_k.unwrap_or(ep.config().k);
-                if self.answer_holder(i, ep, &q, count) || self.answer_samples(i, ep, &q, count) {
-                    // Answered.
-                } else if ep.config().dht.is_some() && q.method() == b"get_peers" {
-                    // Handed over only for the holders (`endpoint_config`): answered as the
-                    // node layer would.
-                    answer::answer_get_peers(ep, &q, count, self.now);
-                } else {
-                    (self.responder)(ep, &q, count);
+                if !self.answer_holder(i, ep, &q, count) {
+                    answer_query(i, ep, &q, count, self.samples.as_deref(), self.responder, self.now);
                 }
                 self.stats.answered += 1;
             }
@@ -1277,62 +1290,7 @@ impl Sim {
                 }
                 if self.tracked.get(&i).is_some_and(|t| t.op == op) {
                     let Some(t) = self.tracked.remove(&i) else { return };
-                    let now = self.now;
-                    let rec = &self.records[t.record];
-                    let found_in = |truth: &[u32]| {
-                        let hits = closest
-                            .iter()
-                            .filter_map(|n| {
-                                index_of(&n.node.addr).filter(|&j| {
-                                    (j as usize) < self.nodes.len() && self.nodes[j as usize].id == n.node.id
-                                })
-                            })
-                            .filter(|j| *j != i && truth.contains(j))
-                            .count();
-                        (hits, truth.contains(&i))
-                    };
-                    let (found_others, own) = found_in(&self.true_closest(&rec.target, rec.k));
-                    let truth8 = self.true_closest(&rec.target, 8);
-                    let (found8, own8) = found_in(&truth8);
-                    let returned: Vec<u32> = closest.iter().filter_map(|n| index_of(&n.node.addr)).collect();
-                    let count = self.scenario.count_missed_holders;
-                    let missed = truth8
-                        .iter()
-                        .filter(|&&j| j != i && !returned.contains(&j))
-                        .map(|&j| {
-                            let id = self.nodes[j as usize].id;
-                            // Responders include attackers (indices past the population).
-                            let holds = |n: &u32| {
-                                self.nodes
-                                    .get(*n as usize)
-                                    .and_then(|n| n.ep.as_deref())
-                                    .is_some_and(|ep| ep.routing_table().contains(&id))
-                            };
-                            Missed {
-                                node: j,
-                                known: t.round_of.contains_key(&j),
-                                asked: t.asked.contains(&j),
-                                answered: t.answered.contains(&j),
-                                tables: count.then(|| self.tables_holding(j) as u32),
-                                held_by_responders: count
-                                    .then(|| t.answered.iter().filter(|n| holds(n)).count() as u32),
-                            }
-                        })
-                        .collect();
-                    let rec = &mut self.records[t.record];
-                    rec.queries = t.queries;
-                    rec.replies = t.replies;
-                    rec.rounds = t.max_round;
-                    rec.duration = Some(now - rec.started);
-                    rec.responders = closest.len();
-                    rec.found_others = found_others;
-                    rec.found = found_others + usize::from(own);
-                    rec.found8 = found8 + usize::from(own8);
-                    rec.outcome = Some(outcome);
-                    rec.values = rec.values.map(|_| t.got_values);
-                    rec.values_after = t.first_values.map(|at| at - rec.started);
-                    rec.missed = missed;
-                    rec.returned = returned;
+                    self.finish_lookup(i, t, &closest, outcome, self.now);
                 }
             }
             other => {
@@ -1341,6 +1299,63 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// Fills in the record of node `i`'s measured lookup, which ended at `now` with `closest`.
+    fn finish_lookup(&mut self, i: u32, t: Tracked, closest: &[LookupNode], outcome: LookupOutcome, now: Instant) {
+        let rec = &self.records[t.record];
+        let found_in = |truth: &[u32]| {
+            let hits = closest
+                .iter()
+                .filter_map(|n| {
+                    index_of(&n.node.addr)
+                        .filter(|&j| (j as usize) < self.nodes.len() && self.nodes[j as usize].id == n.node.id)
+                })
+                .filter(|j| *j != i && truth.contains(j))
+                .count();
+            (hits, truth.contains(&i))
+        };
+        let (found_others, own) = found_in(&self.true_closest(&rec.target, rec.k));
+        let truth8 = self.true_closest(&rec.target, 8);
+        let (found8, own8) = found_in(&truth8);
+        let returned: Vec<u32> = closest.iter().filter_map(|n| index_of(&n.node.addr)).collect();
+        let count = self.scenario.count_missed_holders;
+        let missed = truth8
+            .iter()
+            .filter(|&&j| j != i && !returned.contains(&j))
+            .map(|&j| {
+                let id = self.nodes[j as usize].id;
+                // Responders include attackers (indices past the population).
+                let holds = |n: &u32| {
+                    self.nodes
+                        .get(*n as usize)
+                        .and_then(|n| n.ep.as_deref())
+                        .is_some_and(|ep| ep.routing_table().contains(&id))
+                };
+                Missed {
+                    node: j,
+                    known: t.round_of.contains_key(&j),
+                    asked: t.asked.contains(&j),
+                    answered: t.answered.contains(&j),
+                    tables: count.then(|| self.tables_holding(j) as u32),
+                    held_by_responders: count.then(|| t.answered.iter().filter(|n| holds(n)).count() as u32),
+                }
+            })
+            .collect();
+        let rec = &mut self.records[t.record];
+        rec.queries = t.queries;
+        rec.replies = t.replies;
+        rec.rounds = t.max_round;
+        rec.duration = Some(now - rec.started);
+        rec.responders = closest.len();
+        rec.found_others = found_others;
+        rec.found = found_others + usize::from(own);
+        rec.found8 = found8 + usize::from(own8);
+        rec.outcome = Some(outcome);
+        rec.values = rec.values.map(|_| t.got_values);
+        rec.values_after = t.first_values.map(|at| at - rec.started);
+        rec.missed = missed;
+        rec.returned = returned;
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1518,75 +1533,11 @@ impl Sim {
         self.touch(i);
     }
 
-    /// Attributes a datagram the initiator of a measured lookup sends: a `get_peers` query
-    /// is the lookup's (the initiator runs no other measured lookup, and the engine's own
-    /// lookups use `find_node`).
-    fn tap_out(tracked: &mut BTreeMap<u32, Tracked>, i: u32, to: &SocketAddr, bytes: &[u8]) {
-        let Some(t) = tracked.get_mut(&i) else { return };
-        let Ok(msg) = Message::decode(bytes) else { return };
-        if msg.as_query().is_none_or(|q| q.method != b"get_peers") {
-            return;
-        }
-        let Some(dest) = index_of(to) else { return };
-        let Ok(tid) = <[u8; 4]>::try_from(msg.transaction_id) else { return };
-        let round = *t.round_of.entry(dest).or_insert(1);
-        t.pending.insert((dest, u32::from_be_bytes(tid)), round);
-        t.asked.insert(dest);
-        t.queries += 1;
-        t.max_round = t.max_round.max(round);
-    }
-
-    /// Attributes a datagram the initiator of a measured lookup receives: an answer to one of
-    /// its queries teaches it candidates one round later than the query.
-    fn tap_in(tracked: &mut BTreeMap<u32, Tracked>, i: u32, from: u32, bytes: &[u8], now: Instant) {
-        let Some(t) = tracked.get_mut(&i) else { return };
-        let Ok(msg) = Message::decode(bytes) else { return };
-        let Ok(tid) = <[u8; 4]>::try_from(msg.transaction_id) else { return };
-        let Some(round) = t.pending.remove(&(from, u32::from_be_bytes(tid))) else { return };
-        let Some(r) = msg.as_response() else { return };
-        t.replies += 1;
-        t.answered.insert(from);
-        if from < attack::ATTACKER_BASE && r.values().next().is_some() {
-            t.got_values = true;
-            t.first_values.get_or_insert(now);
-        }
-        for node in r.nodes().into_iter().flatten() {
-            if let Some(j) = index_of(&node.addr) {
-                t.round_of.entry(j).or_insert(round + 1);
-            }
-        }
-    }
-
     // -----------------------------------------------------------------------------------------
     // Invariants
 
     fn violation(&self, what: &str) -> ! {
-        panic!(
-            "invariant violated at t={:?} (replay with KRPC_SIM_SEED={}): {what}",
-            self.now.as_duration(),
-            self.scenario.seed
-        )
-    }
-
-    /// Checks that cost O(1): run on every node touched.
-    fn check_cheap(&self, i: u32, ep: &Endpoint) {
-        let config = ep.config();
-        let table = ep.routing_table();
-        // Internal pings may use 4 slots beyond `concurrency`, and verifications of unknown
-        // queriers 16 more (`VERIFY_SLOTS` in krpc-core's `endpoint/rpc.rs`). A node near many
-        // joiners at once reaches it: 21 in flight at 100,000 joined nodes.
-        if ep.in_flight() > config.concurrency + 4 + 16 {
-            self.violation(&format!("node {i} has {} queries in flight", ep.in_flight()));
-        }
-        if ep.operations() > config.max_lookups {
-            self.violation(&format!("node {i} runs {} operations", ep.operations()));
-        }
-        if table.bucket_count() > 160 || table.len() > table.bucket_count() * config.k {
-            self.violation(&format!("node {i}: {} contacts in {} buckets", table.len(), table.bucket_count()));
-        }
-        if table.contains(ep.id()) {
-            self.violation(&format!("node {i} holds itself"));
-        }
+        violated(self.now, self.scenario.seed, what)
     }
 
     /// Everything about one routing table: its structural invariants
@@ -1749,5 +1700,90 @@ impl Sim {
             let _ = write!(s, " {name} {bytes:.0}");
         }
         s
+    }
+}
+
+/// Attributes a datagram the initiator of a measured lookup sends: a `get_peers` query
+/// is the lookup's (the initiator runs no other measured lookup, and the engine's own
+/// lookups use `find_node`).
+fn tap_out(t: &mut Tracked, to: &SocketAddr, bytes: &[u8]) {
+    let Ok(msg) = Message::decode(bytes) else { return };
+    if msg.as_query().is_none_or(|q| q.method != b"get_peers") {
+        return;
+    }
+    let Some(dest) = index_of(to) else { return };
+    let Ok(tid) = <[u8; 4]>::try_from(msg.transaction_id) else { return };
+    let round = *t.round_of.entry(dest).or_insert(1);
+    t.pending.insert((dest, u32::from_be_bytes(tid)), round);
+    t.asked.insert(dest);
+    t.queries += 1;
+    t.max_round = t.max_round.max(round);
+}
+
+/// Attributes a datagram the initiator of a measured lookup receives: an answer to one of
+/// its queries teaches it candidates one round later than the query.
+fn tap_in(t: &mut Tracked, from: u32, bytes: &[u8], now: Instant) {
+    let Ok(msg) = Message::decode(bytes) else { return };
+    let Ok(tid) = <[u8; 4]>::try_from(msg.transaction_id) else { return };
+    let Some(round) = t.pending.remove(&(from, u32::from_be_bytes(tid))) else { return };
+    let Some(r) = msg.as_response() else { return };
+    t.replies += 1;
+    t.answered.insert(from);
+    if from < attack::ATTACKER_BASE && r.values().next().is_some() {
+        t.got_values = true;
+        t.first_values.get_or_insert(now);
+    }
+    for node in r.nodes().into_iter().flatten() {
+        if let Some(j) = index_of(&node.addr) {
+            t.round_of.entry(j).or_insert(round + 1);
+        }
+    }
+}
+
+/// Stops the run: an invariant does not hold.
+fn violated(now: Instant, seed: u64, what: &str) -> ! {
+    panic!("invariant violated at t={:?} (replay with KRPC_SIM_SEED={seed}): {what}", now.as_duration())
+}
+
+/// Checks that cost O(1): run on every node touched.
+fn check_cheap(i: u32, ep: &Endpoint, now: Instant, seed: u64) {
+    let config = ep.config();
+    let table = ep.routing_table();
+    // Internal pings may use 4 slots beyond `concurrency`, and verifications of unknown
+    // queriers 16 more (`VERIFY_SLOTS` in krpc-core's `endpoint/rpc.rs`). A node near many
+    // joiners at once reaches it: 21 in flight at 100,000 joined nodes.
+    if ep.in_flight() > config.concurrency + 4 + 16 {
+        violated(now, seed, &format!("node {i} has {} queries in flight", ep.in_flight()));
+    }
+    if ep.operations() > config.max_lookups {
+        violated(now, seed, &format!("node {i} runs {} operations", ep.operations()));
+    }
+    if table.bucket_count() > 160 || table.len() > table.bucket_count() * config.k {
+        violated(now, seed, &format!("node {i}: {} contacts in {} buckets", table.len(), table.bucket_count()));
+    }
+    if table.contains(ep.id()) {
+        violated(now, seed, &format!("node {i} holds itself"));
+    }
+}
+
+/// What the application of node `i` does with a query its engine surfaced, when no value
+/// holder answered it: `sample_infohashes` from the placed store, `get_peers` as the node
+/// layer would (a node running it hands `get_peers` over only when values are placed,
+/// `endpoint_config`), anything else through the run's [`Responder`].
+fn answer_query(
+    i: u32,
+    ep: &mut Endpoint,
+    q: &IncomingQuery,
+    count: usize,
+    samples: Option<&[Vec<NodeId>]>,
+    responder: Responder,
+    now: Instant,
+) {
+    if crawl::answer_samples(samples, i, ep, q, count) {
+        // Answered.
+    } else if ep.config().dht.is_some() && q.method() == b"get_peers" {
+        answer::answer_get_peers(ep, q, count, now);
+    } else {
+        responder(ep, q, count);
     }
 }
