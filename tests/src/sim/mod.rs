@@ -6,9 +6,13 @@
 //! * **Time** is virtual: a step jumps to the next thing that happens — a datagram arriving,
 //!   an engine deadline (`poll_timeout`) or a scripted action (a lookup starting, a node
 //!   joining or leaving, a partition starting or healing). Deliveries and actions sit in
-//!   priority queues; engine deadlines sit in a heap of `(deadline, node)` refreshed whenever
+//!   priority queues; engine deadlines sit in a queue of `(deadline, node)` refreshed whenever
 //!   a node is touched, with stale entries skipped when they surface, so a step costs
-//!   O(log N) however many nodes there are.
+//!   O(log N) however many nodes there are. Deliveries and deadlines are calendar queues
+//!   (`calendar.rs`: time buckets in front of a heap, the order of one heap).
+//! * **Threads** ([`Scenario::threads`]): windows of the link's shortest delay may run their
+//!   nodes on several threads, and their sends are replayed in single-thread order (see
+//!   `parallel.rs`), so the trace is the same for any number of threads.
 //! * **Randomness** comes from seeded ChaCha8 generators only, one stream per purpose (the
 //!   population and its routing tables, the link, the workload), and each engine gets its own
 //!   seed derived from the scenario's. Same scenario, same seed: the same datagrams at the same
@@ -33,6 +37,7 @@
 
 pub mod answer;
 pub mod attack;
+mod calendar;
 pub mod census;
 pub mod crawl;
 pub mod ips;
@@ -59,6 +64,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
 use self::answer::Responder;
+use self::calendar::{Calendar, Timed};
 use self::link::{Link, below, chance, exponential};
 use self::oracle::Oracle;
 
@@ -421,6 +427,25 @@ struct Packet {
     slot: u32,
 }
 
+impl Timed for Packet {
+    fn due(&self) -> u64 {
+        self.at
+    }
+}
+
+/// Datagrams in flight are queued by slices of 2^18 ns (262 µs) over 2^11 slices (537 ms): the
+/// `internet` link delays at most 300 ms; a longer delay waits in the calendar's far heap. An
+/// emptied slice keeps room for 256 datagrams (at most 16 MiB over the ring).
+const DELIVERY_SLICE_SHIFT: u32 = 18;
+const DELIVERY_SLICES: u32 = 11;
+const DELIVERY_KEEP: usize = 256;
+/// Engine deadlines by slices of 2^20 ns (1 ms) over 2^17 slices (137 s): the timeouts of
+/// queries and lookups and most ticks of upkeep fall within (a far heap for the rest costs 10%
+/// of the run more). An emptied slice keeps room for 32 deadlines (at most 64 MiB).
+const DEADLINE_SLICE_SHIFT: u32 = 20;
+const DEADLINE_SLICES: u32 = 17;
+const DEADLINE_KEEP: usize = 32;
+
 /// A lookup being measured.
 struct Tracked {
     op: OpId,
@@ -478,10 +503,10 @@ pub struct Sim {
     nodes: Vec<Node>,
     oracle: Oracle,
     now: Instant,
-    deliveries: BinaryHeap<Reverse<Packet>>,
+    deliveries: Calendar<Packet>,
     payloads: Vec<Vec<u8>>,
     free_payloads: Vec<u32>,
-    timers: BinaryHeap<Reverse<(u64, u32)>>,
+    timers: Calendar<(u64, u32)>,
     timer_at: Vec<u64>,
     actions: BinaryHeap<Reverse<(u64, u64, Action)>>,
     seq: u64,
@@ -568,10 +593,10 @@ impl Sim {
             oracle: Oracle::new(&ids),
             nodes,
             now: EPOCH,
-            deliveries: BinaryHeap::new(),
+            deliveries: Calendar::new(DELIVERY_SLICE_SHIFT, DELIVERY_SLICES, DELIVERY_KEEP),
             payloads: Vec::new(),
             free_payloads: Vec::new(),
-            timers: BinaryHeap::new(),
+            timers: Calendar::new(DEADLINE_SLICE_SHIFT, DEADLINE_SLICES, DEADLINE_KEEP),
             timer_at: vec![u64::MAX; n],
             actions: BinaryHeap::new(),
             seq: 0,
@@ -896,7 +921,7 @@ impl Sim {
 
     /// The earliest valid engine deadline, with stale heap entries dropped.
     fn next_timer(&mut self) -> Option<(u64, u32)> {
-        while let Some(&Reverse((at, i))) = self.timers.peek() {
+        while let Some(&(at, i)) = self.timers.peek() {
             if self.timer_at[i as usize] == at {
                 return Some((at, i));
             }
@@ -907,7 +932,7 @@ impl Sim {
 
     /// Does the next thing that happens. Returns false when nothing is left to happen.
     pub fn step(&mut self) -> bool {
-        let delivery = self.deliveries.peek().map(|Reverse(p)| p.at);
+        let delivery = self.deliveries.peek().map(|p| p.at);
         let timer = self.next_timer().map(|(at, _)| at);
         let action = self.actions.peek().map(|Reverse(a)| a.0);
         // Ties: deliveries, then timers, then actions.
@@ -927,11 +952,11 @@ impl Sim {
         self.stats.steps += 1;
         match class {
             0 => {
-                let Some(Reverse(p)) = self.deliveries.pop() else { return false };
+                let Some(p) = self.deliveries.pop() else { return false };
                 self.deliver(p);
             }
             1 => {
-                let Some(Reverse((_, i))) = self.timers.pop() else { return false };
+                let Some((_, i)) = self.timers.pop() else { return false };
                 self.timer_at[i as usize] = u64::MAX;
                 let now = self.now;
                 if let Some(ep) = self.nodes[i as usize].ep.as_mut() {
@@ -961,7 +986,7 @@ impl Sim {
         self.advance(end.as_nanos(), |_| false, &mut |_| {});
         loop {
             let next = [
-                self.deliveries.peek().map(|Reverse(p)| p.at),
+                self.deliveries.peek().map(|p| p.at),
                 self.next_timer().map(|(at, _)| at),
                 self.actions.peek().map(|Reverse(a)| a.0),
             ]
@@ -1007,7 +1032,7 @@ impl Sim {
             self.payloads[p.slot as usize] = bytes;
         }
         self.free_payloads.push(p.slot);
-        give_back_room(&mut self.deliveries);
+        self.deliveries.give_back_room();
     }
 
     fn act(&mut self, action: Action) {
@@ -1184,7 +1209,7 @@ impl Sim {
         if next != self.timer_at[i as usize] {
             self.timer_at[i as usize] = next;
             if next != u64::MAX {
-                self.timers.push(Reverse((next, i)));
+                self.timers.push((next, i));
             }
         }
         // Every change of a node's deadline leaves its old entry in the heap (skipped when it
@@ -1201,12 +1226,13 @@ impl Sim {
     /// Rebuilds the timer heap from the live deadlines alone, in an allocation of their size.
     /// Entries are unique `(deadline, node)` pairs, so the order they come out in is the same.
     fn compact_timers(&mut self) {
-        let mut entries: Vec<Reverse<(u64, u32)>> = Vec::with_capacity(self.timers.len() / 2);
-        entries.extend(
-            self.timer_at.iter().enumerate().filter(|(_, at)| **at != u64::MAX).map(|(i, at)| Reverse((*at, i as u32))),
-        );
-        entries.shrink_to_fit();
-        self.timers = BinaryHeap::from(entries);
+        drop(self.timers.drain_all());
+        for (i, &at) in self.timer_at.iter().enumerate() {
+            if at != u64::MAX {
+                self.timers.push((at, i as u32));
+            }
+        }
+        self.timers.give_back_room();
     }
 
     fn set_busy(&mut self, i: u32, busy: bool) {
@@ -1272,7 +1298,7 @@ impl Sim {
         buf.clear();
         buf.extend_from_slice(bytes);
         self.seq += 1;
-        self.deliveries.push(Reverse(Packet { at: at.as_nanos(), seq: self.seq, to, from, slot }));
+        self.deliveries.push(Packet { at: at.as_nanos(), seq: self.seq, to, from, slot });
     }
 
     fn on_event(&mut self, i: u32, ep: &mut Endpoint, e: Event) {
@@ -1648,10 +1674,10 @@ impl Sim {
         use std::mem::size_of;
         let payload_bytes: usize = self.payloads.iter().map(Vec::capacity).sum();
         let parts = [
-            ("timer_heap", self.timers.capacity() * size_of::<Reverse<(u64, u32)>>() + self.timer_at.capacity() * 8),
+            ("timer_heap", self.timers.heap_bytes() + self.timer_at.capacity() * 8),
             (
                 "link_queues",
-                self.deliveries.capacity() * size_of::<Reverse<Packet>>()
+                self.deliveries.heap_bytes()
                     + self.payloads.capacity() * size_of::<Vec<u8>>()
                     + payload_bytes
                     + self.free_payloads.capacity() * 4,

@@ -35,7 +35,7 @@ use krpc_core::{Endpoint, Event, Instant, LookupNode, LookupOutcome, OpId};
 
 use super::answer::Responder;
 use super::link::Latency;
-use super::{NodeId, Sim, Tracked, answer_query, check_cheap, give_back_room, tap_in, tap_out};
+use super::{NodeId, Sim, Tracked, answer_query, check_cheap, tap_in, tap_out};
 
 /// Below this many events a window runs on the main thread: handing it over would cost more.
 const SMALL_WINDOW: usize = 48;
@@ -297,7 +297,7 @@ impl Sim {
                 pool.helpers.push((work_tx, done_rx));
             }
             while !stop(self) {
-                let delivery = self.deliveries.peek().map(|Reverse(p)| p.at);
+                let delivery = self.deliveries.peek().map(|p| p.at);
                 let timer = self.next_timer().map(|(at, _)| at);
                 let action = self.actions.peek().map(|Reverse(a)| a.0);
                 let Some(start) = [delivery, timer, action].into_iter().flatten().min() else { break };
@@ -354,8 +354,8 @@ impl Sim {
             place.insert(i, (share, local));
             Some((share, local))
         };
-        while self.deliveries.peek().is_some_and(|Reverse(p)| p.at < limit) {
-            let Some(Reverse(p)) = self.deliveries.pop() else { break };
+        while self.deliveries.peek().is_some_and(|p| p.at < limit) {
+            let Some(p) = self.deliveries.pop() else { break };
             events += 1;
             match visit(self, &mut work, p.to) {
                 Some((share, local)) => {
@@ -444,7 +444,7 @@ impl Sim {
                 if v.timer_at != self.timer_at[i] {
                     self.timer_at[i] = v.timer_at;
                     if v.timer_at != u64::MAX {
-                        self.timers.push(Reverse((v.timer_at, v.i)));
+                        self.timers.push((v.timer_at, v.i));
                     }
                 }
                 self.set_busy(v.i, v.busy);
@@ -461,7 +461,7 @@ impl Sim {
             }
             self.free_payloads.push(slot);
         }
-        give_back_room(&mut self.deliveries);
+        self.deliveries.give_back_room();
         sends.sort_unstable_by_key(|s| s.0);
         for (key, share, k) in sends {
             let (sent, bytes) = &arenas[share];
