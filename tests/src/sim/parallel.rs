@@ -1,4 +1,5 @@
-//! Windows of a run on several threads, with the trace of one ([`Scenario::threads`]).
+//! Windows of a run on several threads, with the trace of one
+//! ([`Scenario::threads`](super::Scenario::threads)).
 //!
 //! A datagram reaches another node no sooner than the link's shortest one-way delay `W`. So
 //! within a window of virtual time shorter than `W`, what happens at one node cannot change
@@ -20,11 +21,12 @@
 //! lookups, filled in when the window ends (they read the oracle and other nodes, which no
 //! thread changes inside a window in the runs this applies to).
 //!
-//! Runs whose nodes read one another inside a window stay on one thread
-//! ([`Sim::window`] says which): value holders and attackers (an answer depends on the
-//! oracle's view of other nodes), NATs (a NAT is one more shared table), kept command events,
-//! per-pair delays (they have no floor), adaptive read-only nodes (the truth a lookup is
-//! measured against depends on them) and counted holders of missed nodes.
+//! Runs whose nodes read one another inside a window, or whose windows would be too short to
+//! share, stay on one thread ([`Sim::window`] says which): value holders and attackers (an
+//! answer depends on the oracle's view of other nodes), NATs (their tables are not lent with
+//! the nodes), kept command events, per-pair delays (log-normal: no floor worth a window),
+//! adaptive read-only nodes (the truth a lookup is measured against changes with them) and
+//! counted holders of missed nodes.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -240,7 +242,8 @@ struct Pool {
 }
 
 impl Sim {
-    /// How many windows ran their nodes on more than one thread ([`Scenario::threads`]).
+    /// How many windows ran their nodes on more than one thread
+    /// ([`Scenario::threads`](super::Scenario::threads)).
     pub fn shared_windows(&self) -> u64 {
         self.shared_windows
     }
@@ -269,9 +272,9 @@ impl Sim {
     }
 
     /// Runs everything due at or before `end` (nanoseconds of virtual time) by windows on
-    /// [`Scenario::threads`] threads, calling `after` once after each window or action, and
-    /// stops early once `stop` holds after an action. Does nothing when the run goes on one
-    /// thread ([`window`](Self::window)).
+    /// [`Scenario::threads`](super::Scenario::threads) threads, calling `after` once after
+    /// each window or action, and stops early once `stop` holds after an action. Does nothing
+    /// when the run goes on one thread ([`window`](Self::window)).
     pub(super) fn advance(&mut self, end: u64, stop: fn(&Sim) -> bool, after: &mut dyn FnMut(&mut Sim)) {
         let Some(width) = self.window() else { return };
         let samples = self.samples.take();
