@@ -219,9 +219,10 @@ struct Args {
     /// After the lookups, run until every operation of every node has resolved (checked).
     #[arg(long)]
     drain: bool,
-    /// Threads: with more than one, windows of the link's shortest delay run their nodes on
-    /// several threads, with the same trace hash as one. Runs whose nodes read one another
-    /// (value holders, attacks, NATs, per-pair delays, adaptive nodes, --lookup-log) stay on one.
+    /// Threads: with more than one, the join build and the settle time go by windows of the
+    /// link's shortest delay, their nodes on several threads, with the same trace hash as one.
+    /// Runs whose nodes read one another (value holders, attacks, NATs, per-pair delays,
+    /// adaptive nodes, --lookup-log) stay on one.
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Check every routing table in full at the end.

@@ -167,9 +167,10 @@ pub struct Scenario {
     /// missed ([`Missed::tables`], [`Missed::held_by_responders`]): a scan of every table per
     /// missed node, so off unless asked for.
     pub count_missed_holders: bool,
-    /// Threads to run on. With more than one, the run goes by windows of the link's shortest
-    /// delay, each window's nodes split among the threads (see `parallel.rs`); the trace is
-    /// the same for any number. Runs whose nodes read one another stay on one thread.
+    /// Threads to run on. With more than one, the join build and [`Sim::run_for`] go by
+    /// windows of the link's shortest delay, each window's nodes split among the threads (see
+    /// `parallel.rs`); the trace is the same for any number. Pre-seeding, the measured lookups
+    /// and runs whose nodes read one another stay on one thread.
     pub threads: usize,
 }
 
