@@ -116,16 +116,14 @@ impl<T: Timed> Calendar<T> {
                 self.current += 1;
             }
             let slot = self.slot(self.current);
-            let bucket = std::mem::take(&mut self.buckets[slot]);
+            let mut bucket = std::mem::take(&mut self.buckets[slot]);
             self.in_buckets -= bucket.len();
             let mut heap = std::mem::take(&mut self.now).into_vec();
-            heap.extend(bucket.iter().copied().map(Reverse));
+            heap.extend(bucket.drain(..).map(Reverse));
             self.now = BinaryHeap::from(heap);
-            // The bucket keeps room for the slice that comes round next: grown again from
-            // nothing every time, the buckets cost 10% of the run. Not all of it: each slot
-            // would hold the room of its busiest moment (gigabytes at a million nodes).
-            let mut bucket = bucket;
-            bucket.clear();
+            // The bucket keeps some room for the slice that comes round next: grown again from
+            // nothing each time, the buckets slowed the build (`docs/simulation.md`, "Million
+            // nodes"). Not all of it: each slot would hold the room of its busiest moment.
             bucket.shrink_to(self.keep);
             self.buckets[slot] = bucket;
             // Far entries now within the horizon move in.
@@ -140,15 +138,14 @@ impl<T: Timed> Calendar<T> {
         }
     }
 
-    /// Removes every entry and returns them, in no particular order.
-    pub(super) fn drain_all(&mut self) -> Vec<T> {
-        let mut all: Vec<T> = std::mem::take(&mut self.now).into_iter().map(|Reverse(e)| e).collect();
-        all.extend(std::mem::take(&mut self.far).into_iter().map(|Reverse(e)| e));
+    /// Removes every entry (the buckets keep their room).
+    pub(super) fn clear(&mut self) {
+        self.now.clear();
+        self.far.clear();
         for b in &mut self.buckets {
-            all.append(b);
+            b.clear();
         }
         self.in_buckets = 0;
-        all
     }
 
     /// Gives back room held far beyond what is queued (after a burst).

@@ -441,8 +441,9 @@ const DELIVERY_SLICE_SHIFT: u32 = 18;
 const DELIVERY_SLICES: u32 = 11;
 const DELIVERY_KEEP: usize = 256;
 /// Engine deadlines by slices of 2^20 ns (1 ms) over 2^17 slices (137 s): the timeouts of
-/// queries and lookups and most ticks of upkeep fall within (a far heap for the rest costs 10%
-/// of the run more). An emptied slice keeps room for 32 deadlines (at most 64 MiB).
+/// queries and lookups and most ticks of upkeep fall within (with 2^12 slices, 4.3 s, the rest
+/// waiting in the far heap, 100,000 joined nodes built in 104.1 s on two threads against 99.9).
+/// An emptied slice keeps room for 32 deadlines (at most 64 MiB).
 const DEADLINE_SLICE_SHIFT: u32 = 20;
 const DEADLINE_SLICES: u32 = 17;
 const DEADLINE_KEEP: usize = 32;
@@ -1224,10 +1225,10 @@ impl Sim {
         self.set_busy(i, busy);
     }
 
-    /// Rebuilds the timer heap from the live deadlines alone, in an allocation of their size.
-    /// Entries are unique `(deadline, node)` pairs, so the order they come out in is the same.
+    /// Rebuilds the deadline queue from the live deadlines alone. Entries are unique
+    /// `(deadline, node)` pairs, so the order they come out in is the same.
     fn compact_timers(&mut self) {
-        drop(self.timers.drain_all());
+        self.timers.clear();
         for (i, &at) in self.timer_at.iter().enumerate() {
             if at != u64::MAX {
                 self.timers.push((at, i as u32));

@@ -134,10 +134,10 @@ impl Work {
                 (None, Some(_)) => false,
                 (None, None) => break,
             };
-            out.events += 1;
             if take_delivery {
                 let Some(due) = deliveries.next() else { break };
                 let now = Instant::from_nanos(due.at);
+                out.events += 1;
                 let v = &mut visits[due.local as usize];
                 if let Some(t) = v.tracked.as_mut() {
                     tap_in(t, due.from, &due.bytes, now);
@@ -151,9 +151,9 @@ impl Work {
                 let v = &mut visits[local as usize];
                 if v.timer_at != at {
                     // Moved since it was set: as a single thread skips a stale heap entry.
-                    out.events -= 1;
                     continue;
                 }
+                out.events += 1;
                 v.timer_at = u64::MAX;
                 v.ep.handle_timeout(Instant::from_nanos(at));
                 out.last = at;
@@ -392,7 +392,7 @@ impl Sim {
             }
         }
         // A small window is not worth handing over: one share, on this thread.
-        let done: Vec<Done> = if events < SMALL_WINDOW || shares == 1 {
+        let done: Vec<Done> = if events < SMALL_WINDOW {
             let mut all = Work { limit, ..Work::default() };
             for w in work {
                 let base = all.visits.len() as u32;
@@ -419,8 +419,8 @@ impl Sim {
     }
 
     /// Puts the nodes back, replays the window's sends in single-thread order and records the
-    /// lookups that ended.
-    /// `nobody`: datagrams of the window that found no engine; `idle`: deadlines that did.
+    /// lookups that ended. `nobody`: the window's datagrams that found no engine; `idle`: its
+    /// deadlines whose node had none.
     fn finish_window(&mut self, done: Vec<Done>, freed: Vec<u32>, nobody: u64, idle: u64) {
         let events = nobody + idle + done.iter().map(|d| d.events).sum::<u64>();
         self.stats.steps += events;
@@ -457,7 +457,8 @@ impl Sim {
             finished.extend(d.finished);
             arenas.push((d.sent, d.bytes));
         }
-        // The delivered datagrams' slots keep their buffers, as after a single-thread delivery.
+        // The delivered datagrams' slots keep buffers, as after a single-thread delivery. Which
+        // buffer goes to which slot does not matter: a slot's buffer is overwritten on reuse.
         for (slot, bytes) in freed.into_iter().zip(buffers) {
             if self.free_payloads.len() <= 2 * self.deliveries.len() + 1024 {
                 self.payloads[slot as usize] = bytes;
@@ -473,8 +474,7 @@ impl Sim {
             self.send(s.from, s.to, &bytes[s.start..s.start + s.len]);
         }
         for f in finished {
-            self.now = Instant::from_nanos(f.at);
-            self.finish_lookup(f.i, f.tracked, &f.closest, f.outcome, self.now);
+            self.finish_lookup(f.i, f.tracked, &f.closest, f.outcome, Instant::from_nanos(f.at));
         }
         self.now = Instant::from_nanos(last);
         if self.timers.len() > 2 * self.nodes.len() + 1024 {
