@@ -91,14 +91,17 @@ fn threads_change_nothing_but_the_speed() {
         if let Err(e) = sim.check_all_tables() {
             panic!("{e}");
         }
-        (sim.trace_hash(), sim.stats(), records, sim.shared_windows())
+        (sim.trace_hash(), sim.stats(), records, (sim.shared_windows(), sim.late_replays()))
     };
-    let (one, stats, records, shared) = run_on(1);
-    assert_eq!(shared, 0, "one thread shares no window");
+    let (one, stats, records, (shared, late)) = run_on(1);
+    assert_eq!((shared, late), (0, 0), "one thread shares no window");
     assert!(stats.lost > 0 && stats.duplicated > 0 && stats.left > 0 && stats.partitioned > 0, "{stats:?}");
     for threads in [2, 3] {
-        let (hash, s, r, shared) = run_on(threads);
+        let (hash, s, r, (shared, late)) = run_on(threads);
         assert!(shared > 100, "{threads} threads shared only {shared} windows");
+        // Sends replayed a window late, behind the joins' held ones: the order must still be
+        // one thread's.
+        assert!(late > 200, "{threads} threads replayed only {late} windows late");
         assert_eq!(hash, one, "{threads} threads: another trace");
         assert_eq!(s, stats, "{threads} threads");
         assert_eq!(r, records, "{threads} threads");

@@ -659,6 +659,7 @@ fn main() {
             ("trace_hash".into(), format!("{:016x}", sim.trace_hash())),
             ("threads".into(), args.threads.max(1).to_string()),
             ("shared_windows".into(), sim.shared_windows().to_string()),
+            ("late_replays".into(), sim.late_replays().to_string()),
             ("drain".into(), drained),
             ("build_wall_s".into(), format!("{:.2}", build_wall.as_secs_f64())),
             ("wall_s".into(), format!("{:.2}", wall.elapsed().as_secs_f64())),

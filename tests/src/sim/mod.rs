@@ -550,6 +550,11 @@ pub struct Sim {
     ips: ips::Ips,
     /// Windows whose nodes ran on more than one thread ([`Scenario::threads`]).
     shared_windows: u64,
+    /// Windows whose sends were replayed while the next window ran (`parallel.rs`).
+    late_replays: u64,
+    /// While set, [`send`](Self::send) records instead of sending: a join between two
+    /// windows, whose sends go behind the last window's, not yet replayed (`parallel.rs`).
+    held: Option<parallel::Arena>,
 }
 
 impl Sim {
@@ -633,6 +638,8 @@ impl Sim {
             ips,
             scenario,
             shared_windows: 0,
+            late_replays: 0,
+            held: None,
         }
     }
 
@@ -1250,6 +1257,10 @@ impl Sim {
     }
 
     fn send(&mut self, from: u32, to: SocketAddr, bytes: &[u8]) {
+        if let Some(held) = self.held.as_mut() {
+            held.hold(self.now.as_nanos(), from, to, bytes);
+            return;
+        }
         self.stats.sent += 1;
         let mut h = fnv(self.trace, &self.now.as_nanos().to_le_bytes());
         h = fnv(h, &from.to_le_bytes());

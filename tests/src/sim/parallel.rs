@@ -4,22 +4,32 @@
 //! A datagram reaches another node no sooner than the link's shortest one-way delay `W`. So
 //! within a window of virtual time shorter than `W`, what happens at one node cannot change
 //! what happens at another: every datagram sent inside the window arrives after it. The
-//! window's deliveries and engine deadlines are split by node among threads, and each thread
-//! runs its nodes through the window in the order a single thread would.
+//! window's deliveries and engine deadlines are split by node into shares, the threads take
+//! the shares in turn, and each runs its nodes through the window in the order a single
+//! thread would.
 //!
 //! Three things of the run are shared and sequential: the link's random stream (drawn in send
 //! order), the sequence number that orders datagrams due at the same instant, and the trace
 //! hash over every datagram in send order. All three depend only on the sends, and no send
-//! takes effect before the window ends. So each thread only records its sends, keyed by when
+//! takes effect before the window ends. So each share only records its sends, keyed by when
 //! a single thread would have made them (time, then a delivery before a deadline, then the
 //! delivery's sequence number or the deadline's node, then the order within the event), and
-//! after the window the main thread replays them in that order through the same code as a
-//! single-threaded run: the trace hash is the same for any number of threads.
+//! the main thread replays them in that order through the same code as a single-threaded run:
+//! the trace hash is the same for any number of threads.
 //!
-//! What stays on the main thread: scripted actions (joins, lookups started, churn), which draw
-//! from the run's random streams and so end a window; that replay; and the records of measured
-//! lookups, filled in when the window ends (they read the oracle and other nodes, which no
-//! thread changes inside a window in the runs this applies to).
+//! The replay is late by one window: the main thread replays a window's sends while the other
+//! threads already run the next window's shares, then takes the shares that are left. A send
+//! made at `t` arrives at `t + W` at the soonest, so the next window only has to end before
+//! the unreplayed sends' earliest time plus `W`; when it would not, the replay comes first.
+//! A join between two windows (every 0.5 ms while a network builds) records its sends behind
+//! the waiting ones instead of sending them (`Sim::send` while `Sim::held` is set), so the
+//! order stays a single thread's. Other scripted actions (lookups started, churn) draw from
+//! the run's random streams and the sequence numbers, so the replay comes before them.
+//!
+//! What stays on the main thread: scripted actions, which end a window; that replay; and the
+//! records of measured lookups, filled in when the window ends after its replay (they read
+//! the oracle and other nodes, which no thread changes inside a window in the runs this
+//! applies to).
 //!
 //! Runs whose nodes read one another inside a window, or whose windows would be too short to
 //! share, stay on one thread ([`Sim::window`] says which): value holders and attackers (an
@@ -30,17 +40,32 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use krpc_core::{Endpoint, Event, Instant, LookupNode, LookupOutcome, OpId};
 
 use super::answer::Responder;
 use super::link::Latency;
-use super::{NodeId, Sim, Tracked, answer_query, check_cheap, tap_in, tap_out};
+use super::{Action, NodeId, Sim, Tracked, answer_query, check_cheap, tap_in, tap_out};
 
 /// Below this many events a window runs on the main thread: handing it over would cost more.
 const SMALL_WINDOW: usize = 48;
+
+/// How many shares per thread a window is cut into. The threads take shares until none is
+/// left, so the main thread, which starts a window by replaying the last one's sends, takes
+/// fewer; finer shares balance better and cost a heap and a few vectors each.
+const SHARES_PER_THREAD: usize = 4;
+
+/// How long a thread waiting for the next window spins before it sleeps, in spin-loop hints
+/// (tens of microseconds). Longer spins measured slower on this 2-core VM, and so did
+/// yielding instead: a thread that keeps its virtual CPU busy slows the other one down.
+const SPINS: u32 = 1 << 12;
+
+/// Arenas kept for reuse between windows (one per share and one for a join, plus slack).
+const SPARE_ARENAS: usize = 32;
 
 /// What every thread reads and none changes.
 struct Ctx<'a> {
@@ -70,7 +95,7 @@ struct Due {
     bytes: Vec<u8>,
 }
 
-/// One thread's share of a window.
+/// One share of a window.
 #[derive(Default)]
 struct Work {
     limit: u64,
@@ -79,13 +104,19 @@ struct Work {
     deliveries: Vec<Due>,
     /// (time, node, local index).
     timers: Vec<Reverse<(u64, u32, u32)>>,
+    /// Where the share's sends go (an emptied arena of an earlier window, for its room).
+    arena: Arena,
 }
 
-/// When a single thread would have sent a datagram: (time, 0 for a delivery or 1 for a
-/// deadline, the delivery's sequence number or the deadline's node, order within the event).
+/// When a single thread would have made an event's sends: (time, 0 for a delivery or 1 for a
+/// deadline, the delivery's sequence number or the deadline's node).
+type EventKey = (u64, u8, u64);
+
+/// When a single thread would have sent a datagram: its event's [`EventKey`], then the order
+/// within the event.
 type SendKey = (u64, u8, u64, u32);
 
-/// A datagram a thread's nodes sent, to be replayed.
+/// A recorded datagram, to be replayed.
 struct Sent {
     key: SendKey,
     from: u32,
@@ -94,21 +125,94 @@ struct Sent {
     len: usize,
 }
 
+/// Recorded sends and their bytes: one share's, or one join's.
+#[derive(Default)]
+pub(super) struct Arena {
+    sent: Vec<Sent>,
+    bytes: Vec<u8>,
+}
+
+impl Arena {
+    fn record(&mut self, key: SendKey, from: u32, to: SocketAddr, bytes: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        self.sent.push(Sent { key, from, to, start, len: bytes.len() });
+    }
+
+    /// Records a datagram a scripted action sends at `now` (nanoseconds), behind everything
+    /// recorded before it (`Sim::held`).
+    pub(super) fn hold(&mut self, now: u64, from: u32, to: SocketAddr, bytes: &[u8]) {
+        let order = self.sent.len() as u32;
+        self.record((now, 2, 0, order), from, to, bytes);
+    }
+
+    fn clear(&mut self) {
+        self.sent.clear();
+        self.bytes.clear();
+    }
+}
+
+/// Sends recorded and not yet replayed, in single-thread order: the last window's, then those
+/// of the join after it.
+#[derive(Default)]
+struct Replay {
+    arenas: Vec<Arena>,
+    /// (key, arena, index in the arena), in replay order.
+    order: Vec<(SendKey, u32, u32)>,
+    /// The earliest time among them: none of them arrives before this plus the window width.
+    first: Option<u64>,
+    spare: Vec<Arena>,
+}
+
+impl Replay {
+    fn arena(&mut self) -> Arena {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Queues a window's sends (its shares' arenas) behind the waiting ones, in key order.
+    fn push_window(&mut self, arenas: impl IntoIterator<Item = Arena>) {
+        let from = self.order.len();
+        for arena in arenas {
+            self.push(arena);
+        }
+        // Each share's sends are in key order already; the shares interleave.
+        self.order[from..].sort_unstable_by_key(|e| e.0);
+    }
+
+    /// Queues an arena's sends behind the waiting ones, in the arena's order.
+    fn push(&mut self, arena: Arena) {
+        let Some(earliest) = arena.sent.iter().map(|s| s.key.0).min() else {
+            self.recycle(arena);
+            return;
+        };
+        self.first = Some(self.first.map_or(earliest, |f| f.min(earliest)));
+        let a = self.arenas.len() as u32;
+        self.order.extend(arena.sent.iter().enumerate().map(|(k, s)| (s.key, a, k as u32)));
+        self.arenas.push(arena);
+    }
+
+    fn recycle(&mut self, mut arena: Arena) {
+        if self.spare.len() < SPARE_ARENAS {
+            arena.clear();
+            self.spare.push(arena);
+        }
+    }
+}
+
 /// A measured lookup that ended inside the window.
 struct Finished {
-    at: u64,
+    key: EventKey,
     i: u32,
     tracked: Tracked,
     closest: Vec<LookupNode>,
     outcome: LookupOutcome,
 }
 
-/// What a thread hands back.
+/// What a thread hands back for a share.
 #[derive(Default)]
 struct Done {
     visits: Vec<Visit>,
-    sent: Vec<Sent>,
-    bytes: Vec<u8>,
+    arena: Arena,
     finished: Vec<Finished>,
     /// The delivered datagrams' buffers, for reuse.
     buffers: Vec<Vec<u8>>,
@@ -120,8 +224,8 @@ struct Done {
 impl Work {
     /// Runs the share through the window, in single-thread order.
     fn run(self, ctx: &Ctx<'_>) -> Done {
-        let Work { limit, mut visits, deliveries, timers } = self;
-        let mut out = Done { buffers: Vec::with_capacity(deliveries.len()), ..Done::default() };
+        let Work { limit, mut visits, deliveries, timers, arena } = self;
+        let mut out = Done { buffers: Vec::with_capacity(deliveries.len()), arena, ..Done::default() };
         let mut timers = BinaryHeap::from(timers);
         let mut buf = vec![0u8; 1500];
         let mut deliveries = deliveries.into_iter().peekable();
@@ -171,7 +275,7 @@ impl Work {
 fn touch(
     v: &mut Visit,
     local: u32,
-    event: (u64, u8, u64),
+    event: EventKey,
     limit: u64,
     ctx: &Ctx<'_>,
     timers: &mut BinaryHeap<Reverse<(u64, u32, u32)>>,
@@ -188,15 +292,7 @@ fn touch(
             if let Some(tracked) = v.tracked.as_mut() {
                 tap_out(tracked, &t.destination, bytes);
             }
-            let start = out.bytes.len();
-            out.bytes.extend_from_slice(bytes);
-            out.sent.push(Sent {
-                key: (event.0, event.1, event.2, order),
-                from: v.i,
-                to: t.destination,
-                start,
-                len: bytes.len(),
-            });
+            out.arena.record((event.0, event.1, event.2, order), v.i, t.destination, bytes);
             order += 1;
         }
         while let Some(e) = v.ep.poll_event() {
@@ -213,7 +309,7 @@ fn touch(
                     }
                     if v.tracked.as_ref().is_some_and(|t| t.op == op) {
                         if let Some(tracked) = v.tracked.take() {
-                            out.finished.push(Finished { at: event.0, i: v.i, tracked, closest, outcome });
+                            out.finished.push(Finished { key: event, i: v.i, tracked, closest, outcome });
                         }
                     }
                 }
@@ -236,9 +332,138 @@ fn touch(
     v.busy = v.ep.operations() > 0;
 }
 
-/// The main thread's pieces of a run going by windows: the helper threads' channels.
-struct Pool {
-    helpers: Vec<(mpsc::Sender<Work>, mpsc::Receiver<Done>)>,
+/// Locks a mutex whose holder may have panicked: the panic is reported by [`Pool::wait`].
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the threads of a run going by windows share: the window's shares not yet taken, the
+/// results of those run, and the signals between them.
+struct Pool<'a> {
+    ctx: &'a Ctx<'a>,
+    queue: Mutex<Vec<Work>>,
+    done: Mutex<Vec<Done>>,
+    /// Shares of the window not yet run to the end.
+    open: AtomicUsize,
+    /// Counts the windows handed out, so a waiting thread sees a new one.
+    window: AtomicU64,
+    quit: AtomicBool,
+    /// A share panicked (its thread's panic message is already printed).
+    failed: AtomicBool,
+}
+
+/// Marks a share finished, even when running it panicked.
+struct Closing<'p, 'a>(&'p Pool<'a>);
+
+impl Drop for Closing<'_, '_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.failed.store(true, Ordering::Release);
+        }
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Pool<'_> {
+    /// A helper thread's life: take shares whenever a window is handed out, until told to quit.
+    fn serve(&self) {
+        let mut seen = 0;
+        loop {
+            let mut spins = 0u32;
+            loop {
+                if self.quit.load(Ordering::Acquire) {
+                    return;
+                }
+                let w = self.window.load(Ordering::Acquire);
+                if w != seen {
+                    seen = w;
+                    break;
+                }
+                if spins < SPINS {
+                    spins += 1;
+                    std::hint::spin_loop();
+                } else {
+                    // `unpark` before `park` makes `park` return at once: no window is missed.
+                    std::thread::park();
+                }
+            }
+            self.take_shares();
+        }
+    }
+
+    /// Runs shares of the current window until none is left to take.
+    fn take_shares(&self) {
+        loop {
+            let Some(work) = lock(&self.queue).pop() else { return };
+            let closing = Closing(self);
+            let done = work.run(self.ctx);
+            lock(&self.done).push(done);
+            drop(closing);
+        }
+    }
+
+    /// Waits until every share of the window has run (the other threads finish the ones they
+    /// took; none is left to take).
+    fn wait(&self) {
+        let mut spins = 0u32;
+        while self.open.load(Ordering::Acquire) != 0 {
+            if spins < SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        assert!(!self.failed.load(Ordering::Acquire), "a simulator thread panicked running a window (see above)");
+    }
+}
+
+/// Tells the helper threads to quit when the main thread leaves the scope, panicking or not
+/// (the scope waits for them).
+struct Quit<'p, 'a, 's> {
+    pool: &'p Pool<'a>,
+    helpers: Vec<std::thread::ScopedJoinHandle<'s, ()>>,
+}
+
+impl Drop for Quit<'_, '_, '_> {
+    fn drop(&mut self) {
+        self.pool.quit.store(true, Ordering::Release);
+        for h in &self.helpers {
+            h.thread().unpark();
+        }
+    }
+}
+
+/// A hasher for node indices: the lending map is looked up a few hundred times a window, and
+/// its keys are not chosen by anyone hostile.
+#[derive(Default)]
+struct NodeHasher(u64);
+
+impl Hasher for NodeHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.0 = u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// The main thread's reusable room for lending a window's nodes.
+#[derive(Default)]
+struct Lending {
+    /// Node → (share, index in the share).
+    place: HashMap<u32, (u32, u32), BuildHasherDefault<NodeHasher>>,
+    /// Events per share so far.
+    load: Vec<usize>,
+    /// Payload slots of the window's datagrams, given back when their buffers are.
+    freed: Vec<u32>,
 }
 
 impl Sim {
@@ -246,6 +471,12 @@ impl Sim {
     /// ([`Scenario::threads`](super::Scenario::threads)).
     pub fn shared_windows(&self) -> u64 {
         self.shared_windows
+    }
+
+    /// How many windows' sends were replayed while the next window's shares ran on the other
+    /// threads ([`Scenario::threads`](super::Scenario::threads)).
+    pub fn late_replays(&self) -> u64 {
+        self.late_replays
     }
 
     /// The width of a window in nanoseconds when this run may go on several threads: the
@@ -284,66 +515,113 @@ impl Sim {
             answer_k: self.scenario.answer_k,
             seed: self.scenario.seed,
         };
-        let ctx = &ctx;
+        let pool = Pool {
+            ctx: &ctx,
+            queue: Mutex::new(Vec::new()),
+            done: Mutex::new(Vec::new()),
+            open: AtomicUsize::new(0),
+            window: AtomicU64::new(0),
+            quit: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+        };
+        let pool = &pool;
         std::thread::scope(|scope| {
-            let mut pool = Pool { helpers: Vec::new() };
-            for _ in 1..self.scenario.threads {
-                let (work_tx, work_rx) = mpsc::channel::<Work>();
-                let (done_tx, done_rx) = mpsc::channel::<Done>();
-                scope.spawn(move || {
-                    for work in work_rx {
-                        if done_tx.send(work.run(ctx)).is_err() {
-                            break;
-                        }
-                    }
-                });
-                pool.helpers.push((work_tx, done_rx));
-            }
+            let helpers = (1..self.scenario.threads).map(|_| scope.spawn(move || pool.serve())).collect();
+            let quit = Quit { pool, helpers };
+            let mut replay = Replay::default();
+            let mut lending = Lending::default();
             while !stop(self) {
                 let delivery = self.deliveries.peek().map(|p| p.at);
                 let timer = self.next_timer().map(|(at, _)| at);
-                let action = self.actions.peek().map(|Reverse(a)| a.0);
-                let Some(start) = [delivery, timer, action].into_iter().flatten().min() else { break };
-                if start > end {
-                    break;
+                let action = self.actions.peek().map(|Reverse(a)| (a.0, matches!(a.2, Action::Join(_))));
+                let start = [delivery, timer, action.map(|a| a.0)].into_iter().flatten().min();
+                let due = replay.first.map_or(u64::MAX, |f| f.saturating_add(width));
+                if start.is_none_or(|s| s > end || s >= due) {
+                    // Nothing known is due before the waiting sends could be: they go first.
+                    if replay.order.is_empty() {
+                        break;
+                    }
+                    self.replay(&mut replay);
+                    continue;
                 }
-                if action == Some(start) && delivery.is_none_or(|d| d > start) && timer.is_none_or(|t| t > start) {
+                let Some(start) = start else { break };
+                if let Some((_, join)) = action.filter(|&(a, _)| a == start)
+                    && delivery.is_none_or(|d| d > start)
+                    && timer.is_none_or(|t| t > start)
+                {
                     // An action is next (it comes after deliveries and deadlines of its instant).
-                    self.step();
+                    if join {
+                        // Its sends wait behind the last window's.
+                        self.held = Some(replay.arena());
+                        self.step();
+                        if let Some(h) = self.held.take() {
+                            replay.push(h);
+                        }
+                    } else {
+                        self.replay(&mut replay);
+                        self.step();
+                    }
                 } else {
-                    let mut limit = start.saturating_add(width).min(end.saturating_add(1));
-                    if let Some(a) = action {
+                    let mut limit = start.saturating_add(width).min(end.saturating_add(1)).min(due);
+                    if let Some((a, _)) = action {
                         // Deliveries and deadlines at the action's instant come before it.
                         limit = limit.min(a.saturating_add(1));
                     }
-                    self.run_window(limit, &pool, ctx);
+                    self.run_window(limit, pool, &quit.helpers, &mut replay, &mut lending);
                 }
                 after(self);
             }
+            self.replay(&mut replay);
         });
         self.samples = samples;
     }
 
-    /// Runs every delivery and deadline due before `limit` on the pool's threads, then
-    /// replays their sends and fills in the lookups that ended.
-    fn run_window(&mut self, limit: u64, pool: &Pool, ctx: &Ctx<'_>) {
-        let shares = pool.helpers.len() + 1;
-        let mut work: Vec<Work> = (0..shares).map(|_| Work { limit, ..Work::default() }).collect();
-        let mut load = vec![0usize; shares];
-        let mut place: HashMap<u32, (usize, u32)> = HashMap::new();
-        let mut freed: Vec<u32> = Vec::new();
+    /// Sends what the replay holds, in its order, as a single thread would have.
+    fn replay(&mut self, replay: &mut Replay) {
+        let now = self.now;
+        for &(key, a, k) in &replay.order {
+            let arena = &replay.arenas[a as usize];
+            let s = &arena.sent[k as usize];
+            self.now = Instant::from_nanos(key.0);
+            self.send(s.from, s.to, &arena.bytes[s.start..s.start + s.len]);
+        }
+        self.now = now;
+        replay.order.clear();
+        replay.first = None;
+        for arena in std::mem::take(&mut replay.arenas) {
+            replay.recycle(arena);
+        }
+    }
+
+    /// Runs every delivery and deadline due before `limit` on the pool's threads, replaying
+    /// the last window's sends meanwhile, and queues this window's sends for the replay.
+    fn run_window(
+        &mut self,
+        limit: u64,
+        pool: &Pool<'_>,
+        helpers: &[std::thread::ScopedJoinHandle<'_, ()>],
+        replay: &mut Replay,
+        lending: &mut Lending,
+    ) {
+        let shares = (helpers.len() + 1) * SHARES_PER_THREAD;
+        let mut work: Vec<Work> =
+            (0..shares).map(|_| Work { limit, arena: replay.arena(), ..Work::default() }).collect();
+        lending.place.clear();
+        lending.load.clear();
+        lending.load.resize(shares, 0);
+        lending.freed.clear();
         let mut events = 0usize;
         let mut nobody = 0u64;
         let mut stale = 0u64;
         // Which share runs node `i` (the least loaded one when first met), its index there.
-        let mut visit = |sim: &mut Sim, work: &mut Vec<Work>, i: u32| -> Option<(usize, u32)> {
-            if let Some(&p) = place.get(&i) {
-                load[p.0] += 1;
-                return Some(p);
+        let visit = |sim: &mut Sim, work: &mut Vec<Work>, lending: &mut Lending, i: u32| -> Option<(usize, u32)> {
+            if let Some(&(share, local)) = lending.place.get(&i) {
+                lending.load[share as usize] += 1;
+                return Some((share as usize, local));
             }
             let ep = sim.nodes[i as usize].ep.take()?;
-            let share = (0..shares).min_by_key(|&s| load[s]).unwrap_or(0);
-            load[share] += 1;
+            let share = (0..shares).min_by_key(|&s| lending.load[s]).unwrap_or(0);
+            lending.load[share] += 1;
             let w = &mut work[share];
             let local = w.visits.len() as u32;
             w.visits.push(Visit {
@@ -354,16 +632,16 @@ impl Sim {
                 joining: sim.joining.remove(&i),
                 busy: sim.busy[i as usize],
             });
-            place.insert(i, (share, local));
+            lending.place.insert(i, (share as u32, local));
             Some((share, local))
         };
         while self.deliveries.peek().is_some_and(|p| p.at < limit) {
             let Some(p) = self.deliveries.pop() else { break };
             events += 1;
-            match visit(self, &mut work, p.to) {
+            match visit(self, &mut work, lending, p.to) {
                 Some((share, local)) => {
                     let bytes = std::mem::take(&mut self.payloads[p.slot as usize]);
-                    freed.push(p.slot);
+                    lending.freed.push(p.slot);
                     work[share].deliveries.push(Due {
                         at: p.at,
                         seq: p.seq,
@@ -382,7 +660,7 @@ impl Sim {
         while let Some((at, i)) = self.next_timer().filter(|&(at, _)| at < limit) {
             self.timers.pop();
             events += 1;
-            match visit(self, &mut work, i) {
+            match visit(self, &mut work, lending, i) {
                 Some((share, local)) => work[share].timers.push(Reverse((at, i, local))),
                 None => {
                     // No engine (a single thread pops it and finds nothing to run).
@@ -391,50 +669,66 @@ impl Sim {
                 }
             }
         }
-        // A small window is not worth handing over: one share, on this thread.
         let done: Vec<Done> = if events < SMALL_WINDOW {
-            let mut all = Work { limit, ..Work::default() };
+            // A small window is not worth handing over: one share, on this thread.
+            let mut all = Work { limit, arena: replay.arena(), ..Work::default() };
             for w in work {
                 let base = all.visits.len() as u32;
                 all.visits.extend(w.visits);
                 all.deliveries.extend(w.deliveries.into_iter().map(|d| Due { local: d.local + base, ..d }));
                 all.timers.extend(w.timers.into_iter().map(|Reverse((at, i, l))| Reverse((at, i, l + base))));
+                replay.recycle(w.arena);
             }
             all.deliveries.sort_unstable_by_key(|d| (d.at, d.seq));
-            vec![all.run(ctx)]
+            self.replay(replay);
+            vec![all.run(pool.ctx)]
         } else {
             self.shared_windows += 1;
-            let mut mine = work.swap_remove(0);
-            // `swap_remove` put the last share first: the order of shares does not matter.
-            for (w, (tx, _)) in work.into_iter().zip(&pool.helpers) {
-                // A helper that died panicked; its panic surfaces when the scope ends.
-                let _ = tx.send(w);
+            let mut taken = Vec::with_capacity(shares);
+            for (w, &load) in work.into_iter().zip(&lending.load) {
+                if w.visits.is_empty() {
+                    replay.recycle(w.arena);
+                } else {
+                    taken.push((load, w));
+                }
             }
-            mine.deliveries.sort_unstable_by_key(|d| (d.at, d.seq));
-            let mut done = vec![mine.run(ctx)];
-            done.extend(pool.helpers.iter().filter_map(|(_, rx)| rx.recv().ok()));
-            done
+            // The largest shares are taken first (from the end), so the last ones to run are
+            // short and the threads finish together.
+            taken.sort_unstable_by_key(|(load, _)| *load);
+            let taken: Vec<Work> = taken.into_iter().map(|(_, w)| w).collect();
+            pool.open.store(taken.len(), Ordering::Release);
+            *lock(&pool.queue) = taken;
+            pool.window.fetch_add(1, Ordering::AcqRel);
+            for h in helpers {
+                h.thread().unpark();
+            }
+            // The last window's sends cannot arrive inside this one (`advance` ends it before).
+            if !replay.order.is_empty() {
+                self.late_replays += 1;
+                self.replay(replay);
+            }
+            pool.take_shares();
+            pool.wait();
+            std::mem::take(&mut *lock(&pool.done))
         };
-        self.finish_window(done, freed, nobody, stale);
+        self.finish_window(done, replay, lending, nobody, stale);
     }
 
-    /// Puts the nodes back, replays the window's sends in single-thread order and records the
-    /// lookups that ended. `nobody`: the window's datagrams that found no engine; `idle`: its
-    /// deadlines whose node had none.
-    fn finish_window(&mut self, done: Vec<Done>, freed: Vec<u32>, nobody: u64, idle: u64) {
+    /// Puts the nodes back, queues the window's sends for the replay and records the lookups
+    /// that ended (after replaying the window's sends, as a single thread sends them before).
+    /// `nobody`: the window's datagrams that found no engine; `idle`: its deadlines whose node
+    /// had none.
+    fn finish_window(&mut self, done: Vec<Done>, replay: &mut Replay, lending: &mut Lending, nobody: u64, idle: u64) {
         let events = nobody + idle + done.iter().map(|d| d.events).sum::<u64>();
         self.stats.steps += events;
         self.stats.to_nobody += nobody;
         let mut last = self.now.as_nanos();
-        let mut buffers = Vec::new();
         let mut finished = Vec::new();
-        for d in &done {
+        let mut arenas = Vec::with_capacity(done.len());
+        let mut freed = lending.freed.drain(..);
+        for d in done {
             last = last.max(d.last);
             self.stats.answered += d.answered;
-        }
-        let mut sends: Vec<(SendKey, usize, usize)> = Vec::new();
-        let mut arenas = Vec::with_capacity(done.len());
-        for (share, d) in done.into_iter().enumerate() {
             for v in d.visits {
                 let i = v.i as usize;
                 self.nodes[i].ep = Some(v.ep);
@@ -452,29 +746,27 @@ impl Sim {
                 }
                 self.set_busy(v.i, v.busy);
             }
-            sends.extend(d.sent.iter().enumerate().map(|(k, s)| (s.key, share, k)));
-            buffers.extend(d.buffers);
-            finished.extend(d.finished);
-            arenas.push((d.sent, d.bytes));
-        }
-        // The delivered datagrams' slots keep buffers, as after a single-thread delivery. Which
-        // buffer goes to which slot does not matter: a slot's buffer is overwritten on reuse.
-        for (slot, bytes) in freed.into_iter().zip(buffers) {
-            if self.free_payloads.len() <= 2 * self.deliveries.len() + 1024 {
-                self.payloads[slot as usize] = bytes;
+            // The delivered datagrams' slots keep buffers, as after a single-thread delivery.
+            // Which buffer goes to which slot does not matter: a slot's buffer is overwritten
+            // on reuse.
+            for (bytes, slot) in d.buffers.into_iter().zip(freed.by_ref()) {
+                if self.free_payloads.len() <= 2 * self.deliveries.len() + 1024 {
+                    self.payloads[slot as usize] = bytes;
+                }
+                self.free_payloads.push(slot);
             }
-            self.free_payloads.push(slot);
+            finished.extend(d.finished);
+            arenas.push(d.arena);
         }
+        drop(freed);
         self.deliveries.give_back_room();
-        sends.sort_unstable_by_key(|s| s.0);
-        for (key, share, k) in sends {
-            let (sent, bytes) = &arenas[share];
-            let s = &sent[k];
-            self.now = Instant::from_nanos(key.0);
-            self.send(s.from, s.to, &bytes[s.start..s.start + s.len]);
-        }
-        for f in finished {
-            self.finish_lookup(f.i, f.tracked, &f.closest, f.outcome, Instant::from_nanos(f.at));
+        replay.push_window(arenas);
+        if !finished.is_empty() {
+            self.replay(replay);
+            finished.sort_unstable_by_key(|f| f.key);
+            for f in finished {
+                self.finish_lookup(f.i, f.tracked, &f.closest, f.outcome, Instant::from_nanos(f.key.0));
+            }
         }
         self.now = Instant::from_nanos(last);
         if self.timers.len() > 2 * self.nodes.len() + 1024 {
