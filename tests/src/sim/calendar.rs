@@ -150,11 +150,8 @@ impl<T: Timed> Calendar<T> {
 
     /// Gives back room held far beyond what is queued (after a burst).
     pub(super) fn give_back_room(&mut self) {
-        for heap in [&mut self.now, &mut self.far] {
-            if heap.capacity() > 4 * heap.len() + 4096 {
-                heap.shrink_to(2 * heap.len() + 1024);
-            }
-        }
+        super::give_back_room(&mut self.now);
+        super::give_back_room(&mut self.far);
     }
 }
 

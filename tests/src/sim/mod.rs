@@ -928,7 +928,7 @@ impl Sim {
         self.actions.push(Reverse((at.as_nanos(), self.seq, action)));
     }
 
-    /// The earliest valid engine deadline, with stale heap entries dropped.
+    /// The earliest valid engine deadline, with stale queue entries dropped.
     fn next_timer(&mut self) -> Option<(u64, u32)> {
         while let Some(&(at, i)) = self.timers.peek() {
             if self.timer_at[i as usize] == at {
@@ -1221,8 +1221,8 @@ impl Sim {
                 self.timers.push((next, i));
             }
         }
-        // Every change of a node's deadline leaves its old entry in the heap (skipped when it
-        // comes up), so without this the heap grows with the number of events, not of nodes.
+        // Every change of a node's deadline leaves its old entry in the queue (skipped when it
+        // comes up), so without this the queue grows with the number of events, not of nodes.
         if self.timers.len() > 2 * self.nodes.len() + 1024 {
             self.compact_timers();
         }
