@@ -48,6 +48,14 @@ impl fmt::Display for InvalidIdLength {
 impl NodeId {
     /// Copies `bytes` into an id. Fails when the length is 0 or above [`MAX_ID_LEN`].
     pub fn from_bytes(bytes: &[u8]) -> Result<NodeId, InvalidIdLength> {
+        // The usual length first, as a fixed-size copy: ids are copied out of every routing
+        // record and compact node a lookup or an answer looks at, and a copy of unknown length
+        // is a call to `memcpy`.
+        if let Ok(b) = <&[u8; DEFAULT_ID_LEN]>::try_from(bytes) {
+            let mut id = NodeId { len: DEFAULT_ID_LEN as u8, bytes: [0; MAX_ID_LEN] };
+            id.bytes[..DEFAULT_ID_LEN].copy_from_slice(b);
+            return Ok(id);
+        }
         if bytes.is_empty() || bytes.len() > MAX_ID_LEN {
             return Err(InvalidIdLength { len: bytes.len() });
         }
@@ -80,6 +88,24 @@ impl NodeId {
     /// The id's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
+    }
+
+    /// Whether `bytes` are this id's bytes. The usual length is compared as a fixed-size
+    /// array, which compiles to a few loads instead of a call to `memcmp`: a routing table
+    /// looks an id up among a bucket's packed records on every query it gets.
+    pub(crate) fn is_bytes(&self, bytes: &[u8]) -> bool {
+        let own = self.as_bytes();
+        match (<&[u8; DEFAULT_ID_LEN]>::try_from(own), <&[u8; DEFAULT_ID_LEN]>::try_from(bytes)) {
+            (Ok(a), Ok(b)) => {
+                // As two words: the compiler calls `memcmp` for a 20-byte array comparison.
+                let (a_head, a_tail) = a.split_at(16);
+                let (b_head, b_tail) = b.split_at(16);
+                let word = |x: &[u8]| u128::from_ne_bytes(x.try_into().unwrap_or([0; 16]));
+                let tail = |x: &[u8]| u32::from_ne_bytes(x.try_into().unwrap_or([0; 4]));
+                word(a_head) == word(b_head) && tail(a_tail) == tail(b_tail)
+            }
+            _ => own == bytes,
+        }
     }
 
     /// The id's length in bytes.
@@ -272,6 +298,28 @@ mod tests {
 
     fn id(bytes: &[u8]) -> NodeId {
         NodeId::from_bytes(bytes).unwrap()
+    }
+
+    #[test]
+    fn the_usual_length_copies_and_compares_like_any_other() {
+        let mut b = [0u8; 20];
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = i as u8 * 13;
+        }
+        let a = id(&b);
+        assert_eq!(a, NodeId::from_array(b));
+        assert_eq!(a.as_bytes(), &b);
+        assert!(a.is_bytes(&b));
+        // A difference in the first 16 bytes, in the last 4, or in the length.
+        for at in [0, 15, 16, 19] {
+            let mut c = b;
+            c[at] ^= 1;
+            assert!(!a.is_bytes(&c), "byte {at}");
+        }
+        assert!(!a.is_bytes(&b[..19]));
+        assert!(!id(&b[..19]).is_bytes(&b));
+        assert!(id(&b[..19]).is_bytes(&b[..19]));
+        assert!(id(&[7; 32]).is_bytes(&[7; 32]));
     }
 
     #[test]

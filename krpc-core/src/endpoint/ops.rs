@@ -352,8 +352,8 @@ impl Operations {
     }
 
     /// Operations in a lookup phase, in start order.
-    pub(crate) fn lookup_order(&self) -> Vec<OpId> {
-        self.lookup_order.clone()
+    pub(crate) fn lookup_order(&self) -> &[OpId] {
+        &self.lookup_order
     }
 
     /// The lookup of an operation in its lookup phase.

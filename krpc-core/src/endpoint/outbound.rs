@@ -2,6 +2,7 @@
 //! (`dispatch`, run once at the end of every input and command) and encoding in
 //! `poll_transmit`.
 
+use alloc::vec::Vec;
 use arrayvec::ArrayVec;
 use core::net::SocketAddr;
 
@@ -14,6 +15,9 @@ use crate::query::Query;
 use crate::transaction::Purpose;
 use crate::wire::{Dictionary, Entry, ErrorOut, Insert, QueryOut, ResponseOut, canonical_ip};
 use crate::{Instant, NodeInfo, QueryError};
+
+/// Lookups a dispatch pass copies on the stack; more are copied into a `Vec`.
+const FEW_LOOKUPS: usize = 8;
 
 impl Endpoint {
     /// Fills free concurrency slots in k-rpc's priority order: queued queries first, then
@@ -34,8 +38,18 @@ impl Endpoint {
                 self.rpc.start(&mut self.rng, peer.addr, peer.id, peer.token, Purpose::Op(op));
             }
         }
-        let order = self.ops.lookup_order();
-        for &op in &order {
+        // A copy, since kicking a lookup may end it. This pass runs after every datagram, so
+        // the usual few are copied on the stack rather than into a fresh allocation.
+        let mut few: ArrayVec<OpId, FEW_LOOKUPS> = ArrayVec::new();
+        let many: Vec<OpId>;
+        let order: &[OpId] = if self.ops.lookups() <= FEW_LOOKUPS {
+            few.extend(self.ops.lookup_order().iter().copied());
+            &few
+        } else {
+            many = self.ops.lookup_order().to_vec();
+            &many
+        };
+        for &op in order {
             if self.ops.lookup(op).is_some_and(|l| !l.is_background()) {
                 self.kick_lookup(op);
             }
@@ -51,7 +65,7 @@ impl Endpoint {
             self.rpc.start(&mut self.rng, ping.addr, ping.expect, None, ping.purpose);
         }
         let background = self.config.background_concurrency();
-        for &op in &order {
+        for &op in order {
             let own = match self.ops.lookup(op) {
                 Some(l) if l.is_background() => l.in_flight(),
                 _ => continue,

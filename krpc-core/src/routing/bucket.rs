@@ -534,8 +534,7 @@ impl<'a> BucketRef<'a> {
     }
 
     pub(super) fn position(&self, l: Layout, id: &NodeId) -> Option<usize> {
-        let id = id.as_bytes();
-        self.ids(l).position(|r| r == id)
+        self.ids(l).position(|r| id.is_bytes(r))
     }
 
     pub(super) fn get(&self, l: Layout, id: &NodeId) -> Option<Contact> {
