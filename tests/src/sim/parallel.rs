@@ -49,7 +49,7 @@ use krpc_core::{Endpoint, Event, Instant, LookupNode, LookupOutcome, OpId};
 
 use super::answer::Responder;
 use super::link::Latency;
-use super::{Action, NodeId, Sim, Tracked, answer_query, check_cheap, tap_in, tap_out};
+use super::{Action, NodeId, Packet, Sim, Tracked, answer_query, check_cheap, tap_in, tap_out};
 
 /// Below this many events a window runs on the main thread: handing it over would cost more.
 const SMALL_WINDOW: usize = 48;
@@ -675,6 +675,12 @@ impl Sim {
         };
         while self.deliveries.peek().is_some_and(|p| p.at < limit) {
             let Some(p) = self.deliveries.pop() else { break };
+            if let Some(&Packet { to, slot, .. }) = self.deliveries.peek() {
+                // What lending the next one reads, loading while this one is lent.
+                prefetch(&self.nodes[to as usize]);
+                prefetch(&self.timer_at[to as usize]);
+                prefetch(&self.payloads[slot as usize]);
+            }
             events += 1;
             match visit(self, &mut work, lending, p.to) {
                 Some((share, local)) => {
@@ -697,6 +703,10 @@ impl Sim {
         }
         while let Some((at, i)) = self.next_timer().filter(|&(at, _)| at < limit) {
             self.timers.pop();
+            if let Some(&(_, next)) = self.timers.peek() {
+                prefetch(&self.nodes[next as usize]);
+                prefetch(&self.timer_at[next as usize]);
+            }
             events += 1;
             match visit(self, &mut work, lending, i) {
                 Some((share, local)) => work[share].timers.push(Reverse((at, i, local))),
