@@ -222,8 +222,9 @@ struct Args {
     /// Threads: with more than one, the join build and the settle time go by windows of the
     /// link's shortest delay, their nodes on several threads, with the same trace hash as one.
     /// Runs whose nodes read one another (value holders, attacks, NATs, per-pair delays,
-    /// adaptive nodes, --lookup-log) stay on one.
-    #[arg(long, default_value_t = 1)]
+    /// adaptive nodes, --lookup-log) stay on one. Default: the processors this machine has
+    /// (any count gives the same run; only the time differs).
+    #[arg(long, default_value_t = default_threads())]
     threads: usize,
     /// Check every routing table in full at the end.
     #[arg(long)]
@@ -387,6 +388,11 @@ fn parse_partition(s: &str) -> Result<Partition, String> {
         after: Duration::from_secs_f64(num(a)?),
         duration: Duration::from_secs_f64(num(d)?),
     })
+}
+
+/// `--threads` when not given: every processor the machine has.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// CPU time this process has run, in seconds, every thread counted (`--threads`), from

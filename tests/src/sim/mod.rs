@@ -45,6 +45,7 @@ pub mod link;
 pub mod nat;
 pub mod oracle;
 mod parallel;
+mod prefetch;
 pub mod profile;
 pub mod report;
 pub mod svg;
@@ -962,10 +963,12 @@ impl Sim {
         match class {
             0 => {
                 let Some(p) = self.deliveries.pop() else { return false };
+                self.prefetch_next_delivery();
                 self.deliver(p);
             }
             1 => {
                 let Some((_, i)) = self.timers.pop() else { return false };
+                self.prefetch_next_delivery();
                 self.timer_at[i as usize] = u64::MAX;
                 let now = self.now;
                 if let Some(ep) = self.nodes[i as usize].ep.as_mut() {
@@ -1010,6 +1013,22 @@ impl Sim {
             }
         }
         self.now = self.now.max(end);
+    }
+
+    /// Starts loading what the next delivery reads first (its node's record and engine, its
+    /// bytes) while this event runs (see `prefetch.rs`). Reading where the engine and the bytes
+    /// live waits for the node's record and the payload slot, which load together.
+    fn prefetch_next_delivery(&mut self) {
+        let Some(&Packet { to, slot, .. }) = self.deliveries.peek() else { return };
+        let (Some(node), Some(bytes)) = (self.nodes.get(to as usize), self.payloads.get(slot as usize)) else {
+            return;
+        };
+        prefetch::prefetch(node);
+        prefetch::prefetch(bytes);
+        if let Some(ep) = node.ep.as_deref() {
+            prefetch::prefetch(ep);
+        }
+        prefetch::prefetch(bytes.as_slice());
     }
 
     fn deliver(&mut self, p: Packet) {

@@ -49,6 +49,7 @@ use krpc_core::{Endpoint, Event, Instant, LookupNode, LookupOutcome, OpId};
 
 use super::answer::Responder;
 use super::link::Latency;
+use super::prefetch::prefetch;
 use super::{Action, NodeId, Packet, Sim, Tracked, answer_query, check_cheap, tap_in, tap_out};
 
 /// Below this many events a window runs on the main thread: handing it over would cost more.
@@ -272,9 +273,7 @@ impl Work {
 }
 
 /// Starts loading what the next event of a share reads first (its node's engine and the
-/// datagram's bytes) while the current one runs. A window's nodes are spread over the whole
-/// network, so each event would otherwise begin with cache misses, one after another: the
-/// processor cannot look as far ahead as the next event by itself.
+/// datagram's bytes) while the current one runs (see `prefetch.rs`).
 fn prefetch_next(visits: &[Visit], delivery: Option<&Due>, timer: Option<&Reverse<(u64, u32, u32)>>) {
     if let Some(d) = delivery {
         if let Some(v) = visits.get(d.local as usize) {
@@ -287,24 +286,6 @@ fn prefetch_next(visits: &[Visit], delivery: Option<&Due>, timer: Option<&Revers
             prefetch(&*v.ep);
         }
     }
-}
-
-/// Asks the processor to bring `value`'s memory into the cache, one line at a time.
-#[allow(unsafe_code)] // see the SAFETY note
-fn prefetch<T: ?Sized>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let start = (value as *const T).cast::<i8>();
-        for offset in (0..std::mem::size_of_val(value)).step_by(64) {
-            // SAFETY: a prefetch is only a hint: it never faults, even on an invalid address,
-            // and changes nothing the program can observe. The intrinsic is `unsafe` only for
-            // its `target_feature(enable = "sse")`, which every x86-64 processor has.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
 }
 
 /// [`Sim::touch`] inside a window: drains the node's outputs, recording its sends, and keeps
