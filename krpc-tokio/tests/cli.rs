@@ -62,6 +62,18 @@ impl Server {
         Server { child, lines, addr, id }
     }
 
+    /// Reads the node's lines until one reports `event`.
+    fn wait_for(&mut self, event: &str) {
+        loop {
+            let mut line = String::new();
+            let n = self.lines.read_line(&mut line).expect("read a line");
+            assert!(n > 0, "the node exited before reporting {event}");
+            if line.contains(&format!("\"event\":\"{event}\"")) {
+                return;
+            }
+        }
+    }
+
     /// Waits for the node to stop on its own (`--for`): its exit status and remaining lines.
     fn wait(mut self) -> (std::process::ExitStatus, Vec<Value>) {
         let rest: Vec<Value> = (&mut self.lines)
@@ -502,7 +514,10 @@ fn serve_restarted_from_its_state_with_no_bootstrap_is_back_in_the_swarm() {
     let dir = scratch("restart");
     let file = dir.join("node.state");
     let seed = Server::start(&["--bind", "127.0.0.1:0", "--for", "60"]);
-    let other = Server::start(&["--bind", "127.0.0.1:0", "--for", "60", "--bootstrap", &seed.addr]);
+    let mut other = Server::start(&["--bind", "127.0.0.1:0", "--for", "60", "--bootstrap", &seed.addr]);
+    // The seed must know the other node before the first one asks it, or the first one may
+    // hear of no node but the seed (the seed verifies a new querier with a ping first).
+    other.wait_for("bootstrapped");
     let file_arg = file.to_str().expect("a UTF-8 path");
     let mut first =
         Server::start(&["--bind", "127.0.0.1:0", "--for", "60", "--state", file_arg, "--bootstrap", &seed.addr]);
