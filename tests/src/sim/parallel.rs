@@ -275,16 +275,17 @@ impl Work {
 /// Starts loading what the next event of a share reads first (its node's engine and the
 /// datagram's bytes) while the current one runs (see `prefetch.rs`).
 fn prefetch_next(visits: &[Visit], delivery: Option<&Due>, timer: Option<&Reverse<(u64, u32, u32)>>) {
-    if let Some(d) = delivery {
-        if let Some(v) = visits.get(d.local as usize) {
+    let engine = |local: u32| {
+        if let Some(v) = visits.get(local as usize) {
             prefetch(&*v.ep);
         }
+    };
+    if let Some(d) = delivery {
+        engine(d.local);
         prefetch(d.bytes.as_slice());
     }
     if let Some(Reverse((_, _, local))) = timer {
-        if let Some(v) = visits.get(*local as usize) {
-            prefetch(&*v.ep);
-        }
+        engine(*local);
     }
 }
 
