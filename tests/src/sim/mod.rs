@@ -49,6 +49,7 @@ mod prefetch;
 pub mod profile;
 pub mod report;
 pub mod svg;
+mod trace;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -483,16 +484,6 @@ pub fn index_of(addr: &SocketAddr) -> Option<u32> {
     ips::index_of(addr).or_else(|| attack::attacker_code(addr).map(|code| attack::ATTACKER_BASE + code))
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
-    }
-    h
-}
-
 /// Where progress lines go.
 type Progress = Box<dyn FnMut(&str)>;
 
@@ -534,7 +525,7 @@ pub struct Sim {
     partitioned: bool,
     busy: Vec<bool>,
     busy_count: usize,
-    trace: u64,
+    trace: trace::Trace,
     stats: NetStats,
     steps_since_check: u64,
     check_cursor: usize,
@@ -625,7 +616,7 @@ impl Sim {
             partitioned: false,
             busy: vec![false; n],
             busy_count: 0,
-            trace: FNV_OFFSET,
+            trace: trace::Trace::default(),
             stats: NetStats::default(),
             steps_since_check: 0,
             check_cursor: 0,
@@ -692,7 +683,7 @@ impl Sim {
     /// The fingerprint of every datagram sent so far: FNV-1a over (time, sender, destination,
     /// bytes) of each.
     pub fn trace_hash(&self) -> u64 {
-        self.trace
+        self.trace.hash()
     }
 
     /// Whether node `i` answers queries now (the oracle's notion of live).
@@ -1281,14 +1272,7 @@ impl Sim {
             return;
         }
         self.stats.sent += 1;
-        let mut h = fnv(self.trace, &self.now.as_nanos().to_le_bytes());
-        h = fnv(h, &from.to_le_bytes());
-        h = match to {
-            SocketAddr::V4(v4) => fnv(h, &v4.ip().octets()),
-            SocketAddr::V6(v6) => fnv(h, &v6.ip().octets()),
-        };
-        h = fnv(h, &to.port().to_be_bytes());
-        self.trace = fnv(h, bytes);
+        self.trace.record(self.now.as_nanos(), from, &to, bytes);
         let lost = chance(&mut self.net_rng, self.scenario.link.loss);
         let latency = self.scenario.link.delay(from, index_of(&to), &mut self.net_rng);
         let dup = chance(&mut self.net_rng, self.scenario.link.duplicate);

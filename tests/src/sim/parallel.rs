@@ -26,8 +26,9 @@
 //! order stays a single thread's. Other scripted actions (lookups started, churn) draw from
 //! the run's random streams and the sequence numbers, so the replay comes before them.
 //!
-//! What stays on the main thread: scripted actions, which end a window; that replay; and the
-//! records of measured lookups, filled in when the window ends after its replay (they read
+//! What stays on the main thread: scripted actions, which end a window; that replay (but for
+//! the trace hash: it writes down what it would hash, and whichever thread waits for work
+//! hashes it, in order, see `trace.rs`); and the records of measured lookups, filled in when the window ends after its replay (they read
 //! the oracle and other nodes, which no thread changes inside a window in the runs this
 //! applies to).
 //!
@@ -50,6 +51,7 @@ use krpc_core::{Endpoint, Event, Instant, LookupNode, LookupOutcome, OpId};
 use super::answer::Responder;
 use super::link::Latency;
 use super::prefetch::prefetch;
+use super::trace::Deferred;
 use super::{Action, NodeId, Packet, Sim, Tracked, answer_query, check_cheap, tap_in, tap_out};
 
 /// Below this many events a window runs on the main thread: handing it over would cost more.
@@ -65,7 +67,8 @@ const SHARES_PER_THREAD: usize = 4;
 /// yielding instead: a thread that keeps its virtual CPU busy slows the other one down.
 const SPINS: u32 = 1 << 12;
 
-/// Arenas kept for reuse between windows (one per share and one for a join, plus slack).
+/// Arenas, and emptied shares, kept for reuse between windows (one per share and one for a
+/// join, plus slack).
 const SPARE_ARENAS: usize = 32;
 
 /// What every thread reads and none changes.
@@ -217,6 +220,9 @@ struct Done {
     finished: Vec<Finished>,
     /// The delivered datagrams' buffers, for reuse.
     buffers: Vec<Vec<u8>>,
+    /// The share's lists, emptied, for the next window's shares.
+    deliveries: Vec<Due>,
+    timers: Vec<Reverse<(u64, u32, u32)>>,
     events: u64,
     answered: u64,
     last: u64,
@@ -225,11 +231,11 @@ struct Done {
 impl Work {
     /// Runs the share through the window, in single-thread order.
     fn run(self, ctx: &Ctx<'_>) -> Done {
-        let Work { limit, mut visits, deliveries, timers, arena } = self;
-        let mut out = Done { buffers: Vec::with_capacity(deliveries.len()), arena, ..Done::default() };
+        let Work { limit, mut visits, deliveries: mut due, timers, arena } = self;
+        let mut out = Done { buffers: Vec::with_capacity(due.len()), arena, ..Done::default() };
         let mut timers = BinaryHeap::from(timers);
         let mut buf = vec![0u8; 1500];
-        let mut deliveries = deliveries.into_iter().peekable();
+        let mut deliveries = due.drain(..).peekable();
         loop {
             let d = deliveries.peek().map(|d| d.at);
             let t = timers.peek().map(|Reverse((at, _, _))| *at);
@@ -267,7 +273,12 @@ impl Work {
                 touch(v, local, (at, 1, u64::from(i)), limit, ctx, &mut timers, &mut out, &mut buf);
             }
         }
+        drop(deliveries);
         out.visits = visits;
+        out.deliveries = due;
+        let mut timers = timers.into_vec();
+        timers.clear();
+        out.timers = timers;
         out
     }
 }
@@ -370,6 +381,9 @@ struct Pool<'a> {
     quit: AtomicBool,
     /// A share panicked (its thread's panic message is already printed).
     failed: AtomicBool,
+    /// The trace hashing the main thread hands over (`trace.rs`), done by whichever thread
+    /// is waiting.
+    trace: Deferred,
 }
 
 /// Marks a share finished, even when running it panicked.
@@ -399,6 +413,14 @@ impl Pool<'_> {
                     seen = w;
                     break;
                 }
+                if self.trace.is_waiting() {
+                    // Hash until a window or the end is handed out.
+                    let stop = || self.window.load(Ordering::Acquire) != seen || self.quit.load(Ordering::Acquire);
+                    if self.trace.work(&stop, false) {
+                        spins = 0;
+                        continue;
+                    }
+                }
                 if spins < SPINS {
                     spins += 1;
                     std::hint::spin_loop();
@@ -427,6 +449,12 @@ impl Pool<'_> {
     fn wait(&self) {
         let mut spins = 0u32;
         while self.open.load(Ordering::Acquire) != 0 {
+            if self.trace.is_waiting() {
+                let stop = || self.open.load(Ordering::Acquire) == 0;
+                if self.trace.work(&stop, false) {
+                    continue;
+                }
+            }
             if spins < SPINS {
                 spins += 1;
                 std::hint::spin_loop();
@@ -484,6 +512,9 @@ struct Lending {
     load: Vec<usize>,
     /// Payload slots of the window's datagrams, given back when their buffers are.
     freed: Vec<u32>,
+    /// Emptied shares of earlier windows, for their room: a window's lists grow to a few
+    /// hundred entries, every window.
+    spare: Vec<Work>,
 }
 
 impl Sim {
@@ -543,8 +574,10 @@ impl Sim {
             window: AtomicU64::new(0),
             quit: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            trace: Deferred::default(),
         };
         let pool = &pool;
+        self.trace.defer(&pool.trace);
         std::thread::scope(|scope| {
             let helpers = (1..self.scenario.threads).map(|_| scope.spawn(move || pool.serve())).collect();
             let quit = Quit { pool, helpers };
@@ -590,9 +623,12 @@ impl Sim {
                     self.run_window(limit, pool, &quit.helpers, &mut replay, &mut lending);
                 }
                 after(self);
+                self.trace.hand_over(&pool.trace);
             }
             self.replay(&mut replay);
         });
+        // The helpers are gone: what is left of the hashing is this thread's.
+        self.trace.resume(&pool.trace);
         self.samples = samples;
     }
 
@@ -624,8 +660,14 @@ impl Sim {
         lending: &mut Lending,
     ) {
         let shares = (helpers.len() + 1) * SHARES_PER_THREAD;
-        let mut work: Vec<Work> =
-            (0..shares).map(|_| Work { limit, arena: replay.arena(), ..Work::default() }).collect();
+        let mut work: Vec<Work> = (0..shares)
+            .map(|_| {
+                let mut w = lending.spare.pop().unwrap_or_default();
+                w.limit = limit;
+                w.arena = replay.arena();
+                w
+            })
+            .collect();
         lending.place.clear();
         lending.load.clear();
         lending.load.resize(shares, 0);
@@ -736,6 +778,8 @@ impl Sim {
             if !replay.order.is_empty() {
                 self.late_replays += 1;
                 self.replay(replay);
+                // Hashed by a thread that runs out of shares before this one does.
+                self.trace.hand_over(&pool.trace);
             }
             pool.take_shares();
             pool.wait();
@@ -756,10 +800,10 @@ impl Sim {
         let mut finished = Vec::new();
         let mut arenas = Vec::with_capacity(done.len());
         let mut freed = lending.freed.drain(..);
-        for d in done {
+        for mut d in done {
             last = last.max(d.last);
             self.stats.answered += d.answered;
-            for v in d.visits {
+            for v in d.visits.drain(..) {
                 let i = v.i as usize;
                 self.nodes[i].ep = Some(v.ep);
                 if let Some(t) = v.tracked {
@@ -787,6 +831,14 @@ impl Sim {
             }
             finished.extend(d.finished);
             arenas.push(d.arena);
+            if lending.spare.len() < SPARE_ARENAS {
+                lending.spare.push(Work {
+                    visits: d.visits,
+                    deliveries: d.deliveries,
+                    timers: d.timers,
+                    ..Work::default()
+                });
+            }
         }
         drop(freed);
         self.deliveries.give_back_room();
