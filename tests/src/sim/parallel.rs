@@ -28,9 +28,9 @@
 //!
 //! What stays on the main thread: scripted actions, which end a window; that replay (but for
 //! the trace hash: it writes down what it would hash, and whichever thread waits for work
-//! hashes it, in order, see `trace.rs`); and the records of measured lookups, filled in when the window ends after its replay (they read
-//! the oracle and other nodes, which no thread changes inside a window in the runs this
-//! applies to).
+//! hashes it, in order, see `trace.rs`); and the records of measured lookups, filled in when
+//! the window ends after its replay (they read the oracle and other nodes, which no thread
+//! changes inside a window in the runs this applies to).
 //!
 //! Runs whose nodes read one another inside a window, or whose windows would be too short to
 //! share, stay on one thread ([`Sim::window`] says which): value holders and attackers (an
