@@ -363,8 +363,9 @@ fn touch(
     v.busy = v.ep.operations() > 0;
 }
 
-/// Locks a mutex whose holder may have panicked: the panic is reported by [`Pool::wait`].
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks a mutex whose holder may have panicked: the panic is reported where it happened (a
+/// share's by [`Pool::wait`]), so what it guards is used as it was left.
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

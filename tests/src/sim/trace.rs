@@ -11,7 +11,9 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Mutex, TryLockError};
+
+use super::parallel::lock;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -185,11 +187,6 @@ impl Deferred {
     pub(super) fn is_waiting(&self) -> bool {
         self.unhashed.load(Ordering::Acquire) > 0
     }
-}
-
-/// Locks a mutex whose holder may have panicked (the panic is reported where it happened).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
