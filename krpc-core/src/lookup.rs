@@ -69,11 +69,14 @@ struct Candidate {
     /// The disjoint path it belongs to: the path of the node that named it first (seeds are
     /// dealt to the paths in turn). Always 0 with one path.
     path: u8,
+    /// For a lookup that fills a bucket ([`Lookup::step_spread`]): the sub-range of the
+    /// bucket's range its latest query asked about.
+    sub: u8,
 }
 
 impl Candidate {
     fn fresh(id: Option<NodeId>, addr: SocketAddr, path: u8) -> Candidate {
-        Candidate { id, addr, state: CandidateState::Fresh, token: None, tries: 0, open: 0, slow: false, path }
+        Candidate { id, addr, state: CandidateState::Fresh, token: None, tries: 0, open: 0, slow: false, path, sub: 0 }
     }
 
     /// Whether it still keeps the lookup from ending: not failed, and not an unanswered last
@@ -148,6 +151,28 @@ pub(crate) enum Step {
     Wait,
     /// The lookup is complete.
     Done,
+}
+
+/// The bits after a bucket's prefix that split its range into the sub-ranges a bucket fill
+/// spreads over ([`Lookup::step_spread`]): 8, as many as a BEP 5 bucket has entries.
+pub(crate) const SPREAD_BITS: usize = 3;
+
+/// The sub-range of a bucket at `depth` (its ids share `depth` bits with ours and differ in
+/// the next) that `id` falls in: its [`SPREAD_BITS`] bits after the first `depth + 1`. Ids too
+/// short to have them fall in sub-range 0.
+pub(crate) fn subrange(id: &NodeId, depth: usize) -> u8 {
+    (0..SPREAD_BITS).fold(0, |acc, j| (acc << 1) | u8::from(id.bit(depth + 1 + j)))
+}
+
+/// What a bucket fill knows of its bucket when it picks the next query
+/// ([`Lookup::step_spread`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Spread {
+    /// The bucket's depth: its range is the ids that share the lookup target's first
+    /// `depth + 1` bits.
+    pub(crate) depth: usize,
+    /// The sub-ranges ([`subrange`]) the bucket's entries cover already, one bit each.
+    pub(crate) covered: u8,
 }
 
 /// The shortest adaptive soft timeout: below this, ordinary jitter would mark live nodes slow.
@@ -537,21 +562,105 @@ impl Lookup {
         match next {
             Some(p) => {
                 let i = pick[p].unwrap_or_default();
-                let c = &mut self.candidates[i];
-                c.state = CandidateState::InFlight;
-                c.tries = c.tries.saturating_add(1);
-                c.open = c.open.saturating_add(1);
-                c.slow = false;
-                self.active += 1;
-                self.in_flight += 1;
-                self.path_active[p] += 1;
-                self.path_in_flight[p] += 1;
-                self.queries_sent += 1;
+                self.ask(i);
                 Step::Query(i)
             }
             None if busy => Step::Wait,
             None => Step::Done,
         }
+    }
+
+    /// Candidate `i` is asked: it is in flight and holds a slot of its path.
+    fn ask(&mut self, i: usize) {
+        let c = &mut self.candidates[i];
+        c.state = CandidateState::InFlight;
+        c.tries = c.tries.saturating_add(1);
+        c.open = c.open.saturating_add(1);
+        c.slow = false;
+        let p = usize::from(c.path);
+        self.active += 1;
+        self.in_flight += 1;
+        self.path_active[p] += 1;
+        self.path_in_flight[p] += 1;
+        self.queries_sent += 1;
+    }
+
+    /// The next query of a lookup that only fills one bucket (the join's refresh of a thin
+    /// bucket), picked to spread the bucket's entries over its range rather than to converge.
+    ///
+    /// A lookup gains, per hop, the bits its target shares with the best entry of the bucket
+    /// it goes through. Entries drawn evenly from a bucket's range match a random target on
+    /// about log2(k) bits beyond the bucket's prefix; the nodes a lookup of one target meets
+    /// are bunched around it, and Kademlia keeps the first it puts in a bucket. So each query
+    /// of a fill asks about a different sub-range ([`subrange`]) that no entry covers yet
+    /// (the answer names nodes there: [`Lookup::spread_target`] is the target it carries), and
+    /// goes first to a candidate of the range in an uncovered sub-range (its answer puts it
+    /// in the bucket). Candidates of covered sub-ranges, and candidates outside the range
+    /// (which only name nodes), are asked when no query is out that could still name better
+    /// ones. Every answer from inside the range fills a slot, as before; the caller keeps no
+    /// more queries in flight than the bucket has room for, and ends the fill once it is full.
+    pub(crate) fn step_spread(&mut self, may_send: bool, spread: Spread) -> Step {
+        let Spread { depth, covered } = spread;
+        let target = self.target;
+        let in_range = |id: &NodeId| id.common_prefix_len(&target) > depth;
+        // Sub-ranges an open query will cover (its node is in the range: its answer puts it in
+        // the bucket), and those open queries ask about.
+        let (mut filling, mut asked) = (0u8, 0u8);
+        for c in self.candidates.iter().filter(|c| c.open > 0) {
+            asked |= 1 << c.sub;
+            if let Some(id) = c.id.filter(|id| in_range(id)) {
+                filling |= 1 << subrange(&id, depth);
+            }
+        }
+        let uncovered = !(covered | filling);
+        // (class, index): 0 an uncovered sub-range of the range, 1 the range, 2 elsewhere.
+        let mut pick: Option<(u8, usize)> = None;
+        for (i, c) in self.candidates.iter().enumerate() {
+            if c.state != CandidateState::Fresh {
+                continue;
+            }
+            let class = match c.id {
+                Some(id) if in_range(&id) && uncovered & (1 << subrange(&id, depth)) != 0 => 0,
+                Some(id) if in_range(&id) => 1,
+                _ => 2,
+            };
+            if pick.is_none_or(|(best, _)| class < best) {
+                pick = Some((class, i));
+                if class == 0 {
+                    break;
+                }
+            }
+        }
+        let Some((class, i)) = pick else {
+            return if self.in_flight > 0 { Step::Wait } else { Step::Done };
+        };
+        if !may_send || (class > 0 && self.in_flight > 0) {
+            return Step::Wait;
+        }
+        // Ask about an uncovered sub-range other than the candidate's own (its answer covers
+        // that one); failing that, about the candidate's own, then about the target's.
+        let own = self.candidates[i].id.filter(|id| in_range(id)).map(|id| subrange(&id, depth));
+        let wanted = uncovered & !asked;
+        let others = own.map_or(wanted, |o| wanted & !(1 << o));
+        let sub =
+            if others != 0 { others.trailing_zeros() as u8 } else { own.unwrap_or_else(|| subrange(&target, depth)) };
+        self.candidates[i].sub = sub;
+        self.ask(i);
+        Step::Query(i)
+    }
+
+    /// The target a bucket fill's query to `addr` asks about ([`Lookup::step_spread`]): the
+    /// lookup's target moved into the sub-range picked for that query. `None` if no query to
+    /// `addr` is open.
+    pub(crate) fn spread_target(&self, addr: &SocketAddr, depth: usize) -> Option<NodeId> {
+        let i = self.in_flight_at(addr)?;
+        let sub = self.candidates[i].sub;
+        let mut id = self.target;
+        for j in 0..SPREAD_BITS {
+            // Bits past the id's end are ignored.
+            id = id.with_bit(depth + 1 + j, (sub >> (SPREAD_BITS - 1 - j)) & 1 == 1);
+        }
+        Some(id)
     }
 
     /// The α slots of a path: α, or k in the final round or for a neighbour of the target
@@ -724,6 +833,53 @@ mod tests {
             l.add_learned(node(b), path);
         }
         id.unwrap().as_bytes()[0]
+    }
+
+    #[test]
+    fn a_subrange_is_the_three_bits_after_the_buckets_prefix() {
+        // Depth 0: bit 0 is the bucket's, bits 1-3 the sub-range.
+        assert_eq!(subrange(&id(0b1101_0000), 0), 0b101);
+        // Depth 2: bits 0-2 the bucket's prefix, bits 3-5 the sub-range.
+        assert_eq!(subrange(&id(0b0001_0100), 2), 0b101);
+        let mut last = [0u8; 20];
+        last[19] = 0b11;
+        assert_eq!(subrange(&NodeId::from_array(last), 157), 0b110, "bits past the id read as 0");
+    }
+
+    #[test]
+    fn a_bucket_fill_asks_each_uncovered_subrange_first_and_about_another_one() {
+        // The bucket at depth 0 around target 0x80: ids 0x80-0xff, sub-range = bits 1-3.
+        let mut l = Lookup::new(id(0x80), Query::find_node(&id(0x80)), true, false, params(8, 8));
+        for b in [0x80, 0x81, 0x90, 0x10] {
+            l.add_node(node(b));
+        }
+        let ask = |l: &mut Lookup, covered: u8| match l.step_spread(true, Spread { depth: 0, covered }) {
+            Step::Query(i) => {
+                let (addr, id) = l.candidate(i);
+                let asked = l.spread_target(&addr, 0).expect("an open query");
+                (id.unwrap().as_bytes()[0], asked.as_bytes()[0])
+            }
+            Step::Wait => (0, 0),
+            Step::Done => (1, 1),
+        };
+        // 0x80 (sub-range 0) is asked about sub-range 1; 0x90 (sub-range 1, which 0x80's
+        // answer will not cover) about sub-range 2.
+        assert_eq!(ask(&mut l, 0), (0x80, 0x90));
+        assert_eq!(ask(&mut l, 0), (0x90, 0xa0));
+        // 0x81 would fill sub-range 0 again, and 0x10 is outside the range: while answers that
+        // may name better candidates are out, neither is asked.
+        assert_eq!(ask(&mut l, 0), (0, 0), "waits");
+        for b in [0x80, 0x90] {
+            l.on_reply(&node(b).addr, Some(id(b)), None).expect("open");
+        }
+        // Nothing out any more: the range's last candidate, then the one outside it, each
+        // about an uncovered sub-range.
+        assert_eq!(ask(&mut l, 0b11), (0x81, 0xa0));
+        l.on_reply(&node(0x81).addr, Some(id(0x81)), None).expect("open");
+        assert_eq!(ask(&mut l, 0b11), (0x10, 0xa0));
+        l.on_reply(&node(0x10).addr, Some(id(0x10)), None).expect("open");
+        assert_eq!(ask(&mut l, 0b11), (1, 1), "done");
+        assert_eq!(l.queries_sent, 4);
     }
 
     #[test]

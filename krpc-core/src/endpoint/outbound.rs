@@ -106,11 +106,17 @@ impl Endpoint {
             self.finish_lookup(op, LookupOutcome::Completed);
             return;
         }
+        // A fill spreads its bucket's entries over the bucket's range instead of converging.
+        let spread = self.fill_spread(op);
         loop {
             let Some(lookup) = self.ops.lookup_mut(op) else { return };
             let may_send =
                 self.rpc.app_in_flight() < self.config.concurrency && room.is_none_or(|room| lookup.in_flight() < room);
-            match lookup.step(may_send) {
+            let step = match spread {
+                Some(spread) => lookup.step_spread(may_send, spread),
+                None => lookup.step(may_send),
+            };
+            match step {
                 Step::Query(i) => {
                     let (addr, id) = lookup.candidate(i);
                     self.rpc.start(&mut self.rng, addr, id, None, Purpose::Lookup(op));
@@ -160,10 +166,18 @@ impl Endpoint {
                     if probe {
                         probe_to = Some(tx.addr);
                     }
-                    let mut extra = arrayvec::ArrayVec::<Entry<'_>, 2>::new();
+                    // A bucket fill asks each node about its own part of the bucket's range.
+                    let fill_target = match tx.purpose {
+                        Purpose::Lookup(op) => self.fill_query_target(op, &tx.addr),
+                        _ => None,
+                    };
+                    let mut extra = arrayvec::ArrayVec::<Entry<'_>, 3>::new();
                     extra.push(Entry { key: b"id", value: Insert::Bytes(id.as_bytes()), replace: false });
                     if let Some(token) = &tx.token {
                         extra.push(Entry { key: b"token", value: Insert::Bytes(token.as_bytes()), replace: true });
+                    }
+                    if let Some(target) = &fill_target {
+                        extra.push(Entry { key: b"target", value: Insert::Bytes(target.as_bytes()), replace: true });
                     }
                     let out = QueryOut {
                         transaction_id: &tid,

@@ -9,6 +9,7 @@ use super::Endpoint;
 use super::ops::LookupEnd;
 use crate::address::{is_never_valid, may_query_learned};
 use crate::event::{Datagram, Event, LookupOutcome, OpId};
+use crate::lookup::{Spread, subrange};
 use crate::query::Token;
 use crate::transaction::{Purpose, Tx, same_endpoint};
 use crate::wire::Fields;
@@ -102,6 +103,25 @@ impl Endpoint {
     /// nodes. Checked after each reply, whose sender the table has just learned.
     fn bucket_filled(&self, op: OpId) -> bool {
         self.fill_room(op) == Some(0)
+    }
+
+    /// For the refresh of a thin bucket after a join: its bucket's depth and the sub-ranges its
+    /// entries cover, for [`Lookup::step_spread`](crate::lookup::Lookup::step_spread). `None`
+    /// for every other operation, and for a fill whose bucket became our own (the last: a
+    /// neighbourhood, not one range) by splits since it started.
+    pub(super) fn fill_spread(&self, op: OpId) -> Option<Spread> {
+        let (v6, target) = self.ops.fill_target(op)?;
+        let table = self.tables.family(v6);
+        let depth = table.bucket_for(&target).filter(|&b| b + 1 < table.bucket_count())?;
+        let covered = table.bucket_contacts(depth).fold(0u8, |m, c| m | 1 << subrange(&c.node.id, depth));
+        Some(Spread { depth, covered })
+    }
+
+    /// The target a bucket fill's query to `addr` carries: the sub-range
+    /// [`Lookup::step_spread`](crate::lookup::Lookup::step_spread) picked for it.
+    pub(super) fn fill_query_target(&self, op: OpId, addr: &SocketAddr) -> Option<NodeId> {
+        let depth = self.fill_spread(op)?.depth;
+        self.ops.lookup(op)?.spread_target(addr, depth)
     }
 
     /// For the refresh of a thin bucket after a join: how many nodes its bucket still lacks.

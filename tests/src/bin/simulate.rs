@@ -219,6 +219,12 @@ struct Args {
     /// After the lookups, run until every operation of every node has resolved (checked).
     #[arg(long)]
     drain: bool,
+    /// Before the lookups, redraw every full routing-table bucket (but each table's last)
+    /// uniformly from the nodes of its range, as a pre-seeded table is drawn: an experiment
+    /// that tells what the tables' shape costs the lookups of a joined network
+    /// (`tests/src/sim/spread.rs`). The JSON's `bucket_gain_bits` measures that shape.
+    #[arg(long)]
+    respread: bool,
     /// Threads: with more than one, the join build and the settle time go by windows of the
     /// link's shortest delay, their nodes on several threads, with the same trace hash as one.
     /// Runs whose nodes read one another (value holders, attacks, NATs, per-pair delays,
@@ -579,6 +585,15 @@ fn main() {
         run_census(&mut sim, &args, hours);
         return;
     }
+    if args.respread {
+        let before = sim.bucket_spread();
+        sim.respread();
+        let after = sim.bucket_spread();
+        eprintln!(
+            "[simulate] respread {} full buckets: {:.3} -> {:.3} bits gained per bucket",
+            before.buckets, before.gain_bits, after.gain_bits
+        );
+    }
     eprintln!("[simulate] running {} lookups", args.lookups);
     let records = sim.run_lookups(args.lookups, args.rate);
     let mut drained = String::from("not checked");
@@ -598,6 +613,9 @@ fn main() {
     }
     let summary = Summary::of(&records);
     let stats = sim.stats();
+    let spread = sim.bucket_spread();
+    let by_depth: Vec<String> = spread.by_depth.iter().map(|g| format!("{g:.2}")).collect();
+    eprintln!("[simulate] bits gained per full bucket, by depth from the farthest: {}", by_depth.join(" "));
     let build_name = match args.build {
         BuildMode::Join => "join",
         BuildMode::Preseed => "preseed",
@@ -635,10 +653,12 @@ fn main() {
             ),
             ("addresses".into(), if sim.ips().public() { "public".into() } else { "private".into() }),
             ("defences".into(), attack.map_or("null".into(), |a| if a.defences { "on".into() } else { "off".into() })),
+            ("respread".into(), args.respread.to_string()),
         ],
         summary,
         footer: vec![
             ("routing_entries_per_node".into(), format!("{:.1}", entries as f64 / engines.max(1) as f64)),
+            ("bucket_gain_bits".into(), format!("{:.3}", spread.gain_bits)),
             ("idle_engine_bytes".into(), idle.to_string()),
             ("bytes_per_routing_entry".into(), per_entry),
             ("contact_bytes".into(), std::mem::size_of::<krpc_core::routing::Contact>().to_string()),

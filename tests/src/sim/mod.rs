@@ -48,6 +48,7 @@ mod parallel;
 mod prefetch;
 pub mod profile;
 pub mod report;
+pub mod spread;
 pub mod svg;
 mod trace;
 
