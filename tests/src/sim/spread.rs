@@ -77,10 +77,12 @@ impl Sim {
     /// A scan of every IPv4 table: seconds at a million nodes.
     pub fn bucket_spread(&self) -> BucketSpread {
         let mut depth_sums: Vec<(u64, u64)> = Vec::new();
+        let mut patterns: Vec<u8> = Vec::new();
         for ep in self.nodes.iter().filter_map(|n| n.ep.as_deref()) {
             let table = ep.routing_table();
             for bucket in (0..table.bucket_count()).filter(|&b| scored(table, b)) {
-                let patterns: Vec<u8> = table.bucket_contacts(bucket).map(|c| pattern(&c.node.id, bucket)).collect();
+                patterns.clear();
+                patterns.extend(table.bucket_contacts(bucket).map(|c| pattern(&c.node.id, bucket)));
                 if depth_sums.len() <= bucket {
                     depth_sums.resize(bucket + 1, (0, 0));
                 }
