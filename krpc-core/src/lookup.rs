@@ -600,6 +600,11 @@ impl Lookup {
     /// ones. Every answer from inside the range fills a slot, as before; the caller keeps no
     /// more queries in flight than the bucket has room for, and ends the fill once it is full.
     pub(crate) fn step_spread(&mut self, may_send: bool, spread: Spread) -> Step {
+        // Nothing may leave and something is out: the answer is to wait, whatever the list
+        // holds (the engine asks every lookup after each input, so this is the common case).
+        if !may_send && self.in_flight > 0 {
+            return Step::Wait;
+        }
         let Spread { depth, covered } = spread;
         let target = self.target;
         let in_range = |id: &NodeId| id.common_prefix_len(&target) > depth;

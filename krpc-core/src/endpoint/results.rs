@@ -55,6 +55,10 @@ impl Endpoint {
         let own = self.id;
         let policy = self.policy;
         let mut filtered = 0;
+        // A bucket fill keeps only names it could put in its bucket: inside the bucket's
+        // range and not in the table already. The rest would only lengthen its candidate list.
+        let fill = self.fill_depth(op);
+        let tables = &self.tables;
         let Some(lookup) = self.ops.lookup_mut(op) else { return };
         let (Ok(rid), Some(f)) = (&result, fields) else {
             lookup.on_failure(&from);
@@ -71,6 +75,11 @@ impl Endpoint {
             if !may_query_learned(&node.addr, policy) {
                 filtered += 1;
                 continue;
+            }
+            if let Some((v6, depth)) = fill {
+                if node.id.common_prefix_len(lookup.target()) <= depth || tables.family(v6).contains(&node.id) {
+                    continue;
+                }
             }
             lookup.add_learned(node, path);
         }
@@ -110,17 +119,24 @@ impl Endpoint {
     /// for every other operation, and for a fill whose bucket became our own (the last: a
     /// neighbourhood, not one range) by splits since it started.
     pub(super) fn fill_spread(&self, op: OpId) -> Option<Spread> {
+        let (v6, depth) = self.fill_depth(op)?;
+        let table = self.tables.family(v6);
+        let covered = table.bucket_contacts(depth).fold(0u8, |m, c| m | 1 << subrange(&c.node.id, depth));
+        Some(Spread { depth, covered })
+    }
+
+    /// The family and depth of a bucket fill's bucket (see [`Endpoint::fill_spread`]).
+    fn fill_depth(&self, op: OpId) -> Option<(bool, usize)> {
         let (v6, target) = self.ops.fill_target(op)?;
         let table = self.tables.family(v6);
         let depth = table.bucket_for(&target).filter(|&b| b + 1 < table.bucket_count())?;
-        let covered = table.bucket_contacts(depth).fold(0u8, |m, c| m | 1 << subrange(&c.node.id, depth));
-        Some(Spread { depth, covered })
+        Some((v6, depth))
     }
 
     /// The target a bucket fill's query to `addr` carries: the sub-range
     /// [`Lookup::step_spread`](crate::lookup::Lookup::step_spread) picked for it.
     pub(super) fn fill_query_target(&self, op: OpId, addr: &SocketAddr) -> Option<NodeId> {
-        let depth = self.fill_spread(op)?.depth;
+        let (_, depth) = self.fill_depth(op)?;
         self.ops.lookup(op)?.spread_target(addr, depth)
     }
 
