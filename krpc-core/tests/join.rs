@@ -152,3 +152,56 @@ fn a_thin_bucket_refresh_stops_once_the_bucket_is_full() {
     assert!(most_open > 1, "the lookup did run queries in parallel");
     assert!(heard.iter().any(|n| Some(n.id) == first_asked), "the nodes heard of during the join are asked first");
 }
+
+/// BEP 5's refresh of a stale bucket that has room fills it the way a join does: spread over
+/// the bucket's range, not bunched around one random id. A node that found too few nodes when
+/// it joined (a young network, or an adaptive node that joined while most of the DHT was
+/// read-only) fills most of its buckets this way. The world's bucket 1 holds 4 nodes in each
+/// of its 8 sub-ranges (the 3 bits after its prefix); a lookup of one random id would end with
+/// the 8 nodes nearest it, in 2 or 3 sub-ranges.
+#[test]
+fn a_stale_thin_buckets_refresh_spreads_it_over_its_range() {
+    use krpc_core::NodeId;
+    let world = World::new();
+    let mut s = support::Script::new(Config {
+        k: 8,
+        address_policy: krpc_core::AddressPolicy::Any,
+        bucket_refresh: Duration::from_secs(15 * 60),
+        ..support::config_with_id(NodeId::from_array([0; 20]))
+    });
+    let in_bucket_1 = |id: &NodeId| id.as_bytes()[0] >> 6 == 0b01;
+    let subrange = |id: &NodeId| (id.as_bytes()[0] >> 3) & 7;
+    // Everything but bucket 1, and no join: bucket 1 stays empty until its refresh.
+    s.insert(&world.nodes[..25]);
+    assert_eq!(s.bucket_ids(1).len(), 0);
+    let mut toward_1 = 0;
+    // Past BEP 5's 15 minutes every bucket is stale; answer everything as it leaves.
+    s.advance(Duration::from_secs(15 * 60));
+    for _ in 0..120 {
+        s.advance(Duration::from_secs(5));
+        let mut pending = s.sent();
+        while !pending.is_empty() {
+            let q = pending.remove(0);
+            if !q.is_query() {
+                continue;
+            }
+            let node = world.at(q.to).expect("asks only nodes of the world");
+            match q.target() {
+                Some(target) => {
+                    if in_bucket_1(&target) {
+                        toward_1 += 1;
+                        assert!(s.bucket_ids(1).len() < 8, "no query toward bucket 1 once it is full");
+                    }
+                    s.reply_with(&q, Some(&node.id), &krpc_core::wire::Dictionary::new(), &world.nearest(&target));
+                }
+                None => s.reply(&q, &node.id),
+            }
+            pending.extend(s.sent());
+        }
+    }
+    let ids = s.bucket_ids(1);
+    assert_eq!(ids.len(), 8, "bucket 1 was filled");
+    assert!(ids.iter().all(in_bucket_1));
+    let covered = ids.iter().fold(0u8, |m, id| m | 1 << subrange(id)).count_ones();
+    assert!(covered >= 7, "bucket 1 covers {covered} of its 8 sub-ranges after {toward_1} queries");
+}

@@ -28,10 +28,14 @@ pub(crate) enum LookupKind {
     Plain,
     /// `bootstrap`: when it completes, the buckets it left thin are refreshed.
     Join,
-    /// The refresh of one bucket a join left thin, in the IPv6 table if `v6`: it ends as
-    /// soon as that bucket (the one holding the lookup's target) holds `k` nodes, rather than
-    /// converging on its random target. Filling the bucket is all it is for; every query after
-    /// that cost the joiner and the nodes it asked datagrams and taught the table nothing.
+    /// The refresh of one bucket with room, in the IPv6 table if `v6` (after a join, or when
+    /// BEP 5's 15-minute refresh finds a stale bucket that is not full): it spreads the
+    /// bucket's entries over its range ([`Lookup::step_spread`]) and ends as soon as that
+    /// bucket (the one holding the lookup's target) holds `k` nodes, rather than converging on
+    /// its random target. Filling the bucket is all it is for; every query after that cost us
+    /// and the nodes we asked datagrams and taught the table nothing.
+    ///
+    /// [`Lookup::step_spread`]: crate::lookup::Lookup::step_spread
     FillBucket { v6: bool },
     /// The probe of a read-only node in adaptive mode: a `find_node` for our own id sent
     /// without `ro=1` (see [`reachability`](super::reachability)).

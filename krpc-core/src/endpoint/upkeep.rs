@@ -300,11 +300,20 @@ impl Endpoint {
     }
 
     /// A background `find_node` lookup of a random id in `bucket`'s range.
+    ///
+    /// A bucket with room (other than our own, the last) is refreshed the way a join fills
+    /// one ([`LookupKind::FillBucket`](super::ops::LookupKind::FillBucket)): spread over the
+    /// range, and ended once it is full. A plain lookup of one random id would put the nodes
+    /// it meets near that id in the bucket, bunched in one corner of its range, and Kademlia
+    /// keeps them. A node whose join found too few nodes (a young network, or an adaptive node
+    /// that joined while most of the DHT was still read-only) fills most of its buckets here.
     fn refresh_bucket(&mut self, v6: bool, bucket: usize, now: Instant) -> bool {
         let table = self.tables.family_mut(v6);
         let target = table.random_id_in_bucket(bucket, &mut self.rng);
         table.mark_bucket_refreshed(bucket, now);
-        self.start_lookup(now, target, Query::find_node(&target), true, false, super::ops::LookupKind::Plain).is_ok()
+        let thin = bucket + 1 < table.bucket_count() && table.bucket_len(bucket) < self.config.k;
+        let kind = if thin { super::ops::LookupKind::FillBucket { v6 } } else { super::ops::LookupKind::Plain };
+        self.start_lookup(now, target, Query::find_node(&target), true, false, kind).is_ok()
     }
 
     /// After a join: one background lookup per bucket with fewer than `k` nodes, in each
