@@ -557,3 +557,30 @@ fn a_join_spreads_its_buckets_over_their_ranges_and_respreading_draws_them_unifo
         panic!("{e}");
     }
 }
+
+#[test]
+fn a_joined_network_holds_its_first_nodes_in_more_tables_and_its_answers_overlap_more() {
+    // Kademlia keeps the nodes a bucket has, so the first nodes to join sit in the tables that
+    // formed while the network was small, and stay there: answers from different nodes about
+    // one target name the same nodes more often than in tables drawn uniformly, and a lookup
+    // learns fewer distinct nodes per round. Measured (seed 1, 1,000 nodes): the first tenth
+    // of the nodes in 287 tables on average, the last tenth in 13, the median node in 27 and
+    // the most held in 862; 12.3 distinct names per replayed round, against 14.7 once
+    // respread (which holds every node in 50 to 88 tables).
+    let scenario =
+        Scenario { seed: 1, nodes: 1_000, engine: bep5_config(), build: joined(1_000), ..Scenario::default() };
+    let mut sim = Sim::new(scenario);
+    sim.build();
+    let held = sim.in_degree();
+    assert_eq!(held.nodes, 1_000);
+    assert!(held.first_tenth_mean > 3.0 * held.last_tenth_mean, "{held:?}");
+    assert!(held.max > 5 * held.p50, "{held:?}");
+    let joined = sim.replay_lookups(500);
+    assert_eq!(joined.lookups, 500);
+    assert!(joined.first_nearest_round >= 1.0 && joined.first_nearest_round <= joined.rounds, "{joined:?}");
+    sim.respread();
+    let redrawn = sim.replay_lookups(500);
+    assert!(joined.names_per_round + 1.0 < redrawn.names_per_round, "joined {joined:?} against redrawn {redrawn:?}");
+    let flat = sim.in_degree();
+    assert!(flat.max < held.max, "{flat:?} against {held:?}");
+}

@@ -616,6 +616,16 @@ fn main() {
     let spread = sim.bucket_spread();
     let by_depth: Vec<String> = spread.by_depth.iter().map(|g| format!("{g:.2}")).collect();
     eprintln!("[simulate] bits gained per full bucket, by depth from the farthest: {}", by_depth.join(" "));
+    let held = sim.in_degree();
+    eprintln!(
+        "[simulate] tables holding a node: p10 {} p50 {} p90 {} p99 {} max {}; first tenth of the nodes {:.1}, last tenth {:.1}",
+        held.p10, held.p50, held.p90, held.p99, held.max, held.first_tenth_mean, held.last_tenth_mean
+    );
+    let replayed = sim.replay_lookups(REPLAYED_LOOKUPS);
+    eprintln!(
+        "[simulate] {} lookups replayed on the tables: {:.3} rounds, one of the k nearest asked in round {:.3}, {:.2} distinct names per round",
+        replayed.lookups, replayed.rounds, replayed.first_nearest_round, replayed.names_per_round
+    );
     let build_name = match args.build {
         BuildMode::Join => "join",
         BuildMode::Preseed => "preseed",
@@ -659,6 +669,11 @@ fn main() {
         footer: vec![
             ("routing_entries_per_node".into(), format!("{:.1}", entries as f64 / engines.max(1) as f64)),
             ("bucket_gain_bits".into(), format!("{:.3}", spread.gain_bits)),
+            ("in_degree_p50".into(), held.p50.to_string()),
+            ("in_degree_p99".into(), held.p99.to_string()),
+            ("in_degree_max".into(), held.max.to_string()),
+            ("replayed_names_per_round".into(), format!("{:.2}", replayed.names_per_round)),
+            ("replayed_rounds".into(), format!("{:.3}", replayed.rounds)),
             ("idle_engine_bytes".into(), idle.to_string()),
             ("bytes_per_routing_entry".into(), per_entry),
             ("contact_bytes".into(), std::mem::size_of::<krpc_core::routing::Contact>().to_string()),
@@ -707,6 +722,9 @@ fn main() {
     }
 }
 
+/// Lookups replayed on the built tables at the end of a run (`Sim::replay_lookups`).
+const REPLAYED_LOOKUPS: usize = 2_000;
+
 /// `--lookup-log`: one JSON object per line and lookup.
 fn write_lookup_log(sim: &Sim, records: &[krpc_tests::sim::LookupRecord], path: &str) {
     let mut out = String::new();
@@ -738,6 +756,8 @@ fn write_lookup_log(sim: &Sim, records: &[krpc_tests::sim::LookupRecord], path: 
             "responders": r.responders,
             "returned_ranks": ranks,
             "queries": r.queries,
+            "replies": r.replies,
+            "values_ms": r.values_after.map(|d| d.as_millis() as u64),
             "rounds": r.rounds,
             "time_ms": r.duration.map(|d| d.as_millis() as u64),
             "outcome": r.outcome.map(|o| format!("{o:?}")),

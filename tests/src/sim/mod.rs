@@ -44,6 +44,7 @@ pub mod ips;
 pub mod link;
 pub mod nat;
 pub mod oracle;
+pub mod overlap;
 mod parallel;
 mod prefetch;
 pub mod profile;
