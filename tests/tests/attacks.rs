@@ -45,6 +45,10 @@ fn run(seed: u64, kind: AttackKind, defences: bool) -> Summary {
     }
     let answered = sim.attackers().map_or(0, |a| a.answered);
     assert!(answered > 0, "the attackers took part (answered {answered} queries)");
+    // The tables' measures skip the attackers' entries (they are no simulated node) rather
+    // than index the node list with them, as a first version did.
+    assert_eq!(sim.in_degree().nodes, NODES);
+    assert_eq!(sim.replay_lookups(50).lookups, 50);
     Summary::of(&records)
 }
 

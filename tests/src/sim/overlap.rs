@@ -3,9 +3,10 @@
 //! A pre-seeded network draws every bucket uniformly, so every node sits in about as many
 //! tables as it has entries itself, and two nodes asked about one target name mostly different
 //! nodes. A network built by joining does not: Kademlia keeps the nodes a bucket has (BEP 5:
-//! "good nodes are never replaced"), so the nodes that joined first took the slots of the
-//! tables that formed while the network was small, and keep them. That is also how the real
-//! DHT treats its long-lived nodes.
+//! "When the bucket is full of good nodes, the new node is simply discarded"), so the nodes
+//! that joined first took the slots of the tables that formed while the network was small,
+//! and keep them. Any Kademlia network that grew holds its oldest nodes this way; how much,
+//! depends on how fast it grew.
 //!
 //! - [`Sim::in_degree`]: in how many tables each node is held, overall and by the order in
 //!   which the nodes joined (a joined build starts them in index order, the seeds first).
@@ -52,8 +53,9 @@ pub struct Replayed {
     pub lookups: usize,
     /// Rounds until the k nearest known nodes that answer were all asked (mean).
     pub rounds: f64,
-    /// The round in which one of the target's true k nearest was first asked (mean): what a
-    /// `get_peers` waits for before its first `values`.
+    /// The round in which one of the target's true k nearest was first asked (mean; a lookup
+    /// that never asks one counts its last round): what a `get_peers` waits for before its
+    /// first `values`.
     pub first_nearest_round: f64,
     /// Distinct nodes named by one round's answers (mean over rounds; at most α·k).
     pub names_per_round: f64,
@@ -131,7 +133,13 @@ impl Sim {
             let Some(ep) = self.nodes[initiator as usize].ep.as_deref() else { continue };
             let k = ep.routing_table().k();
             let truth: Vec<u32> = self.true_closest(&target, k);
-            let name = |n: &krpc_core::NodeInfo| index_of(&n.addr).map(|j| (n.id, j));
+            // Simulated nodes under their current id only: an attacker's address, or an entry
+            // left by a node that has since taken another id, names nobody who would answer.
+            let name = |n: &krpc_core::NodeInfo| {
+                index_of(&n.addr)
+                    .filter(|&j| self.nodes.get(j as usize).is_some_and(|x| x.id == n.id))
+                    .map(|j| (n.id, j))
+            };
             known.clear();
             known.extend(ep.routing_table().closest(&target, k).iter().filter_map(name));
             asked.clear();
