@@ -85,6 +85,11 @@ impl World {
     }
 }
 
+/// The scripted node of [`World`], id all zeros, with k = 8 and any address accepted.
+fn joiner_at_zero(config: Config) -> support::Script {
+    support::Script::new(Config { k: 8, address_policy: krpc_core::AddressPolicy::Any, ..config })
+}
+
 /// The refresh of a bucket a join left thin ends once that bucket holds k nodes: no further
 /// query toward its target leaves, although nearer nodes named in the answers were never
 /// asked (a lookup run to convergence would ask them). It starts with the nodes the join heard
@@ -93,11 +98,7 @@ impl World {
 fn a_thin_bucket_refresh_stops_once_the_bucket_is_full() {
     use krpc_core::NodeId;
     let world = World::new();
-    let mut s = support::Script::new(Config {
-        k: 8,
-        address_policy: krpc_core::AddressPolicy::Any,
-        ..support::config_with_id(NodeId::from_array([0; 20]))
-    });
+    let mut s = joiner_at_zero(support::config_with_id(NodeId::from_array([0; 20])));
     let in_bucket_1 = |id: &NodeId| id.as_bytes()[0] >> 6 == 0b01;
     // Known before the join: all but the nodes of bucket 1, which is empty and the one bucket
     // left thin (a refresh of another bucket would fill it too, and share the α slots).
@@ -163,12 +164,9 @@ fn a_thin_bucket_refresh_stops_once_the_bucket_is_full() {
 fn a_stale_thin_buckets_refresh_spreads_it_over_its_range() {
     use krpc_core::NodeId;
     let world = World::new();
-    let mut s = support::Script::new(Config {
-        k: 8,
-        address_policy: krpc_core::AddressPolicy::Any,
-        bucket_refresh: Duration::from_secs(15 * 60),
-        ..support::config_with_id(NodeId::from_array([0; 20]))
-    });
+    let refresh =
+        Config { bucket_refresh: Duration::from_secs(15 * 60), ..support::config_with_id(NodeId::from_array([0; 20])) };
+    let mut s = joiner_at_zero(refresh);
     let in_bucket_1 = |id: &NodeId| id.as_bytes()[0] >> 6 == 0b01;
     let subrange = |id: &NodeId| (id.as_bytes()[0] >> 3) & 7;
     // Everything but bucket 1, and no join: bucket 1 stays empty until its refresh.
