@@ -311,8 +311,11 @@ impl Endpoint {
         let table = self.tables.family_mut(v6);
         let target = table.random_id_in_bucket(bucket, &mut self.rng);
         table.mark_bucket_refreshed(bucket, now);
-        let thin = bucket + 1 < table.bucket_count() && table.bucket_len(bucket) < self.config.k;
-        let kind = if thin { super::ops::LookupKind::FillBucket { v6 } } else { super::ops::LookupKind::Plain };
+        let kind = if fillable(table, bucket, self.config.k) {
+            super::ops::LookupKind::FillBucket { v6 }
+        } else {
+            super::ops::LookupKind::Plain
+        };
         self.start_lookup(now, target, Query::find_node(&target), true, false, kind).is_ok()
     }
 
@@ -333,8 +336,7 @@ impl Endpoint {
             if table.is_empty() {
                 continue;
             }
-            let last = table.bucket_count() - 1;
-            let thin: Vec<usize> = (0..last).filter(|&b| table.bucket_len(b) < self.config.k).collect();
+            let thin: Vec<usize> = (0..table.bucket_count()).filter(|&b| fillable(table, b, self.config.k)).collect();
             for bucket in thin {
                 let table = self.tables.family_mut(v6);
                 let target = table.random_id_in_bucket(bucket, &mut self.rng);
@@ -574,6 +576,13 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// Whether a bucket fill ([`LookupKind::FillBucket`](super::ops::LookupKind::FillBucket)) can
+/// serve `bucket`: it has room, and it is not our own (the last), which is a neighbourhood
+/// rather than one range to spread over.
+fn fillable(table: &crate::routing::RoutingTable, bucket: usize, k: usize) -> bool {
+    bucket + 1 < table.bucket_count() && table.bucket_len(bucket) < k
 }
 
 #[cfg(test)]

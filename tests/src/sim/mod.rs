@@ -688,6 +688,13 @@ impl Sim {
         self.trace.hash()
     }
 
+    /// The simulated node that `info` names: the one at its address, if it carries that id now.
+    /// `None` for an attacker's address or for an entry left by a node that has since taken
+    /// another id.
+    pub fn node_named(&self, info: &NodeInfo) -> Option<u32> {
+        index_of(&info.addr).filter(|&j| self.nodes.get(j as usize).is_some_and(|n| n.id == info.id))
+    }
+
     /// Whether node `i` answers queries now (the oracle's notion of live).
     pub fn answers(&self, i: u32) -> bool {
         let n = &self.nodes[i as usize];
@@ -1351,10 +1358,7 @@ impl Sim {
         let found_in = |truth: &[u32]| {
             let hits = closest
                 .iter()
-                .filter_map(|n| {
-                    index_of(&n.node.addr)
-                        .filter(|&j| (j as usize) < self.nodes.len() && self.nodes[j as usize].id == n.node.id)
-                })
+                .filter_map(|n| self.node_named(&n.node))
                 .filter(|j| *j != i && truth.contains(j))
                 .count();
             (hits, truth.contains(&i))

@@ -21,8 +21,8 @@ use krpc_core::NodeId;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
+use super::Sim;
 use super::link::below;
-use super::{Sim, index_of};
 
 /// [`Sim::in_degree`]'s result: in how many running engines' tables a running node is held.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -66,18 +66,14 @@ const REPLAY_ALPHA: usize = 4;
 
 impl Sim {
     /// Counts every running node's in-degree: one scan of every IPv4 table, seconds at a
-    /// million nodes. An entry counts for the node at its address only if it carries that
-    /// node's current id.
+    /// million nodes. An entry counts only for the node it names ([`Sim::node_named`]).
     pub fn in_degree(&self) -> InDegree {
         let mut held = vec![0u32; self.nodes.len()];
         for ep in self.nodes.iter().filter_map(|n| n.ep.as_deref()) {
             let table = ep.routing_table();
             for bucket in 0..table.bucket_count() {
-                for c in table.bucket_contacts(bucket) {
-                    let Some(j) = index_of(&c.node.addr) else { continue };
-                    if self.nodes.get(j as usize).is_some_and(|n| n.id == c.node.id) {
-                        held[j as usize] += 1;
-                    }
+                for j in table.bucket_contacts(bucket).filter_map(|c| self.node_named(&c.node)) {
+                    held[j as usize] += 1;
                 }
             }
         }
@@ -91,8 +87,11 @@ impl Sim {
         let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q) as usize];
         let n = self.nodes.len();
         let mean_of = |lo: usize, hi: usize| {
-            let part: Vec<u32> = running.iter().filter(|&&(i, _)| i >= lo && i < hi).map(|&(_, h)| h).collect();
-            if part.is_empty() { 0.0 } else { part.iter().map(|&h| f64::from(h)).sum::<f64>() / part.len() as f64 }
+            let (sum, count) = running
+                .iter()
+                .filter(|&&(i, _)| (lo..hi).contains(&i))
+                .fold((0.0, 0u32), |(sum, count), &(_, h)| (sum + f64::from(h), count + 1));
+            if count == 0 { 0.0 } else { sum / f64::from(count) }
         };
         InDegree {
             nodes: sorted.len(),
@@ -135,11 +134,7 @@ impl Sim {
             let truth: Vec<u32> = self.true_closest(&target, k);
             // Simulated nodes under their current id only: an attacker's address, or an entry
             // left by a node that has since taken another id, names nobody who would answer.
-            let name = |n: &krpc_core::NodeInfo| {
-                index_of(&n.addr)
-                    .filter(|&j| self.nodes.get(j as usize).is_some_and(|x| x.id == n.id))
-                    .map(|j| (n.id, j))
-            };
+            let name = |n: &krpc_core::NodeInfo| self.node_named(n).map(|j| (n.id, j));
             known.clear();
             known.extend(ep.routing_table().closest(&target, k).iter().filter_map(name));
             asked.clear();
