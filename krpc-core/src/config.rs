@@ -11,7 +11,7 @@ use core::time::Duration;
 use crate::address::AddressPolicy;
 use crate::dht::DhtConfig;
 use crate::rate_limit::RateLimit;
-use crate::routing::MAX_K;
+use crate::routing::{MAX_K, MAX_WIDE_BUCKETS};
 use crate::{MAX_ID_LEN, NodeId};
 
 /// Configuration of an [`Endpoint`](crate::Endpoint).
@@ -167,6 +167,16 @@ pub struct Config {
     /// moves the radius: too many nodes shrinks it (plain α), too few widens it (at most k in
     /// flight). 0 turns it off. Default 2.
     pub lookup_neighbourhood: u32,
+    /// How many of the routing table's farthest buckets hold more than k: bucket `i` of the
+    /// first `n` holds `k · 2^(n − i)` (at most 255), so 3 at k = 8 gives 64, 32 and 16 for
+    /// the far half, quarter and eighth of the id space; libtorrent's extended routing table
+    /// is 4 (128, 64, 32, 16). A lookup's first step starts from those buckets, and the more
+    /// of them we hold the nearer its first answers start. The room beyond k fills only with
+    /// nodes that answer our own queries: queriers are verified (`verify_queriers`) only
+    /// into the first k places, so the widening sends no query of its own, and nothing is
+    /// displaced to make room (`docs/simulation.md`, "Wide far buckets"). 0 turns it off; at
+    /// most 4. Default 3.
+    pub wide_buckets: u8,
 }
 
 /// Public routers of the BitTorrent DHT, as host names for a driver to resolve: nothing
@@ -219,6 +229,7 @@ impl Default for Config {
             lookup_disjoint_paths: 1,
             lookup_final_round: true,
             lookup_neighbourhood: 2,
+            wide_buckets: 3,
         }
     }
 }
@@ -245,6 +256,8 @@ pub enum ConfigError {
     BootstrapAddress,
     /// `lookup_disjoint_paths` is 0 or above 4.
     DisjointPaths,
+    /// `wide_buckets` is above 4 ([`MAX_WIDE_BUCKETS`]).
+    WideBuckets,
 }
 
 impl fmt::Display for ConfigError {
@@ -259,6 +272,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Cap(name) => write!(f, "{name} is too small"),
             ConfigError::BootstrapAddress => f.write_str("bootstrap addresses need a port and a unicast IP"),
             ConfigError::DisjointPaths => f.write_str("lookup_disjoint_paths must be 1..=4"),
+            ConfigError::WideBuckets => write!(f, "wide_buckets must be 0..={MAX_WIDE_BUCKETS}"),
         }
     }
 }
@@ -338,6 +352,9 @@ impl Config {
         }
         if self.lookup_disjoint_paths == 0 || self.lookup_disjoint_paths > crate::lookup::MAX_PATHS {
             return Err(ConfigError::DisjointPaths);
+        }
+        if self.wide_buckets > MAX_WIDE_BUCKETS {
+            return Err(ConfigError::WideBuckets);
         }
         if let Some(d) = &self.dht {
             if d.reply_nodes == 0 || d.reply_nodes > MAX_K / 2 {

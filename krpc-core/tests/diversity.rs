@@ -104,9 +104,10 @@ fn script_with(config: Config) -> Script {
 }
 
 /// An endpoint with k = 2 (`auto_ping_swap` as given) whose far bucket holds a (50.1.1.1) and
-/// b (50.2.2.2); with `quiet`, both have gone quiet long enough to be questionable.
+/// b (50.2.2.2); with `quiet`, both have gone quiet long enough to be questionable. The far
+/// bucket is not widened (`wide_buckets` 0), so two fill it.
 fn full_far_bucket(auto_ping_swap: bool, quiet: bool) -> (Script, NodeInfo, NodeInfo) {
-    let mut s = script_with(Config { k: 2, auto_ping_swap, ..Config::default() });
+    let mut s = script_with(Config { k: 2, auto_ping_swap, wide_buckets: 0, ..Config::default() });
     let (a, b) = (at(far(1), [50, 1, 1, 1]), at(far(2), [50, 2, 2, 2]));
     s.insert(&[a, b]);
     if quiet {

@@ -23,8 +23,15 @@ fn v6(i: u8) -> NodeInfo {
     NodeInfo::new(far(0x40 | i), format!("[2001:db8:{i:x}::1]:6881").parse().unwrap())
 }
 
+/// k as given, the far bucket not widened (`wide_buckets` 0), so that k nodes fill it.
 fn script(k: usize) -> Script {
-    Script::new(Config { k, dht: Config::dht().dht, bootstrap: vec![], ..config_with_id(id_with(&[0])) })
+    Script::new(Config {
+        k,
+        dht: Config::dht().dht,
+        bootstrap: vec![],
+        wide_buckets: 0,
+        ..config_with_id(id_with(&[0]))
+    })
 }
 
 #[test]

@@ -22,6 +22,8 @@ fn timeout() -> Duration {
 }
 
 /// An endpoint whose id is `0x00…`, so that ids starting with `0x80`–`0xff` share bucket 0.
+/// The tests of a full bucket (W5, W11, W12) turn `wide_buckets` off: they fill the far half
+/// with k contacts, which a widened far bucket would still have room beyond.
 fn script(config: Config) -> Script {
     Script::new(Config { id: Some(id(0)), bucket_refresh: Duration::from_secs(1_000_000), ..config })
 }
@@ -175,7 +177,7 @@ fn w5_one_timeout_of_a_table_node_does_not_evict_it() {
 
 #[test]
 fn w5_after_max_failures_the_ping_swap_replaces_the_silent_node() {
-    let mut s = script(Config { k: 2, ..Config::default() });
+    let mut s = script(Config { k: 2, wide_buckets: 0, ..Config::default() });
     let (a, b, c) = (node(0x80, 1), node(0x81, 2), node(0x82, 3));
     s.insert(&[a, b]);
     let _ = s.events();
@@ -464,7 +466,7 @@ fn w10_notices_beyond_max_queued_events_are_dropped_oldest_first_but_results_nev
 
 #[test]
 fn w11_a_full_bucket_emits_ping_swap_and_no_node_added_and_the_table_is_unchanged() {
-    let mut s = script(Config { k: 2, auto_ping_swap: false, ..Config::default() });
+    let mut s = script(Config { k: 2, wide_buckets: 0, auto_ping_swap: false, ..Config::default() });
     let (a, b, c) = (node(0x80, 1), node(0x81, 2), node(0x82, 3));
     s.insert(&[a, b]);
     assert_eq!(node_events(&s.events()), [Event::NodeAdded(a), Event::NodeAdded(b)]);
@@ -517,7 +519,7 @@ fn w12_a_re_seen_node_moves_to_the_tail_of_its_bucket() {
 
 #[test]
 fn w12_ping_swap_offers_at_most_three_contacts_questionable_and_oldest_first() {
-    let mut s = script(Config { k: 5, auto_ping_swap: false, ..Config::default() });
+    let mut s = script(Config { k: 5, wide_buckets: 0, auto_ping_swap: false, ..Config::default() });
     let nodes: Vec<NodeInfo> = (0..5).map(|i| node(0x80 + i, 1 + i)).collect();
     s.insert(&nodes);
     s.advance(QUIET);
@@ -532,7 +534,7 @@ fn w12_ping_swap_offers_at_most_three_contacts_questionable_and_oldest_first() {
 
 #[test]
 fn w12_built_in_ping_swap_replaces_a_questionable_contact_after_two_failed_pings() {
-    let mut s = script(Config { k: 2, ..Config::default() });
+    let mut s = script(Config { k: 2, wide_buckets: 0, ..Config::default() });
     let (a, b, c) = (node(0x80, 1), node(0x81, 2), node(0x82, 3));
     s.insert(&[a, b]);
     let _ = s.events();
@@ -553,7 +555,7 @@ fn w12_built_in_ping_swap_replaces_a_questionable_contact_after_two_failed_pings
 /// `start + QUIET`: both contacts are pinged in turn, both answer, and the check ends with the
 /// bucket unchanged.
 fn ping_swap_keeps_contacts_that_answer(start: Instant) -> Script {
-    let mut s = script(Config { k: 2, ..Config::default() });
+    let mut s = script(Config { k: 2, wide_buckets: 0, ..Config::default() });
     let (a, b, c) = (node(0x80, 1), node(0x81, 2), node(0x82, 3));
     s.now = start;
     s.insert(&[a, b]);
@@ -757,13 +759,15 @@ fn w21_invalid_configurations_are_refused_with_the_specific_config_error() {
         ("no lookups", Config { max_lookups: 0, ..d() }, ConfigError::Cap("max_lookups")),
         ("no transmits", Config { max_queued_transmits: 0, ..d() }, ConfigError::Cap("max_queued_transmits")),
         ("no events", Config { max_queued_events: 0, ..d() }, ConfigError::Cap("max_queued_events")),
+        ("5 wide buckets", Config { wide_buckets: 5, ..d() }, ConfigError::WideBuckets),
     ];
     for (name, config, expected) in cases {
         assert_eq!(config.validate(), Err(expected), "{name}");
         assert_eq!(Endpoint::new(config, seed(1), Instant::ZERO).unwrap_err(), expected, "{name}");
     }
     // The edges that are valid.
-    let edge = Config { k: 64, concurrency: 1, max_lookup_candidates: 64, ..d() };
+    // k = 64 with 4 wide buckets is valid: a widened bucket stops at 255 contacts.
+    let edge = Config { k: 64, concurrency: 1, max_lookup_candidates: 64, wide_buckets: 4, ..d() };
     assert_eq!(edge.validate(), Ok(()));
     assert_eq!(edge.background_concurrency(), 1, "never 0, unlike k-rpc below concurrency 4");
     let id_20 = NodeId::from_array([3; 20]);

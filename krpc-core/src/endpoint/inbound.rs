@@ -161,7 +161,11 @@ impl Endpoint {
         }
         let Some(bucket) = table.bucket_for(&id) else { return };
         let last = table.bucket_count() - 1;
-        let full = table.bucket_contacts(bucket).len() >= self.config.k;
+        // k, not the bucket's capacity: a wide bucket's room beyond k (`Config::wide_buckets`)
+        // fills only with nodes that answer our own queries. A querier chose to contact us, so
+        // verifying it there would let anyone who sends queries have us ping them in return,
+        // for room the lookups need least.
+        let full = table.bucket_len(bucket) >= self.config.k;
         if full && (bucket != last || table.bucket_count() >= self.config.id_len * 8) {
             return;
         }

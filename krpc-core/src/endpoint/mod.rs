@@ -265,7 +265,7 @@ impl Endpoint {
             timers,
             rpc,
             ops: Operations::new(),
-            tables: Tables::new(id, config.k, now),
+            tables: Tables::new(id, config.k, config.wide_buckets, now),
             node,
             read_only,
             serving: true,

@@ -626,7 +626,7 @@ mod tests {
         let framing_id = NodeId::from_array([1; 20]);
         let empty = Dictionary::new();
         let framing = Framing { id: &framing_id, version: None, send_ip: false, empty: &empty };
-        let tables = Tables::new(framing_id, 8, Instant::ZERO);
+        let tables = Tables::new(framing_id, 8, 0, Instant::ZERO);
         let info_hash = NodeId::from_array(*b"cccccccccccccccccccc");
         let from: SocketAddr = "10.0.0.7:6881".parse().unwrap();
         let mut buf = [0u8; 1500];
@@ -740,7 +740,7 @@ mod tests {
             let id = NodeId::from_array([1; 20]);
             let empty = Dictionary::new();
             let framing = Framing { id: &id, version: None, send_ip: false, empty: &empty };
-            let tables = Tables::new(id, 8, Instant::ZERO);
+            let tables = Tables::new(id, 8, 0, Instant::ZERO);
             let mut buf = [0u8; 1500];
             let want = Want { n4: true, n6: false };
             let to = FROM.parse().unwrap();

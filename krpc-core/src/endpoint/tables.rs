@@ -25,9 +25,10 @@ pub(crate) struct Tables {
 }
 
 impl Tables {
-    /// Empty tables around `id`, every bucket counted as refreshed at `now`.
-    pub(crate) fn new(id: NodeId, k: usize, now: Instant) -> Tables {
-        let mut v4 = RoutingTable::new(id, k);
+    /// Empty tables around `id`, every bucket counted as refreshed at `now`, with `wide` of
+    /// their farthest buckets widened (`Config::wide_buckets`).
+    pub(crate) fn new(id: NodeId, k: usize, wide: u8, now: Instant) -> Tables {
+        let mut v4 = RoutingTable::new(id, k).with_wide_buckets(wide);
         for bucket in 0..v4.bucket_count() {
             v4.mark_bucket_refreshed(bucket, now);
         }
@@ -83,7 +84,7 @@ impl Tables {
     /// that still fits.
     pub(crate) fn rebuild(&mut self, id: NodeId, k: usize, now: Instant) {
         let rebuild = |old: &RoutingTable| {
-            let mut table = RoutingTable::new(id, k);
+            let mut table = RoutingTable::new(id, k).with_wide_buckets(old.wide_buckets());
             for contact in old.iter() {
                 let _ = table.insert_verified(contact.node, now);
             }
@@ -109,7 +110,7 @@ mod tests {
 
     #[test]
     fn each_family_goes_to_its_own_table_and_removal_covers_both() {
-        let mut t = Tables::new(NodeId::from_array([0; 20]), 8, Instant::ZERO);
+        let mut t = Tables::new(NodeId::from_array([0; 20]), 8, 0, Instant::ZERO);
         let v4 = node(0x80, "10.0.0.1:1");
         let mapped = node(0x81, "[::ffff:10.0.0.2]:1");
         let v6 = node(0x80, "[2001:db8::1]:1");

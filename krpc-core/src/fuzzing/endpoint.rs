@@ -43,6 +43,9 @@ pub(crate) fn read_config(input: &mut Input<'_>, bootstrap_pool: &[core::net::So
         c.max_queued_transmits = 1 + input.below(8);
         c.max_queued_events = 1 + input.below(16);
         c.bucket_refresh = Duration::from_secs(30 + input.below(1200) as u64);
+        // 0 to 4 wide buckets, taken from a value already read so that every committed
+        // corpus input reads on as before.
+        c.wide_buckets = (c.bucket_refresh.as_secs() % 5) as u8;
     }
     // Bits 2–3 of `flags` were unused: taking the path count from them leaves the meaning of
     // every committed corpus input as it was.

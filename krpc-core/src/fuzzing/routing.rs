@@ -51,6 +51,9 @@ struct Harness {
     policy: NodeStatePolicy,
     local: NodeId,
     stamp: u64,
+    k: usize,
+    /// The table's widened far buckets (`RoutingTable::with_wide_buckets`).
+    wide: usize,
 }
 
 impl Harness {
@@ -66,6 +69,17 @@ impl Harness {
     /// The bucket an id of the local length falls in, by the table's current shape.
     fn bucket_of(&self, id: &NodeId) -> usize {
         self.local.common_prefix_len(id).min(self.table.bucket_count() - 1)
+    }
+
+    /// How many contacts `bucket` may hold, worked out apart from the table's own
+    /// `capacity`: k, or k · 2^(wide − bucket) (at most 255) for one of the widened far
+    /// buckets other than the last.
+    fn capacity(&self, bucket: usize) -> usize {
+        if bucket < self.wide && bucket + 1 < self.table.bucket_count() {
+            (self.k << (self.wide - bucket)).min(255)
+        } else {
+            self.k
+        }
     }
 
     fn members_of(&self, bucket: usize) -> Vec<&Model> {
@@ -119,7 +133,12 @@ impl Harness {
                 m.stamp = stamp;
             }
             None => match outcome {
-                InsertOutcome::Added => self.add(node, now),
+                InsertOutcome::Added => {
+                    self.add(node, now);
+                    let bucket = self.bucket_of(&node.id);
+                    let held = self.members_of(bucket).len();
+                    assert!(held <= self.capacity(bucket), "bucket {bucket} took a contact past its capacity");
+                }
                 InsertOutcome::Replaced { evicted } => {
                     let bucket = self.bucket_of(&node.id);
                     assert_eq!(self.bucket_of(&evicted.node.id), bucket, "evicted from another bucket");
@@ -127,7 +146,7 @@ impl Harness {
                     assert_eq!(self.model[i].contact, evicted, "evicted contact differs from the model");
                     assert_eq!(self.state(&evicted, now), NodeState::Bad, "evicted a node that is not bad");
                     let members = self.members_of(bucket);
-                    assert_eq!(members.len(), self.table.k(), "replaced in a bucket with room");
+                    assert_eq!(members.len(), self.capacity(bucket), "replaced in a bucket with room");
                     for m in &members {
                         let c = &m.contact;
                         if self.state(c, now) == NodeState::Bad {
@@ -141,7 +160,7 @@ impl Harness {
                 InsertOutcome::BucketFull { bucket } => {
                     assert_eq!(self.bucket_of(&node.id), bucket, "BucketFull names another bucket");
                     let members = self.members_of(bucket);
-                    assert_eq!(members.len(), self.table.k(), "BucketFull for a bucket with room");
+                    assert_eq!(members.len(), self.capacity(bucket), "BucketFull for a bucket with room");
                     assert!(
                         members.iter().all(|m| self.state(&m.contact, now) != NodeState::Bad),
                         "BucketFull although the bucket holds a bad node"
@@ -278,10 +297,13 @@ pub fn check_routing(data: &[u8]) {
         max_failures: input.below(20) as u8,
     };
     let local = input.raw_id(id_len);
-    let table = RoutingTable::with_policy(local, k, policy);
+    // Mostly unwidened, as in a table with `Config::wide_buckets` 0; else 1 to 4 wide buckets.
+    let wide = input.below(8).saturating_sub(3);
+    let table = RoutingTable::with_policy(local, k, policy).with_wide_buckets(wide as u8);
+    assert_eq!(table.wide_buckets(), wide as u8, "wide buckets");
     assert_eq!(table.policy().max_failures, policy.max_failures.min(MAX_FAILURES), "policy");
     let policy = *table.policy();
-    let mut h = Harness { table, model: Vec::new(), policy, local, stamp: 0 };
+    let mut h = Harness { table, model: Vec::new(), policy, local, stamp: 0, k, wide };
     let mut rng = ChaCha8Rng::seed_from_u64(input.u64());
     let mut now = Instant::ZERO;
     // Ids seen so far, to hit known nodes again.

@@ -291,6 +291,8 @@ impl Watched {
     fn drain_events(&mut self) {
         let cap = self.ep.config().max_queued_events;
         let k = self.ep.config().k;
+        // The most contacts a bucket can hold: k, or a wide bucket's k · 2^n (at most 255).
+        let widest = (self.ep.config().k << self.ep.config().wide_buckets).min(crate::routing::MAX_BUCKET_CAPACITY);
         let auto_ping_swap = self.ep.config().auto_ping_swap;
         let (mut count, mut results) = (0usize, 0usize);
         let mut id_changed = false;
@@ -407,7 +409,8 @@ impl Watched {
                 }
                 Event::PingSwap { oldest, candidate } => {
                     assert!(!auto_ping_swap, "PingSwap with the built-in ping/swap on");
-                    assert!(oldest.len() <= k, "PingSwap offers {} nodes", oldest.len());
+                    // At most three (upkeep's `PING_SWAP_OFFER`), and never more than a bucket holds.
+                    assert!(oldest.len() <= widest.min(3), "PingSwap offers {} nodes", oldest.len());
                     push_ring(&mut self.ping_swaps, (oldest, candidate));
                 }
                 Event::NodeAdded(node) | Event::NodeRemoved(node) => {

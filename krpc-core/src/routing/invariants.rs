@@ -19,14 +19,15 @@ pub enum InvariantViolation {
         /// The id length in bits.
         id_bits: usize,
     },
-    /// A bucket holds more than k contacts.
+    /// A bucket holds more contacts than its capacity (k, or more for a wide bucket:
+    /// [`RoutingTable::capacity`]).
     Overfull {
         /// The bucket.
         bucket: usize,
         /// How many contacts it holds.
         len: usize,
-        /// The table's k.
-        k: usize,
+        /// How many it may hold.
+        capacity: usize,
     },
     /// The table's record storage (one allocation for all buckets) is not exactly its
     /// buckets' contacts as whole packed records, so the memory bound ("Memory bound" in
@@ -98,7 +99,9 @@ impl fmt::Display for InvariantViolation {
             InvariantViolation::BucketCount { buckets, id_bits } => {
                 write!(f, "{buckets} buckets for {id_bits}-bit ids (1 to {id_bits} allowed)")
             }
-            InvariantViolation::Overfull { bucket, len, k } => write!(f, "bucket {bucket} holds {len} > k = {k}"),
+            InvariantViolation::Overfull { bucket, len, capacity } => {
+                write!(f, "bucket {bucket} holds {len} > {capacity}")
+            }
             InvariantViolation::Capacity { bucket, capacity, k } => {
                 write!(f, "the records up to bucket {bucket} take {capacity} bytes, not the buckets' {k}-byte contacts")
             }
@@ -158,8 +161,8 @@ impl RoutingTable {
         for (view, bucket) in self.buckets().zip(self.buckets.iter(l)) {
             let index = view.index;
             let len = bucket.len(l);
-            if len > self.k() {
-                return Err(InvariantViolation::Overfull { bucket: index, len, k: self.k() });
+            if len > self.capacity(index) {
+                return Err(InvariantViolation::Overfull { bucket: index, len, capacity: self.capacity(index) });
             }
             if view.len != len {
                 return Err(InvariantViolation::BucketView { bucket: index });
@@ -298,7 +301,7 @@ mod tests {
     fn an_overfull_bucket_and_a_grown_one_are_found() {
         let mut table = table();
         smuggle(&mut table, 1, contact(&[0x20, 0]));
-        assert_eq!(table.check_invariants(), Err(InvariantViolation::Overfull { bucket: 1, len: 3, k: 2 }));
+        assert_eq!(table.check_invariants(), Err(InvariantViolation::Overfull { bucket: 1, len: 3, capacity: 2 }));
 
         // A record cut short: the storage is no whole number of contacts.
         let mut table = self::table();
@@ -324,7 +327,7 @@ mod tests {
 
     #[test]
     fn violations_describe_themselves() {
-        let violation = InvariantViolation::Overfull { bucket: 3, len: 9, k: 8 };
-        assert_eq!(alloc::format!("{violation}"), "bucket 3 holds 9 > k = 8");
+        let violation = InvariantViolation::Overfull { bucket: 3, len: 9, capacity: 8 };
+        assert_eq!(alloc::format!("{violation}"), "bucket 3 holds 9 > 8");
     }
 }

@@ -28,7 +28,9 @@
 //!
 //! A bucket holds at most `k ≤` [`MAX_K`] contacts; there are at most as many buckets as the
 //! id has bits (160 for BEP 5 ids, 256 at most). The table therefore never holds more than
-//! `bits × k` contacts (1280 for 20-byte ids and k = 8) whatever its peers send. Contacts are
+//! `bits × k` contacts (1280 for 20-byte ids and k = 8) whatever its peers send, plus the
+//! widened room of at most [`MAX_WIDE_BUCKETS`] far buckets when asked for
+//! ([`RoutingTable::with_wide_buckets`]: 88 more with 3 of them at k = 8). Contacts are
 //! stored packed, [`RoutingTable::entry_bytes`] each (35 for a BEP 5 id and an IPv4 address),
 //! all buckets' records and 9 bytes per bucket in one exactly sized allocation that grows and
 //! shrinks a contact at a time, so a table costs what it holds: [`RoutingTable::heap_bytes`].
@@ -55,6 +57,14 @@ use crate::{Instant, MAX_ID_LEN, NodeId, NodeInfo};
 /// The largest bucket size (k) a [`RoutingTable`] accepts; it also caps every list of nodes the
 /// table returns, which lets those lists live on the stack.
 pub const MAX_K: usize = 64;
+
+/// The most contacts one bucket can hold: a bucket's count is kept in one byte, so the widening
+/// of [`RoutingTable::with_wide_buckets`] stops there.
+pub const MAX_BUCKET_CAPACITY: usize = 255;
+
+/// The most far buckets [`RoutingTable::with_wide_buckets`] widens: with 4 the farthest holds
+/// 16 k, libtorrent's extended routing table at k = 8 (128, 64, 32 and 16 contacts).
+pub const MAX_WIDE_BUCKETS: u8 = 4;
 
 /// The most consecutive failures a [`RoutingTable`] counts for a contact: a record keeps the
 /// count in 4 bits beside its flags, one byte for both (a million-node simulation holds about
@@ -134,6 +144,8 @@ pub enum SwapOutcome {
 
 /// A Kademlia routing table: at most k contacts per bucket, buckets split toward the local id.
 ///
+/// Optionally the farthest buckets hold more ([`with_wide_buckets`](Self::with_wide_buckets)).
+///
 /// ```
 /// use core::net::SocketAddr;
 /// use krpc_core::routing::{InsertOutcome, RoutingTable};
@@ -153,7 +165,9 @@ pub struct RoutingTable {
     policy: NodeStatePolicy,
     /// Never empty: the table starts with one bucket and buckets are never merged.
     buckets: Buckets,
-    /// At most 256 buckets of 64: 16,384 fits in 16 bits.
+    /// How many of the farthest buckets hold more than k ([`Self::with_wide_buckets`]).
+    wide: u8,
+    /// At most 256 buckets of 64, and 4 wide ones of at most 255: fits in 16 bits.
     len: u16,
     /// How the buckets' records are laid out (narrow until an IPv6 address arrives).
     layout: Layout,
@@ -182,7 +196,55 @@ impl RoutingTable {
         assert!(k > 0 && k <= MAX_K, "bucket size k = {k} is outside 1..={MAX_K}");
         let buckets = Buckets::new(Instant::ZERO);
         let policy = NodeStatePolicy { max_failures: policy.max_failures.min(MAX_FAILURES), ..policy };
-        RoutingTable { local_id, k: k as u8, policy, buckets, len: 0, layout: Layout::new(local_id.len()) }
+        RoutingTable { local_id, k: k as u8, policy, buckets, wide: 0, len: 0, layout: Layout::new(local_id.len()) }
+    }
+
+    /// The same table with its `n` farthest buckets widened: bucket `i` of the first `n` holds
+    /// `k · 2^(n − i)` contacts (at most [`MAX_BUCKET_CAPACITY`]) once it has split off our
+    /// own, so with `n` = 3 and k = 8 the far half of the id space holds 64, the next quarter
+    /// 32 and the next eighth 16.
+    /// The bucket holding our own id always holds k, and splits as before.
+    ///
+    /// Why: half of all targets fall in the far half of the id space, and a lookup's first
+    /// step starts from the contacts we hold there. The more of that range's sub-ranges they
+    /// cover, the nearer the target the first answers start (libtorrent's extended routing
+    /// table, 128, 64, 32 and 16 contacts at k = 8, does the same). It costs memory only where
+    /// nodes come: the buckets fill as any bucket does, with verified nodes, and nothing is
+    /// displaced to make the room.
+    ///
+    /// ```
+    /// use krpc_core::routing::RoutingTable;
+    /// use krpc_core::NodeId;
+    ///
+    /// let table = RoutingTable::new(NodeId::from_array([0; 20]), 8).with_wide_buckets(3);
+    /// // One bucket so far: it holds our id, so it holds k.
+    /// assert_eq!(table.capacity(0), 8);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `n` exceeds [`MAX_WIDE_BUCKETS`].
+    #[must_use]
+    pub fn with_wide_buckets(mut self, n: u8) -> RoutingTable {
+        assert!(n <= MAX_WIDE_BUCKETS, "{n} wide buckets: at most {MAX_WIDE_BUCKETS}");
+        self.wide = n;
+        self
+    }
+
+    /// How many contacts bucket `bucket` may hold: k, or more for one of the farthest buckets
+    /// of a table [`with_wide_buckets`](Self::with_wide_buckets) once it has split off ours.
+    pub fn capacity(&self, bucket: usize) -> usize {
+        let wide = usize::from(self.wide);
+        if bucket < wide && bucket < self.last() {
+            (self.k() << (wide - bucket)).min(MAX_BUCKET_CAPACITY)
+        } else {
+            self.k()
+        }
+    }
+
+    /// How many of the farthest buckets are widened ([`with_wide_buckets`](Self::with_wide_buckets)).
+    pub fn wide_buckets(&self) -> u8 {
+        self.wide
     }
 
     /// Our own id.
@@ -314,7 +376,7 @@ impl RoutingTable {
         }
         loop {
             let can_split = index == self.last() && self.buckets.count() < self.id_bits();
-            if self.buckets.len(index) < self.k() {
+            if self.buckets.len(index) < self.capacity(index) {
                 self.buckets.push(l, index, &Contact::verified(node, now));
                 self.buckets.set_changed(index, now);
                 self.len += 1;
@@ -355,7 +417,7 @@ impl RoutingTable {
         let l = self.layout;
         loop {
             let can_split = index == self.last() && self.buckets.count() < self.id_bits();
-            if self.buckets.len(index) < self.k() {
+            if self.buckets.len(index) < self.capacity(index) {
                 self.buckets.push(l, index, &Contact::restored(node, now));
                 self.len += 1;
                 return InsertOutcome::Added;
@@ -833,6 +895,69 @@ mod tests {
         assert_eq!(table.bucket_count(), 1);
         assert_eq!(add(&mut table, &[0x15]), InsertOutcome::Added);
         table
+    }
+
+    #[test]
+    fn wide_far_buckets_hold_k_times_a_power_of_two_once_split_off_and_our_own_holds_k() {
+        let mut table = RoutingTable::new(id(&[0x00, 0x00]), 2).with_wide_buckets(2);
+        assert_eq!(table.wide_buckets(), 2);
+        // One bucket: it holds our id, so it holds k and splits when full.
+        assert_eq!(table.capacity(0), 2);
+        assert_eq!(add(&mut table, &[0x80, 0]), InsertOutcome::Added);
+        assert_eq!(add(&mut table, &[0x80, 1]), InsertOutcome::Added);
+        assert_eq!(add(&mut table, &[0x80, 2]), InsertOutcome::Added, "the full own bucket split");
+        assert_eq!(table.bucket_count(), 2);
+        // The far half is bucket 0 of 2 widened ones: k · 2^2; our own, now bucket 1: k.
+        assert_eq!((table.capacity(0), table.capacity(1)), (8, 2));
+        for j in 3..8 {
+            assert_eq!(add(&mut table, &[0x80, j]), InsertOutcome::Added, "far contact {j}");
+        }
+        assert_eq!(add(&mut table, &[0x80, 8]), InsertOutcome::BucketFull { bucket: 0 });
+        assert_eq!(table.bucket_len(0), 8);
+        // The next quarter: k · 2 once split off.
+        for j in 0..3 {
+            assert_eq!(add(&mut table, &[0x40, j]), InsertOutcome::Added);
+        }
+        assert_eq!((table.bucket_count(), table.capacity(1), table.capacity(2)), (3, 4, 2));
+        assert_eq!(add(&mut table, &[0x40, 3]), InsertOutcome::Added);
+        assert_eq!(add(&mut table, &[0x40, 4]), InsertOutcome::BucketFull { bucket: 1 });
+        // The eighth after it is not widened (2 wide buckets): k.
+        for j in 0..2 {
+            assert_eq!(add(&mut table, &[0x20, j]), InsertOutcome::Added);
+        }
+        // The third splits our bucket again, then finds its new bucket full at k.
+        assert_eq!(add(&mut table, &[0x20, 2]), InsertOutcome::BucketFull { bucket: 2 });
+        assert_eq!((table.bucket_count(), table.capacity(2), table.bucket_len(2)), (4, 2, 2));
+        assert_eq!(table.len(), 8 + 4 + 2);
+        check_invariants(&table);
+        // An unwidened table refuses the far half's third contact.
+        let mut plain = RoutingTable::new(id(&[0x00, 0x00]), 2);
+        for j in 0..3 {
+            let _ = add(&mut plain, &[0x80, j]);
+        }
+        assert_eq!(add(&mut plain, &[0x80, 3]), InsertOutcome::BucketFull { bucket: 0 });
+    }
+
+    #[test]
+    fn a_widened_bucket_stops_at_255_contacts() {
+        let mut table = RoutingTable::new(id(&[0x00, 0x00]), MAX_K).with_wide_buckets(MAX_WIDE_BUCKETS);
+        for j in 0..=MAX_K as u8 {
+            assert_eq!(add(&mut table, &[0x80, j]), InsertOutcome::Added);
+        }
+        assert_eq!(table.bucket_count(), 2);
+        assert_eq!(table.capacity(0), MAX_BUCKET_CAPACITY, "64 · 16 saturates");
+        for j in MAX_K as u8 + 1..=254 {
+            assert_eq!(add(&mut table, &[0x80, j]), InsertOutcome::Added);
+        }
+        assert_eq!(add(&mut table, &[0x80, 255]), InsertOutcome::BucketFull { bucket: 0 });
+        assert_eq!(table.bucket_len(0), 255);
+        check_invariants(&table);
+    }
+
+    #[test]
+    #[should_panic(expected = "at most 4")]
+    fn more_than_four_wide_buckets_is_a_programming_error() {
+        let _ = RoutingTable::new(id(&[0]), 8).with_wide_buckets(MAX_WIDE_BUCKETS + 1);
     }
 
     #[test]

@@ -124,6 +124,10 @@ struct Args {
     /// of the k-th nearest's expected distance; 0 disables; default: the engine's default).
     #[arg(long)]
     neighbourhood: Option<u32>,
+    /// How many of the farthest buckets hold more than k (`wide_buckets`, 0–4: bucket i of the
+    /// first n holds k·2^(n−i); 0 disables; default: the engine's default).
+    #[arg(long)]
+    wide_buckets: Option<u8>,
     /// Soft timeout in ms after which a silent candidate frees its α slot; 0 disables
     /// (default: the engine's default).
     #[arg(long)]
@@ -483,6 +487,9 @@ fn main() {
     if let Some(n) = args.neighbourhood {
         engine.lookup_neighbourhood = n;
     }
+    if let Some(n) = args.wide_buckets {
+        engine.wide_buckets = n;
+    }
     if let Some(ms) = args.soft_timeout_ms {
         engine.lookup_soft_timeout = (ms > 0).then(|| Duration::from_millis(ms));
     }
@@ -645,6 +652,7 @@ fn main() {
             ("retries".into(), engine.lookup_retries.to_string()),
             ("disjoint_paths".into(), engine.lookup_disjoint_paths.to_string()),
             ("neighbourhood".into(), engine.lookup_neighbourhood.to_string()),
+            ("wide_buckets".into(), engine.wide_buckets.to_string()),
             ("soft_timeout_ms".into(), engine.lookup_soft_timeout.map_or("0".into(), |d| d.as_millis().to_string())),
             ("adaptive_soft_timeout".into(), engine.lookup_adaptive_soft_timeout.to_string()),
             ("loss".into(), args.loss.to_string()),

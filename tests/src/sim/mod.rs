@@ -245,14 +245,16 @@ pub fn krpc_parity_config() -> Config {
         lookup_soft_timeout: None,
         lookup_final_round: false,
         lookup_neighbourhood: 0,
+        wide_buckets: 0,
         ..Config::default()
     }
 }
 
 /// A stock client's lookup for contrast: libtorrent's traversal (RC_2_1 `traversal_algorithm`
 /// and `rpc_manager`): `dht_search_branching` 5 outstanding queries, a slot freed after a 1 s
-/// short timeout, given up on after 15 s, never resent, no final round. The rest of `base` is
-/// kept.
+/// short timeout, given up on after 15 s, never resent, no final round; and its extended
+/// routing table (`dht_extended_routing_table`, on by default: 128, 64, 32 and 16 contacts in
+/// the four farthest buckets at k = 8). The rest of `base` is kept.
 pub fn libtorrent_lookup_config(base: Config) -> Config {
     Config {
         lookup_parallelism: Some(5),
@@ -262,6 +264,7 @@ pub fn libtorrent_lookup_config(base: Config) -> Config {
         lookup_retries: 0,
         lookup_final_round: false,
         lookup_neighbourhood: 0,
+        wide_buckets: 4,
         ..base
     }
 }
@@ -1806,7 +1809,8 @@ fn check_cheap(i: u32, ep: &Endpoint, now: Instant, seed: u64) {
     if ep.operations() > config.max_lookups {
         violated(now, seed, &format!("node {i} runs {} operations", ep.operations()));
     }
-    if table.bucket_count() > 160 || table.len() > table.bucket_count() * config.k {
+    let capacity: usize = (0..table.bucket_count()).map(|b| table.capacity(b)).sum();
+    if table.bucket_count() > 160 || table.len() > capacity {
         violated(now, seed, &format!("node {i}: {} contacts in {} buckets", table.len(), table.bucket_count()));
     }
     if table.contains(ep.id()) {

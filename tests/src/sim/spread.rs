@@ -100,9 +100,10 @@ impl Sim {
     }
 
     /// Redraws every live engine's full buckets (but the last) as a pre-seeded table draws
-    /// them: k distinct nodes chosen uniformly among the range's nodes that answer now. A
-    /// bucket whose range holds fewer than 2k such nodes is left alone (there the join found
-    /// most of them anyway). The entries go in as `insert_node` puts them, unverified, like a
+    /// them: as many distinct nodes as the bucket holds (k, or more in a widened far bucket),
+    /// chosen uniformly among the range's nodes that answer now. A bucket whose range holds
+    /// fewer than twice that many such nodes is left alone (there the join found most of them
+    /// anyway). The entries go in as `insert_node` puts them, unverified, like a
     /// pre-seeded table's. For experiments: it reads the simulator's truth, which no node has.
     /// Its draws come from a stream of their own, so the rest of the run draws as it would.
     pub fn respread(&mut self) {
@@ -114,7 +115,7 @@ impl Sim {
         for i in 0..self.nodes.len() {
             let Some(ep) = self.nodes[i].ep.as_deref() else { continue };
             let own = self.nodes[i].id;
-            let (count, k) = (ep.routing_table().bucket_count(), ep.routing_table().k());
+            let count = ep.routing_table().bucket_count();
             for bucket in 0..count.saturating_sub(1) {
                 let Some(table) = self.nodes[i].ep.as_deref().map(|ep| ep.routing_table()) else { break };
                 if !scored(table, bucket) {
@@ -126,16 +127,17 @@ impl Sim {
                 range.clear();
                 range
                     .extend(self.oracle.with_prefix(&far, bucket + 1).iter().map(|x| x.1).filter(|&j| self.answers(j)));
-                if range.len() < 2 * k {
+                let n = old.len();
+                if range.len() < 2 * n {
                     continue;
                 }
-                // Partial Fisher–Yates: the first k are a uniform sample without repeats.
-                for j in 0..k {
+                // Partial Fisher–Yates: the first n are a uniform sample without repeats.
+                for j in 0..n {
                     let r = j + below(&mut rng, range.len() - j);
                     range.swap(j, r);
                 }
                 new.clear();
-                new.extend(range[..k].iter().map(|&j| NodeInfo::new(self.nodes[j as usize].id, self.addr(j))));
+                new.extend(range[..n].iter().map(|&j| NodeInfo::new(self.nodes[j as usize].id, self.addr(j))));
                 let Some(ep) = self.nodes[i].ep.as_deref_mut() else { break };
                 for id in &old {
                     ep.remove_node(id);
