@@ -86,10 +86,12 @@ fn bootstrap_from_localhost_by_name() {
 #[test]
 fn ping_swap_offer_is_an_event_and_swap_replaces_the_dead_node() {
     // k = 1 and ids chosen so that b and c share a bucket of a: c is refused while b is there.
+    // The far bucket is not widened (`wide_buckets` 0), so b alone fills it.
     let id = |b: u8| NodeId::from_array([b; 20]);
     let manual = Config {
         id: Some(id(0x00)),
         k: 1,
+        wide_buckets: 0,
         auto_ping_swap: false,
         timeout: Duration::from_millis(200),
         ..Config::default()

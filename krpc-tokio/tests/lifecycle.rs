@@ -105,7 +105,8 @@ async fn a_new_incoming_subscription_replaces_the_previous_one() {
 async fn ping_swap_is_offered_and_swap_resolves_it() {
     let id = |byte| NodeId::from_array([byte; 20]);
     let timeout = Duration::from_millis(100);
-    let config = Config { id: Some(id(0)), k: 1, auto_ping_swap: false, timeout, ..isolated() };
+    // k = 1 and the far bucket not widened (`wide_buckets` 0), so one node fills it.
+    let config = Config { id: Some(id(0)), k: 1, wide_buckets: 0, auto_ping_swap: false, timeout, ..isolated() };
     let a = silent(config).await;
     let mut events = a.events();
     let b = silent(Config { id: Some(id(0xff)), ..isolated() }).await;
