@@ -311,7 +311,7 @@ impl Endpoint {
         let table = self.tables.family_mut(v6);
         let target = table.random_id_in_bucket(bucket, &mut self.rng);
         table.mark_bucket_refreshed(bucket, now);
-        let kind = if fillable(table, bucket, self.config.k) {
+        let kind = if fillable(table, bucket) {
             super::ops::LookupKind::FillBucket { v6 }
         } else {
             super::ops::LookupKind::Plain
@@ -336,7 +336,7 @@ impl Endpoint {
             if table.is_empty() {
                 continue;
             }
-            let thin: Vec<usize> = (0..table.bucket_count()).filter(|&b| fillable(table, b, self.config.k)).collect();
+            let thin: Vec<usize> = (0..table.bucket_count()).filter(|&b| fillable(table, b)).collect();
             for bucket in thin {
                 let table = self.tables.family_mut(v6);
                 let target = table.random_id_in_bucket(bucket, &mut self.rng);
@@ -580,9 +580,10 @@ impl Endpoint {
 
 /// Whether a bucket fill ([`LookupKind::FillBucket`](super::ops::LookupKind::FillBucket)) can
 /// serve `bucket`: it has room, and it is not our own (the last), which is a neighbourhood
-/// rather than one range to spread over.
-fn fillable(table: &crate::routing::RoutingTable, bucket: usize, k: usize) -> bool {
-    bucket + 1 < table.bucket_count() && table.bucket_len(bucket) < k
+/// rather than one range to spread over. Room means fewer than k, the table's own: a wide far
+/// bucket's room beyond k (`Config::wide_buckets`) is left to the nodes that answer us.
+fn fillable(table: &crate::routing::RoutingTable, bucket: usize) -> bool {
+    bucket + 1 < table.bucket_count() && table.bucket_len(bucket) < table.k()
 }
 
 #[cfg(test)]
