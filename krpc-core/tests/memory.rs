@@ -93,12 +93,12 @@ fn a_routing_entry_takes_35_bytes() {
         table.bucket_count()
     );
     assert_eq!(table.entry_bytes(), 35);
-    // Nothing is reserved ahead: the contacts, plus a time and a length per bucket and the
-    // bucket count, in one allocation.
-    assert_eq!(
-        table.heap_bytes(),
-        35 * table.len() + 9 * table.bucket_count() + 1,
-        "{} bytes for {} contacts in {} buckets",
+    // The contacts, plus a time and a length per bucket and the bucket count, in one
+    // allocation with room to the next of four steps per doubling: at most a quarter more.
+    let held = 35 * table.len() + 9 * table.bucket_count() + 1;
+    assert!(
+        (held..=held + held / 4).contains(&table.heap_bytes()),
+        "{} bytes for {} contacts in {} buckets ({held} held)",
         table.heap_bytes(),
         table.len(),
         table.bucket_count()
