@@ -220,9 +220,9 @@ impl Layout {
     }
 }
 
-/// Every bucket of one table, in one exactly sized allocation of bytes: how many buckets
-/// there are, each one's "last changed" time and number of records, then all their records,
-/// bucket after bucket (farthest first), each bucket's oldest contact first.
+/// Every bucket of one table, in one allocation of bytes (with the room [`room_for`] gives):
+/// how many buckets there are, each one's "last changed" time and number of records, then all
+/// their records, bucket after bucket (farthest first), each bucket's oldest contact first.
 ///
 /// # Layout
 ///
