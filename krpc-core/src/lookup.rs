@@ -489,7 +489,7 @@ impl Lookup {
     /// Adds a bootstrap node (no id): asked before any id-bearing candidate.
     pub(crate) fn add_seed_addr(&mut self, addr: SocketAddr) {
         if self.position_of(None, &addr).is_none() && self.candidates.len() < self.max_candidates {
-            let at = self.candidates.iter().take_while(|c| c.id.is_none()).count();
+            let at = self.seeds();
             let path = self.deal_path();
             self.insert_candidate(at, Candidate::fresh(None, addr, path));
         }
@@ -517,7 +517,7 @@ impl Lookup {
         if self.position_of(Some(&node.id), &node.addr).is_some() {
             return;
         }
-        let seeds = self.candidates.iter().take_while(|c| c.id.is_none()).count();
+        let seeds = self.seeds();
         let target = self.target;
         let mut at = seeds
             + self.candidates[seeds..]
@@ -801,7 +801,7 @@ impl Lookup {
             }
         }
         let target = self.target;
-        let seeds = self.candidates.iter().take_while(|o| o.id.is_none()).count();
+        let seeds = self.seeds();
         let at = match c.id {
             Some(cid) => {
                 seeds
