@@ -10,7 +10,8 @@
 //! records hold an IPv4 address in 6 bytes; a table that meets an IPv6 address switches all
 //! its records to 26-byte addresses ([`Layout::wide`]). The records of all of a table's
 //! buckets live in one allocation ([`Buckets`]) that grows and shrinks with them, in steps of
-//! a quarter of its size ([`room_for`]): a bucket of 3 contacts costs 3 records, not k.
+//! an eighth to a quarter of its size ([`room_for`]): a bucket of 3 contacts costs 3 records,
+//! not k.
 //!
 //! # Record
 //!
@@ -260,7 +261,7 @@ impl Clone for Buckets {
 ///
 /// Adding a contact used to reallocate the table every time, to exactly one record more: a
 /// call into the allocator for each contact learned, 3% of a joining network's time in the
-/// simulator. With this room a table reallocates only when it crosses a step, about every
+/// simulator. With this room a table reallocates only when it crosses a step, every eighth to
 /// quarter of its size. The steps are the size classes of jemalloc (which rounds every request
 /// up to them anyway, so under it the room costs no memory at all) and close to those of other
 /// size-class allocators; an allocator without classes pays at most a quarter of the table

@@ -33,8 +33,8 @@
 //! ([`RoutingTable::with_wide_buckets`]: 88 more with 3 of them at k = 8). Contacts are
 //! stored packed, [`RoutingTable::entry_bytes`] each (35 for a BEP 5 id and an IPv4 address),
 //! all buckets' records and 9 bytes per bucket in one allocation that grows and shrinks with
-//! them in steps of a quarter of its size, so a table costs what it holds, rounded up as a
-//! size-class allocator rounds it: [`RoutingTable::heap_bytes`].
+//! them in steps of an eighth to a quarter of its size, so a table costs what it holds,
+//! rounded up as a size-class allocator rounds it: [`RoutingTable::heap_bytes`].
 //! To fit, a contact's reply and query times are kept in 4 bytes each, rounded down to
 //! [`TIME_RESOLUTION`].
 
